@@ -1,0 +1,1 @@
+//! ext4 write support through `rsext4`.

@@ -1,0 +1,77 @@
+//! Filesystems: the interface a mounted filesystem offers to the RPC layer.
+//!
+//! Paths handed to a [`FileSystem`] are absolute *within that filesystem* (`/`, `/etc/passwd`),
+//! already split from the mountpoint by the mount table. Every method returns a
+//! [`wire::Error`] on failure: a corrupt structure is `Corrupt`, a missing feature
+//! `Unsupported` (naming it), never a panic.
+
+pub mod ext4;
+pub mod fat;
+pub mod probe;
+pub mod vfs;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use wire::{DirEntry, Error, ErrorKind, Stat, StatVfs};
+
+pub type FsResult<T> = Result<T, Error>;
+
+fn read_only() -> Error {
+    Error::new(ErrorKind::ReadOnly, "filesystem is mounted read-only")
+}
+
+pub trait FileSystem {
+    /// `ext4`, `vfat`, ...
+    fn fstype(&self) -> &str;
+    /// Mounted read-only (writes fail with `ReadOnly`).
+    fn readonly(&self) -> bool;
+
+    /// `follow`: resolve a final symlink (stat) or not (lstat).
+    fn stat(&mut self, path: &str, follow: bool) -> FsResult<Stat>;
+    /// Entries of a directory, without `.` and `..`.
+    fn read_dir(&mut self, path: &str) -> FsResult<Vec<DirEntry>>;
+    fn read_link(&mut self, path: &str) -> FsResult<String>;
+    /// Up to `len` bytes at `offset`; shorter at end of file, empty past it.
+    fn read(&mut self, path: &str, offset: u64, len: usize) -> FsResult<Vec<u8>>;
+    fn statvfs(&mut self) -> FsResult<StatVfs>;
+
+    /// Writes `data` at `offset`, creating the file with `mode` if missing; `truncate`
+    /// empties an existing file first. Returns the bytes written.
+    fn write(
+        &mut self,
+        _path: &str,
+        _offset: u64,
+        _data: &[u8],
+        _truncate: bool,
+        _mode: u32,
+    ) -> FsResult<u64> {
+        Err(read_only())
+    }
+    fn mkdir(&mut self, _path: &str, _mode: u32) -> FsResult<()> {
+        Err(read_only())
+    }
+    /// Removes a file or symlink (not a directory).
+    fn unlink(&mut self, _path: &str) -> FsResult<()> {
+        Err(read_only())
+    }
+    /// Removes an empty directory.
+    fn rmdir(&mut self, _path: &str) -> FsResult<()> {
+        Err(read_only())
+    }
+    fn rename(&mut self, _from: &str, _to: &str) -> FsResult<()> {
+        Err(read_only())
+    }
+    fn chmod(&mut self, _path: &str, _mode: u32) -> FsResult<()> {
+        Err(read_only())
+    }
+    fn symlink(&mut self, _target: &str, _linkpath: &str) -> FsResult<()> {
+        Err(read_only())
+    }
+    fn truncate(&mut self, _path: &str, _size: u64) -> FsResult<()> {
+        Err(read_only())
+    }
+    /// Writes back everything buffered and flushes the device. Called at umount/shutdown.
+    fn sync(&mut self) -> FsResult<()> {
+        Ok(())
+    }
+}

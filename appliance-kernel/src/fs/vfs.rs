@@ -1,0 +1,1 @@
+//! The mount table: maps absolute guest paths to (filesystem, path within it).

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what skiff needs on a fresh Debian 12 machine, and only what is missing:
+# qemu 10 (bookworm-backports), the image tools used as test oracles, and the
+# x86_64-unknown-none Rust target. Safe to run again; prints what it does.
+#   SKIFF_DEPS_LIBVIRT=1   also install libvirt (daemon + dev headers)
+#   SKIFF_DEPS_BENCH=1     also install libguestfs-tools (side-by-side benchmarks only)
+set -euo pipefail
+
+need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have qemu-system-x86_64 || pkgs+=(qemu-system-x86)
+have qemu-img || pkgs+=(qemu-utils)
+have mkfs.ext4 || pkgs+=(e2fsprogs)
+have mkfs.vfat || pkgs+=(dosfstools)
+have mcopy || pkgs+=(mtools)
+have sfdisk || pkgs+=(fdisk)
+have sgdisk || pkgs+=(gdisk)
+if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
+  have libvirtd || pkgs+=(libvirt-daemon-system)
+  [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)
+  have pkg-config || pkgs+=(pkg-config)
+fi
+if [ "${SKIFF_DEPS_BENCH:-0}" = 1 ]; then
+  have guestfish || pkgs+=(libguestfs-tools)
+  have hyperfine || pkgs+=(hyperfine)
+fi
+
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "install-deps: installing ${pkgs[*]}" >&2
+  # qemu 10 lives in bookworm-backports (bookworm's qemu 7 conflicts with qemu-utils 10).
+  if [ -f /etc/debian_version ] && grep -q '^12' /etc/debian_version \
+     && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    need_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  need_root apt-get update -qq
+  export DEBIAN_FRONTEND=noninteractive
+  bp=()
+  grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ && bp=(-t bookworm-backports)
+  need_root apt-get install -y -qq --no-install-recommends "${bp[@]}" "${pkgs[@]}" >/dev/null
+fi
+
+# The appliance is built for x86_64-unknown-none (rust-toolchain.toml names it too).
+if have rustup && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-none; then
+  echo "install-deps: rustup target add x86_64-unknown-none" >&2
+  rustup target add x86_64-unknown-none >&2
+fi

@@ -1,0 +1,1 @@
+//! Helpers shared by the integration tests: image building with the real tools.

@@ -1,0 +1,369 @@
+//! skiff's wire protocol between the host launcher and the appliance.
+//!
+//! Both directions carry postcard-encoded messages inside frames: a little-endian `u32`
+//! body length followed by the body ([`frame`]). The appliance speaks first with
+//! [`ToHost::Hello`]; the host then sends [`Call`]s and the appliance answers each with a
+//! [`ToHost::Reply`] echoing the call's id.
+//!
+//! postcard is not self-describing: enum variants are identified by their position, so
+//! **variants are only ever appended**, never reordered or removed, and a change in the
+//! meaning of a message bumps [`PROTOCOL_VERSION`].
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod bytes;
+pub mod frame;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+pub use bytes::Bytes;
+pub use frame::{FrameError, FrameReader, MAX_FRAME, decode, encode_frame};
+
+/// Exchanged at boot in [`Hello`]; the host refuses an appliance that speaks another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest data payload in one request or reply (file contents, device bytes).
+/// Larger transfers are split into calls of at most this size.
+pub const MAX_CHUNK: u32 = 1 << 20;
+
+/// The first frame the appliance sends, once it is ready to serve calls.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u32,
+    pub devices: Vec<Device>,
+}
+
+/// A whole block device (one disk) as the appliance sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// `/dev/sda`, `/dev/sdb`, ...: the n-th disk the host added, stable while attached.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The device refuses writes (the host attached it read-only).
+    pub readonly: bool,
+}
+
+/// A request from the host, with the id its reply will echo.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub id: u64,
+    pub request: Request,
+}
+
+/// Every message the appliance sends.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ToHost {
+    Hello(Hello),
+    Reply {
+        id: u64,
+        result: Result<Reply, Error>,
+    },
+    /// The appliance panicked; this is its last frame.
+    Panic(String),
+}
+
+/// What the host can ask. Append only.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Does nothing; answers [`Reply::Unit`].
+    Ping,
+    /// The current device list: [`Reply::Devices`].
+    Devices,
+    /// Raw bytes of a device (whole disk or partition): [`Reply::Data`].
+    PreadDevice {
+        device: String,
+        offset: u64,
+        len: u32,
+    },
+    /// Raw write to a device: [`Reply::Written`].
+    PwriteDevice {
+        device: String,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Flush every device's write cache to the disk file: [`Reply::Unit`].
+    Sync,
+    /// Unmount everything, flush, answer [`Reply::Unit`], then power off.
+    Shutdown,
+
+    // ---- partitions and filesystems ----
+    /// [`Reply::Partitions`] for every disk.
+    Partitions,
+    /// [`Reply::Filesystems`]: one entry per device and partition.
+    Filesystems,
+    Mount {
+        device: String,
+        mountpoint: String,
+        readonly: bool,
+        /// `None`: detect.
+        fstype: Option<String>,
+    },
+    Umount {
+        mountpoint: String,
+    },
+    /// [`Reply::Mounts`].
+    Mounts,
+    /// [`Reply::DirEntries`] of one directory (not recursive), with their attributes.
+    ReadDir {
+        path: String,
+    },
+    /// [`Reply::Stat`], following symlinks.
+    Stat {
+        path: String,
+    },
+    /// [`Reply::Stat`] of the path itself.
+    Lstat {
+        path: String,
+    },
+    /// [`Reply::Text`].
+    Readlink {
+        path: String,
+    },
+    /// [`Reply::Data`]: up to `len` bytes at `offset` (short at end of file).
+    Pread {
+        path: String,
+        offset: u64,
+        len: u32,
+    },
+    /// [`Reply::StatVfs`] of the filesystem holding `path`.
+    StatVfs {
+        path: String,
+    },
+    /// [`Reply::Names`]: every path below `path`, relative to it, depth first.
+    Find {
+        path: String,
+    },
+    /// Write `data` at `offset`, creating the file (with `mode`) if missing; `truncate`
+    /// first empties an existing file. [`Reply::Written`].
+    WriteFile {
+        path: String,
+        offset: u64,
+        data: Bytes,
+        truncate: bool,
+        mode: u32,
+    },
+    /// Append to an existing or new file: [`Reply::Written`].
+    Append {
+        path: String,
+        data: Bytes,
+    },
+    Mkdir {
+        path: String,
+        parents: bool,
+        mode: u32,
+    },
+    Remove {
+        path: String,
+        recursive: bool,
+    },
+    Rmdir {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
+    },
+    Symlink {
+        target: String,
+        linkpath: String,
+    },
+    Truncate {
+        path: String,
+        size: u64,
+    },
+
+    // ---- hotplug ----
+    /// Rescan the PCI buses for added or removed disks: [`Reply::Devices`].
+    Rescan,
+}
+
+/// Successful answers. Append only.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Unit,
+    Devices(Vec<Device>),
+    Data(Bytes),
+    Written(u64),
+    Partitions(Vec<Partition>),
+    Filesystems(Vec<Filesystem>),
+    Mounts(Vec<Mount>),
+    DirEntries(Vec<DirEntry>),
+    Stat(Stat),
+    Text(String),
+    StatVfs(StatVfs),
+    Names(Vec<String>),
+    Bool(bool),
+}
+
+/// Which kind of partition table a disk carries.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Mbr,
+    Gpt,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// `/dev/sda1`, ... (libguestfs numbering: MBR logicals start at 5).
+    pub name: String,
+    /// The whole disk it lives on, `/dev/sda`.
+    pub disk: String,
+    pub table: TableKind,
+    pub number: u32,
+    /// Byte offset and size on the disk.
+    pub start: u64,
+    pub size: u64,
+    /// MBR: the type byte as `0x83`; GPT: the type GUID.
+    pub part_type: String,
+    /// GPT partition name, if any.
+    pub label: Option<String>,
+    /// GPT unique partition GUID (PARTUUID), MBR `disk-id`-`number` as blkid spells it.
+    pub uuid: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Filesystem {
+    pub device: String,
+    /// `ext2`, `ext3`, `ext4`, `vfat`, `unknown`, ...
+    pub fstype: String,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    /// Size of the device in bytes.
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub device: String,
+    pub mountpoint: String,
+    pub fstype: String,
+    pub readonly: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    Regular,
+    Directory,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+    Unknown,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub file_type: FileType,
+    /// Permission bits and set-id/sticky bits (no file-type bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub nlink: u32,
+    pub ino: u64,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    pub atime: i64,
+    pub ctime: i64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub stat: Stat,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StatVfs {
+    pub block_size: u64,
+    pub blocks: u64,
+    pub blocks_free: u64,
+    /// Free blocks available to unprivileged users.
+    pub blocks_avail: u64,
+    pub files: u64,
+    pub files_free: u64,
+    pub name_max: u64,
+}
+
+/// An errno-like failure class. Append only.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    NotADirectory,
+    IsADirectory,
+    ReadOnly,
+    NoSpace,
+    Unsupported,
+    Corrupt,
+    InvalidArgument,
+    Io,
+    AlreadyExists,
+    NotEmpty,
+    Busy,
+    NotMounted,
+    TooLarge,
+    Loop,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::NotADirectory => "not a directory",
+            ErrorKind::IsADirectory => "is a directory",
+            ErrorKind::ReadOnly => "read-only",
+            ErrorKind::NoSpace => "no space left",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Io => "I/O error",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::NotEmpty => "directory not empty",
+            ErrorKind::Busy => "busy",
+            ErrorKind::NotMounted => "not mounted",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::Loop => "too many levels of symbolic links",
+            ErrorKind::Internal => "internal error",
+        }
+    }
+}
+
+/// A failed call: its class and a human-readable message.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            f.write_str(self.kind.as_str())
+        } else {
+            write!(f, "{}: {}", self.kind.as_str(), self.message)
+        }
+    }
+}
+
+impl core::error::Error for Error {}
