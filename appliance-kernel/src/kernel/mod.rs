@@ -1,0 +1,10 @@
+//! Bare-metal half of the appliance: boot, CPU/port access, heap, PCI, virtio, serve loop.
+
+pub mod arch;
+pub mod boot;
+pub mod cmdline;
+pub mod heap;
+pub mod panic;
+pub mod pci;
+pub mod serve;
+pub mod virtio;

@@ -1,0 +1,224 @@
+//! virtio through `virtio-drivers`: the DMA `Hal` (trivial under the identity map), block
+//! devices adapted to the portable [`BlockDevice`] trait, and the console RPC channel
+//! (port 0 only, polled).
+
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+use appliance::block::{BlockDevice, SECTOR, check_range};
+use core::ptr::NonNull;
+use spin::Mutex;
+use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::device::console::VirtIOConsole;
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
+use wire::{Error, ErrorKind};
+
+/// DMA for virtio: heap pages, physical == virtual.
+pub struct KernelHal;
+
+fn dma_layout(pages: usize) -> Option<Layout> {
+    Layout::from_size_align(pages.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+}
+
+// SAFETY: dma_alloc returns zeroed, page-aligned, exclusively owned heap memory whose
+// physical address equals its virtual address (identity map); mmio_phys_to_virt returns
+// the identity-mapped BAR address; share/unshare need no bounce buffers for the same reason.
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let Some(layout) = dma_layout(pages) else {
+            return (0, NonNull::dangling());
+        };
+        // SAFETY: the layout has a non-zero size (pages >= 1 for every virtio queue).
+        let ptr = unsafe { alloc_zeroed(layout) };
+        match NonNull::new(ptr) {
+            Some(p) => (ptr as PhysAddr, p),
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        if let Some(layout) = dma_layout(pages) {
+            // SAFETY: per the trait contract, vaddr/pages come from dma_alloc above.
+            unsafe { dealloc(vaddr.as_ptr(), layout) };
+        }
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        // BARs are assigned inside the identity-mapped 32-bit window, never at 0.
+        NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr() as *mut u8 as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// Largest single virtio-blk request.
+const MAX_IO: usize = 1 << 20;
+
+fn io_err(what: &str, e: virtio_drivers::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("virtio-blk {what}: {e}"))
+}
+
+/// One virtio-blk disk as a byte-addressed [`BlockDevice`].
+pub struct VirtioDisk {
+    blk: VirtIOBlk<KernelHal, PciTransport>,
+    size: u64,
+    readonly: bool,
+}
+
+impl VirtioDisk {
+    pub fn new(transport: PciTransport) -> Result<Self, virtio_drivers::Error> {
+        let blk = VirtIOBlk::new(transport)?;
+        let size = blk.capacity().saturating_mul(SECTOR);
+        let readonly = blk.readonly();
+        Ok(VirtioDisk {
+            blk,
+            size,
+            readonly,
+        })
+    }
+
+    /// The virtio serial (`serial=` on qemu's command line), up to 20 bytes.
+    pub fn serial(&mut self) -> Vec<u8> {
+        let mut id = [0u8; 20];
+        match self.blk.device_id(&mut id) {
+            Ok(n) => id[..n.min(20)].to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), Error> {
+        for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
+            let s = sector + (i * MAX_IO) as u64 / SECTOR;
+            self.blk
+                .read_blocks(s as usize, chunk)
+                .map_err(|e| io_err("read", e))?;
+        }
+        Ok(())
+    }
+
+    fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), Error> {
+        for (i, chunk) in buf.chunks(MAX_IO).enumerate() {
+            let s = sector + (i * MAX_IO) as u64 / SECTOR;
+            self.blk
+                .write_blocks(s as usize, chunk)
+                .map_err(|e| io_err("write", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl BlockDevice for VirtioDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn readonly(&self) -> bool {
+        self.readonly
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        check_range(offset, buf.len(), self.size)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if offset % SECTOR == 0 && buf.len() as u64 % SECTOR == 0 {
+            return self.read_sectors(offset / SECTOR, buf);
+        }
+        // Unaligned: read the covering sectors, copy the part asked for.
+        let first = offset / SECTOR;
+        let end = (offset + buf.len() as u64).div_ceil(SECTOR);
+        let mut tmp = vec![0u8; ((end - first) * SECTOR) as usize];
+        self.read_sectors(first, &mut tmp)?;
+        let skip = (offset - first * SECTOR) as usize;
+        buf.copy_from_slice(&tmp[skip..skip + buf.len()]);
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), Error> {
+        if self.readonly {
+            return Err(Error::new(ErrorKind::ReadOnly, "device is read-only"));
+        }
+        check_range(offset, buf.len(), self.size)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if offset % SECTOR == 0 && buf.len() as u64 % SECTOR == 0 {
+            return self.write_sectors(offset / SECTOR, buf);
+        }
+        // Unaligned: read-modify-write the covering sectors.
+        let first = offset / SECTOR;
+        let end = (offset + buf.len() as u64).div_ceil(SECTOR);
+        let mut tmp = vec![0u8; ((end - first) * SECTOR) as usize];
+        self.read_sectors(first, &mut tmp)?;
+        let skip = (offset - first * SECTOR) as usize;
+        tmp[skip..skip + buf.len()].copy_from_slice(buf);
+        self.write_sectors(first, &tmp)
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.readonly {
+            return Ok(());
+        }
+        self.blk.flush().map_err(|e| io_err("flush", e))
+    }
+}
+
+type Console = VirtIOConsole<KernelHal, PciTransport>;
+
+/// The RPC channel. Behind a lock only so the panic handler can reach it.
+static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
+
+pub fn init_console(transport: PciTransport) -> Result<(), virtio_drivers::Error> {
+    let c = VirtIOConsole::new(transport)?;
+    *CONSOLE.lock() = Some(c);
+    Ok(())
+}
+
+/// Sends bytes on the channel (blocks until the device took them).
+pub fn send(bytes: &[u8]) -> Result<(), virtio_drivers::Error> {
+    let mut guard = CONSOLE.lock();
+    let c = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
+    for chunk in bytes.chunks(MAX_IO) {
+        c.send_bytes(chunk)?;
+    }
+    Ok(())
+}
+
+/// Moves whatever bytes have arrived into `out` (up to its length) without blocking.
+/// Returns how many were stored.
+pub fn recv(out: &mut [u8]) -> Result<usize, virtio_drivers::Error> {
+    let mut guard = CONSOLE.lock();
+    let c = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
+    let mut n = 0;
+    while n < out.len() {
+        match c.recv(true)? {
+            Some(b) => {
+                out[n] = b;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    Ok(n)
+}
+
+/// Best effort from the panic handler: a `ToHost::Panic` frame, unless the console is
+/// unavailable or was in use when the panic struck.
+pub fn send_panic(msg: &str) {
+    let Ok(frame) = wire::encode_frame(&wire::ToHost::Panic(alloc::string::String::from(msg)))
+    else {
+        return;
+    };
+    if let Some(mut guard) = CONSOLE.try_lock()
+        && let Some(c) = guard.as_mut()
+    {
+        let _ = c.send_bytes(&frame);
+    }
+}
