@@ -1,1 +1,33 @@
-//! skiff
+//! skiff: look inside and change VM disk images through a tiny Rust appliance booted
+//! under qemu. This is the library (the product's API); the `skiff` binary is a thin CLI
+//! over it.
+//!
+//! ```no_run
+//! use skiff::{Appliance, DriveOptions};
+//! let mut s = Appliance::builder()
+//!     .add_drive("disk.img", DriveOptions::readonly())
+//!     .launch()?;
+//! for d in s.devices() {
+//!     println!("{} {}", d.name, d.size);
+//! }
+//! let mbr = s.pread_device("/dev/sda", 0, 512)?;
+//! s.shutdown()?;
+//! # Ok::<(), skiff::Error>(())
+//! ```
+
+pub mod accel;
+pub mod appliance;
+pub mod channel;
+pub mod error;
+pub mod format;
+pub mod kernel;
+pub mod process;
+pub mod qemu;
+pub mod session;
+
+pub use accel::Accel;
+pub use appliance::{Appliance, Builder, DriveOptions};
+pub use error::{Error, Result};
+pub use format::Format;
+pub use session::Session;
+pub use wire;

@@ -1,1 +1,240 @@
-fn main() {}
+//! The `skiff` command: a thin CLI over the library. One subcommand per operation; every
+//! subcommand shares the launch options (`-a DISK`, `--rw`, `--verbose`, ...).
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use skiff::{Appliance, DriveOptions, Format, Session};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "Look inside and change VM disk images"
+)]
+struct Cli {
+    #[command(flatten)]
+    launch: LaunchArgs,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Options for booting the appliance (accepted before or after the subcommand).
+#[derive(Args)]
+struct LaunchArgs {
+    /// Add a disk image: PATH[,format=raw|qcow2] (format found with qemu-img if omitted).
+    #[arg(short = 'a', long = "add", value_name = "DISK", global = true, value_parser = parse_drive)]
+    drives: Vec<Drive>,
+    /// Attach the disks writable (default: read-only).
+    #[arg(long, global = true)]
+    rw: bool,
+    /// Print qemu's command line and the appliance log on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Guest memory in MiB.
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "MIB",
+        default_value_t = 128,
+        global = true
+    )]
+    memory: u32,
+    /// Seconds the appliance may take to boot.
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, global = true)]
+    timeout: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the disks: `/dev/sda <size in bytes>` per line.
+    Devices,
+    /// Write LEN raw bytes of DEVICE at OFFSET to stdout.
+    PreadDevice {
+        device: String,
+        #[arg(value_parser = parse_u64)]
+        offset: u64,
+        #[arg(value_parser = parse_u64)]
+        len: u64,
+    },
+    /// Write stdin to DEVICE at OFFSET (needs --rw).
+    PwriteDevice {
+        device: String,
+        #[arg(value_parser = parse_u64)]
+        offset: u64,
+    },
+}
+
+#[derive(Clone)]
+struct Drive {
+    path: PathBuf,
+    format: Option<Format>,
+}
+
+/// `PATH[,format=raw|qcow2]`. A trailing part that is not a known option stays in the path.
+fn parse_drive(s: &str) -> Result<Drive, String> {
+    if let Some((path, opt)) = s.rsplit_once(',')
+        && let Some(f) = opt.strip_prefix("format=")
+    {
+        if path.is_empty() {
+            return Err("empty disk path".into());
+        }
+        return Ok(Drive {
+            path: path.into(),
+            format: Some(f.parse()?),
+        });
+    }
+    if s.is_empty() {
+        return Err("empty disk path".into());
+    }
+    Ok(Drive {
+        path: s.into(),
+        format: None,
+    })
+}
+
+/// A decimal or 0x-hexadecimal number.
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut session = launch(&cli.launch)?;
+    let result = match cli.command {
+        Cmd::Devices => devices(&mut session),
+        Cmd::PreadDevice {
+            device,
+            offset,
+            len,
+        } => pread_device(&mut session, &device, offset, len),
+        Cmd::PwriteDevice { device, offset } => pwrite_device(&mut session, &device, offset),
+    };
+    match result {
+        // Shut down cleanly so writes are flushed and qemu's status is checked.
+        Ok(()) => session.shutdown().context("shutting the appliance down"),
+        Err(e) => Err(e),
+    }
+}
+
+fn launch(a: &LaunchArgs) -> Result<Session> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let mut b = Appliance::builder()
+        .memory_mib(a.memory)
+        .timeout(Duration::from_secs_f64(a.timeout))
+        .verbose(a.verbose);
+    for d in &a.drives {
+        b = b.add_drive(
+            &d.path,
+            DriveOptions {
+                format: d.format,
+                readonly: !a.rw,
+            },
+        );
+    }
+    Ok(b.launch()?)
+}
+
+fn devices(s: &mut Session) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for d in s.devices() {
+        writeln!(out, "{} {}", d.name, d.size)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn pread_device(s: &mut Session, device: &str, offset: u64, len: u64) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let chunk = u64::from(skiff::wire::MAX_CHUNK);
+    let mut done = 0;
+    while done < len {
+        let want = (len - done).min(chunk);
+        let at = offset
+            .checked_add(done)
+            .context("offset + length overflows")?;
+        let data = s.pread_device(device, at, want)?;
+        out.write_all(&data)?;
+        if (data.len() as u64) < want {
+            break;
+        }
+        done += want;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn pwrite_device(s: &mut Session, device: &str, offset: u64) -> Result<()> {
+    let mut data = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut data)
+        .context("reading stdin")?;
+    s.pwrite_device(device, offset, &data)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drive_specs() {
+        let d = parse_drive("a.img").unwrap();
+        assert_eq!(d.path, PathBuf::from("a.img"));
+        assert_eq!(d.format, None);
+        let d = parse_drive("/x/a,b.qcow2,format=qcow2").unwrap();
+        assert_eq!(d.path, PathBuf::from("/x/a,b.qcow2"));
+        assert_eq!(d.format, Some(Format::Qcow2));
+        let d = parse_drive("weird,name").unwrap();
+        assert_eq!(d.path, PathBuf::from("weird,name"));
+        assert!(parse_drive("a.img,format=vmdk").is_err());
+        assert!(parse_drive(",format=raw").is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64("512").unwrap(), 512);
+        assert_eq!(parse_u64("0x200").unwrap(), 512);
+        assert!(parse_u64("-1").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "skiff",
+            "pread-device",
+            "-a",
+            "x.img",
+            "/dev/sda",
+            "0",
+            "512",
+        ])
+        .unwrap();
+        assert_eq!(c.launch.drives.len(), 1);
+        let c = Cli::try_parse_from(["skiff", "--rw", "devices", "-a", "x", "-a", "y"]).unwrap();
+        assert_eq!(c.launch.drives.len(), 2);
+        assert!(c.launch.rw);
+    }
+}

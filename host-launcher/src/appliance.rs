@@ -1,0 +1,350 @@
+//! The launch builder: checks the disks, picks the accelerator and firmware, builds the
+//! qemu command line from the machine profile, spawns qemu with the RPC socketpair and
+//! the kernel memfd, and waits for the appliance's Hello.
+
+use crate::accel::Accel;
+use crate::channel::Channel;
+use crate::error::{Error, Result};
+use crate::format::Format;
+use crate::kernel::Kernel;
+use crate::process::Qemu;
+use crate::qemu::{self, DriveArg, Profile, Vars};
+use crate::session::Session;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+/// Entry point: `Appliance::builder()`.
+pub struct Appliance;
+
+impl Appliance {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+/// How one disk is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriveOptions {
+    /// `None`: found on the host with `qemu-img info` (never probed by qemu).
+    pub format: Option<Format>,
+    /// Read-only unless the caller asks for write.
+    pub readonly: bool,
+}
+
+impl Default for DriveOptions {
+    fn default() -> Self {
+        DriveOptions {
+            format: None,
+            readonly: true,
+        }
+    }
+}
+
+impl DriveOptions {
+    /// Read-only, format detected on the host.
+    pub fn readonly() -> Self {
+        Self::default()
+    }
+
+    /// Writable, format detected on the host.
+    pub fn writable() -> Self {
+        DriveOptions {
+            format: None,
+            readonly: false,
+        }
+    }
+
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = Some(format);
+        self
+    }
+}
+
+/// Everything a launch needs; reusable for many launches.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    drives: Vec<(PathBuf, DriveOptions)>,
+    memory_mib: u32,
+    timeout: Duration,
+    call_timeout: Duration,
+    verbose: bool,
+    cmdline: Option<String>,
+    profile: Option<PathBuf>,
+    accel: Option<Accel>,
+    qemu: Option<PathBuf>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            drives: Vec::new(),
+            memory_mib: 128,
+            // TCG is slow on a first boot (cold page cache, busy machine).
+            timeout: Duration::from_secs(20),
+            call_timeout: Duration::from_secs(60),
+            verbose: false,
+            cmdline: None,
+            profile: None,
+            accel: None,
+            qemu: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Adds a disk; they become `/dev/sda`, `/dev/sdb`, ... in the order added.
+    pub fn add_drive(mut self, path: impl Into<PathBuf>, options: DriveOptions) -> Self {
+        self.drives.push((path.into(), options));
+        self
+    }
+
+    /// Guest RAM (default 128 MiB).
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// How long the appliance may take to say Hello (default 20 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// How long one call may take (default 60 s).
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = d;
+        self
+    }
+
+    /// Print qemu's command line and echo the appliance log to stderr.
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = on;
+        self
+    }
+
+    /// The appliance's kernel command line (`-append`), e.g. test knobs `skiff.test=...`.
+    pub fn kernel_cmdline(mut self, s: impl Into<String>) -> Self {
+        self.cmdline = Some(s.into()).filter(|s| !s.is_empty());
+        self
+    }
+
+    /// Use this machine profile instead of the built-in `qemu-configs/q35.args`.
+    pub fn profile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.profile = Some(path.into());
+        self
+    }
+
+    /// Force an accelerator (default: `$SKIFF_ACCEL`, else detected).
+    pub fn accel(mut self, accel: Accel) -> Self {
+        self.accel = Some(accel);
+        self
+    }
+
+    /// The qemu binary (default: `$SKIFF_QEMU`, else `qemu-system-x86_64` from `PATH`).
+    pub fn qemu_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.qemu = Some(path.into());
+        self
+    }
+
+    /// Boots the appliance and waits for its Hello.
+    pub fn launch(&self) -> Result<Session> {
+        let spawned = self.spawn()?;
+        let readonly = self.drives.iter().map(|(_, o)| o.readonly).collect();
+        Session::start(
+            Channel::new(spawned.channel),
+            Some(spawned.qemu),
+            readonly,
+            spawned.started + self.timeout,
+            self.timeout,
+            self.call_timeout,
+        )
+    }
+
+    /// Boots qemu exactly as [`Builder::launch`] would, but does not speak the protocol:
+    /// waits (up to the launch timeout) for qemu to exit and returns its status. For
+    /// measuring the qemu floor with a kernel that exits at once, and for tests.
+    pub fn run_to_exit(&self) -> Result<ExitStatus> {
+        let mut spawned = self.spawn()?;
+        match spawned.qemu.wait_timeout(self.timeout) {
+            Some(s) => Ok(s),
+            None => {
+                spawned.qemu.kill();
+                Err(Error::LaunchTimeout(self.timeout))
+            }
+        }
+    }
+
+    /// The qemu binary and arguments this builder would run. The kernel and RPC fd
+    /// numbers in it are placeholders (`/proc/self/fd/K`, fd 3).
+    pub fn command_line(&self) -> Result<(PathBuf, Vec<String>)> {
+        let drives = self.check_drives()?;
+        let kernel = Kernel {
+            path: "/proc/self/fd/K".into(),
+            inherit_fd: None,
+        };
+        let args = self.args(&drives, &kernel, 3)?;
+        Ok((self.qemu_path(), args))
+    }
+
+    fn qemu_path(&self) -> PathBuf {
+        self.qemu
+            .clone()
+            .or_else(|| std::env::var_os("SKIFF_QEMU").map(PathBuf::from))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
+    }
+
+    /// Every disk exists and has a known format (before anything is spawned).
+    fn check_drives(&self) -> Result<Vec<DriveArg>> {
+        self.drives
+            .iter()
+            .map(|(path, o)| {
+                check_exists(path)?;
+                let format = match o.format {
+                    Some(f) => f,
+                    None => Format::detect(path)?,
+                };
+                Ok(DriveArg {
+                    path: path.clone(),
+                    format,
+                    readonly: o.readonly,
+                })
+            })
+            .collect()
+    }
+
+    fn args(&self, drives: &[DriveArg], kernel: &Kernel, rpc_fd: i32) -> Result<Vec<String>> {
+        if self.memory_mib < 16 {
+            return Err(Error::Config(format!(
+                "{} MiB of guest memory is too little",
+                self.memory_mib
+            )));
+        }
+        let accel = match self.accel {
+            Some(a) => a,
+            None => Accel::from_env_or_detect()?,
+        };
+        let profile = match &self.profile {
+            Some(p) => Profile::load(p)?,
+            None => Profile::default(),
+        };
+        let vars = Vars {
+            accel: accel.as_str().into(),
+            cpu: accel.cpu().into(),
+            memory_mib: self.memory_mib,
+            kernel: kernel.path.clone(),
+            rpc_fd,
+            bios: qemu::default_bios(),
+            cmdline: self.cmdline.clone(),
+        };
+        let mut args = profile.expand(&vars)?;
+        for (i, d) in drives.iter().enumerate() {
+            args.extend(qemu::drive_args(i, d)?);
+        }
+        Ok(args)
+    }
+
+    fn spawn(&self) -> Result<Spawned> {
+        let drives = self.check_drives()?;
+        let kernel = Kernel::locate()?;
+        let (ours, theirs) = UnixStream::pair()?;
+        let args = self.args(&drives, &kernel, theirs.as_raw_fd())?;
+        let binary = self.qemu_path();
+        if self.verbose {
+            eprintln!(
+                "skiff: {}",
+                qemu::shell_words(&binary.to_string_lossy(), &args)
+            );
+        }
+        let mut fds = vec![theirs.as_raw_fd()];
+        fds.extend(kernel.inherit_fd);
+        let started = Instant::now();
+        let qemu = Qemu::spawn(&binary, &args, &fds, self.verbose)?;
+        // qemu holds its end now; ours must go so that its exit reads as EOF here.
+        drop(theirs);
+        Ok(Spawned {
+            qemu,
+            channel: ours,
+            started,
+        })
+    }
+}
+
+struct Spawned {
+    qemu: Qemu,
+    channel: UnixStream,
+    started: Instant,
+}
+
+fn check_exists(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::DiskNotFound {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_disk_is_reported_before_spawning() {
+        let b = Appliance::builder()
+            .qemu_binary("/nonexistent/qemu")
+            .add_drive("/nonexistent/disk.img", DriveOptions::default());
+        match b.launch() {
+            Err(Error::DiskNotFound { path }) => {
+                assert_eq!(path, Path::new("/nonexistent/disk.img"))
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn command_line_has_explicit_formats_and_readonly() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.img");
+        std::fs::write(&a, vec![0u8; 4096]).unwrap();
+        let (_, args) = Appliance::builder()
+            .accel(Accel::Tcg)
+            .add_drive(&a, DriveOptions::default())
+            .add_drive(&a, DriveOptions::writable().format(Format::Qcow2))
+            .kernel_cmdline("skiff.test=panic")
+            .memory_mib(96)
+            .command_line()
+            .unwrap();
+        let blockdevs: Vec<serde_json::Value> = args
+            .windows(2)
+            .filter(|w| w[0] == "-blockdev")
+            .map(|w| serde_json::from_str(&w[1]).unwrap())
+            .collect();
+        assert_eq!(blockdevs.len(), 2);
+        assert_eq!(blockdevs[0]["driver"], "raw");
+        assert_eq!(blockdevs[0]["read-only"], true);
+        assert_eq!(blockdevs[1]["driver"], "qcow2");
+        assert_eq!(blockdevs[1]["read-only"], false);
+        assert!(args.contains(&"virtio-blk-pci,drive=d1,serial=skiff1".to_string()));
+        assert!(args.contains(&"skiff.test=panic".to_string()));
+        assert!(args.contains(&"96".to_string()));
+        assert!(args.contains(&"q35,accel=tcg".to_string()));
+    }
+
+    #[test]
+    fn missing_qemu_is_a_clear_error() {
+        // The error is QemuNotFound unless this build has no appliance at all.
+        let b = Appliance::builder().qemu_binary("/nonexistent/qemu-system-x86_64");
+        match b.launch() {
+            Err(Error::QemuNotFound { binary }) => {
+                assert_eq!(binary, Path::new("/nonexistent/qemu-system-x86_64"))
+            }
+            Err(Error::NoAppliance) => assert!(crate::kernel::EMBEDDED.is_empty()),
+            other => panic!("{:?}", other.err()),
+        }
+    }
+}

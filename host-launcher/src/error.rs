@@ -1,0 +1,113 @@
+//! The library's one error type: every way a launch or a call can fail, typed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong between the caller and the appliance.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The qemu binary (`qemu-system-x86_64`, or `$SKIFF_QEMU`) could not be run.
+    #[error("qemu not found: cannot run {binary:?} (install qemu-system-x86, or set SKIFF_QEMU)")]
+    QemuNotFound { binary: PathBuf },
+
+    /// `qemu-img` (used to find a disk's format on the host) could not be run or failed.
+    #[error("cannot find the format of {path:?} with qemu-img: {message}")]
+    QemuImg { path: PathBuf, message: String },
+
+    /// A disk image given to the builder does not exist (checked before qemu is spawned).
+    #[error("disk image not found: {path:?}")]
+    DiskNotFound { path: PathBuf },
+
+    /// A disk image is in a format skiff does not attach (only raw and qcow2 are).
+    #[error("{path:?}: unsupported disk format {format:?} (skiff attaches raw and qcow2 only)")]
+    UnknownFormat { path: PathBuf, format: String },
+
+    /// The machine profile or the builder's settings cannot make a qemu command line.
+    #[error("bad configuration: {0}")]
+    Config(String),
+
+    /// This binary was built with `SKIFF_NO_APPLIANCE=1` and `$SKIFF_APPLIANCE` is unset.
+    #[error(
+        "no appliance kernel: this skiff was built with SKIFF_NO_APPLIANCE=1; \
+         set SKIFF_APPLIANCE=/path/to/appliance-kernel or rebuild"
+    )]
+    NoAppliance,
+
+    /// A caller's argument is out of range (e.g. offset + length overflows).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The appliance did not say `Hello` in time (qemu is still running; it was killed).
+    #[error("the appliance did not come up within {0:?}")]
+    LaunchTimeout(Duration),
+
+    /// A call got no reply in time (qemu was killed; the session is closed).
+    #[error("the appliance did not answer within {0:?}")]
+    CallTimeout(Duration),
+
+    /// The appliance panicked.
+    #[error("the appliance crashed: {message}")]
+    ApplianceCrashed { message: String },
+
+    /// qemu exited (or closed the channel) when it should not have.
+    #[error("qemu exited unexpectedly ({status}){}", log_tail(log))]
+    ApplianceExited { status: String, log: String },
+
+    /// A frame from the appliance is oversized, malformed or unexpected.
+    #[error("bad frame from the appliance: {0}")]
+    BadFrame(String),
+
+    /// The appliance speaks another protocol version.
+    #[error(
+        "appliance speaks protocol version {got}, this skiff speaks {expected} (rebuild skiff)"
+    )]
+    VersionMismatch { expected: u32, got: u32 },
+
+    /// The appliance answered the call with an error.
+    #[error("{0}")]
+    Remote(wire::Error),
+
+    /// A write to a device of a read-only session or drive.
+    #[error("{device}: read-only (launch with the drive writable to change it)")]
+    ReadOnly { device: String },
+
+    /// The session was shut down, or an earlier fatal error closed it.
+    #[error("the session is closed")]
+    Closed,
+
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The last few lines of the appliance log, for one-line error messages.
+fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let start = lines.len().saturating_sub(3);
+    format!("; last log lines: {}", lines[start..].join(" | "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exited_message_is_one_line_with_log_tail() {
+        let e = Error::ApplianceExited {
+            status: "exit status 1".into(),
+            log: "a\n\nb\nc\nqemu: bad thing\n".into(),
+        };
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "{s}");
+        assert!(s.ends_with("b | c | qemu: bad thing"), "{s}");
+    }
+}

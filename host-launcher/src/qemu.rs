@@ -1,0 +1,269 @@
+//! The qemu command line: a machine profile from `qemu-configs/` (one argument per line,
+//! `{placeholders}`) plus one `-blockdev`/`-device` pair per disk slot.
+
+use crate::error::{Error, Result};
+use crate::format::Format;
+use std::path::{Path, PathBuf};
+
+/// The built-in profile, `qemu-configs/q35.args`.
+pub const DEFAULT_PROFILE: &str = include_str!("../../qemu-configs/q35.args");
+
+/// The firmware used when it is installed; otherwise qemu's default (SeaBIOS).
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+/// A machine profile: qemu arguments with `{placeholders}`.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    lines: Vec<String>,
+}
+
+/// The values a profile's placeholders expand to.
+#[derive(Debug, Clone)]
+pub struct Vars {
+    pub accel: String,
+    pub cpu: String,
+    pub memory_mib: u32,
+    pub kernel: String,
+    pub rpc_fd: i32,
+    pub bios: Option<String>,
+    pub cmdline: Option<String>,
+}
+
+/// One disk slot.
+#[derive(Debug, Clone)]
+pub struct DriveArg {
+    pub path: PathBuf,
+    pub format: Format,
+    pub readonly: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile::parse(DEFAULT_PROFILE)
+    }
+}
+
+impl Profile {
+    /// Parses profile text: one argument per line, `#` comments and blank lines ignored.
+    /// Leading and trailing whitespace of a line is not part of the argument.
+    pub fn parse(text: &str) -> Profile {
+        let lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        Profile { lines }
+    }
+
+    /// Reads a profile file (an override of the built-in one).
+    pub fn load(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read profile {path:?}: {e}")))?;
+        Ok(Profile::parse(&text))
+    }
+
+    /// The arguments with every placeholder filled in. An optional placeholder that has no
+    /// value drops its argument and the option (`-x`) right before it.
+    pub fn expand(&self, vars: &Vars) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::with_capacity(self.lines.len());
+        for line in &self.lines {
+            match expand_line(line, vars)? {
+                Some(arg) => out.push(arg),
+                None => {
+                    if out.last().is_some_and(|o| o.starts_with('-')) {
+                        out.pop();
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Expands one line; `None` when an optional placeholder in it has no value.
+fn expand_line(line: &str, vars: &Vars) -> Result<Option<String>> {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            return Err(Error::Config(format!("unclosed placeholder in {line:?}")));
+        };
+        let name = &after[..end];
+        let value: Option<String> = match name {
+            "accel" => Some(vars.accel.clone()),
+            "cpu" => Some(vars.cpu.clone()),
+            "memory" => Some(vars.memory_mib.to_string()),
+            "kernel" => Some(vars.kernel.clone()),
+            "rpc_fd" => Some(vars.rpc_fd.to_string()),
+            "bios" => vars.bios.clone(),
+            "cmdline" => vars.cmdline.clone(),
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown placeholder {{{other}}} in {line:?}"
+                )));
+            }
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => return Ok(None),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+/// `-blockdev` and `-device` for disk slot `i` (the appliance maps `serial=skiff<i>` to
+/// `/dev/sd<a+i>`). The blockdev is JSON, so file names need no comma escaping; the format
+/// is always explicit and read-only is set on both the format and the file node.
+pub fn drive_args(i: usize, d: &DriveArg) -> Result<[String; 4]> {
+    let filename = d
+        .path
+        .to_str()
+        .ok_or_else(|| Error::Config(format!("disk path {:?} is not UTF-8", d.path)))?;
+    let blockdev = serde_json::json!({
+        "driver": d.format.as_str(),
+        "node-name": format!("d{i}"),
+        "read-only": d.readonly,
+        "file": {
+            "driver": "file",
+            "filename": filename,
+            "read-only": d.readonly,
+        },
+    });
+    Ok([
+        "-blockdev".into(),
+        blockdev.to_string(),
+        "-device".into(),
+        format!("virtio-blk-pci,drive=d{i},serial=skiff{i}"),
+    ])
+}
+
+/// The firmware to pass with `-bios`: qboot where installed, else none (SeaBIOS).
+pub fn default_bios() -> Option<String> {
+    Path::new(QBOOT).exists().then(|| QBOOT.to_string())
+}
+
+/// A command line as a shell would need it typed, for `--verbose`.
+pub fn shell_words(program: &str, args: &[String]) -> String {
+    let quote = |s: &str| -> String {
+        if !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=.,/:@+%".contains(&b))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        Vars {
+            accel: "tcg".into(),
+            cpu: "qemu64".into(),
+            memory_mib: 128,
+            kernel: "/proc/self/fd/5".into(),
+            rpc_fd: 7,
+            bios: Some(QBOOT.into()),
+            cmdline: None,
+        }
+    }
+
+    fn pair(args: &[String], opt: &str) -> Option<String> {
+        let i = args.iter().position(|a| a == opt)?;
+        args.get(i + 1).cloned()
+    }
+
+    #[test]
+    fn default_profile_expands() {
+        let args = Profile::default().expand(&vars()).unwrap();
+        assert_eq!(&args[..2], ["-nodefaults", "-no-user-config"]);
+        assert_eq!(pair(&args, "-machine").unwrap(), "q35,accel=tcg");
+        assert_eq!(pair(&args, "-cpu").unwrap(), "qemu64");
+        assert_eq!(pair(&args, "-m").unwrap(), "128");
+        assert_eq!(pair(&args, "-bios").unwrap(), QBOOT);
+        assert_eq!(pair(&args, "-kernel").unwrap(), "/proc/self/fd/5");
+        assert!(!args.iter().any(|a| a == "-append"), "{args:?}");
+        assert!(args.contains(&"socket,id=rpc,fd=7".to_string()));
+        assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
+        assert!(args.contains(&"isa-debugcon,iobase=0xe9,chardev=log".to_string()));
+        assert!(args.contains(&"virtconsole,chardev=rpc".to_string()));
+        assert!(!args.iter().any(|a| a.contains('{') || a.starts_with('#')));
+    }
+
+    #[test]
+    fn optional_placeholders() {
+        let mut v = vars();
+        v.bios = None;
+        v.cmdline = Some("skiff.test=panic quiet".into());
+        let args = Profile::default().expand(&v).unwrap();
+        assert!(!args.iter().any(|a| a == "-bios"));
+        assert_eq!(pair(&args, "-append").unwrap(), "skiff.test=panic quiet");
+        // Every option that takes a value still has it: the one after -kernel is the path.
+        assert_eq!(pair(&args, "-kernel").unwrap(), "/proc/self/fd/5");
+    }
+
+    #[test]
+    fn bad_placeholders_are_errors() {
+        let v = vars();
+        assert!(matches!(
+            Profile::parse("-x\n{nope}\n").expand(&v),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Profile::parse("a{accel").expand(&v),
+            Err(Error::Config(_))
+        ));
+        let args = Profile::parse("  # c\n\n x{accel}-{cpu} \n")
+            .expand(&v)
+            .unwrap();
+        assert_eq!(args, ["xtcg-qemu64"]);
+    }
+
+    #[test]
+    fn drive_json_is_explicit_and_escaped() {
+        let d = DriveArg {
+            path: "/tmp/a,b \"c\".img".into(),
+            format: Format::Qcow2,
+            readonly: true,
+        };
+        let a = drive_args(2, &d).unwrap();
+        assert_eq!(a[0], "-blockdev");
+        let v: serde_json::Value = serde_json::from_str(&a[1]).unwrap();
+        assert_eq!(v["driver"], "qcow2");
+        assert_eq!(v["node-name"], "d2");
+        assert_eq!(v["read-only"], true);
+        assert_eq!(v["file"]["driver"], "file");
+        assert_eq!(v["file"]["filename"], "/tmp/a,b \"c\".img");
+        assert_eq!(v["file"]["read-only"], true);
+        assert_eq!(a[2], "-device");
+        assert_eq!(a[3], "virtio-blk-pci,drive=d2,serial=skiff2");
+        let rw = DriveArg {
+            readonly: false,
+            format: Format::Raw,
+            ..d
+        };
+        let v: serde_json::Value = serde_json::from_str(&drive_args(0, &rw).unwrap()[1]).unwrap();
+        assert_eq!(v["read-only"], false);
+        assert_eq!(v["driver"], "raw");
+    }
+
+    #[test]
+    fn shell_quoting() {
+        let s = shell_words("qemu", &["-m".into(), "128".into(), "{\"a\": 1}".into()]);
+        assert_eq!(s, "qemu -m 128 '{\"a\": 1}'");
+    }
+}

@@ -1,0 +1,623 @@
+//! A session with one running appliance: the Hello handshake, calls with id checks and
+//! timeouts, chunked device I/O, shutdown. Any failure of the channel (EOF, timeout, bad
+//! frame) closes the session and becomes a typed error; qemu is killed on drop.
+
+use crate::channel::{Channel, ChannelError};
+use crate::error::{Error, Result};
+use crate::process::{self, EXIT_CLEAN, EXIT_PANIC, Qemu};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+use wire::{Bytes, Call, Device, MAX_CHUNK, PROTOCOL_VERSION, Reply, Request, ToHost};
+
+/// How long qemu may take to exit once the channel closed or the appliance panicked.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// A running appliance, ready for calls.
+pub struct Session {
+    channel: Channel,
+    qemu: Option<Qemu>,
+    devices: Vec<Device>,
+    /// Per disk slot: did the caller attach it read-only?
+    readonly: Vec<bool>,
+    next_id: u64,
+    call_timeout: Duration,
+    closed: bool,
+}
+
+/// What a failure of the channel interrupted.
+#[derive(Clone, Copy)]
+enum Phase {
+    Launch(Duration),
+    Call(Duration),
+}
+
+impl Session {
+    /// Waits (until `deadline`) for the appliance's Hello and checks its version.
+    /// `qemu` is `None` only in tests that play the appliance themselves.
+    pub(crate) fn start(
+        channel: Channel,
+        qemu: Option<Qemu>,
+        readonly: Vec<bool>,
+        deadline: Instant,
+        launch_timeout: Duration,
+        call_timeout: Duration,
+    ) -> Result<Session> {
+        let mut s = Session {
+            channel,
+            qemu,
+            devices: Vec::new(),
+            readonly,
+            next_id: 1,
+            call_timeout,
+            closed: false,
+        };
+        let hello = match s.channel.recv::<ToHost>(deadline) {
+            Ok(ToHost::Hello(h)) => h,
+            Ok(ToHost::Panic(message)) => return Err(s.crashed(message)),
+            Ok(other) => {
+                let e = Error::BadFrame(format!("expected Hello, got {}", what(&other)));
+                return Err(s.fail(e));
+            }
+            Err(e) => return Err(s.channel_failed(e, Phase::Launch(launch_timeout))),
+        };
+        if hello.version != PROTOCOL_VERSION {
+            return Err(s.fail(Error::VersionMismatch {
+                expected: PROTOCOL_VERSION,
+                got: hello.version,
+            }));
+        }
+        s.devices = hello.devices;
+        Ok(s)
+    }
+
+    /// The whole-disk devices, as of the Hello or the last [`Session::refresh_devices`].
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// Asks the appliance for its device list again.
+    pub fn refresh_devices(&mut self) -> Result<&[Device]> {
+        match self.call(Request::Devices)? {
+            Reply::Devices(d) => {
+                self.devices = d;
+                Ok(&self.devices)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends one request and waits (up to the call timeout) for its reply. An error reply
+    /// is [`Error::Remote`] and leaves the session usable; anything else that goes wrong
+    /// closes it.
+    pub fn call(&mut self, request: Request) -> Result<Reply> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let phase = Phase::Call(self.call_timeout);
+        let deadline = Instant::now() + self.call_timeout;
+        if let Err(e) = self.channel.send(&Call { id, request }, deadline) {
+            return Err(self.channel_failed(e, phase));
+        }
+        match self.channel.recv::<ToHost>(deadline) {
+            Ok(ToHost::Reply { id: got, result }) if got == id => result.map_err(Error::Remote),
+            Ok(ToHost::Reply { id: got, .. }) => Err(self.fail(Error::BadFrame(format!(
+                "reply to call {got}, expected call {id}"
+            )))),
+            Ok(ToHost::Panic(message)) => Err(self.crashed(message)),
+            Ok(other @ ToHost::Hello(_)) => Err(self.fail(Error::BadFrame(format!(
+                "expected the reply to call {id}, got {}",
+                what(&other)
+            )))),
+            Err(e) => Err(self.channel_failed(e, phase)),
+        }
+    }
+
+    /// Sends a Ping and waits for its reply.
+    pub fn ping(&mut self) -> Result<()> {
+        match self.call(Request::Ping)? {
+            Reply::Unit => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Reads `len` bytes of `device` at `offset`, in calls of at most [`MAX_CHUNK`]. The
+    /// result is short only where the device ends.
+    pub fn pread_device(&mut self, device: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        offset
+            .checked_add(len)
+            .ok_or_else(|| Error::InvalidArgument("offset + length overflows".into()))?;
+        let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+        while (out.len() as u64) < len {
+            let done = out.len() as u64;
+            let want = (len - done).min(u64::from(MAX_CHUNK)) as u32;
+            let reply = self.call(Request::PreadDevice {
+                device: device.to_string(),
+                offset: offset + done,
+                len: want,
+            })?;
+            let Reply::Data(Bytes(data)) = reply else {
+                return Err(unexpected(&reply));
+            };
+            if data.len() > want as usize {
+                return Err(Error::BadFrame(format!(
+                    "asked for {want} bytes, got {}",
+                    data.len()
+                )));
+            }
+            let short = data.len() < want as usize;
+            out.extend_from_slice(&data);
+            if short {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` to `device` at `offset`, in calls of at most [`MAX_CHUNK`].
+    /// [`Error::ReadOnly`] for a drive attached read-only.
+    pub fn pwrite_device(&mut self, device: &str, offset: u64, data: &[u8]) -> Result<()> {
+        if self.is_readonly(device) {
+            return Err(Error::ReadOnly {
+                device: device.to_string(),
+            });
+        }
+        offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| Error::InvalidArgument("offset + length overflows".into()))?;
+        let mut done = 0usize;
+        while done < data.len() {
+            let end = data.len().min(done + MAX_CHUNK as usize);
+            let chunk = &data[done..end];
+            let reply = self.call(Request::PwriteDevice {
+                device: device.to_string(),
+                offset: offset + done as u64,
+                data: Bytes(chunk.to_vec()),
+            })?;
+            match reply {
+                Reply::Written(n) if n > 0 && n <= chunk.len() as u64 => done += n as usize,
+                Reply::Written(n) => {
+                    return Err(Error::BadFrame(format!(
+                        "wrote {n} of {} bytes",
+                        chunk.len()
+                    )));
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every disk, powers the appliance off and waits for qemu to exit.
+    pub fn shutdown(mut self) -> Result<()> {
+        match self.call(Request::Shutdown)? {
+            Reply::Unit => {}
+            other => return Err(unexpected(&other)),
+        }
+        self.closed = true;
+        let Some(q) = self.qemu.as_mut() else {
+            return Ok(());
+        };
+        match q.wait_timeout(self.call_timeout.max(EXIT_GRACE)) {
+            Some(s) if s.code() == Some(EXIT_CLEAN) => Ok(()),
+            Some(s) => Err(self.exited(s)),
+            None => {
+                q.kill();
+                Err(Error::ApplianceExited {
+                    status: "it did not power off after Shutdown; killed".into(),
+                    log: q.log(),
+                })
+            }
+        }
+    }
+
+    /// What the appliance printed on its debug port so far (plus qemu's own messages).
+    pub fn log(&self) -> String {
+        self.qemu.as_ref().map(Qemu::log).unwrap_or_default()
+    }
+
+    /// qemu's process id.
+    pub fn qemu_pid(&self) -> Option<u32> {
+        self.qemu.as_ref().map(Qemu::pid)
+    }
+
+    /// True when writes to `device` (a disk or one of its partitions) must be refused
+    /// here: the appliance reports it read-only, or the caller attached it read-only.
+    fn is_readonly(&self, device: &str) -> bool {
+        let disk = device.trim_end_matches(|c: char| c.is_ascii_digit());
+        let listed = self.devices.iter().any(|d| d.name == disk && d.readonly);
+        let asked = disk_slot(disk)
+            .and_then(|i| self.readonly.get(i).copied())
+            .unwrap_or(false);
+        listed || asked
+    }
+
+    /// Closes the session (kills qemu) and returns `e`.
+    fn fail(&mut self, e: Error) -> Error {
+        self.closed = true;
+        if let Some(q) = self.qemu.as_mut() {
+            q.kill();
+        }
+        e
+    }
+
+    /// The appliance sent its panic message: let qemu exit, then report the crash.
+    fn crashed(&mut self, message: String) -> Error {
+        self.closed = true;
+        if let Some(q) = self.qemu.as_mut()
+            && q.wait_timeout(EXIT_GRACE).is_none()
+        {
+            q.kill();
+        }
+        Error::ApplianceCrashed { message }
+    }
+
+    /// Turns a channel failure into the error the caller should see.
+    fn channel_failed(&mut self, e: ChannelError, phase: Phase) -> Error {
+        self.closed = true;
+        let Some(q) = self.qemu.as_mut() else {
+            return match e {
+                ChannelError::Eof => Error::ApplianceExited {
+                    status: "channel closed".into(),
+                    log: String::new(),
+                },
+                ChannelError::Timeout => match phase {
+                    Phase::Launch(d) => Error::LaunchTimeout(d),
+                    Phase::Call(d) => Error::CallTimeout(d),
+                },
+                ChannelError::Frame(f) => Error::BadFrame(f.to_string()),
+                ChannelError::Io(e) => Error::Io(e),
+            };
+        };
+        match e {
+            ChannelError::Eof => match q.wait_timeout(EXIT_GRACE) {
+                Some(s) => self.exited(s),
+                None => {
+                    q.kill();
+                    Error::ApplianceExited {
+                        status: "it closed the channel but kept running; killed".into(),
+                        log: q.log(),
+                    }
+                }
+            },
+            ChannelError::Timeout => match q.try_status() {
+                Some(s) => self.exited(s),
+                None => {
+                    q.kill();
+                    match phase {
+                        Phase::Launch(d) => Error::LaunchTimeout(d),
+                        Phase::Call(d) => Error::CallTimeout(d),
+                    }
+                }
+            },
+            ChannelError::Frame(f) => self.fail(Error::BadFrame(f.to_string())),
+            ChannelError::Io(e) => self.fail(Error::Io(e)),
+        }
+    }
+
+    /// The error for a qemu that exited with `status` when it should not have.
+    fn exited(&mut self, status: ExitStatus) -> Error {
+        let log = match self.qemu.as_mut() {
+            Some(q) => q.final_log(),
+            None => String::new(),
+        };
+        if status.code() == Some(EXIT_PANIC) {
+            return Error::ApplianceCrashed {
+                message: panic_message(&log),
+            };
+        }
+        Error::ApplianceExited {
+            status: process::describe(Some(status)),
+            log,
+        }
+    }
+}
+
+/// The panic message in an appliance log: the first line that mentions a panic, else the
+/// last non-empty line.
+fn panic_message(log: &str) -> String {
+    let lines = || log.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.to_ascii_lowercase().contains("panic"))
+        .or_else(|| lines().next_back())
+        .unwrap_or("no message (qemu exited with the panic status)")
+        .to_string()
+}
+
+/// `/dev/sda` → 0, `/dev/sdb` → 1, ..., `/dev/sdaa` → 26 (Linux's naming).
+fn disk_slot(disk: &str) -> Option<usize> {
+    let letters = disk.strip_prefix("/dev/sd")?;
+    if letters.is_empty() || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    let mut n: usize = 0;
+    for b in letters.bytes() {
+        n = n.checked_mul(26)?.checked_add(usize::from(b - b'a') + 1)?;
+    }
+    Some(n - 1)
+}
+
+fn what(msg: &ToHost) -> String {
+    match msg {
+        ToHost::Hello(h) => format!("Hello (version {})", h.version),
+        ToHost::Reply { id, .. } => format!("a reply to call {id}"),
+        ToHost::Panic(_) => "a panic".into(),
+    }
+}
+
+fn unexpected(reply: &Reply) -> Error {
+    let name = format!("{reply:?}");
+    let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
+    Error::BadFrame(format!("unexpected reply {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::thread;
+    use wire::{ErrorKind, Hello};
+
+    fn dev(name: &str, size: u64, readonly: bool) -> Device {
+        Device {
+            name: name.into(),
+            size,
+            readonly,
+        }
+    }
+
+    fn hello(version: u32) -> ToHost {
+        ToHost::Hello(Hello {
+            version,
+            devices: vec![dev("/dev/sda", 4096, false), dev("/dev/sdb", 512, true)],
+        })
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    /// Starts a session against a fake appliance thread running `peer`.
+    fn with_peer(
+        readonly: Vec<bool>,
+        peer: impl FnOnce(Channel) + Send + 'static,
+    ) -> (Result<Session>, thread::JoinHandle<()>) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let t = thread::spawn(move || peer(Channel::new(b)));
+        let s = Session::start(
+            Channel::new(a),
+            None,
+            readonly,
+            later(),
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+        );
+        (s, t)
+    }
+
+    /// A well-behaved appliance serving a 4 KiB /dev/sda and a read-only /dev/sdb.
+    fn serve(mut ch: Channel) {
+        let mut disk = vec![0u8; 4096];
+        for (i, b) in disk.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
+        loop {
+            let Ok(call) = ch.recv::<Call>(later()) else {
+                return;
+            };
+            let result = match call.request {
+                Request::Ping | Request::Sync => Ok(Reply::Unit),
+                Request::Devices => Ok(Reply::Devices(vec![dev("/dev/sda", 4096, false)])),
+                Request::PreadDevice { offset, len, .. } => {
+                    let s = (offset as usize).min(disk.len());
+                    let e = (s + len as usize).min(disk.len());
+                    Ok(Reply::Data(Bytes(disk[s..e].to_vec())))
+                }
+                Request::PwriteDevice {
+                    device,
+                    offset,
+                    data,
+                } => {
+                    if device == "/dev/sdb" {
+                        Err(wire::Error::new(ErrorKind::ReadOnly, device))
+                    } else {
+                        let o = offset as usize;
+                        disk[o..o + data.0.len()].copy_from_slice(&data.0);
+                        Ok(Reply::Written(data.0.len() as u64))
+                    }
+                }
+                Request::Shutdown => {
+                    let _ = ch.send(
+                        &ToHost::Reply {
+                            id: call.id,
+                            result: Ok(Reply::Unit),
+                        },
+                        later(),
+                    );
+                    return;
+                }
+                _ => Err(wire::Error::new(ErrorKind::Unsupported, "")),
+            };
+            ch.send(
+                &ToHost::Reply {
+                    id: call.id,
+                    result,
+                },
+                later(),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn handshake_calls_and_shutdown() {
+        let (s, t) = with_peer(vec![false, true], serve);
+        let mut s = s.unwrap();
+        assert_eq!(s.devices().len(), 2);
+        s.ping().unwrap();
+        let data = s.pread_device("/dev/sda", 4000, 200).unwrap();
+        assert_eq!(data.len(), 96, "short at the end of the device");
+        assert_eq!(data[0], (4000 % 251) as u8);
+        s.pwrite_device("/dev/sda", 10, b"hello").unwrap();
+        assert_eq!(s.pread_device("/dev/sda", 10, 5).unwrap(), b"hello");
+        assert!(matches!(
+            s.pwrite_device("/dev/sdb", 0, b"x"),
+            Err(Error::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            s.pwrite_device("/dev/sdb1", 0, b"x"),
+            Err(Error::ReadOnly { .. })
+        ));
+        // The appliance's own refusal comes back as a Remote error, session still usable.
+        match s.call(Request::PwriteDevice {
+            device: "/dev/sdb".into(),
+            offset: 0,
+            data: Bytes(vec![1]),
+        }) {
+            Err(Error::Remote(e)) => assert_eq!(e.kind, ErrorKind::ReadOnly),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.refresh_devices().unwrap().len(), 1);
+        s.shutdown().unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn version_mismatch_refused() {
+        let (s, t) = with_peer(vec![], |mut ch| {
+            ch.send(&hello(PROTOCOL_VERSION + 1000), later()).unwrap();
+        });
+        match s {
+            Err(Error::VersionMismatch { expected, got }) => {
+                assert_eq!(expected, PROTOCOL_VERSION);
+                assert_eq!(got, PROTOCOL_VERSION + 1000);
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn panic_before_hello_is_a_crash() {
+        let (s, t) = with_peer(vec![], |mut ch| {
+            ch.send(&ToHost::Panic("boom at x.rs:1".into()), later())
+                .unwrap();
+        });
+        match s {
+            Err(Error::ApplianceCrashed { message }) => assert_eq!(message, "boom at x.rs:1"),
+            other => panic!("{:?}", other.err()),
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn panic_during_call_is_a_crash_and_closes() {
+        let (s, t) = with_peer(vec![], |mut ch| {
+            ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
+            let _ = ch.recv::<Call>(later()).unwrap();
+            ch.send(&ToHost::Panic("oops".into()), later()).unwrap();
+        });
+        let mut s = s.unwrap();
+        assert!(matches!(s.ping(), Err(Error::ApplianceCrashed { message }) if message == "oops"));
+        assert!(matches!(s.ping(), Err(Error::Closed)));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn wrong_reply_id_is_a_bad_frame() {
+        let (s, t) = with_peer(vec![], |mut ch| {
+            ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
+            let call = ch.recv::<Call>(later()).unwrap();
+            let reply = ToHost::Reply {
+                id: call.id + 1,
+                result: Ok(Reply::Unit),
+            };
+            ch.send(&reply, later()).unwrap();
+        });
+        let mut s = s.unwrap();
+        assert!(matches!(s.ping(), Err(Error::BadFrame(m)) if m.contains("expected call 1")));
+        assert!(matches!(s.ping(), Err(Error::Closed)));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn garbage_and_oversize_frames_are_bad_frames() {
+        let (s, t) = with_peer(vec![], |ch| {
+            let mut raw = ch.stream;
+            raw.write_all(&[2, 0, 0, 0, 0xee, 0xee]).unwrap();
+        });
+        assert!(matches!(s, Err(Error::BadFrame(m)) if m.contains("malformed")));
+        t.join().unwrap();
+
+        let (s, t) = with_peer(vec![], |mut ch| {
+            ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
+            let _ = ch.recv::<Call>(later()).unwrap();
+            ch.stream
+                .write_all(&(wire::MAX_FRAME + 1).to_le_bytes())
+                .unwrap();
+        });
+        let mut s = s.unwrap();
+        assert!(matches!(s.ping(), Err(Error::BadFrame(m)) if m.contains("exceeds")));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn first_frame_must_be_hello() {
+        let (s, t) = with_peer(vec![], |mut ch| {
+            let r = ToHost::Reply {
+                id: 1,
+                result: Ok(Reply::Unit),
+            };
+            ch.send(&r, later()).unwrap();
+        });
+        assert!(matches!(s, Err(Error::BadFrame(m)) if m.contains("expected Hello")));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn eof_and_silence() {
+        let (s, t) = with_peer(vec![], drop);
+        assert!(matches!(s, Err(Error::ApplianceExited { .. })));
+        t.join().unwrap();
+
+        let (s, t) = with_peer(vec![], |mut ch| {
+            ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
+            // Read the call, never answer, hold the channel open until the host gives up.
+            let _ = ch.recv::<Call>(later());
+            let _ = ch.recv::<Call>(later());
+        });
+        let mut s = s.unwrap();
+        assert!(matches!(s.ping(), Err(Error::CallTimeout(_))));
+        drop(s);
+        t.join().unwrap();
+
+        let (s, t) = with_peer(vec![], |mut ch| {
+            ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
+        });
+        let mut s = s.unwrap();
+        t.join().unwrap();
+        assert!(matches!(s.ping(), Err(Error::ApplianceExited { .. })));
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(disk_slot("/dev/sda"), Some(0));
+        assert_eq!(disk_slot("/dev/sdc"), Some(2));
+        assert_eq!(disk_slot("/dev/sdz"), Some(25));
+        assert_eq!(disk_slot("/dev/sdaa"), Some(26));
+        assert_eq!(disk_slot("/dev/vda"), None);
+        assert_eq!(disk_slot("/dev/sd"), None);
+        assert_eq!(
+            panic_message("boot\npanicked at src/main.rs:3: skiff.test=panic\nbye\n"),
+            "panicked at src/main.rs:3: skiff.test=panic"
+        );
+        assert_eq!(panic_message("a\nlast\n\n"), "last");
+        assert_eq!(
+            unexpected(&Reply::Written(3)).to_string(),
+            "bad frame from the appliance: unexpected reply Written"
+        );
+    }
+}
