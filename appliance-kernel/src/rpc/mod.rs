@@ -1,8 +1,18 @@
 //! RPC dispatch: turns a decoded [`Request`] into a [`Reply`] against the appliance's
 //! devices and mounts. Hardware-specific requests (`Shutdown`, `Rescan`) are finished by
-//! the kernel binary around this.
+//! the kernel binary around this. Device-level and mount requests live in `devices`,
+//! path-level requests in `files`.
+
+mod devices;
+mod files;
+#[cfg(test)]
+mod fs_tests;
+
+pub use devices::partition_name;
+pub use files::{MAX_DEPTH, MAX_DIR_VISITS, MAX_FIND_NAMES};
 
 use crate::block::{SharedDevice, check_range, disk_name};
+use crate::fs::vfs::MountTable;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -16,10 +26,11 @@ pub struct Disk {
 }
 
 /// Everything the appliance serves: the disk table (indexed by the slot the host gave
-/// each disk, so names stay stable across hotplug).
+/// each disk, so names stay stable across hotplug) and the mount table.
 #[derive(Default)]
 pub struct Appliance {
     disks: Vec<Option<Disk>>,
+    mounts: MountTable,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -65,20 +76,38 @@ impl Appliance {
             .collect()
     }
 
-    /// Resolves a device name (`/dev/sda`) to the device.
-    pub fn device(&self, name: &str) -> Result<SharedDevice, Error> {
-        self.disks()
-            .find(|d| d.name == name)
-            .map(|d| d.dev.clone())
-            .ok_or_else(|| err(ErrorKind::NotFound, format!("no such device: {name}")))
+    /// The mount table.
+    pub fn mounts(&self) -> &MountTable {
+        &self.mounts
     }
 
-    /// Flushes every disk.
+    /// Syncs every mounted filesystem, then flushes every disk (even when a sync failed);
+    /// returns the first error.
     pub fn sync(&mut self) -> Result<(), Error> {
-        for d in self.disks() {
-            d.dev.borrow_mut().flush()?;
+        let mut first = self.mounts.sync_all().err();
+        if let Err(e) = self.flush_disks() {
+            first.get_or_insert(e);
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Syncs and unmounts everything, then flushes every disk: the end of a session.
+    pub fn shutdown(&mut self) -> Result<(), Error> {
+        let mut first = self.mounts.umount_all().err();
+        if let Err(e) = self.flush_disks() {
+            first.get_or_insert(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn flush_disks(&mut self) -> Result<(), Error> {
+        let mut first = None;
+        for d in self.disks() {
+            if let Err(e) = d.dev.borrow_mut().flush() {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Serves one request. Never panics on any input.
@@ -118,18 +147,91 @@ impl Appliance {
                 dev.write_at(offset, &data)?;
                 Ok(Reply::Written(data.len() as u64))
             }
-            Request::Sync | Request::Shutdown => {
+            Request::Sync => {
                 self.sync()?;
+                Ok(Reply::Unit)
+            }
+            Request::Shutdown => {
+                self.shutdown()?;
                 Ok(Reply::Unit)
             }
             Request::Rescan => Err(err(
                 ErrorKind::Unsupported,
                 "rescan is not available in this appliance",
             )),
-            other => Err(err(
-                ErrorKind::Unsupported,
-                format!("request not implemented yet: {other:?}"),
+            Request::Partitions => Ok(Reply::Partitions(self.partitions()?)),
+            Request::Filesystems => Ok(Reply::Filesystems(self.filesystems())),
+            Request::Mount {
+                device,
+                mountpoint,
+                readonly,
+                fstype,
+            } => {
+                self.mount(&device, &mountpoint, readonly, fstype.as_deref())?;
+                Ok(Reply::Unit)
+            }
+            Request::Umount { mountpoint } => {
+                self.mounts.umount(&mountpoint)?;
+                Ok(Reply::Unit)
+            }
+            Request::Mounts => Ok(Reply::Mounts(self.mounts.list())),
+            Request::ReadDir { path } => Ok(Reply::DirEntries(self.read_dir(&path)?)),
+            Request::Stat { path } => Ok(Reply::Stat(self.stat(&path, true)?)),
+            Request::Lstat { path } => Ok(Reply::Stat(self.stat(&path, false)?)),
+            Request::Readlink { path } => {
+                let (fs, inner) = self.mounts.resolve(&path)?;
+                Ok(Reply::Text(fs.read_link(&inner)?))
+            }
+            Request::Pread { path, offset, len } => {
+                Ok(Reply::Data(Bytes(self.pread(&path, offset, len)?)))
+            }
+            Request::StatVfs { path } => {
+                let (fs, _) = self.mounts.resolve(&path)?;
+                Ok(Reply::StatVfs(fs.statvfs()?))
+            }
+            Request::Find { path } => Ok(Reply::Names(self.find(&path)?)),
+            Request::WriteFile {
+                path,
+                offset,
+                data,
+                truncate,
+                mode,
+            } => Ok(Reply::Written(
+                self.write_file(&path, offset, &data, truncate, mode)?,
             )),
+            Request::Append { path, data } => Ok(Reply::Written(self.append(&path, &data)?)),
+            Request::Mkdir {
+                path,
+                parents,
+                mode,
+            } => {
+                self.mkdir(&path, parents, mode)?;
+                Ok(Reply::Unit)
+            }
+            Request::Remove { path, recursive } => {
+                self.remove(&path, recursive)?;
+                Ok(Reply::Unit)
+            }
+            Request::Rmdir { path } => {
+                self.rmdir(&path)?;
+                Ok(Reply::Unit)
+            }
+            Request::Rename { from, to } => {
+                self.rename(&from, &to)?;
+                Ok(Reply::Unit)
+            }
+            Request::Chmod { path, mode } => {
+                self.chmod(&path, mode)?;
+                Ok(Reply::Unit)
+            }
+            Request::Symlink { target, linkpath } => {
+                self.symlink(&target, &linkpath)?;
+                Ok(Reply::Unit)
+            }
+            Request::Truncate { path, size } => {
+                self.truncate(&path, size)?;
+                Ok(Reply::Unit)
+            }
         }
     }
 }

@@ -1,0 +1,1 @@
+//! FAT tests against images built by mkfs.vfat and mtools.
