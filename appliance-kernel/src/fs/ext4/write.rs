@@ -1,1 +1,566 @@
-//! ext4 write support through `rsext4`.
+//! ext4 write support through `rsext4`: [`Ext4Writer`] creates, writes, renames and
+//! removes files on an ext4 filesystem on a [`SharedDevice`].
+//!
+//! Every mutating call mounts the filesystem with rsext4, performs the operation and
+//! unmounts it again (journal committed and checkpointed, superblock marked clean), so
+//! the image on the device is consistent after every call returns: the read side
+//! (`ext4-view`) and `e2fsck -fn` both see a clean filesystem. Before rsext4 is ever
+//! handed the device, `check` refuses features that have not been shown to come out
+//! clean, naming them.
+
+mod check;
+mod dev;
+mod fixup;
+#[cfg(test)]
+mod tests;
+
+use super::super::FsResult;
+use crate::block::SharedDevice;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use dev::DevIo;
+use rsext4::{
+    Clock, DirectoryEntryType, Ext4, Ext4Error, Ext4ErrorKind, Ext4Result, Ext4Timestamp, FileName,
+    FilePermissions, InodeInfo, InodeMetadataUpdate, InodeNumber, MountOptions, MountServices,
+    MountedServices, MutationContext, NoopObserver, RenameOptions,
+};
+use wire::{Error, ErrorKind};
+
+/// Symlinks followed while resolving one path before giving up with `Loop`.
+const MAX_SYMLINK_HOPS: u32 = 40;
+/// Path components handled for one path (guards against huge crafted paths).
+const MAX_COMPONENTS: usize = 4096;
+/// Longest symlink target skiff writes (Linux PATH_MAX including the NUL).
+const MAX_SYMLINK_TARGET: usize = 4095;
+
+type Fs = Ext4<DevIo, MountedServices<(), NoopObserver, ()>>;
+
+/// The time stamped on changed inodes. The appliance has no wall clock of its own.
+struct FixedClock(i64);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Ext4Result<Ext4Timestamp> {
+        Ok(Ext4Timestamp::new(self.0, 0))
+    }
+}
+
+/// Checks, without writing, that `dev` holds an ext4 filesystem skiff can write:
+/// `Unsupported` naming the feature otherwise, `ReadOnly` for a read-only device,
+/// `Corrupt` for a bad superblock.
+pub fn mount_rw_supported(dev: &SharedDevice) -> FsResult<()> {
+    check::check_superblock(dev).map(|_| ())
+}
+
+/// Writes to one ext4 filesystem. See the module documentation for the consistency model.
+pub struct Ext4Writer {
+    dev: SharedDevice,
+    /// Seconds since the epoch stamped on changed inodes.
+    now: i64,
+    sb: check::SuperInfo,
+    last_error: Rc<RefCell<Option<Error>>>,
+}
+
+/// The root directory's inode number (ext4 fixes it at 2).
+fn root() -> InodeNumber {
+    // OK to unwrap: 2 is a valid inode number.
+    InodeNumber::new(2).unwrap()
+}
+
+fn kind_of(e: Ext4ErrorKind) -> ErrorKind {
+    use Ext4ErrorKind as K;
+    match e {
+        K::NotFound => ErrorKind::NotFound,
+        K::AlreadyExists => ErrorKind::AlreadyExists,
+        K::NotDirectory => ErrorKind::NotADirectory,
+        K::IsDirectory => ErrorKind::IsADirectory,
+        K::NotEmpty => ErrorKind::NotEmpty,
+        K::ReadOnly => ErrorKind::ReadOnly,
+        K::NoSpace | K::QuotaExceeded => ErrorKind::NoSpace,
+        K::UnsupportedFeature | K::UnsupportedCapability | K::Unsupported => ErrorKind::Unsupported,
+        K::Corrupted | K::ChecksumMismatch | K::BadSuperblock | K::InvalidMagic => {
+            ErrorKind::Corrupt
+        }
+        K::InvalidInput | K::Overflow | K::BadFileDescriptor | K::PermissionDenied => {
+            ErrorKind::InvalidArgument
+        }
+        K::TooManyLinks => ErrorKind::InvalidArgument,
+        K::FileTooLarge => ErrorKind::TooLarge,
+        K::Busy => ErrorKind::Busy,
+        K::Io | K::Timeout | K::JournalAborted | K::NoMemory => ErrorKind::Io,
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidArgument, msg)
+}
+
+/// Splits an absolute path into its components (empty ones and `.` dropped).
+fn components(path: &str) -> FsResult<Vec<&str>> {
+    if !path.starts_with('/') {
+        return Err(invalid(format!("path {path:?} is not absolute")));
+    }
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.len() > MAX_COMPONENTS {
+        return Err(invalid("path has too many components"));
+    }
+    Ok(parts)
+}
+
+/// Splits `path` into its parent directory path and final name, refusing `/`, `.`, `..`.
+fn split_parent(path: &str) -> FsResult<(String, &str)> {
+    let parts = components(path)?;
+    let (&name, dirs) = parts
+        .split_last()
+        .ok_or_else(|| invalid(format!("{path:?} names the root directory")))?;
+    if name == ".." {
+        return Err(invalid(format!("{path:?} ends in \"..\"")));
+    }
+    let mut parent = String::from("/");
+    parent.push_str(&dirs.join("/"));
+    Ok((parent, name))
+}
+
+fn file_name(name: &str) -> FsResult<FileName<'_>> {
+    FileName::new(name.as_bytes()).map_err(|_| invalid(format!("bad file name {name:?}")))
+}
+
+fn permissions(mode: u32) -> FsResult<FilePermissions> {
+    // Masked to 0o7777: always valid.
+    FilePermissions::new((mode & 0o7777) as u16).map_err(|_| invalid(format!("bad mode {mode:#o}")))
+}
+
+const ROOT_CTX: MutationContext = MutationContext::new(0, 0, 0, 0);
+
+impl Ext4Writer {
+    /// Opens `dev` for writing after checking (without writing) that its features are
+    /// supported and that rsext4 can mount it.
+    pub fn open(dev: SharedDevice) -> FsResult<Self> {
+        let info = check::check_superblock(&dev)?;
+        let w = Ext4Writer {
+            dev,
+            now: i64::from(info.wtime),
+            sb: info,
+            last_error: Rc::new(RefCell::new(None)),
+        };
+        // A read-only trial mount: validates descriptors, checksums, the journal
+        // superblock and the root directory without writing anything.
+        let trial = Ext4::mount(
+            DevIo::new(w.dev.clone(), w.last_error.clone()),
+            MountServices::new(FixedClock(w.now), (), NoopObserver),
+            MountOptions::read_only_no_journal_replay(),
+        );
+        match trial {
+            Ok(mut fs) => {
+                let _ = fs.unmount();
+            }
+            Err(e) => return Err(w.err("mount", e)),
+        }
+        Ok(w)
+    }
+
+    /// Sets the time (seconds since the epoch) stamped on inodes changed from now on.
+    /// Until called, the superblock's last write time is used.
+    pub fn set_time(&mut self, unix_seconds: i64) {
+        self.now = unix_seconds;
+    }
+
+    /// The filesystem block size in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.sb.block_size
+    }
+
+    fn err(&self, what: &str, e: Ext4Error) -> Error {
+        if let Some(dev) = self.last_error.borrow_mut().take() {
+            return Error::new(dev.kind, format!("ext4 {what}: {}", dev.message));
+        }
+        Error::new(kind_of(e.kind()), format!("ext4 {what}: {e}"))
+    }
+
+    /// Mounts read-write, runs `op`, unmounts, then repairs inode-bitmap padding (see
+    /// `fixup`). The unmount runs even when `op` fails, so the image is left consistent
+    /// either way.
+    fn with_fs<T>(&mut self, what: &str, op: impl FnOnce(&mut Fs) -> FsResult<T>) -> FsResult<T> {
+        *self.last_error.borrow_mut() = None;
+        let uninit = fixup::inode_uninit(&self.dev, &self.sb)?;
+        let mut fs = Ext4::mount(
+            DevIo::new(self.dev.clone(), self.last_error.clone()),
+            MountServices::new(FixedClock(self.now), (), NoopObserver),
+            MountOptions::read_write(),
+        )
+        .map_err(|e| self.err(what, e))?;
+        let result = op(&mut fs);
+        let unmounted = fs.unmount();
+        drop(fs);
+        let padded = match unmounted {
+            Ok(()) => fixup::pad_new_inode_bitmaps(&self.dev, &self.sb, &uninit).map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        let unmounted = unmounted.map_err(|e| self.err(what, e)).and(padded);
+        match (result, unmounted) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    pub fn write(
+        &mut self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        truncate: bool,
+        mode: u32,
+    ) -> FsResult<u64> {
+        let (parent, name) = split_parent(path)?;
+        let perms = permissions(mode)?;
+        let len = data.len() as u64;
+        offset
+            .checked_add(len)
+            .ok_or_else(|| Error::new(ErrorKind::TooLarge, "offset + length overflows"))?;
+        self.with_fs("write", |fs| {
+            let dir = resolve_dir(fs, &parent)?;
+            let ino = match lookup(fs, dir, name)? {
+                Some(info) => {
+                    let info = if info.file_type() == DirectoryEntryType::Symlink {
+                        resolve(fs, path, true)?
+                    } else {
+                        info
+                    };
+                    match info.file_type() {
+                        DirectoryEntryType::RegularFile => info.number,
+                        DirectoryEntryType::Directory => {
+                            return Err(Error::new(
+                                ErrorKind::IsADirectory,
+                                format!("{path} is a directory"),
+                            ));
+                        }
+                        _ => return Err(invalid(format!("{path} is not a regular file"))),
+                    }
+                }
+                None => {
+                    fs.create_regular_file(ROOT_CTX, dir, file_name(name)?, perms)
+                        .map_err(|e| map(e, "create"))?
+                        .number
+                }
+            };
+            if truncate {
+                fs.truncate_inode(ino, 0).map_err(|e| map(e, "truncate"))?;
+            }
+            fs.write_inode(ino, offset, data)
+                .map_err(|e| map(e, "write"))?;
+            Ok(len)
+        })
+    }
+
+    pub fn mkdir(&mut self, path: &str, mode: u32) -> FsResult<()> {
+        let (parent, name) = split_parent(path)?;
+        let perms = permissions(mode)?;
+        self.with_fs("mkdir", |fs| {
+            let dir = resolve_dir(fs, &parent)?;
+            if lookup(fs, dir, name)?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path} already exists"),
+                ));
+            }
+            fs.create_directory(ROOT_CTX, dir, file_name(name)?, perms)
+                .map_err(|e| map(e, "mkdir"))?;
+            Ok(())
+        })
+    }
+
+    pub fn unlink(&mut self, path: &str) -> FsResult<()> {
+        let (parent, name) = split_parent(path)?;
+        self.with_fs("unlink", |fs| {
+            let dir = resolve_dir(fs, &parent)?;
+            let info = lookup(fs, dir, name)?.ok_or_else(|| not_found(path))?;
+            if info.is_directory() {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path} is a directory"),
+                ));
+            }
+            let out = fs
+                .unlink(dir, file_name(name)?)
+                .map_err(|e| map(e, "unlink"))?;
+            if out.requires_reap() {
+                fs.reap_unlinked_inode(out.inode)
+                    .map_err(|e| map(e, "free inode"))?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn rmdir(&mut self, path: &str) -> FsResult<()> {
+        let (parent, name) = split_parent(path)?;
+        self.with_fs("rmdir", |fs| {
+            let dir = resolve_dir(fs, &parent)?;
+            let info = lookup(fs, dir, name)?.ok_or_else(|| not_found(path))?;
+            if !info.is_directory() {
+                return Err(Error::new(
+                    ErrorKind::NotADirectory,
+                    format!("{path} is not a directory"),
+                ));
+            }
+            let out = fs
+                .remove_empty_directory(dir, file_name(name)?)
+                .map_err(|e| map(e, "rmdir"))?;
+            if out.requires_reap() {
+                fs.reap_unlinked_inode(out.inode)
+                    .map_err(|e| map(e, "free inode"))?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn rename(&mut self, from: &str, to: &str) -> FsResult<()> {
+        let (from_parent, from_name) = split_parent(from)?;
+        let (to_parent, to_name) = split_parent(to)?;
+        self.with_fs("rename", |fs| {
+            let src_dir = resolve_dir(fs, &from_parent)?;
+            let dst_dir = resolve_dir(fs, &to_parent)?;
+            let src = lookup(fs, src_dir, from_name)?.ok_or_else(|| not_found(from))?;
+            if src_dir == dst_dir && from_name == to_name {
+                return Ok(());
+            }
+            if let Some(dst) = lookup(fs, dst_dir, to_name)? {
+                if dst.number == src.number {
+                    return Ok(());
+                }
+                match (src.is_directory(), dst.is_directory()) {
+                    (true, false) => {
+                        return Err(Error::new(
+                            ErrorKind::NotADirectory,
+                            format!("{to} is not a directory"),
+                        ));
+                    }
+                    (false, true) => {
+                        return Err(Error::new(
+                            ErrorKind::IsADirectory,
+                            format!("{to} is a directory"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if src.is_directory() && is_within(fs, dst_dir, src.number)? {
+                return Err(invalid(format!("cannot move {from} inside itself ({to})")));
+            }
+            let out = fs
+                .rename(
+                    src_dir,
+                    file_name(from_name)?,
+                    dst_dir,
+                    file_name(to_name)?,
+                    RenameOptions::REPLACE,
+                )
+                .map_err(|e| map(e, "rename"))?;
+            if let Some(replaced) = out.replaced
+                && replaced.requires_reap()
+            {
+                fs.reap_unlinked_inode(replaced.inode)
+                    .map_err(|e| map(e, "free replaced inode"))?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn chmod(&mut self, path: &str, mode: u32) -> FsResult<()> {
+        let perms = permissions(mode)?;
+        self.with_fs("chmod", |fs| {
+            let info = resolve(fs, path, true)?;
+            let update = InodeMetadataUpdate {
+                permissions: Some(perms),
+                ..InodeMetadataUpdate::default()
+            };
+            fs.update_inode_metadata(info.number, update)
+                .map_err(|e| map(e, "chmod"))?;
+            Ok(())
+        })
+    }
+
+    pub fn symlink(&mut self, target: &str, linkpath: &str) -> FsResult<()> {
+        let (parent, name) = split_parent(linkpath)?;
+        if target.is_empty() || target.len() > MAX_SYMLINK_TARGET || target.contains('\0') {
+            return Err(invalid(format!(
+                "symlink target must be 1 to {MAX_SYMLINK_TARGET} bytes without NUL"
+            )));
+        }
+        self.with_fs("symlink", |fs| {
+            let dir = resolve_dir(fs, &parent)?;
+            if lookup(fs, dir, name)?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{linkpath} already exists"),
+                ));
+            }
+            fs.create_symlink(ROOT_CTX, dir, file_name(name)?, target.as_bytes())
+                .map_err(|e| map(e, "symlink"))?;
+            Ok(())
+        })
+    }
+
+    pub fn truncate(&mut self, path: &str, size: u64) -> FsResult<()> {
+        self.with_fs("truncate", |fs| {
+            let info = resolve(fs, path, true)?;
+            match info.file_type() {
+                DirectoryEntryType::RegularFile => {}
+                DirectoryEntryType::Directory => {
+                    return Err(Error::new(
+                        ErrorKind::IsADirectory,
+                        format!("{path} is a directory"),
+                    ));
+                }
+                _ => return Err(invalid(format!("{path} is not a regular file"))),
+            }
+            fs.truncate_inode(info.number, size)
+                .map_err(|e| map(e, "truncate"))?;
+            Ok(())
+        })
+    }
+
+    /// Every call already leaves the filesystem written back; this flushes the device.
+    pub fn sync(&mut self) -> FsResult<()> {
+        self.dev.borrow_mut().flush()
+    }
+}
+
+fn map(e: Ext4Error, what: &str) -> Error {
+    Error::new(kind_of(e.kind()), format!("ext4 {what}: {e}"))
+}
+
+fn not_found(path: &str) -> Error {
+    Error::new(ErrorKind::NotFound, format!("{path} does not exist"))
+}
+
+/// The entry `name` in directory `dir`, if any. `..` is looked up on disk.
+fn lookup(fs: &mut Fs, dir: InodeNumber, name: &str) -> FsResult<Option<InodeInfo>> {
+    fs.lookup_child(dir, file_name(name)?)
+        .map_err(|e| map(e, "lookup"))
+}
+
+/// Reads a symlink's target (bounded).
+fn read_link(fs: &mut Fs, info: &InodeInfo) -> FsResult<String> {
+    let len = usize::try_from(info.size)
+        .ok()
+        .filter(|&l| l > 0 && l <= MAX_SYMLINK_TARGET)
+        .ok_or_else(|| Error::new(ErrorKind::Corrupt, "bad symlink length"))?;
+    let mut buf = alloc::vec![0u8; len];
+    let n = fs
+        .read_inode(info.number, 0, &mut buf)
+        .map_err(|e| map(e, "readlink"))?;
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(|_| invalid("symlink target is not UTF-8"))
+}
+
+/// Resolves an absolute path to its inode; `follow_last` follows a final symlink.
+fn resolve(fs: &mut Fs, path: &str, follow_last: bool) -> FsResult<InodeInfo> {
+    components(path)?;
+    resolve_walk(fs, path, follow_last)
+}
+
+/// Walks `path` from the root, following intermediate symlinks (and the last one
+/// when `follow_last`), within a bounded number of hops and components.
+fn resolve_walk(fs: &mut Fs, path: &str, follow_last: bool) -> FsResult<InodeInfo> {
+    let mut hops = MAX_SYMLINK_HOPS;
+    // Remaining components, next one last (so pop() yields it).
+    let mut queue: Vec<String> = path
+        .rsplit('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(String::from)
+        .collect();
+    // The directories walked through, for `..`.
+    let mut stack: Vec<InodeNumber> = alloc::vec![root()];
+    let mut steps = 0usize;
+    let mut current = fs
+        .inode(*stack.last().ok_or_else(|| invalid("empty"))?)
+        .map_err(|e| map(e, "lookup"))?;
+    while let Some(name) = queue.pop() {
+        steps += 1;
+        if steps > MAX_COMPONENTS {
+            return Err(invalid("path has too many components"));
+        }
+        if !current.is_directory() {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{path}: a component is not a directory"),
+            ));
+        }
+        let dir = current.number;
+        if name == ".." {
+            if stack.len() > 1 {
+                stack.pop();
+            }
+            let top = *stack.last().ok_or_else(|| invalid("empty"))?;
+            current = fs.inode(top).map_err(|e| map(e, "lookup"))?;
+            continue;
+        }
+        let info = lookup(fs, dir, &name)?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{path} does not exist")))?;
+        let last = queue.is_empty();
+        if info.file_type() == DirectoryEntryType::Symlink && (!last || follow_last) {
+            hops = hops
+                .checked_sub(1)
+                .ok_or_else(|| Error::new(ErrorKind::Loop, format!("{path}: symlink loop")))?;
+            let target = read_link(fs, &info)?;
+            if target.starts_with('/') {
+                stack.clear();
+                stack.push(root());
+            }
+            for c in target.rsplit('/') {
+                if !c.is_empty() && c != "." {
+                    queue.push(String::from(c));
+                }
+            }
+            if queue.len() > MAX_COMPONENTS {
+                return Err(invalid("path has too many components"));
+            }
+            let top = *stack.last().ok_or_else(|| invalid("empty"))?;
+            current = fs.inode(top).map_err(|e| map(e, "lookup"))?;
+            continue;
+        }
+        if info.is_directory() {
+            stack.push(info.number);
+        }
+        current = info;
+    }
+    Ok(current)
+}
+
+/// Resolves a path that must name a directory (following symlinks).
+fn resolve_dir(fs: &mut Fs, path: &str) -> FsResult<InodeNumber> {
+    let info = resolve(fs, path, true)?;
+    if !info.is_directory() {
+        return Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("{path} is not a directory"),
+        ));
+    }
+    Ok(info.number)
+}
+
+/// True when directory `dir` is `ancestor` or lies below it (walking `..` up to the root).
+fn is_within(fs: &mut Fs, dir: InodeNumber, ancestor: InodeNumber) -> FsResult<bool> {
+    let mut cur = dir;
+    for _ in 0..MAX_COMPONENTS {
+        if cur == ancestor {
+            return Ok(true);
+        }
+        if cur == root() {
+            return Ok(false);
+        }
+        let parent = lookup(fs, cur, "..")?
+            .ok_or_else(|| Error::new(ErrorKind::Corrupt, "directory without \"..\""))?;
+        cur = parent.number;
+    }
+    Err(Error::new(
+        ErrorKind::Loop,
+        "directory tree too deep or looped",
+    ))
+}
