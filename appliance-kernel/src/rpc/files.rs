@@ -311,13 +311,13 @@ impl Walk {
         let st = app.stat(&dir, false)?;
         // Inode 0 means the filesystem has no stable number for it: no cycle check.
         let key = (st.ino != 0).then_some((mi, st.ino));
-        if let Some(k) = key {
-            if !self.ancestors.insert(k) {
-                return Err(Error::new(
-                    ErrorKind::Loop,
-                    format!("directory cycle: {dir} is its own ancestor"),
-                ));
-            }
+        if let Some(k) = key
+            && !self.ancestors.insert(k)
+        {
+            return Err(Error::new(
+                ErrorKind::Loop,
+                format!("directory cycle: {dir} is its own ancestor"),
+            ));
         }
         let entries = app.read_dir(&dir)?.into_iter();
         Ok(Frame {

@@ -53,7 +53,7 @@ pub struct FatFs {
 /// What a path names.
 enum Node {
     Root,
-    Entry(FileEntry),
+    Entry(Box<FileEntry>),
 }
 
 fn ro() -> Error {
@@ -158,7 +158,7 @@ impl FatFs {
             }
             dir = self.vol.open_dir_entry(&e).map_err(|e| self.err(e, path))?;
         }
-        Ok(Node::Entry(self.find_in(&dir, last, path)?))
+        Ok(Node::Entry(Box::new(self.find_in(&dir, last, path)?)))
     }
 
     fn find_in(&self, dir: &FatDir<'_, DevIo>, name: &str, path: &str) -> FsResult<FileEntry> {
@@ -320,7 +320,7 @@ impl FatFs {
                 ErrorKind::IsADirectory,
                 format!("{path} is a directory"),
             )),
-            Node::Entry(e) => Ok(e),
+            Node::Entry(e) => Ok(*e),
         }
     }
 
@@ -498,7 +498,7 @@ impl FileSystem for FatFs {
                     format!("{path} is a directory"),
                 ));
             }
-            Ok(Node::Entry(e)) => e,
+            Ok(Node::Entry(e)) => *e,
             Err(x) if x.kind == ErrorKind::NotFound => {
                 let (parent, name) = split(path)?;
                 let dir = self.open_dir(parent)?;
@@ -567,7 +567,7 @@ impl FileSystem for FatFs {
         self.check_rw()?;
         let src = match self.lookup(from)? {
             Node::Root => return Err(Error::new(ErrorKind::Busy, "cannot rename the root")),
-            Node::Entry(e) => e,
+            Node::Entry(e) => *e,
         };
         let (to_parent, to_name) = split(to)?;
         let (from_parent, from_name) = split(from)?;
@@ -622,7 +622,7 @@ impl FileSystem for FatFs {
         // hadris-fat refuses stale handles, so use a fresh one.
         let src = match self.lookup(from)? {
             Node::Root => return Err(Error::new(ErrorKind::Busy, "cannot rename the root")),
-            Node::Entry(e) => e,
+            Node::Entry(e) => *e,
         };
         let dir = self.open_dir(to_parent)?;
         self.vol
