@@ -1,7 +1,9 @@
 //! ext2/ext3/ext4: read through `ext4-view`, write through `rsext4` (see `write`).
 //!
-//! Reads go through an [`ext4_view::Ext4`] loaded from the device; `statvfs` reads the
-//! counters straight from the superblock. Mounts are read-only until the writer is wired in.
+//! Reads go through an [`ext4_view::Ext4`] loaded from the device. When mounted
+//! read-write, every mutation is delegated to [`write::Ext4Writer`] (which leaves the
+//! image consistent after each call) and the `ext4-view` instance is then reloaded so
+//! reads see the change. `statvfs` reads the counters straight from the superblock.
 
 mod error;
 mod superblock;
@@ -29,6 +31,7 @@ pub struct Ext4Fs {
     dev: SharedDevice,
     fs: Ext4,
     readonly: bool,
+    writer: Option<write::Ext4Writer>,
     /// The file last read from, kept open so sequential chunked reads continue where the
     /// previous one stopped instead of walking the extent tree from the start again.
     open: Option<(String, File)>,
@@ -48,15 +51,36 @@ impl Ext4Fs {
     pub fn mount(dev: SharedDevice, readonly: bool) -> FsResult<Self> {
         let readonly = readonly || dev.borrow().readonly();
         let fs = load(&dev)?;
-        // Write support (write::Ext4Writer) is not wired in yet: always read-only.
-        let _ = readonly;
-        let readonly = true;
+        let writer = if readonly {
+            None
+        } else {
+            Some(write::Ext4Writer::open(dev.clone())?)
+        };
         Ok(Ext4Fs {
             dev,
             fs,
             readonly,
+            writer,
             open: None,
         })
+    }
+
+    fn writer(&mut self) -> FsResult<&mut write::Ext4Writer> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::ReadOnly, "filesystem is mounted read-only"))
+    }
+
+    /// Runs a mutation on the writer, then reloads the read side so it sees the change.
+    fn mutate<T>(&mut self, f: impl FnOnce(&mut write::Ext4Writer) -> FsResult<T>) -> FsResult<T> {
+        self.open = None;
+        let r = f(self.writer()?);
+        // Reload even after a failure: the writer may have changed something before
+        // failing, and a stale view must never be served.
+        let reloaded = load(&self.dev);
+        let value = r?;
+        self.fs = reloaded?;
+        Ok(value)
     }
 }
 
@@ -188,5 +212,51 @@ impl FileSystem for Ext4Fs {
 
     fn statvfs(&mut self) -> FsResult<StatVfs> {
         superblock::statvfs(&self.dev)
+    }
+
+    fn write(
+        &mut self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        truncate: bool,
+        mode: u32,
+    ) -> FsResult<u64> {
+        self.mutate(|w| w.write(path, offset, data, truncate, mode))
+    }
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> FsResult<()> {
+        self.mutate(|w| w.mkdir(path, mode))
+    }
+
+    fn unlink(&mut self, path: &str) -> FsResult<()> {
+        self.mutate(|w| w.unlink(path))
+    }
+
+    fn rmdir(&mut self, path: &str) -> FsResult<()> {
+        self.mutate(|w| w.rmdir(path))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> FsResult<()> {
+        self.mutate(|w| w.rename(from, to))
+    }
+
+    fn chmod(&mut self, path: &str, mode: u32) -> FsResult<()> {
+        self.mutate(|w| w.chmod(path, mode))
+    }
+
+    fn symlink(&mut self, target: &str, linkpath: &str) -> FsResult<()> {
+        self.mutate(|w| w.symlink(target, linkpath))
+    }
+
+    fn truncate(&mut self, path: &str, size: u64) -> FsResult<()> {
+        self.mutate(|w| w.truncate(path, size))
+    }
+
+    fn sync(&mut self) -> FsResult<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.sync(),
+            None => Ok(()),
+        }
     }
 }

@@ -352,6 +352,67 @@ fn crc32c(data: &[u8]) -> u32 {
     c
 }
 
+/// Read-write mount: mutations go to the writer and the read side sees them at once;
+/// the image stays clean for `e2fsck -fn` and the host tools read back the changes.
+#[test]
+fn read_write_delegation() {
+    let src = TempDir::new("ext4-rw-src");
+    std::fs::write(src.0.join("old"), b"old contents").unwrap();
+    let img = make_image(&src, 4096);
+    let disk = shared(MemDisk::new(std::fs::read(&img.0).unwrap(), false));
+
+    // A read-only device stays read-only whatever the caller asks.
+    let ro = shared(MemDisk::new(std::fs::read(&img.0).unwrap(), true));
+    assert!(mount(ro, false).unwrap().readonly());
+
+    let mut fs = mount(disk.clone(), false).unwrap();
+    assert!(!fs.readonly());
+    // Open a file for reading first: the cached handle must not survive a mutation.
+    assert_eq!(fs.read("/old", 0, 3).unwrap(), b"old");
+    fs.write("/old", 0, b"NEW", false, 0o644).unwrap();
+    assert_eq!(fs.read("/old", 0, 100).unwrap(), b"NEW contents");
+    assert_eq!(fs.write("/new", 0, b"hello", true, 0o600).unwrap(), 5);
+    assert_eq!(fs.stat("/new", true).unwrap().mode, 0o600);
+    fs.mkdir("/dir", 0o755).unwrap();
+    fs.symlink("../new", "/dir/link").unwrap();
+    assert_eq!(fs.read_link("/dir/link").unwrap(), "../new");
+    assert_eq!(fs.read("/dir/link", 0, 10).unwrap(), b"hello");
+    fs.rename("/new", "/dir/moved").unwrap();
+    assert_eq!(fs.stat("/new", true).unwrap_err().kind, ErrorKind::NotFound);
+    fs.chmod("/dir/moved", 0o640).unwrap();
+    fs.truncate("/dir/moved", 2).unwrap();
+    assert_eq!(fs.read("/dir/moved", 0, 10).unwrap(), b"he");
+    fs.unlink("/old").unwrap();
+    assert_eq!(
+        fs.read("/old", 0, 10).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    fs.mkdir("/gone", 0o700).unwrap();
+    fs.rmdir("/gone").unwrap();
+    // A failing mutation leaves the view usable.
+    assert_eq!(fs.rmdir("/dir").unwrap_err().kind, ErrorKind::NotEmpty);
+    assert_eq!(
+        fs.stat("/dir", true).unwrap().file_type,
+        FileType::Directory
+    );
+    fs.sync().unwrap();
+    drop(fs);
+
+    let out = TempImage::new("ext4-rw-out", 0);
+    {
+        let d = disk.borrow();
+        let mut bytes = vec![0u8; d.size() as usize];
+        drop(d);
+        disk.borrow_mut().read_at(0, &mut bytes).unwrap();
+        std::fs::write(&out.0, bytes).unwrap();
+    }
+    run("e2fsck", &["-fn", out.path()], None);
+    let cat = run("debugfs", &["-R", "cat /dir/moved", out.path()], None);
+    assert_eq!(cat, "he");
+    let d = debugfs_stat(&out, "/dir/moved");
+    assert_eq!(field_after(&d, "Mode:"), "0640");
+}
+
 /// Lists and reads everything below `path`, bounded in depth and entry count (a corrupt
 /// image may contain directory loops). Errors are fine; panics are not.
 fn walk(fs: &mut dyn FileSystem, path: &str, depth: u32, budget: &mut u32) {
@@ -447,5 +508,8 @@ fn bit_flipped_images_never_panic() {
     }
     // Both paths were exercised: damage that still mounts, and damage refused up front.
     eprintln!("bit flips: {mounted} mounted, {refused} refused");
-    assert!(mounted >= 50 && refused >= 1, "{mounted} mounted, {refused} refused");
+    assert!(
+        mounted >= 50 && refused >= 1,
+        "{mounted} mounted, {refused} refused"
+    );
 }
