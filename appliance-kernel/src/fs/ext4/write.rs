@@ -23,9 +23,9 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use dev::DevIo;
 use rsext4::{
-    Clock, DirectoryEntryType, Ext4, Ext4Error, Ext4ErrorKind, Ext4Result, Ext4Timestamp, FileName,
-    FilePermissions, InodeInfo, InodeMetadataUpdate, InodeNumber, MountOptions, MountServices,
-    MountedServices, MutationContext, NoopObserver, RenameOptions,
+    Clock, DirectoryEntryType, Ext4, Ext4Error, Ext4ErrorKind, Ext4Result, Ext4Timestamp,
+    FileExtentTarget, FileName, FilePermissions, InodeInfo, InodeMetadataUpdate, InodeNumber,
+    MountOptions, MountServices, MountedServices, MutationContext, NoopObserver, RenameOptions,
 };
 use wire::{Error, ErrorKind};
 
@@ -33,6 +33,10 @@ use wire::{Error, ErrorKind};
 const MAX_SYMLINK_HOPS: u32 = 40;
 /// Path components handled for one path (guards against huge crafted paths).
 const MAX_COMPONENTS: usize = 4096;
+/// Extent records inspected when estimating the space a write needs.
+const MAX_EXTENTS_QUERIED: usize = 4096;
+/// Blocks always kept in hand for a write: directory growth and extent-tree depth.
+const SPACE_MARGIN_BLOCKS: u64 = 8;
 /// Longest symlink target skiff writes (Linux PATH_MAX including the NUL).
 const MAX_SYMLINK_TARGET: usize = 4095;
 
@@ -249,6 +253,7 @@ impl Ext4Writer {
                         .number
                 }
             };
+            ensure_space(fs, ino, offset, len, truncate)?;
             if truncate {
                 fs.truncate_inode(ino, 0).map_err(|e| map(e, "truncate"))?;
             }
@@ -429,6 +434,69 @@ impl Ext4Writer {
     pub fn sync(&mut self) -> FsResult<()> {
         self.dev.borrow_mut().flush()
     }
+}
+
+/// Refuses, before anything is allocated, a write that might not fit.
+///
+/// rsext4 0.9.2 does not give back the blocks it allocated for a write that then fails
+/// with `NoSpace` (e2fsck: "Block bitmap differences"), so running out of space in the
+/// middle of a write must not happen. This bounds the blocks the write can allocate
+/// (unmapped blocks in the range, extent-tree blocks, a margin for the directory
+/// entry of a new file) and compares it with the free count.
+fn ensure_space(
+    fs: &mut Fs,
+    ino: InodeNumber,
+    offset: u64,
+    len: u64,
+    truncate: bool,
+) -> FsResult<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let st = fs.statfs();
+    let bs = st.block_size.max(1024);
+    let first = offset / bs;
+    let last = (offset + len - 1) / bs; // offset + len checked by the caller
+    let range = last - first + 1;
+    let info = fs.inode(ino).map_err(|e| map(e, "stat"))?;
+    let (mapped, freed) = if truncate {
+        // Truncation frees the file's blocks first (i_blocks counts 512-byte units).
+        (0, info.blocks.saturating_mul(512) / bs)
+    } else {
+        let map_result = fs.inode_extents(
+            ino,
+            first * bs,
+            range * bs,
+            FileExtentTarget::Data,
+            MAX_EXTENTS_QUERIED,
+        );
+        let extents = map_result.map_err(|e| map(e, "extent map"))?;
+        let start = first * bs;
+        let end = (last + 1) * bs;
+        let bytes: u64 = extents
+            .extents
+            .iter()
+            .map(|x| {
+                let a = x.logical_start.max(start);
+                let b = x.logical_start.saturating_add(x.length).min(end);
+                b.saturating_sub(a)
+            })
+            .sum();
+        (bytes / bs, 0)
+    };
+    let data = range.saturating_sub(mapped);
+    // Each extent-tree block holds (bs - 12) / 12 entries; every new block could in the
+    // worst case start a new extent. Plus tree growth and the new directory entry.
+    let per_index = (bs - 12) / 12;
+    let need = data + data.div_ceil(per_index) * 2 + SPACE_MARGIN_BLOCKS;
+    let free = st.free_blocks.saturating_add(freed);
+    if need > free {
+        return Err(Error::new(
+            ErrorKind::NoSpace,
+            format!("ext4 write: needs up to {need} blocks of {bs} bytes, {free} free"),
+        ));
+    }
+    Ok(())
 }
 
 fn map(e: Ext4Error, what: &str) -> Error {

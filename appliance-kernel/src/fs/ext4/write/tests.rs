@@ -549,3 +549,111 @@ fn uninitialised_groups_get_used() {
     w.unlink("/d/f").unwrap();
     img.fsck();
 }
+
+/// Deterministic bit flips in the metadata area of a small image: open and a few
+/// writes must return errors, never panic. Counts panics and reports them.
+#[test]
+fn bit_flipped_images_do_not_panic() {
+    let img = image(
+        "flip",
+        1024,
+        &[
+            ("/a/b/c", b"hello"),
+            ("/big", &pattern(40_000, 5)),
+            ("/l", b"->a/b"),
+        ],
+        &[],
+    );
+    let base = img.disk.borrow().data.clone();
+    // Flip bits only inside blocks that hold something (metadata, directories, data).
+    let used: Vec<usize> = base
+        .chunks(1024)
+        .enumerate()
+        .filter(|(i, b)| *i > 0 && b.iter().any(|&x| x != 0))
+        .map(|(i, _)| i)
+        .collect();
+    let opened = std::sync::Arc::new(AtomicU32::new(0));
+    let mut seed = 0x1234_5678u32;
+    let mut panics = Vec::new();
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for case in 0..300 {
+        let mut data = base.clone();
+        for _ in 0..4 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let block = used[seed as usize % used.len()];
+            let byte = block * 1024 + (seed >> 10) as usize % 1024;
+            data[byte] ^= 1 << (seed >> 28 & 7);
+        }
+        let opened = opened.clone();
+        let r = std::panic::catch_unwind(move || {
+            let dev: SharedDevice = Rc::new(RefCell::new(MemDisk::new(data, false)));
+            if let Ok(mut w) = Ext4Writer::open(dev) {
+                opened.fetch_add(1, Ordering::SeqCst);
+                let _ = w.write("/a/b/new", 0, b"data", false, 0o644);
+                let _ = w.write("/big", 1000, b"over", false, 0o644);
+                let _ = w.mkdir("/a/d", 0o755);
+                let _ = w.rename("/a/b/c", "/c2");
+                let _ = w.unlink("/l");
+                let _ = w.truncate("/big", 10);
+            }
+        });
+        if r.is_err() {
+            panics.push(case);
+        }
+    }
+    std::panic::set_hook(prev);
+    eprintln!(
+        "bit flips: {} of 300 images opened for writing, {} panics",
+        opened.load(Ordering::SeqCst),
+        panics.len()
+    );
+    assert!(
+        panics.is_empty(),
+        "rsext4 panicked on flipped images: {panics:?}"
+    );
+}
+
+#[test]
+fn no_space_leaves_a_clean_filesystem() {
+    for b in BLOCKS {
+        let img = image("enospc", b, &[("/keep", b"keep")], &[]);
+        let mut w = img.writer();
+        let chunk = pattern(1 << 20, 11);
+        let mut err = None;
+        for i in 0..32u64 {
+            if let Err(e) = w.write("/fill", i << 20, &chunk, false, 0o644) {
+                err = Some(e);
+                break;
+            }
+        }
+        let e = err.expect("a 16 MiB filesystem cannot take 32 MiB");
+        assert_eq!(e.kind, ErrorKind::NoSpace, "{e}");
+        img.fsck();
+        assert_eq!(img.cat("/keep"), b"keep");
+        // fill the rest in small files, then ask for more metadata
+        let mut n = 0;
+        while w.write(&format!("/small{n}"), 0, &chunk[..4096], false, 0o644).is_ok() {
+            n += 1;
+            assert!(n < 10_000);
+        }
+        img.fsck();
+        for r in [
+            w.mkdir("/newdir", 0o755),
+            w.symlink(&"t".repeat(200), "/slowlink"),
+            w.write("/small0", 8192, &chunk[..8192], false, 0o644).map(|_| ()),
+        ] {
+            if let Err(e) = r {
+                assert_eq!(e.kind, ErrorKind::NoSpace, "{e}");
+            }
+            img.fsck();
+        }
+        // the filesystem stays usable: free the space and write again
+        w.unlink("/fill").unwrap();
+        w.write("/after", 0, b"ok", false, 0o644).unwrap();
+        img.fsck();
+        assert_eq!(img.cat("/after"), b"ok");
+    }
+}
