@@ -669,6 +669,41 @@ fn mbr_disk_with_fat16_partition() {
     })
     .unwrap();
     assert_eq!(cat(&mut a, "/Sub Dir/inner file.bin"), content(1, 10_000));
+    let Reply::Partitions(p) = a.handle(Request::Partitions).unwrap() else {
+        panic!()
+    };
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].name.as_str(), p[0].number), ("/dev/sda1", 1));
+    assert_eq!((p[0].start, p[0].size), (1 << 20, 20 << 20));
+    let Reply::Filesystems(f) = a.handle(Request::Filesystems).unwrap() else {
+        panic!()
+    };
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].device, "/dev/sda1");
+    assert_eq!(f[0].size, 20 << 20);
+    // The whole disk and the partition cannot both be mounted.
+    assert_eq!(
+        a.handle(Request::Mount {
+            device: "/dev/sda".to_string(),
+            mountpoint: "/".to_string(),
+            readonly: true,
+            fstype: Some("vfat".to_string()),
+        })
+        .unwrap_err()
+        .kind,
+        ErrorKind::Busy
+    );
+    assert_eq!(
+        a.handle(Request::Mount {
+            device: "/dev/sda2".to_string(),
+            mountpoint: "/Sub Dir".to_string(),
+            readonly: true,
+            fstype: Some("vfat".to_string()),
+        })
+        .unwrap_err()
+        .kind,
+        ErrorKind::NotFound
+    );
     a.handle(Request::WriteFile {
         path: "/Sub Dir/Written In Partition.txt".to_string(),
         offset: 0,
@@ -724,4 +759,122 @@ fn fat_times() {
     // Garbage fields are clamped, not errors.
     let _ = fat_time_to_unix(0xFFFF, 0xFFFF);
     let _ = fat_time_to_unix(0, 0);
+}
+
+#[test]
+fn directory_cycle_ends_with_an_error() {
+    let t = Tmp::new("cycle");
+    let img = t.0.join("fat.img");
+    run(Command::new("mkfs.vfat")
+        .args(["-C", "-F", "16", "-s", "1"])
+        .arg(&img)
+        .arg("4096"));
+    for d in ["::/a", "::/a/b", "::/a/b/c"] {
+        run(Command::new("mmd").arg("-i").arg(&img).arg(d));
+    }
+    let (mut a, dev) = appliance(&img, false);
+    mount(&mut a, "/dev/sda", true);
+    let ino_a = stat(&mut a, "/a").ino;
+    let ino_c = stat(&mut a, "/a/b/c").ino;
+    a.handle(Request::Umount {
+        mountpoint: "/".to_string(),
+    })
+    .unwrap();
+    // Point /a/b/c at /a: a directory that is its own ancestor.
+    let mut bytes = dump(&dev);
+    let le16 = |o: usize| u64::from(u16::from_le_bytes([bytes[o], bytes[o + 1]]));
+    let bps = le16(11);
+    let data_start = (le16(14) + u64::from(bytes[16]) * le16(22)) * bps + le16(17) * 32;
+    let entry = (0..bytes.len() / 32)
+        .map(|i| i * 32)
+        .find(|&o| {
+            o as u64 >= data_start && &bytes[o..o + 11] == b"C          " && le16(o + 26) == ino_c
+        })
+        .expect("entry of c");
+    bytes[entry + 26..entry + 28].copy_from_slice(&(ino_a as u16).to_le_bytes());
+    let dev = shared(MemDisk::new(bytes.clone(), true));
+    let mut a = Appliance::new();
+    a.set_disk(0, dev.clone());
+    mount(&mut a, "/dev/sda", true);
+    let e = a
+        .handle(Request::Find {
+            path: "/".to_string(),
+        })
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Loop, "{e:?}");
+    // rm -r on a read-only mount is refused before it starts; the appliance answers on.
+    assert!(
+        a.handle(Request::Remove {
+            path: "/a".to_string(),
+            recursive: true
+        })
+        .is_err()
+    );
+    assert_eq!(stat(&mut a, "/a/b/c/b/c").ino, ino_a);
+    assert_eq!(dump(&dev), bytes);
+}
+
+#[test]
+fn fat_mounted_below_ext4() {
+    let t = Tmp::new("nested");
+    let src = t.0.join("root");
+    std::fs::create_dir_all(src.join("boot")).unwrap();
+    std::fs::write(src.join("etc-hostname"), b"guest\n").unwrap();
+    let root = t.0.join("root.img");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&src)
+        .arg(&root)
+        .arg("4M"));
+    let boot = build(&t, 12, 2048);
+    let mut a = Appliance::new();
+    a.set_disk(0, shared(MemDisk::new(std::fs::read(&root).unwrap(), true)));
+    a.set_disk(1, shared(MemDisk::new(std::fs::read(&boot).unwrap(), true)));
+    for (dev, mp) in [("/dev/sda", "/"), ("/dev/sdb", "/boot")] {
+        a.handle(Request::Mount {
+            device: dev.to_string(),
+            mountpoint: mp.to_string(),
+            readonly: true,
+            fstype: None,
+        })
+        .unwrap();
+    }
+    let Reply::Names(n) = a
+        .handle(Request::Find {
+            path: "/".to_string(),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(
+        n.contains(&"boot/Sub Dir/deeper/big.dat".to_string()),
+        "{n:?}"
+    );
+    assert!(n.contains(&"etc-hostname".to_string()), "{n:?}");
+    assert_eq!(cat(&mut a, "/boot/SHORT.TXT"), b"short");
+    assert_eq!(
+        a.handle(Request::Umount {
+            mountpoint: "/".to_string()
+        })
+        .unwrap_err()
+        .kind,
+        ErrorKind::Busy
+    );
+    // Mounting on a file, or on a missing directory, is refused.
+    a.handle(Request::Umount {
+        mountpoint: "/boot".to_string(),
+    })
+    .unwrap();
+    for mp in ["/etc-hostname", "/missing"] {
+        assert!(
+            a.handle(Request::Mount {
+                device: "/dev/sdb".to_string(),
+                mountpoint: mp.to_string(),
+                readonly: true,
+                fstype: None,
+            })
+            .is_err()
+        );
+    }
 }
