@@ -268,6 +268,14 @@ impl MountTable {
         first.map_or(Ok(()), Err)
     }
 
+    /// Drops, without syncing, every mount whose device matches `gone` (its disk was
+    /// detached: there is nothing left to write to). Returns how many were dropped.
+    pub fn forget(&mut self, gone: impl Fn(&str) -> bool) -> usize {
+        let before = self.mounts.len();
+        self.mounts.retain(|m| !gone(&m.device));
+        before - self.mounts.len()
+    }
+
     /// Syncs and removes every mount, innermost first. Returns the first sync error.
     pub fn umount_all(&mut self) -> FsResult<()> {
         let r = self.sync_all();

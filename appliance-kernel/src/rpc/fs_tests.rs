@@ -490,3 +490,25 @@ fn find_stops_on_directory_cycles() {
     // The appliance still answers.
     assert_eq!(a.handle(Request::Ping).unwrap(), Reply::Unit);
 }
+
+#[test]
+fn removing_a_disk_drops_its_mounts() {
+    use crate::block::{MemDisk, shared};
+    let mut a = Appliance::new();
+    a.set_disk(0, shared(MemDisk::new(vec![0; 512], true)));
+    a.set_disk(1, shared(MemDisk::new(vec![0; 512], true)));
+    a.mount_filesystem(
+        "/dev/sdb",
+        "/",
+        Box::new(FakeFs::new("x", true).with_dir("/m")),
+    )
+    .unwrap();
+    a.mount_filesystem("/dev/sda1", "/m", Box::new(FakeFs::new("y", true)))
+        .unwrap();
+    a.remove_disk(0).unwrap();
+    let Reply::Mounts(m) = a.handle(Request::Mounts).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].device, "/dev/sdb");
+}

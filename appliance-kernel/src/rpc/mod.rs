@@ -53,9 +53,15 @@ impl Appliance {
         });
     }
 
-    /// Detaches disk `slot`; later calls naming it fail with `NotFound`.
+    /// Detaches disk `slot`; later calls naming it (or its partitions) fail with
+    /// `NotFound`, and filesystems mounted from it are dropped unsynced.
     pub fn remove_disk(&mut self, slot: usize) -> Option<Disk> {
-        self.disks.get_mut(slot).and_then(Option::take)
+        let disk = self.disks.get_mut(slot).and_then(Option::take)?;
+        self.mounts.forget(|dev| {
+            dev.strip_prefix(disk.name.as_str())
+                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
+        });
+        Some(disk)
     }
 
     pub fn disks(&self) -> impl Iterator<Item = &Disk> {
