@@ -61,7 +61,6 @@ const INCOMPAT_FLEX_BG: u32 = 0x0200;
 const INCOMPAT_CSUM_SEED: u32 = 0x2000;
 const INCOMPAT_NAMES: &[(u32, &str)] = &[
     (0x0001, "compression"),
-    (INCOMPAT_RECOVER, "needs_recovery (journal not replayed)"),
     (0x0008, "journal_dev"),
     (0x0010, "meta_bg"),
     (0x0100, "mmp"),
@@ -72,8 +71,12 @@ const INCOMPAT_NAMES: &[(u32, &str)] = &[
     (0x10000, "encrypt"),
     (0x20000, "casefold"),
 ];
-const INCOMPAT_OK: u32 =
-    INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG | INCOMPAT_CSUM_SEED;
+const INCOMPAT_OK: u32 = INCOMPAT_RECOVER
+    | INCOMPAT_FILETYPE
+    | INCOMPAT_EXTENTS
+    | INCOMPAT_64BIT
+    | INCOMPAT_FLEX_BG
+    | INCOMPAT_CSUM_SEED;
 
 // ro_compat
 const RO_SPARSE_SUPER: u32 = 0x0001;
