@@ -3,7 +3,7 @@
 //! the kernel memfd, and waits for the appliance's Hello.
 
 use crate::accel::Accel;
-use crate::channel::Channel;
+use crate::channel::{self, Channel};
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::kernel::Kernel;
@@ -160,6 +160,7 @@ impl Builder {
             spawned.started + self.timeout,
             self.timeout,
             self.call_timeout,
+            spawned.reply_budget,
         )
     }
 
@@ -251,6 +252,7 @@ impl Builder {
         let drives = self.check_drives()?;
         let kernel = Kernel::locate()?;
         let (ours, theirs) = UnixStream::pair()?;
+        let reply_budget = channel::reply_budget(&theirs);
         let args = self.args(&drives, &kernel, theirs.as_raw_fd())?;
         let binary = self.qemu_path();
         if self.verbose {
@@ -269,6 +271,7 @@ impl Builder {
             qemu,
             channel: ours,
             started,
+            reply_budget,
         })
     }
 }
@@ -277,6 +280,7 @@ struct Spawned {
     qemu: Qemu,
     channel: UnixStream,
     started: Instant,
+    reply_budget: u32,
 }
 
 fn check_exists(path: &Path) -> Result<()> {

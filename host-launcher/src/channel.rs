@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use wire::frame::{self, FrameError, HEADER};
@@ -76,6 +77,49 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+/// How many bytes one reply may carry from the appliance without risking loss, after
+/// enlarging the send buffer of `qemu_end` (qemu's end of the socketpair) as far as allowed.
+///
+/// qemu's `virtconsole` *drops* guest output when its chardev write would block (unlike
+/// `virtserialport`, it never throttles the guest), so a reply must fit in qemu's socket
+/// send buffer even if this process has not read any of it yet. One call is in flight at a
+/// time, so the buffer is empty when a reply starts.
+pub fn reply_budget(qemu_end: &UnixStream) -> u32 {
+    let want: libc::c_int = 16 << 20;
+    let fd = qemu_end.as_raw_fd();
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        // SAFETY: `fd` is a valid socket for the duration of the call; the option value
+        // points at a live c_int of the size passed.
+        let r =
+            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&raw const want).cast(), size) };
+        if r == 0 {
+            break;
+        }
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = size;
+    // SAFETY: as above; `got` and `len` are live and writable, `len` holds their size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw mut got).cast(),
+            &raw mut len,
+        )
+    };
+    // The kernel reports twice the payload it promises (the rest is bookkeeping); keep
+    // half of that again as a margin, and leave room for the frame around the data.
+    let bytes = if r == 0 {
+        u32::try_from(got).unwrap_or(0)
+    } else {
+        0
+    };
+    let budget = (bytes / 4).saturating_sub(4096) & !4095;
+    budget.clamp(32 << 10, wire::MAX_CHUNK)
 }
 
 /// Time left before `deadline` (a zero timeout means "block forever" to the socket API,
@@ -160,6 +204,14 @@ mod tests {
             a.send(&ToHost::Panic(String::new()), soon()),
             Err(ChannelError::Eof)
         ));
+    }
+
+    #[test]
+    fn reply_budget_is_sane() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let n = reply_budget(&a);
+        assert!((32 << 10..=wire::MAX_CHUNK).contains(&n), "{n}");
+        assert_eq!(n % 4096, 0);
     }
 
     #[test]

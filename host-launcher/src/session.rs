@@ -21,6 +21,8 @@ pub struct Session {
     readonly: Vec<bool>,
     next_id: u64,
     call_timeout: Duration,
+    /// The most data one read call asks for (see [`crate::channel::reply_budget`]).
+    read_chunk: u32,
     closed: bool,
 }
 
@@ -41,6 +43,7 @@ impl Session {
         deadline: Instant,
         launch_timeout: Duration,
         call_timeout: Duration,
+        read_chunk: u32,
     ) -> Result<Session> {
         let mut s = Session {
             channel,
@@ -49,6 +52,7 @@ impl Session {
             readonly,
             next_id: 1,
             call_timeout,
+            read_chunk: read_chunk.clamp(1, MAX_CHUNK),
             closed: false,
         };
         let hello = match s.channel.recv::<ToHost>(deadline) {
@@ -122,8 +126,9 @@ impl Session {
         }
     }
 
-    /// Reads `len` bytes of `device` at `offset`, in calls of at most [`MAX_CHUNK`]. The
-    /// result is short only where the device ends.
+    /// Reads `len` bytes of `device` at `offset`, in calls of at most [`MAX_CHUNK`] (less
+    /// where qemu's socket buffer is smaller). The result is short only where the device
+    /// ends (an appliance may also refuse a range past the end with an error).
     pub fn pread_device(&mut self, device: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         offset
             .checked_add(len)
@@ -131,7 +136,7 @@ impl Session {
         let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
         while (out.len() as u64) < len {
             let done = out.len() as u64;
-            let want = (len - done).min(u64::from(MAX_CHUNK)) as u32;
+            let want = (len - done).min(u64::from(self.read_chunk)) as u32;
             let reply = self.call(Request::PreadDevice {
                 device: device.to_string(),
                 offset: offset + done,
@@ -393,16 +398,18 @@ mod tests {
             later(),
             Duration::from_secs(10),
             Duration::from_millis(500),
+            1000,
         );
         (s, t)
     }
 
     /// A well-behaved appliance serving a 4 KiB /dev/sda and a read-only /dev/sdb.
+    fn disk_bytes() -> Vec<u8> {
+        (0..4096).map(|i| (i % 251) as u8).collect()
+    }
+
     fn serve(mut ch: Channel) {
-        let mut disk = vec![0u8; 4096];
-        for (i, b) in disk.iter_mut().enumerate() {
-            *b = (i % 251) as u8;
-        }
+        let mut disk = disk_bytes();
         ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
         loop {
             let Ok(call) = ch.recv::<Call>(later()) else {
@@ -411,6 +418,10 @@ mod tests {
             let result = match call.request {
                 Request::Ping | Request::Sync => Ok(Reply::Unit),
                 Request::Devices => Ok(Reply::Devices(vec![dev("/dev/sda", 4096, false)])),
+                Request::PreadDevice { len, .. } if len > 1000 => Err(wire::Error::new(
+                    ErrorKind::TooLarge,
+                    "read chunk over 1000",
+                )),
                 Request::PreadDevice { offset, len, .. } => {
                     let s = (offset as usize).min(disk.len());
                     let e = (s + len as usize).min(disk.len());
@@ -458,6 +469,8 @@ mod tests {
         let mut s = s.unwrap();
         assert_eq!(s.devices().len(), 2);
         s.ping().unwrap();
+        // 1000-byte read chunks: several calls.
+        assert!(s.pread_device("/dev/sda", 0, 4096).unwrap() == disk_bytes());
         let data = s.pread_device("/dev/sda", 4000, 200).unwrap();
         assert_eq!(data.len(), 96, "short at the end of the device");
         assert_eq!(data[0], (4000 % 251) as u8);
