@@ -329,7 +329,14 @@ impl Ext4Writer {
         let (to_parent, to_name) = split_parent(to)?;
         self.with_fs("rename", |fs| {
             let src_dir = resolve_dir(fs, &from_parent)?;
-            let dst_dir = resolve_dir(fs, &to_parent)?;
+            let (dst_info, dst_ancestors) = resolve_walk_stack(fs, &to_parent, true)?;
+            if !dst_info.is_directory() {
+                return Err(Error::new(
+                    ErrorKind::NotADirectory,
+                    format!("{to_parent} is not a directory"),
+                ));
+            }
+            let dst_dir = dst_info.number;
             let src = lookup(fs, src_dir, from_name)?.ok_or_else(|| not_found(from))?;
             if src_dir == dst_dir && from_name == to_name {
                 return Ok(());
@@ -354,7 +361,8 @@ impl Ext4Writer {
                     _ => {}
                 }
             }
-            if src.is_directory() && is_within(fs, dst_dir, src.number)? {
+            // Moving a directory below itself would detach a loop from the tree.
+            if src.is_directory() && dst_ancestors.contains(&src.number) {
                 return Err(invalid(format!("cannot move {from} inside itself ({to})")));
             }
             let out = fs
@@ -536,6 +544,16 @@ fn resolve(fs: &mut Fs, path: &str, follow_last: bool) -> FsResult<InodeInfo> {
 /// Walks `path` from the root, following intermediate symlinks (and the last one
 /// when `follow_last`), within a bounded number of hops and components.
 fn resolve_walk(fs: &mut Fs, path: &str, follow_last: bool) -> FsResult<InodeInfo> {
+    resolve_walk_stack(fs, path, follow_last).map(|(info, _)| info)
+}
+
+/// [`resolve_walk`], also returning the directories from the root down to the result
+/// (the physical path, symlinks resolved; the result itself included when a directory).
+fn resolve_walk_stack(
+    fs: &mut Fs,
+    path: &str,
+    follow_last: bool,
+) -> FsResult<(InodeInfo, Vec<InodeNumber>)> {
     let mut hops = MAX_SYMLINK_HOPS;
     // Remaining components, next one last (so pop() yields it).
     let mut queue: Vec<String> = path
@@ -598,7 +616,7 @@ fn resolve_walk(fs: &mut Fs, path: &str, follow_last: bool) -> FsResult<InodeInf
         }
         current = info;
     }
-    Ok(current)
+    Ok((current, stack))
 }
 
 /// Resolves a path that must name a directory (following symlinks).
@@ -611,24 +629,4 @@ fn resolve_dir(fs: &mut Fs, path: &str) -> FsResult<InodeNumber> {
         ));
     }
     Ok(info.number)
-}
-
-/// True when directory `dir` is `ancestor` or lies below it (walking `..` up to the root).
-fn is_within(fs: &mut Fs, dir: InodeNumber, ancestor: InodeNumber) -> FsResult<bool> {
-    let mut cur = dir;
-    for _ in 0..MAX_COMPONENTS {
-        if cur == ancestor {
-            return Ok(true);
-        }
-        if cur == root() {
-            return Ok(false);
-        }
-        let parent = lookup(fs, cur, "..")?
-            .ok_or_else(|| Error::new(ErrorKind::Corrupt, "directory without \"..\""))?;
-        cur = parent.number;
-    }
-    Err(Error::new(
-        ErrorKind::Loop,
-        "directory tree too deep or looped",
-    ))
 }

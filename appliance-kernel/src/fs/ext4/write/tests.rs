@@ -437,7 +437,18 @@ fn htree_directory() {
         w.rename("/many/file_with_a_long_name_1", "/many/renamed")
             .unwrap();
         w.mkdir("/many/subdir", 0o755).unwrap();
+        // directories moved into, out of and below an indexed directory
+        w.mkdir("/top", 0o755).unwrap();
+        w.rename("/top", "/many/subdir/top").unwrap();
+        w.rename("/many/subdir", "/sub2").unwrap();
+        w.mkdir("/many/d2", 0o755).unwrap();
+        assert_eq!(
+            kind(w.rename("/many", "/many/d2/x")),
+            ErrorKind::InvalidArgument
+        );
+        w.rename("/many/d2", "/many/d3").unwrap();
         img.fsck();
+        assert!(img.stat("/sub2/top").contains("Type: directory"));
         assert_eq!(img.cat("/many/new_299"), b"299");
         assert_eq!(img.cat("/many/renamed"), b"x");
         assert!(!img.exists("/many/file_with_a_long_name_0"));
