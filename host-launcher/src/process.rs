@@ -16,6 +16,10 @@ pub const EXIT_CLEAN: i32 = 33;
 /// ... and after it writes 0x11 (panic).
 pub const EXIT_PANIC: i32 = 35;
 
+/// The most log kept per qemu; beyond it the oldest half is dropped (a misbehaving
+/// appliance must not grow the host's memory without bound).
+const LOG_CAP: usize = 1 << 20;
+
 /// A running (or exited, not yet dropped) qemu.
 pub struct Qemu {
     child: Child,
@@ -150,9 +154,12 @@ fn collect(
                     if verbose {
                         let _ = std::io::stderr().write_all(&buf[..n]);
                     }
-                    log.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend_from_slice(&buf[..n]);
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.extend_from_slice(&buf[..n]);
+                    if log.len() > LOG_CAP {
+                        let drop_to = log.len() - LOG_CAP / 2;
+                        log.drain(..drop_to);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,

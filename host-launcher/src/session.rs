@@ -616,6 +616,12 @@ mod tests {
     }
 
     #[test]
+    fn session_moves_between_threads() {
+        fn send<T: Send>() {}
+        send::<Session>();
+    }
+
+    #[test]
     fn helpers() {
         assert_eq!(disk_slot("/dev/sda"), Some(0));
         assert_eq!(disk_slot("/dev/sdc"), Some(2));
