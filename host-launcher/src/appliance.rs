@@ -131,7 +131,8 @@ impl Builder {
         self
     }
 
-    /// Use this machine profile instead of the built-in `qemu-configs/q35.args`.
+    /// Use this machine profile instead of the built-in `qemu-configs/q35.args`
+    /// (default: `$SKIFF_PROFILE` if set).
     pub fn profile(mut self, path: impl Into<PathBuf>) -> Self {
         self.profile = Some(path.into());
         self
@@ -228,7 +229,10 @@ impl Builder {
             Some(a) => a,
             None => Accel::from_env_or_detect()?,
         };
-        let profile = match &self.profile {
+        let env_profile = std::env::var_os("SKIFF_PROFILE")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let profile = match self.profile.as_ref().or(env_profile.as_ref()) {
             Some(p) => Profile::load(p)?,
             None => Profile::default(),
         };

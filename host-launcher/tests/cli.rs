@@ -162,6 +162,21 @@ fn clear_errors() {
     let o = skiff(&["devices"], &[("SKIFF_QEMU", "/nonexistent")], b"");
     assert_one_line_error(&o, "qemu not found");
 
+    let o = skiff(
+        &["devices"],
+        &[("SKIFF_APPLIANCE", "/nonexistent/kernel")],
+        b"",
+    );
+    assert_one_line_error(&o, "SKIFF_APPLIANCE");
+
+    let o = skiff(&["devices"], &[("SKIFF_ACCEL", "hvf")], b"");
+    assert_one_line_error(&o, "unknown accelerator");
+
+    let profile = dir.path().join("bad.args");
+    std::fs::write(&profile, "-nodefaults\n-m\n{memroy}\n").unwrap();
+    let o = skiff(&["devices"], &[("SKIFF_PROFILE", path_str(&profile))], b"");
+    assert_one_line_error(&o, "unknown placeholder {memroy}");
+
     let a = image(dir.path(), "a.img", 1 << 20, 5);
     let o = skiff(
         &["pread-device", "-a", path_str(&a), "/dev/sdz", "0", "512"],
@@ -170,6 +185,40 @@ fn clear_errors() {
     );
     assert!(!o.status.success());
     assert!(stderr(&o).starts_with("skiff: "), "{}", stderr(&o));
+}
+
+#[test]
+fn profile_and_kernel_overrides() {
+    // The built-in profile, given as an override file, with a smaller guest.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("q35-copy.args");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../qemu-configs/q35.args"
+    ))
+    .unwrap();
+    std::fs::write(&profile, text).unwrap();
+    let o = skiff(
+        &["devices", "-m", "64", "--verbose"],
+        &[("SKIFF_PROFILE", path_str(&profile))],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(" -m 64 "), "{}", stderr(&o));
+
+    // SKIFF_APPLIANCE: the kernel the nested build made (what is embedded), by path.
+    let kernel = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/appliance/x86_64-unknown-none/appliance/appliance-kernel"
+    );
+    let o = skiff(
+        &["devices", "--verbose"],
+        &[("SKIFF_APPLIANCE", kernel)],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("-kernel "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("appliance-kernel"), "{}", stderr(&o));
 }
 
 #[test]
