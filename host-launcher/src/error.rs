@@ -46,7 +46,7 @@ pub enum Error {
     CallTimeout(Duration),
 
     /// The appliance panicked.
-    #[error("the appliance crashed: {message}")]
+    #[error("the appliance crashed: {}", one_line(message))]
     ApplianceCrashed { message: String },
 
     /// qemu exited (or closed the channel) when it should not have.
@@ -82,6 +82,15 @@ pub enum Error {
 /// Result alias for the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A multi-line message (a panic's location, then its text) joined for one-line output.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The last few lines of the appliance log, for one-line error messages.
 fn log_tail(log: &str) -> String {
     let lines: Vec<&str> = log
@@ -109,5 +118,16 @@ mod tests {
         let s = e.to_string();
         assert!(!s.contains('\n'), "{s}");
         assert!(s.ends_with("b | c | qemu: bad thing"), "{s}");
+    }
+
+    #[test]
+    fn crash_message_is_one_line() {
+        let e = Error::ApplianceCrashed {
+            message: "panicked at a.rs:1:2:\nboom\n".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the appliance crashed: panicked at a.rs:1:2: boom"
+        );
     }
 }

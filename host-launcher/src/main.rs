@@ -43,6 +43,9 @@ struct LaunchArgs {
         global = true
     )]
     memory: u32,
+    /// Extra appliance kernel command line (development: `skiff.test=...` knobs).
+    #[arg(long, value_name = "CMDLINE", global = true, hide = true)]
+    append: Option<String>,
     /// Seconds the appliance may take to boot.
     #[arg(long, value_name = "SECS", default_value_t = 20.0, global = true)]
     timeout: f64,
@@ -142,6 +145,9 @@ fn launch(a: &LaunchArgs) -> Result<Session> {
         .memory_mib(a.memory)
         .timeout(Duration::from_secs_f64(a.timeout))
         .verbose(a.verbose);
+    if let Some(c) = &a.append {
+        b = b.kernel_cmdline(c);
+    }
     for d in &a.drives {
         b = b.add_drive(
             &d.path,

@@ -173,6 +173,7 @@ pub fn describe(status: Option<ExitStatus>) -> String {
     match status {
         None => "still running".into(),
         Some(s) => match (s.code(), s.signal()) {
+            (Some(EXIT_CLEAN), _) => format!("exit status {EXIT_CLEAN}: the appliance powered off"),
             (Some(c), _) => format!("exit status {c}"),
             (None, Some(sig)) => format!("killed by signal {sig}"),
             _ => s.to_string(),
