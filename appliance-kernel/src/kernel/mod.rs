@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod boot;
 pub mod cmdline;
+pub mod console;
 pub mod heap;
 pub mod panic;
 pub mod pci;

@@ -4,6 +4,7 @@
 use super::arch;
 use super::boot::BootInfo;
 use super::cmdline::{TestKnob, test_knob};
+use super::console::{CHANNEL, Channel};
 use super::pci::{self, BarAllocator, PortCam};
 use super::virtio::{self, VirtioDisk};
 use crate::log;
@@ -114,16 +115,17 @@ pub fn main(info: Option<BootInfo>) -> ! {
                 }
             }
             DeviceType::Console if !console_up => {
-                match PciTransport::new::<virtio::KernelHal, _>(&mut root, f.df)
+                let channel = PciTransport::new::<virtio::KernelHal, _>(&mut root, f.df)
                     .map_err(|e| log!("virtio-console {}: {e}", f.df))
                     .ok()
                     .and_then(|t| {
-                        virtio::init_console(t)
-                            .map_err(|e| log!("virtio-console: {e}"))
+                        Channel::new(t)
+                            .map_err(|e| log!("virtio-console {}: {e}", f.df))
                             .ok()
-                    }) {
-                    Some(()) => console_up = true,
-                    None => continue,
+                    });
+                if let Some(c) = channel {
+                    *CHANNEL.lock() = Some(c);
+                    console_up = true;
                 }
             }
             _ => {}
@@ -146,41 +148,42 @@ pub fn main(info: Option<BootInfo>) -> ! {
     }));
 
     let mut reader = FrameReader::new();
-    let mut buf = [0u8; 4096];
+    let mut frames: alloc::vec::Vec<alloc::vec::Vec<u8>> = alloc::vec::Vec::new();
     loop {
-        let n = match virtio::recv(&mut buf) {
-            Ok(n) => n,
-            Err(e) => panic!("console receive failed: {e}"),
-        };
-        if n == 0 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let mut input = &buf[..n];
-        while !input.is_empty() {
-            match reader.push(input) {
-                Ok((used, body)) => {
-                    input = &input[used..];
-                    if let Some(body) = body {
-                        serve_one(&mut app, &body);
+        let mut desync = false;
+        let got = virtio::recv(&mut |mut input: &[u8]| {
+            while !input.is_empty() && !desync {
+                match reader.push(input) {
+                    Ok((used, body)) => {
+                        input = &input[used..];
+                        frames.extend(body);
+                    }
+                    Err(e) => {
+                        log!("bad frame from host: {e}");
+                        desync = true;
                     }
                 }
-                Err(e) => {
-                    // The stream is out of sync: there is no way to find the next frame
-                    // boundary, so report and start over with what follows.
-                    log!("bad frame from host: {e}");
-                    reply(
-                        0,
-                        Err(Error::new(
-                            ErrorKind::InvalidArgument,
-                            String::from("bad frame"),
-                        )),
-                    );
-                    reader = FrameReader::new();
-                    input = &[];
-                }
             }
+        });
+        if let Err(e) = got {
+            panic!("console receive failed: {e}");
         }
+        for body in frames.drain(..) {
+            serve_one(&mut app, &body);
+        }
+        if desync {
+            // The stream is out of sync: no way to find the next frame boundary. Report it
+            // and start over with whatever arrives next.
+            reply(
+                0,
+                Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    String::from("bad frame"),
+                )),
+            );
+            reader = FrameReader::new();
+        }
+        core::hint::spin_loop();
     }
 }
 

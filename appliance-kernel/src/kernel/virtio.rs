@@ -1,16 +1,15 @@
 //! virtio through `virtio-drivers`: the DMA `Hal` (trivial under the identity map), block
-//! devices adapted to the portable [`BlockDevice`] trait, and the console RPC channel
-//! (port 0 only, polled).
+//! devices adapted to the portable [`BlockDevice`] trait, and access to the RPC channel
+//! ([`super::console`]).
 
+use super::console::{CHANNEL, ConsoleError};
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 use appliance::block::{BlockDevice, SECTOR, check_range};
 use core::ptr::NonNull;
-use spin::Mutex;
 use virtio_drivers::device::blk::VirtIOBlk;
-use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 use wire::{Error, ErrorKind};
@@ -170,55 +169,28 @@ impl BlockDevice for VirtioDisk {
     }
 }
 
-type Console = VirtIOConsole<KernelHal, PciTransport>;
-
-/// The RPC channel. Behind a lock only so the panic handler can reach it.
-static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
-
-pub fn init_console(transport: PciTransport) -> Result<(), virtio_drivers::Error> {
-    let c = VirtIOConsole::new(transport)?;
-    *CONSOLE.lock() = Some(c);
-    Ok(())
+/// Sends bytes on the RPC channel.
+pub fn send(bytes: &[u8]) -> Result<(), ConsoleError> {
+    let mut guard = CHANNEL.lock();
+    guard.as_mut().ok_or(ConsoleError::NoPort)?.send(bytes)
 }
 
-/// Sends bytes on the channel (blocks until the device took them).
-pub fn send(bytes: &[u8]) -> Result<(), virtio_drivers::Error> {
-    let mut guard = CONSOLE.lock();
-    let c = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
-    for chunk in bytes.chunks(MAX_IO) {
-        c.send_bytes(chunk)?;
-    }
-    Ok(())
+/// Hands whatever bytes have arrived to `sink`, without blocking.
+pub fn recv(sink: &mut dyn FnMut(&[u8])) -> Result<usize, ConsoleError> {
+    let mut guard = CHANNEL.lock();
+    guard.as_mut().ok_or(ConsoleError::NoPort)?.recv(sink)
 }
 
-/// Moves whatever bytes have arrived into `out` (up to its length) without blocking.
-/// Returns how many were stored.
-pub fn recv(out: &mut [u8]) -> Result<usize, virtio_drivers::Error> {
-    let mut guard = CONSOLE.lock();
-    let c = guard.as_mut().ok_or(virtio_drivers::Error::NotReady)?;
-    let mut n = 0;
-    while n < out.len() {
-        match c.recv(true)? {
-            Some(b) => {
-                out[n] = b;
-                n += 1;
-            }
-            None => break,
-        }
-    }
-    Ok(n)
-}
-
-/// Best effort from the panic handler: a `ToHost::Panic` frame, unless the console is
+/// Best effort from the panic handler: a `ToHost::Panic` frame, unless the channel is
 /// unavailable or was in use when the panic struck.
 pub fn send_panic(msg: &str) {
     let Ok(frame) = wire::encode_frame(&wire::ToHost::Panic(alloc::string::String::from(msg)))
     else {
         return;
     };
-    if let Some(mut guard) = CONSOLE.try_lock()
+    if let Some(mut guard) = CHANNEL.try_lock()
         && let Some(c) = guard.as_mut()
     {
-        let _ = c.send_bytes(&frame);
+        let _ = c.send(&frame);
     }
 }

@@ -1,0 +1,171 @@
+//! The RPC channel: a virtio-console *multiport* driver (virtio spec 1.2 §5.3) for one
+//! `virtserialport` at port 1. qemu throttles such a port when the host socket is full,
+//! where port 0 (`virtconsole`) silently drops what does not fit — fatal for a framed
+//! protocol — and virtio-drivers' console only speaks port 0. Polled; no interrupts.
+
+use super::virtio::KernelHal;
+use crate::log;
+use bitflags::bitflags;
+use spin::Mutex;
+use virtio_drivers::queue::{OwningQueue, VirtQueue};
+use virtio_drivers::transport::Transport;
+use virtio_drivers::transport::pci::PciTransport;
+
+bitflags! {
+    #[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
+    struct Features: u64 {
+        const MULTIPORT = 1 << 1;
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+/// Queue numbers with MULTIPORT: port 0 rx/tx = 0/1, control rx/tx = 2/3, port n = 2n+2/2n+3.
+const CTRL_RX: u16 = 2;
+const CTRL_TX: u16 = 3;
+/// The host's `-device virtserialport,nr=1`.
+pub const RPC_PORT: u32 = 1;
+const DATA_RX: u16 = 2 * RPC_PORT as u16 + 2;
+const DATA_TX: u16 = 2 * RPC_PORT as u16 + 3;
+
+// Control events (§5.3.6.2).
+const DEVICE_READY: u16 = 0;
+const DEVICE_ADD: u16 = 1;
+const PORT_READY: u16 = 3;
+const PORT_OPEN: u16 = 6;
+
+const RX_BUFFERS: usize = 16;
+const RX_BUFFER_SIZE: usize = 64 * 1024;
+const TX_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub enum ConsoleError {
+    Virtio(virtio_drivers::Error),
+    NoPort,
+}
+
+impl From<virtio_drivers::Error> for ConsoleError {
+    fn from(e: virtio_drivers::Error) -> Self {
+        ConsoleError::Virtio(e)
+    }
+}
+
+impl core::fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConsoleError::Virtio(e) => write!(f, "virtio: {e}"),
+            ConsoleError::NoPort => write!(f, "the host did not announce port {RPC_PORT}"),
+        }
+    }
+}
+
+pub struct Channel {
+    transport: PciTransport,
+    ctrl_rx: OwningQueue<KernelHal, 8, 256>,
+    ctrl_tx: VirtQueue<KernelHal, 8>,
+    rx: OwningQueue<KernelHal, RX_BUFFERS, RX_BUFFER_SIZE>,
+    tx: VirtQueue<KernelHal, 8>,
+}
+
+fn control(id: u32, event: u16, value: u16) -> [u8; 8] {
+    let mut m = [0u8; 8];
+    m[..4].copy_from_slice(&id.to_le_bytes());
+    m[4..6].copy_from_slice(&event.to_le_bytes());
+    m[6..].copy_from_slice(&value.to_le_bytes());
+    m
+}
+
+impl Channel {
+    /// Negotiates MULTIPORT, sets up the control and port-1 queues and opens the port.
+    pub fn new(mut transport: PciTransport) -> Result<Channel, ConsoleError> {
+        let features = transport.begin_init(Features::MULTIPORT | Features::VERSION_1);
+        if !features.contains(Features::MULTIPORT) {
+            return Err(ConsoleError::NoPort);
+        }
+        let ctrl_rx = OwningQueue::new(VirtQueue::new(&mut transport, CTRL_RX, false, false)?)?;
+        let ctrl_tx = VirtQueue::new(&mut transport, CTRL_TX, false, false)?;
+        let rx = OwningQueue::new(VirtQueue::new(&mut transport, DATA_RX, false, false)?)?;
+        let tx = VirtQueue::new(&mut transport, DATA_TX, false, false)?;
+        transport.finish_init();
+        let mut ch = Channel {
+            transport,
+            ctrl_rx,
+            ctrl_tx,
+            rx,
+            tx,
+        };
+        // The receive buffers were queued before DRIVER_OK: tell the device now.
+        ch.transport.notify(CTRL_RX);
+        ch.transport.notify(DATA_RX);
+        ch.send_control(0, DEVICE_READY, 1)?;
+        // qemu announces its ports right after DEVICE_READY; the handshake is bounded.
+        let mut ready = false;
+        for _ in 0..10_000_000u32 {
+            let mut added = None;
+            ch.ctrl_rx.poll(&mut ch.transport, |m| {
+                if m.len() >= 8 {
+                    let id = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+                    let event = u16::from_le_bytes([m[4], m[5]]);
+                    if event == DEVICE_ADD {
+                        added = Some(id);
+                    }
+                }
+                Ok(Some(()))
+            })?;
+            if let Some(id) = added {
+                ch.send_control(id, PORT_READY, u16::from(id == RPC_PORT))?;
+                if id == RPC_PORT {
+                    ch.send_control(id, PORT_OPEN, 1)?;
+                    ready = true;
+                    break;
+                }
+            }
+            core::hint::spin_loop();
+        }
+        if !ready {
+            return Err(ConsoleError::NoPort);
+        }
+        Ok(ch)
+    }
+
+    fn send_control(&mut self, id: u32, event: u16, value: u16) -> Result<(), ConsoleError> {
+        let m = control(id, event, value);
+        self.ctrl_tx
+            .add_notify_wait_pop(&[&m], &mut [], &mut self.transport)?;
+        Ok(())
+    }
+
+    /// Sends bytes to the host; blocks while qemu throttles the port (the host is slow).
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), ConsoleError> {
+        for chunk in bytes.chunks(TX_CHUNK) {
+            self.tx
+                .add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)?;
+        }
+        Ok(())
+    }
+
+    /// Hands every received buffer to `sink`, without blocking. Control messages (the host
+    /// closing the port, ...) are consumed and logged. Returns the bytes delivered.
+    pub fn recv(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<usize, ConsoleError> {
+        let mut total = 0;
+        while let Some(n) = self.rx.poll(&mut self.transport, |buf| {
+            sink(buf);
+            Ok(Some(buf.len()))
+        })? {
+            total += n;
+        }
+        self.ctrl_rx.poll(&mut self.transport, |m| {
+            if m.len() >= 8 {
+                let event = u16::from_le_bytes([m[4], m[5]]);
+                let value = u16::from_le_bytes([m[6], m[7]]);
+                if event == PORT_OPEN && value == 0 {
+                    log!("host closed the channel");
+                }
+            }
+            Ok(Some(()))
+        })?;
+        Ok(total)
+    }
+}
+
+/// The channel, behind a lock only so the panic handler can reach it.
+pub static CHANNEL: Mutex<Option<Channel>> = Mutex::new(None);
