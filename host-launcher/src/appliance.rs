@@ -161,7 +161,7 @@ impl Builder {
             spawned.started + self.timeout,
             self.timeout,
             self.call_timeout,
-            spawned.reply_budget,
+            wire::MAX_CHUNK,
         )
     }
 
@@ -256,7 +256,7 @@ impl Builder {
         let drives = self.check_drives()?;
         let kernel = Kernel::locate()?;
         let (ours, theirs) = UnixStream::pair()?;
-        let reply_budget = channel::reply_budget(&theirs);
+        channel::enlarge_send_buffer(&theirs);
         let args = self.args(&drives, &kernel, theirs.as_raw_fd())?;
         let binary = self.qemu_path();
         if self.verbose {
@@ -275,7 +275,6 @@ impl Builder {
             qemu,
             channel: ours,
             started,
-            reply_budget,
         })
     }
 }
@@ -284,7 +283,6 @@ struct Spawned {
     qemu: Qemu,
     channel: UnixStream,
     started: Instant,
-    reply_budget: u32,
 }
 
 fn check_exists(path: &Path) -> Result<()> {

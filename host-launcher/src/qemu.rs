@@ -200,7 +200,7 @@ mod tests {
         assert!(args.contains(&"socket,id=rpc,fd=7".to_string()));
         assert!(args.contains(&"isa-debug-exit,iobase=0xf4,iosize=0x04".to_string()));
         assert!(args.contains(&"isa-debugcon,iobase=0xe9,chardev=log".to_string()));
-        assert!(args.contains(&"virtconsole,chardev=rpc".to_string()));
+        assert!(args.contains(&"virtserialport,chardev=rpc,nr=1".to_string()));
         assert!(!args.iter().any(|a| a.contains('{') || a.starts_with('#')));
     }
 

@@ -21,7 +21,7 @@ pub struct Session {
     readonly: Vec<bool>,
     next_id: u64,
     call_timeout: Duration,
-    /// The most data one read call asks for (see [`crate::channel::reply_budget`]).
+    /// The most data one read call asks for ([`MAX_CHUNK`] but in tests).
     read_chunk: u32,
     closed: bool,
 }
@@ -126,8 +126,7 @@ impl Session {
         }
     }
 
-    /// Reads `len` bytes of `device` at `offset`, in calls of at most [`MAX_CHUNK`] (less
-    /// where qemu's socket buffer is smaller). The result is short only where the device
+    /// Reads `len` bytes of `device` at `offset`, in calls of at most [`MAX_CHUNK`]. The result is short only where the device
     /// ends (an appliance may also refuse a range past the end with an error).
     pub fn pread_device(&mut self, device: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         offset
@@ -319,15 +318,29 @@ impl Session {
     }
 }
 
-/// The panic message in an appliance log: the first line that mentions a panic, else the
-/// last non-empty line.
+/// The panic message in an appliance log: from the first line that mentions a panic to
+/// the end (a few lines at most), else the last non-empty line.
 fn panic_message(log: &str) -> String {
-    let lines = || log.lines().map(str::trim).filter(|l| !l.is_empty());
-    lines()
-        .find(|l| l.to_ascii_lowercase().contains("panic"))
-        .or_else(|| lines().next_back())
-        .unwrap_or("no message (qemu exited with the panic status)")
-        .to_string()
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines
+        .iter()
+        .position(|l| l.to_ascii_lowercase().contains("panic"))
+    {
+        Some(i) => lines[i..]
+            .iter()
+            .take(8)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => lines
+            .last()
+            .map_or("no message (qemu exited with the panic status)", |l| l)
+            .to_string(),
+    }
 }
 
 /// `/dev/sda` → 0, `/dev/sdb` → 1, ..., `/dev/sdaa` → 26 (Linux's naming).
@@ -630,8 +643,8 @@ mod tests {
         assert_eq!(disk_slot("/dev/vda"), None);
         assert_eq!(disk_slot("/dev/sd"), None);
         assert_eq!(
-            panic_message("boot\npanicked at src/main.rs:3: skiff.test=panic\nbye\n"),
-            "panicked at src/main.rs:3: skiff.test=panic"
+            panic_message("boot\npanicked at src/main.rs:3:\nskiff.test=panic\n\n"),
+            "panicked at src/main.rs:3:\nskiff.test=panic"
         );
         assert_eq!(panic_message("a\nlast\n\n"), "last");
         assert_eq!(

@@ -230,6 +230,6 @@ fn verbose_shows_command_line_and_log() {
         e.contains("qemu-system-x86_64") || e.contains("-kernel"),
         "{e}"
     );
-    assert!(e.contains("virtconsole,chardev=rpc"), "{e}");
+    assert!(e.contains("virtserialport,chardev=rpc,nr=1"), "{e}");
     assert!(o.stdout.is_empty());
 }
