@@ -5,6 +5,7 @@ pub mod boot;
 pub mod cmdline;
 pub mod console;
 pub mod heap;
+pub mod hotplug;
 pub mod panic;
 pub mod pci;
 pub mod serve;

@@ -60,6 +60,7 @@ pub struct VirtioFunction {
 /// Hands out BAR addresses from the fixed windows.
 pub struct BarAllocator {
     mem_next: u64,
+    mem_end: u64,
     io_next: u32,
 }
 
@@ -67,15 +68,30 @@ impl BarAllocator {
     pub const fn new() -> Self {
         BarAllocator {
             mem_next: MEM_WINDOW.0,
+            mem_end: MEM_WINDOW.1,
             io_next: IO_WINDOW.0,
         }
+    }
+
+    /// An allocator for memory BARs inside `[start, end)` only (a bridge window).
+    pub const fn with_window(start: u64, end: u64) -> Self {
+        BarAllocator {
+            mem_next: start,
+            mem_end: end,
+            io_next: IO_WINDOW.1,
+        }
+    }
+
+    /// Reserves a naturally aligned block of `size` bytes (a bridge window).
+    pub fn take_window(&mut self, size: u64) -> Option<u64> {
+        self.mem(size)
     }
 
     fn mem(&mut self, size: u64) -> Option<u64> {
         let align = size.max(0x1000);
         let start = self.mem_next.checked_add(align - 1)? & !(align - 1);
         let end = start.checked_add(size)?;
-        (end <= MEM_WINDOW.1).then(|| {
+        (end <= self.mem_end).then(|| {
             self.mem_next = end;
             start
         })
@@ -93,7 +109,7 @@ impl BarAllocator {
 }
 
 /// (Re)assigns every BAR of one function and enables decoding and bus mastering.
-fn assign_bars(root: &mut PciRoot<PortCam>, alloc: &mut BarAllocator, df: DeviceFunction) {
+pub fn assign_bars(root: &mut PciRoot<PortCam>, alloc: &mut BarAllocator, df: DeviceFunction) {
     let (_, cmd) = root.get_status_command(df);
     root.set_command(df, cmd & !(Command::IO_SPACE | Command::MEMORY_SPACE));
     let mut index = 0u8;

@@ -1,20 +1,23 @@
 //! Bring-up and the serve loop: heap, PCI, virtio devices, `Hello`, then one request at a
-//! time from the console, dispatched to the portable [`Appliance`].
+//! time from the channel, dispatched to the portable [`Appliance`]. `Shutdown` and
+//! `Rescan` touch hardware and are finished here.
 
 use super::arch;
 use super::boot::BootInfo;
 use super::cmdline::{TestKnob, test_knob};
 use super::console::{CHANNEL, Channel};
+use super::hotplug::{self, Port, SlotEvent};
 use super::pci::{self, BarAllocator, PortCam};
 use super::virtio::{self, VirtioDisk};
 use crate::log;
 use alloc::string::String;
-use appliance::block::{BlockDevice, shared};
+use alloc::vec::Vec;
+use appliance::block::{BlockDevice, disk_name, shared};
 use appliance::rpc::Appliance;
 use virtio_drivers::transport::DeviceType;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::PciRoot;
-use wire::{Call, Error, ErrorKind, FrameReader, Hello, PROTOCOL_VERSION, Request, ToHost};
+use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+use wire::{Call, Error, ErrorKind, FrameReader, Hello, PROTOCOL_VERSION, Reply, Request, ToHost};
 
 /// The disk slot a virtio serial names: `skiff<N>`.
 fn slot_from_serial(serial: &[u8]) -> Option<usize> {
@@ -33,32 +36,90 @@ fn slot_from_serial(serial: &[u8]) -> Option<usize> {
 }
 
 fn send(msg: &ToHost) {
-    match wire::encode_frame(msg) {
-        Ok(frame) => {
-            if let Err(e) = virtio::send(&frame) {
-                log!("console send failed: {e}");
-            }
+    let frame = match wire::encode_frame(msg) {
+        Ok(f) => f,
+        Err(_) => {
+            // A reply too large for one frame (a huge listing): say so instead.
+            let ToHost::Reply { id, .. } = msg else {
+                return;
+            };
+            let Ok(f) = wire::encode_frame(&ToHost::Reply {
+                id: *id,
+                result: Err(Error::new(
+                    ErrorKind::TooLarge,
+                    "reply does not fit in one frame",
+                )),
+            }) else {
+                return;
+            };
+            f
         }
-        Err(e) => log!("cannot encode reply: {e}"),
+    };
+    if let Err(e) = virtio::send(&frame) {
+        log!("channel send failed: {e}");
     }
 }
 
-fn reply(id: u64, result: Result<wire::Reply, Error>) {
-    let frame = wire::encode_frame(&ToHost::Reply { id, result });
-    match frame {
-        Ok(f) => {
-            if let Err(e) = virtio::send(&f) {
-                log!("console send failed: {e}");
+fn reply(id: u64, result: Result<Reply, Error>) {
+    send(&ToHost::Reply { id, result });
+}
+
+/// Hardware state the serve loop keeps between requests.
+struct Machine {
+    root: PciRoot<PortCam>,
+    ports: heapless::Vec<Port, 32>,
+    /// Disk slot attached through each port (same index as `ports`).
+    port_disk: [Option<usize>; 32],
+    app: Appliance,
+}
+
+impl Machine {
+    /// Starts the virtio-blk driver for `df` and attaches it; returns its slot.
+    fn attach_disk(&mut self, df: DeviceFunction) -> Option<usize> {
+        let transport = PciTransport::new::<virtio::KernelHal, _>(&mut self.root, df)
+            .map_err(|e| log!("virtio-blk {df}: {e}"))
+            .ok()?;
+        let mut d = VirtioDisk::new(transport)
+            .map_err(|e| log!("virtio-blk {df}: {e}"))
+            .ok()?;
+        let slot = match slot_from_serial(&d.serial()) {
+            Some(s) if self.app.device(&disk_name(s)).is_err() => s,
+            _ => (0..).find(|&s| self.app.device(&disk_name(s)).is_err())?,
+        };
+        log!("disk {} at {df} ({} bytes)", disk_name(slot), d.size());
+        self.app.set_disk(slot, shared(d));
+        Some(slot)
+    }
+
+    /// Walks every hotplug port: attaches new disks, ejects those the host asked to
+    /// remove (after flushing everything), forgets vanished ones.
+    fn rescan(&mut self) {
+        for i in 0..self.ports.len() {
+            match self.ports[i].poll(self.port_disk[i].is_some()) {
+                SlotEvent::Present(df) => {
+                    if self.port_disk[i].is_none() {
+                        self.ports[i].setup_function(&mut self.root, df);
+                        self.port_disk[i] = self.attach_disk(df);
+                    }
+                }
+                SlotEvent::EjectRequested => {
+                    if let Some(slot) = self.port_disk[i].take() {
+                        if let Err(e) = self.app.handle(Request::Sync) {
+                            log!("sync before eject of {}: {e}", disk_name(slot));
+                        }
+                        self.app.remove_disk(slot);
+                        log!("disk {} ejected", disk_name(slot));
+                    }
+                    self.ports[i].eject();
+                }
+                SlotEvent::Empty => {
+                    if let Some(slot) = self.port_disk[i].take() {
+                        self.app.remove_disk(slot);
+                        log!("disk {} vanished", disk_name(slot));
+                    }
+                }
             }
         }
-        // A reply too large for one frame (a huge directory listing): say so instead.
-        Err(_) => send(&ToHost::Reply {
-            id,
-            result: Err(Error::new(
-                ErrorKind::TooLarge,
-                "reply does not fit in one frame",
-            )),
-        }),
     }
 }
 
@@ -79,43 +140,22 @@ pub fn main(info: Option<BootInfo>) -> ! {
     let mut root = PciRoot::new(PortCam);
     let mut bars = BarAllocator::new();
     let functions = pci::scan(&mut root, &mut bars);
-    log!("pci scan done: {} virtio functions", functions.len());
+    let ports = hotplug::init_ports(&mut root, &mut bars);
+    let mut m = Machine {
+        root,
+        ports,
+        port_disk: [None; 32],
+        app: Appliance::new(),
+    };
 
-    let mut app = Appliance::new();
-    let mut next_slot = 0usize;
     let mut console_up = false;
     for f in &functions {
         match f.kind {
             DeviceType::Block => {
-                let transport = match PciTransport::new::<virtio::KernelHal, _>(&mut root, f.df) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        log!("virtio-blk {}: {e}", f.df);
-                        continue;
-                    }
-                };
-                match VirtioDisk::new(transport) {
-                    Ok(mut d) => {
-                        let slot = slot_from_serial(&d.serial()).unwrap_or_else(|| {
-                            while app.device(&appliance::block::disk_name(next_slot)).is_ok() {
-                                next_slot += 1;
-                            }
-                            next_slot
-                        });
-                        log!(
-                            "disk {}: {} at {} ({} bytes)",
-                            slot,
-                            f.df,
-                            appliance::block::disk_name(slot),
-                            d.size()
-                        );
-                        app.set_disk(slot, shared(d));
-                    }
-                    Err(e) => log!("virtio-blk {}: {e}", f.df),
-                }
+                m.attach_disk(f.df);
             }
             DeviceType::Console if !console_up => {
-                let channel = PciTransport::new::<virtio::KernelHal, _>(&mut root, f.df)
+                let channel = PciTransport::new::<virtio::KernelHal, _>(&mut m.root, f.df)
                     .map_err(|e| log!("virtio-console {}: {e}", f.df))
                     .ok()
                     .and_then(|t| {
@@ -131,6 +171,8 @@ pub fn main(info: Option<BootInfo>) -> ! {
             _ => {}
         }
     }
+    // Disks cold-plugged behind root ports.
+    m.rescan();
     if !console_up {
         panic!("no virtio console: the host channel is missing");
     }
@@ -144,11 +186,11 @@ pub fn main(info: Option<BootInfo>) -> ! {
     };
     send(&ToHost::Hello(Hello {
         version,
-        devices: app.devices(),
+        devices: m.app.devices(),
     }));
 
     let mut reader = FrameReader::new();
-    let mut frames: alloc::vec::Vec<alloc::vec::Vec<u8>> = alloc::vec::Vec::new();
+    let mut frames: Vec<Vec<u8>> = Vec::new();
     loop {
         let mut desync = false;
         let got = virtio::recv(&mut |mut input: &[u8]| {
@@ -166,10 +208,10 @@ pub fn main(info: Option<BootInfo>) -> ! {
             }
         });
         if let Err(e) = got {
-            panic!("console receive failed: {e}");
+            panic!("channel receive failed: {e}");
         }
         for body in frames.drain(..) {
-            serve_one(&mut app, &body);
+            serve_one(&mut m, &body);
         }
         if desync {
             // The stream is out of sync: no way to find the next frame boundary. Report it
@@ -187,7 +229,7 @@ pub fn main(info: Option<BootInfo>) -> ! {
     }
 }
 
-fn serve_one(app: &mut Appliance, body: &[u8]) {
+fn serve_one(m: &mut Machine, body: &[u8]) {
     let call: Call = match wire::decode(body) {
         Ok(c) => c,
         Err(e) => {
@@ -201,12 +243,16 @@ fn serve_one(app: &mut Appliance, body: &[u8]) {
     };
     match call.request {
         Request::Shutdown => {
-            let r = app.handle(Request::Shutdown);
+            let r = m.app.handle(Request::Shutdown);
             reply(call.id, r);
             arch::exit(arch::EXIT_OK);
         }
+        Request::Rescan => {
+            m.rescan();
+            reply(call.id, Ok(Reply::Devices(m.app.devices())));
+        }
         req => {
-            let r = app.handle(req);
+            let r = m.app.handle(req);
             reply(call.id, r);
         }
     }

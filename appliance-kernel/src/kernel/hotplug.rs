@@ -1,0 +1,189 @@
+//! PCIe root ports with native hotplug (PCIe base spec §6.7; qemu hw/pci/pcie.c):
+//! the appliance numbers each port's secondary bus, gives it a fixed memory window, powers
+//! its slot on, and on every rescan notices new devices (presence detect), removal
+//! requests (attention button, which qemu's `device_del` presses: the appliance then
+//! powers the slot off and qemu detaches the device) and vanished devices.
+
+use super::pci::{BarAllocator, PortCam, assign_bars};
+use crate::log;
+use virtio_drivers::transport::pci::bus::{
+    Command, ConfigurationAccess, DeviceFunction, HeaderType, PciRoot,
+};
+
+const CAP_PTR: u8 = 0x34;
+const CAP_ID_PCIE: u8 = 0x10;
+/// Offsets inside the PCI Express capability.
+const SLOT_CAPS: u8 = 0x14;
+const SLOT_CTL_STA: u8 = 0x18;
+/// Slot Capabilities: hot-plug capable.
+const SLTCAP_HPC: u32 = 1 << 6;
+/// Slot Control: power indicator field and power controller control (1 = off).
+const SLTCTL_PIC_MASK: u32 = 0b11 << 8;
+const SLTCTL_PIC_ON: u32 = 0b01 << 8;
+const SLTCTL_PIC_OFF: u32 = 0b11 << 8;
+const SLTCTL_PCC: u32 = 1 << 10;
+/// Slot Status (upper half of the dword): attention button pressed, presence detect
+/// changed, command completed, presence detect state.
+const SLTSTA_ABP: u32 = 1 << 16;
+const SLTSTA_PDC: u32 = 1 << 19;
+const SLTSTA_CC: u32 = 1 << 20;
+const SLTSTA_PDS: u32 = 1 << 22;
+
+/// Memory window each root port gets (bridge windows have 1 MiB granularity; a
+/// virtio-blk function needs ~20 KiB).
+const PORT_WINDOW: u64 = 1 << 20;
+
+/// One hotplug-capable root port.
+pub struct Port {
+    pub df: DeviceFunction,
+    pub bus: u8,
+    cap: u8,
+    window: u64,
+}
+
+/// What a rescan found on one port.
+pub enum SlotEvent {
+    /// A function is present and powered on the secondary bus: `(bus, 0, 0)`.
+    Present(DeviceFunction),
+    /// The host asked to remove what is in the slot (attention button).
+    EjectRequested,
+    /// Nothing is in the slot.
+    Empty,
+}
+
+fn find_pcie_cap(root: &PciRoot<PortCam>, df: DeviceFunction) -> Option<u8> {
+    let cam = &PortCam;
+    let mut ptr = (cam.read_word(df, CAP_PTR) & 0xfc) as u8;
+    for _ in 0..48 {
+        if ptr < 0x40 {
+            return None;
+        }
+        let hdr = cam.read_word(df, ptr);
+        if hdr as u8 == CAP_ID_PCIE {
+            return Some(ptr);
+        }
+        ptr = ((hdr >> 8) & 0xfc) as u8;
+    }
+    let _ = root;
+    None
+}
+
+impl Port {
+    fn ctl_sta(&self) -> u32 {
+        PortCam.read_word(self.df, self.cap + SLOT_CTL_STA)
+    }
+
+    /// Writes Slot Control; status bits written as 0 are left alone (RW1C), `clear`
+    /// names status bits to acknowledge.
+    fn write_ctl(&self, ctl: u32, clear: u32) {
+        PortCam.write_word(self.df, self.cap + SLOT_CTL_STA, (ctl & 0xffff) | clear);
+    }
+
+    fn power_on(&self) {
+        let v = self.ctl_sta();
+        if v & SLTCTL_PCC != 0 || v & SLTCTL_PIC_MASK != SLTCTL_PIC_ON {
+            self.write_ctl((v & !(SLTCTL_PCC | SLTCTL_PIC_MASK)) | SLTCTL_PIC_ON, 0);
+        }
+    }
+
+    /// Powers the slot off; qemu detaches the device and emits DEVICE_DELETED.
+    pub fn eject(&self) {
+        let v = self.ctl_sta();
+        self.write_ctl(v | SLTCTL_PCC | SLTCTL_PIC_OFF, 0);
+    }
+
+    /// Checks the slot: acknowledges events, powers a newly filled slot on. qemu presses
+    /// the attention button both when a device is plugged and when `device_del` asks for
+    /// its removal, so a press means "eject" only when the slot is `occupied` (a disk of
+    /// ours is attached through it).
+    pub fn poll(&self, occupied: bool) -> SlotEvent {
+        let v = self.ctl_sta();
+        let events = v & (SLTSTA_ABP | SLTSTA_PDC | SLTSTA_CC);
+        if events != 0 {
+            self.write_ctl(v, events);
+        }
+        if occupied && v & SLTSTA_ABP != 0 {
+            return SlotEvent::EjectRequested;
+        }
+        if v & SLTSTA_PDS == 0 {
+            return SlotEvent::Empty;
+        }
+        self.power_on();
+        let df = DeviceFunction {
+            bus: self.bus,
+            device: 0,
+            function: 0,
+        };
+        if PortCam.read_word(df, 0) & 0xffff == 0xffff {
+            return SlotEvent::Empty;
+        }
+        SlotEvent::Present(df)
+    }
+
+    /// Assigns BARs for the function in this slot from the port's window.
+    pub fn setup_function(&self, root: &mut PciRoot<PortCam>, df: DeviceFunction) {
+        let mut alloc = BarAllocator::with_window(self.window, self.window + PORT_WINDOW);
+        assign_bars(root, &mut alloc, df);
+    }
+}
+
+/// Finds the hotplug root ports on bus 0, numbers their buses, gives each a window from
+/// `alloc` and powers their slots on.
+pub fn init_ports(
+    root: &mut PciRoot<PortCam>,
+    alloc: &mut BarAllocator,
+) -> heapless::Vec<Port, 32> {
+    let mut ports = heapless::Vec::new();
+    let mut next_bus = 1u8;
+    let bridges: heapless::Vec<DeviceFunction, 32> = root
+        .enumerate_bus(0)
+        .filter(|(_, info)| info.header_type == HeaderType::PciPciBridge)
+        .map(|(df, _)| df)
+        .take(32)
+        .collect();
+    for df in bridges {
+        let Some(cap) = find_pcie_cap(root, df) else {
+            continue;
+        };
+        if PortCam.read_word(df, cap + SLOT_CAPS) & SLTCAP_HPC == 0 {
+            continue;
+        }
+        let Some(window) = alloc.take_window(PORT_WINDOW) else {
+            log!("pci {df}: no memory window left for this root port");
+            continue;
+        };
+        let bus = next_bus;
+        next_bus = next_bus.saturating_add(1);
+        let cam = &mut PortCam;
+        // Bus numbers: primary 0, secondary = subordinate = bus.
+        let old = cam.read_word(df, 0x18);
+        cam.write_word(
+            df,
+            0x18,
+            (old & 0xff00_0000) | (u32::from(bus) << 16) | (u32::from(bus) << 8),
+        );
+        // I/O window off (base > limit), memory window [window, window + 1 MiB),
+        // prefetchable window off.
+        let io = cam.read_word(df, 0x1c);
+        cam.write_word(df, 0x1c, (io & 0xffff_0000) | 0x00f0);
+        let base = ((window >> 16) & 0xfff0) as u32;
+        let limit = (((window + PORT_WINDOW - 1) >> 16) & 0xfff0) as u32;
+        cam.write_word(df, 0x20, base | (limit << 16));
+        cam.write_word(df, 0x24, 0x0000_fff0);
+        cam.write_word(df, 0x28, 0);
+        cam.write_word(df, 0x2c, 0);
+        let (_, cmd) = root.get_status_command(df);
+        root.set_command(df, cmd | Command::MEMORY_SPACE | Command::BUS_MASTER);
+        let port = Port {
+            df,
+            bus,
+            cap,
+            window,
+        };
+        port.power_on();
+        if ports.push(port).is_err() {
+            break;
+        }
+    }
+    ports
+}
