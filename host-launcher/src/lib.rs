@@ -18,9 +18,12 @@
 pub mod accel;
 pub mod appliance;
 pub mod channel;
+pub mod df;
+pub mod each;
 pub mod error;
 pub mod format;
 pub mod fs;
+pub mod inspect;
 pub mod kernel;
 pub mod process;
 pub mod qemu;
