@@ -1,6 +1,8 @@
 //! The `skiff` command: a thin CLI over the library. One subcommand per operation; every
 //! subcommand shares the launch options (`-a DISK`, `--rw`, `--verbose`, ...).
 
+mod cli_fs;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use skiff::{Appliance, DriveOptions, Format, Session};
@@ -35,14 +37,13 @@ struct LaunchArgs {
     #[arg(short, long, global = true)]
     verbose: bool,
     /// Guest memory in MiB.
-    #[arg(
-        short = 'm',
-        long,
-        value_name = "MIB",
-        default_value_t = 128,
-        global = true
-    )]
+    #[arg(long, value_name = "MIB", default_value_t = 128, global = true)]
     memory: u32,
+    /// Mount DEV at MOUNTPOINT (default `/`) before a filesystem command; repeat for
+    /// more, in order. Without -m, the disks' only filesystem is mounted at `/`.
+    #[arg(short = 'm', long = "mount", value_name = "DEV[:MOUNTPOINT]", global = true,
+          value_parser = cli_fs::parse_mount)]
+    mounts: Vec<cli_fs::MountSpec>,
     /// Extra appliance kernel command line (development: `skiff.test=...` knobs).
     #[arg(long, value_name = "CMDLINE", global = true, hide = true)]
     append: Option<String>,
@@ -69,6 +70,8 @@ enum Cmd {
         #[arg(value_parser = parse_u64)]
         offset: u64,
     },
+    #[command(flatten)]
+    Fs(cli_fs::FsCmd),
 }
 
 #[derive(Clone)]
@@ -120,6 +123,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let cli = match cli.command {
+        Cmd::Fs(c) => return cli_fs::run(&cli.launch, c),
+        command => Cli { command, ..cli },
+    };
     let mut session = launch(&cli.launch)?;
     let result = match cli.command {
         Cmd::Devices => devices(&mut session),
@@ -129,6 +136,7 @@ fn run(cli: Cli) -> Result<()> {
             len,
         } => pread_device(&mut session, &device, offset, len),
         Cmd::PwriteDevice { device, offset } => pwrite_device(&mut session, &device, offset),
+        Cmd::Fs(_) => unreachable!("handled above"),
     };
     match result {
         // Shut down cleanly so writes are flushed and qemu's status is checked.

@@ -199,7 +199,7 @@ fn profile_and_kernel_overrides() {
     .unwrap();
     std::fs::write(&profile, text).unwrap();
     let o = skiff(
-        &["devices", "-m", "64", "--verbose"],
+        &["devices", "--memory", "64", "--verbose"],
         &[("SKIFF_PROFILE", path_str(&profile))],
         b"",
     );
