@@ -182,6 +182,29 @@ fn panicking_kernel_is_a_crash_with_its_message() {
 }
 
 #[test]
+fn cpu_exception_is_a_crash_naming_the_fault() {
+    match builder().kernel_cmdline("skiff.test=fault").launch() {
+        Err(Error::ApplianceCrashed { message }) => {
+            assert!(message.contains("invalid opcode (vector 6"), "{message}")
+        }
+        other => panic!("expected a crash, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn stack_overflow_hits_the_guard_page() {
+    match builder()
+        .kernel_cmdline("skiff.test=stack-overflow")
+        .launch()
+    {
+        Err(Error::ApplianceCrashed { message }) => {
+            assert!(message.contains("appliance stack overflow"), "{message}")
+        }
+        other => panic!("expected a crash, got {:?}", other.err()),
+    }
+}
+
+#[test]
 fn mismatched_protocol_version_is_refused() {
     match builder().kernel_cmdline("skiff.test=bad-version").launch() {
         Err(Error::VersionMismatch { expected, got }) => {

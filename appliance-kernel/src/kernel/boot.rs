@@ -110,7 +110,10 @@ boot_gdt_ptr:
     .balign 4096
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
+    .global boot_pd
 boot_pd:    .skip 4096 * 4
+    .global boot_stack
+    .balign 4096
 boot_stack: .skip 1024 * 1024
 boot_stack_top:
     "#,
@@ -223,5 +226,6 @@ impl BootInfo {
 extern "C" fn kernel_entry(start_info: u64) -> ! {
     // SAFETY: start_info is what the PVH loader passed; nothing has touched memory yet.
     let info = unsafe { BootInfo::from_pvh(start_info) };
+    super::traps::init();
     super::serve::main(info)
 }

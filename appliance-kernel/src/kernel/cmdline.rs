@@ -11,6 +11,10 @@ pub enum TestKnob {
     Panic,
     /// Announce a protocol version the host does not speak.
     BadVersion,
+    /// Take a CPU exception (invalid opcode) after initialisation.
+    Fault,
+    /// Recurse until the stack overflows, after initialisation.
+    StackOverflow,
 }
 
 pub fn test_knob(cmdline: &[u8]) -> TestKnob {
@@ -19,6 +23,8 @@ pub fn test_knob(cmdline: &[u8]) -> TestKnob {
             b"skiff.test=exit-at-once" => return TestKnob::ExitAtOnce,
             b"skiff.test=panic" => return TestKnob::Panic,
             b"skiff.test=bad-version" => return TestKnob::BadVersion,
+            b"skiff.test=fault" => return TestKnob::Fault,
+            b"skiff.test=stack-overflow" => return TestKnob::StackOverflow,
             _ => {}
         }
     }

@@ -9,4 +9,5 @@ pub mod hotplug;
 pub mod panic;
 pub mod pci;
 pub mod serve;
+pub mod traps;
 pub mod virtio;

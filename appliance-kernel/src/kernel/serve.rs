@@ -176,8 +176,16 @@ pub fn main(info: Option<BootInfo>) -> ! {
     if !console_up {
         panic!("no virtio console: the host channel is missing");
     }
-    if knob == TestKnob::Panic {
-        panic!("skiff.test=panic requested on the kernel command line");
+    match knob {
+        TestKnob::Panic => panic!("skiff.test=panic requested on the kernel command line"),
+        // SAFETY: deliberately executes an invalid instruction (test knob); the trap
+        // handler turns it into a panic.
+        TestKnob::Fault => unsafe { core::arch::asm!("ud2") },
+        TestKnob::StackOverflow => {
+            let depth = recurse(0);
+            log!("recursed {depth} levels without overflowing");
+        }
+        _ => {}
     }
     let version = if knob == TestKnob::BadVersion {
         PROTOCOL_VERSION + 1000
@@ -227,6 +235,16 @@ pub fn main(info: Option<BootInfo>) -> ! {
         }
         core::hint::spin_loop();
     }
+}
+
+/// Uses stack without bound (the `stack-overflow` test knob).
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let pad = core::hint::black_box([n; 64]);
+    if core::hint::black_box(n) == u64::MAX {
+        return pad[0];
+    }
+    recurse(n + 1).wrapping_add(pad[1])
 }
 
 fn serve_one(m: &mut Machine, body: &[u8]) {
