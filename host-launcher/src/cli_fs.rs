@@ -165,8 +165,8 @@ fn is_mountable(f: &Filesystem) -> bool {
 }
 
 /// Which mounts to make, in order: the `-m` options as given, or, without any, the one
-/// filesystem on the disks at `/`. The single place deciding this (inspection-based
-/// mounting can replace it).
+/// filesystem on the disks at `/`, or with several, the OS found by inspection mounted
+/// the way it mounts itself ([`skiff::inspect::mount_plan`]).
 pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<MountSpec>> {
     if !given.is_empty() {
         return Ok(given.to_vec());
@@ -193,6 +193,16 @@ pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<Mou
             )
         }
         many => {
+            // Several filesystems: mount the guest the way it mounts itself (inspection:
+            // the OS root at /, then its fstab entries, shallowest first).
+            let found = skiff::inspect::inspect_os(session).context("inspecting the disks")?;
+            if let Some(os) = found.first() {
+                let plan = skiff::inspect::mount_plan(os);
+                return Ok(plan
+                    .into_iter()
+                    .map(|(device, mountpoint)| MountSpec { device, mountpoint })
+                    .collect());
+            }
             let listed: Vec<String> = many
                 .iter()
                 .map(|f| format!("{} ({})", f.device, f.fstype))

@@ -2,10 +2,12 @@
 //! subcommand shares the launch options (`-a DISK`, `--rw`, `--verbose`, ...).
 
 mod cli_fs;
+mod cli_inspect;
+mod output;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use skiff::{Appliance, DriveOptions, Format, Session};
+use skiff::{Appliance, Builder, DriveOptions, Format, Session};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +52,9 @@ struct LaunchArgs {
     /// Seconds the appliance may take to boot.
     #[arg(long, value_name = "SECS", default_value_t = 20.0, global = true)]
     timeout: f64,
+    /// Print one JSON document (field names in README's CLI reference) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +77,8 @@ enum Cmd {
     },
     #[command(flatten)]
     Fs(cli_fs::FsCmd),
+    #[command(flatten)]
+    Insp(cli_inspect::InspCmd),
 }
 
 #[derive(Clone)]
@@ -125,6 +132,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         Cmd::Fs(c) => return cli_fs::run(&cli.launch, c),
+        Cmd::Insp(c) => return cli_inspect::run(&cli.launch, c),
         command => Cli { command, ..cli },
     };
     let mut session = launch(&cli.launch)?;
@@ -136,7 +144,7 @@ fn run(cli: Cli) -> Result<()> {
             len,
         } => pread_device(&mut session, &device, offset, len),
         Cmd::PwriteDevice { device, offset } => pwrite_device(&mut session, &device, offset),
-        Cmd::Fs(_) => unreachable!("handled above"),
+        Cmd::Fs(_) | Cmd::Insp(_) => unreachable!("handled above"),
     };
     match result {
         // Shut down cleanly so writes are flushed and qemu's status is checked.
@@ -146,16 +154,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn launch(a: &LaunchArgs) -> Result<Session> {
-    if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        bail!("--timeout must be a positive number of seconds");
-    }
-    let mut b = Appliance::builder()
-        .memory_mib(a.memory)
-        .timeout(Duration::from_secs_f64(a.timeout))
-        .verbose(a.verbose);
-    if let Some(c) = &a.append {
-        b = b.kernel_cmdline(c);
-    }
+    let mut b = base_builder(a)?;
     for d in &a.drives {
         b = b.add_drive(
             &d.path,
@@ -166,6 +165,21 @@ fn launch(a: &LaunchArgs) -> Result<Session> {
         );
     }
     Ok(b.launch()?)
+}
+
+/// The launch settings of `a` without its disks.
+fn base_builder(a: &LaunchArgs) -> Result<Builder> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let mut b = Appliance::builder()
+        .memory_mib(a.memory)
+        .timeout(Duration::from_secs_f64(a.timeout))
+        .verbose(a.verbose);
+    if let Some(c) = &a.append {
+        b = b.kernel_cmdline(c);
+    }
+    Ok(b)
 }
 
 fn devices(s: &mut Session) -> Result<()> {
