@@ -75,6 +75,8 @@ pub struct Builder {
     profile: Option<PathBuf>,
     accel: Option<Accel>,
     qemu: Option<PathBuf>,
+    /// Where the appliance runs: a qemu child (default) or a libvirt domain.
+    backend: crate::libvirt::Backend,
 }
 
 impl Default for Builder {
@@ -90,6 +92,7 @@ impl Default for Builder {
             profile: None,
             accel: None,
             qemu: None,
+            backend: crate::libvirt::Backend::Direct,
         }
     }
 }
@@ -152,6 +155,9 @@ impl Builder {
 
     /// Boots the appliance and waits for its Hello.
     pub fn launch(&self) -> Result<Session> {
+        if let crate::libvirt::Backend::Libvirt { uri } = &self.backend {
+            return crate::libvirt::launch(self, uri.as_deref());
+        }
         let spawned = self.spawn()?;
         let readonly = self.drives.iter().map(|(_, o)| o.readonly).collect();
         Session::start(
@@ -276,6 +282,39 @@ impl Builder {
             channel: ours,
             started,
         })
+    }
+}
+
+/// The backend choice and what the libvirt backend reads of a builder.
+impl Builder {
+    /// Run the appliance as a qemu child (default) or as a transient libvirt domain.
+    pub fn backend(mut self, backend: crate::libvirt::Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    pub(crate) fn drive_list(&self) -> &[(PathBuf, DriveOptions)] {
+        &self.drives
+    }
+
+    pub(crate) fn memory(&self) -> u32 {
+        self.memory_mib
+    }
+
+    pub(crate) fn timeouts(&self) -> (Duration, Duration) {
+        (self.timeout, self.call_timeout)
+    }
+
+    pub(crate) fn is_verbose(&self) -> bool {
+        self.verbose
+    }
+
+    pub(crate) fn cmdline(&self) -> Option<&str> {
+        self.cmdline.as_deref()
+    }
+
+    pub(crate) fn forced_accel(&self) -> Option<Accel> {
+        self.accel
     }
 }
 

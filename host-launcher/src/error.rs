@@ -75,6 +75,10 @@ pub enum Error {
     #[error("the session is closed")]
     Closed,
 
+    /// The libvirt backend: a libvirt call failed, or a guest/volume cannot be used.
+    #[error("libvirt: {0}")]
+    Libvirt(String),
+
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

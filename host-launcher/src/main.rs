@@ -55,6 +55,21 @@ struct LaunchArgs {
     /// Print one JSON document (field names in README's CLI reference) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Where the appliance runs: `direct` (qemu child) or `libvirt` (transient domain).
+    /// Default: libvirt when --connect, -d or --volume is given, else direct.
+    #[arg(long, value_name = "BACKEND", global = true,
+          value_parser = ["direct", "libvirt"])]
+    backend: Option<String>,
+    /// libvirt connection URI (e.g. qemu:///system, qemu+ssh://host/system).
+    #[arg(short = 'c', long = "connect", value_name = "URI", global = true)]
+    connect: Option<String>,
+    /// Add the disks of libvirt guest DOMAIN (name or UUID); read-only unless --rw, and
+    /// --rw is refused while the guest runs.
+    #[arg(short = 'd', long = "domain", value_name = "DOMAIN", global = true)]
+    domain: Option<String>,
+    /// Add libvirt storage volume POOL/VOLUME (path and format from libvirt).
+    #[arg(long = "volume", value_name = "POOL/VOLUME", global = true)]
+    volumes: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -164,7 +179,42 @@ fn launch(a: &LaunchArgs) -> Result<Session> {
             },
         );
     }
+    for (path, options) in libvirt_drives(a)? {
+        b = b.add_drive(path, options);
+    }
     Ok(b.launch()?)
+}
+
+/// The disks named by -d DOMAIN and --volume POOL/VOLUME, looked up through libvirt.
+fn libvirt_drives(a: &LaunchArgs) -> Result<Vec<(PathBuf, DriveOptions)>> {
+    if a.domain.is_none() && a.volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[cfg(feature = "libvirt")]
+    {
+        let uri = a.connect.as_deref();
+        let mut found = Vec::new();
+        if let Some(d) = &a.domain {
+            found.extend(skiff::libvirt::domain_drives(uri, d, a.rw)?);
+        }
+        for v in &a.volumes {
+            found.push(skiff::libvirt::volume_drive(uri, v, !a.rw)?);
+        }
+        Ok(found
+            .into_iter()
+            .map(|g| {
+                let o = DriveOptions {
+                    format: Some(g.format),
+                    readonly: g.readonly,
+                };
+                (g.path, o)
+            })
+            .collect())
+    }
+    #[cfg(not(feature = "libvirt"))]
+    {
+        Err(skiff::libvirt::not_built().into())
+    }
 }
 
 /// The launch settings of `a` without its disks.
@@ -179,6 +229,12 @@ fn base_builder(a: &LaunchArgs) -> Result<Builder> {
     if let Some(c) = &a.append {
         b = b.kernel_cmdline(c);
     }
+    let libvirt_wanted = a.connect.is_some() || a.domain.is_some() || !a.volumes.is_empty();
+    let backend = a
+        .backend
+        .as_deref()
+        .unwrap_or(if libvirt_wanted { "libvirt" } else { "direct" });
+    b = b.backend(skiff::Backend::parse(backend, a.connect.clone())?);
     Ok(b)
 }
 

@@ -12,6 +12,18 @@ use wire::{Bytes, Call, Device, MAX_CHUNK, PROTOCOL_VERSION, Reply, Request, ToH
 /// How long qemu may take to exit once the channel closed or the appliance panicked.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
+/// An appliance that is not a qemu child of this process (the libvirt backend's domain):
+/// held by the session and ended with it (on drop too).
+pub trait Guest: Send {
+    /// After Shutdown was answered: waits up to `limit` for the appliance to power off;
+    /// false when it did not.
+    fn wait_poweroff(&mut self, limit: Duration) -> bool;
+    /// Ends the appliance now (idempotent).
+    fn kill(&mut self);
+    /// What the appliance logged, where this process can read it.
+    fn log(&self) -> String;
+}
+
 /// A running appliance, ready for calls.
 pub struct Session {
     channel: Channel,
@@ -19,6 +31,8 @@ pub struct Session {
     devices: Vec<Device>,
     /// Per disk slot: did the caller attach it read-only?
     readonly: Vec<bool>,
+    /// The libvirt domain (or another [`Guest`]) when qemu is not our child.
+    pub(crate) guest: Option<Box<dyn Guest>>,
     next_id: u64,
     call_timeout: Duration,
     /// The most data one read call asks for ([`MAX_CHUNK`] but in tests).
@@ -50,6 +64,7 @@ impl Session {
             qemu,
             devices: Vec::new(),
             readonly,
+            guest: None,
             next_id: 1,
             call_timeout,
             read_chunk: read_chunk.clamp(1, MAX_CHUNK),
@@ -200,6 +215,12 @@ impl Session {
             other => return Err(unexpected(&other)),
         }
         self.closed = true;
+        if let Some(g) = self.guest.as_mut() {
+            if !g.wait_poweroff(self.call_timeout.max(EXIT_GRACE)) {
+                g.kill();
+            }
+            return Ok(());
+        }
         let Some(q) = self.qemu.as_mut() else {
             return Ok(());
         };
@@ -218,7 +239,11 @@ impl Session {
 
     /// What the appliance printed on its debug port so far (plus qemu's own messages).
     pub fn log(&self) -> String {
-        self.qemu.as_ref().map(Qemu::log).unwrap_or_default()
+        self.qemu
+            .as_ref()
+            .map(Qemu::log)
+            .or_else(|| self.guest.as_ref().map(|g| g.log()))
+            .unwrap_or_default()
     }
 
     /// qemu's process id.
@@ -242,6 +267,9 @@ impl Session {
         self.closed = true;
         if let Some(q) = self.qemu.as_mut() {
             q.kill();
+        }
+        if let Some(g) = self.guest.as_mut() {
+            g.kill();
         }
         e
     }

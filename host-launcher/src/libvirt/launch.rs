@@ -1,0 +1,428 @@
+//! Launching the appliance as a transient libvirt domain: connect, make the kernel
+//! readable where libvirtd runs, describe the disks, create the domain paused with
+//! AUTODESTROY, open the RPC channel as a stream, resume, wait for Hello. The domain is
+//! destroyed when the session ends (and by libvirtd if our connection closes first).
+
+use super::stream;
+use super::xml::{self, Disk, DomainSpec, Source};
+use crate::accel::Accel;
+use crate::appliance::Builder;
+use crate::channel::Channel;
+use crate::error::{Error, Result};
+use crate::format::Format;
+use crate::kernel::EMBEDDED;
+use crate::session::{Guest, Session};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
+use virt::sys;
+
+/// Where libvirt's qemu driver writes a domain's log (qemu's stdout: the appliance's
+/// debug port), on the host where libvirtd runs.
+const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
+/// The firmware used when it is installed (local connections only).
+const QBOOT: &str = crate::qemu::QBOOT;
+
+/// A libvirt error as ours, with what we were doing.
+pub(crate) fn verr(what: impl std::fmt::Display, e: virt::error::Error) -> Error {
+    Error::Libvirt(format!("{what}: {}", e.message()))
+}
+
+/// libvirt prints every error on stderr by default; ours are returned instead.
+pub(crate) fn quiet() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(virt::error::clear_error_callback);
+}
+
+/// Opens `uri` (`None`: libvirt's default), with a clear error.
+pub(crate) fn connect(uri: Option<&str>) -> Result<Connect> {
+    quiet();
+    Connect::open(uri).map_err(|e| {
+        verr(
+            format_args!("cannot connect to {}", uri.unwrap_or("the default URI")),
+            e,
+        )
+    })
+}
+
+/// True when the connection's libvirtd runs on this machine (no host in its URI).
+pub(crate) fn is_local(conn: &Connect) -> bool {
+    conn.uri().map(|u| uri_host(&u).is_empty()).unwrap_or(false)
+}
+
+/// The host part of a libvirt URI (`qemu+ssh://user@host:22/system` → `user@host:22`).
+pub(crate) fn uri_host(uri: &str) -> &str {
+    match uri.split_once("://") {
+        Some((_, rest)) => rest.split(['/', '?']).next().unwrap_or(""),
+        None => "",
+    }
+}
+
+pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
+    let started = Instant::now();
+    let (timeout, call_timeout) = builder.timeouts();
+    let conn = connect(uri)?;
+    let local = is_local(&conn);
+    let disks = disks(&conn, builder, local)?;
+    let kernel = kernel_path(&conn, local)?;
+    let accel = match builder.forced_accel() {
+        Some(a) => a,
+        None if local => Accel::from_env_or_detect()?,
+        None => match std::env::var("SKIFF_ACCEL") {
+            Ok(v) if !v.is_empty() => Accel::parse(&v)?,
+            // The remote host's CPU is unknown here: TCG always works.
+            _ => Accel::Tcg,
+        },
+    };
+    if builder.memory() < 16 {
+        return Err(Error::Config(format!(
+            "{} MiB of guest memory is too little",
+            builder.memory()
+        )));
+    }
+    let spec = DomainSpec {
+        name: domain_name(),
+        kvm: accel == Accel::Kvm,
+        memory_mib: builder.memory(),
+        kernel,
+        cmdline: builder.cmdline().map(String::from),
+        loader: (local && Path::new(QBOOT).exists()).then(|| QBOOT.to_string()),
+        disks,
+        passthrough: true,
+    };
+    let xml = xml::domain_xml(&spec).map_err(Error::Config)?;
+    if builder.is_verbose() {
+        eprintln!("skiff: libvirt domain on {}:\n{xml}", conn_uri(&conn));
+    }
+    // Paused first: the channel must be open before the appliance says Hello (qemu drops
+    // what the guest writes to an unconnected port).
+    let flags = sys::VIR_DOMAIN_START_AUTODESTROY | sys::VIR_DOMAIN_START_PAUSED;
+    let dom = conn
+        .create_domain_xml(&xml, flags)
+        .map_err(|e| verr("cannot create the appliance domain", e))?;
+    let guard = VirtGuest {
+        dom,
+        _conn: conn.clone(),
+        log: local.then(|| Path::new(QEMU_LOG_DIR).join(format!("{}.log", spec.name))),
+        verbose: builder.is_verbose(),
+        gone: false,
+    };
+    let st = Stream::new(&conn, 0).map_err(|e| verr("cannot make a stream", e))?;
+    guard
+        .dom
+        .open_channel(Some(xml::CHANNEL_NAME), &st, 0)
+        .map_err(|e| verr("cannot open the appliance channel", e))?;
+    let sock = stream::bridge(st)?;
+    guard
+        .dom
+        .resume()
+        .map_err(|e| verr("cannot start the appliance domain", e))?;
+    let readonly = spec.disks.iter().map(|d| d.readonly).collect();
+    let mut session = Session::start(
+        Channel::new(sock),
+        None,
+        readonly,
+        started + timeout,
+        timeout,
+        call_timeout,
+        wire::MAX_CHUNK,
+    )?;
+    session.guest = Some(Box::new(guard));
+    Ok(session)
+}
+
+fn conn_uri(conn: &Connect) -> String {
+    conn.uri().unwrap_or_else(|_| "?".into())
+}
+
+/// A name unique on the libvirt host: `skiff-<pid>-<n>-<time>`.
+fn domain_name() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("skiff-{}-{n}-{t:08x}", std::process::id())
+}
+
+/// The builder's disks as libvirt sees them: a file or a block device, an explicit format.
+fn disks(conn: &Connect, builder: &Builder, local: bool) -> Result<Vec<Disk>> {
+    builder
+        .drive_list()
+        .iter()
+        .map(|(path, o)| {
+            let p = path
+                .to_str()
+                .ok_or_else(|| Error::Config(format!("disk path {path:?} is not UTF-8")))?
+                .to_string();
+            let (block, format) = if local {
+                let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Error::DiskNotFound { path: path.clone() },
+                    _ => Error::Io(e),
+                })?;
+                let format = match o.format {
+                    Some(f) => f,
+                    None => Format::detect(path)?,
+                };
+                (meta.file_type().is_block_device(), format)
+            } else {
+                // Remote: the path is on the libvirt host; a storage volume there tells
+                // its kind and format.
+                let vol = conn.lookup_storage_vol_by_path(&p).ok();
+                let info = vol
+                    .and_then(|v| v.xml_desc(0).ok())
+                    .and_then(|x| xml::volume_info(&x).ok());
+                let format = match (o.format, info.as_ref().and_then(|i| i.format.as_deref())) {
+                    (Some(f), _) => f,
+                    (None, Some(f)) => parse_format(path, f)?,
+                    (None, None) => {
+                        return Err(Error::Config(format!(
+                            "{p}: not a storage volume on the remote host; give its format \
+                             (-a PATH,format=raw|qcow2)"
+                        )));
+                    }
+                };
+                (info.is_some_and(|i| i.block), format)
+            };
+            Ok(Disk {
+                source: if block {
+                    Source::Block(p)
+                } else {
+                    Source::File(p)
+                },
+                format,
+                readonly: o.readonly,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn parse_format(path: &Path, f: &str) -> Result<Format> {
+    f.parse().map_err(|_| Error::UnknownFormat {
+        path: path.into(),
+        format: f.into(),
+    })
+}
+
+/// The appliance ELF's bytes: `$SKIFF_APPLIANCE` or the embedded one.
+fn kernel_bytes() -> Result<Vec<u8>> {
+    if let Some(p) = std::env::var_os("SKIFF_APPLIANCE").filter(|p| !p.is_empty()) {
+        return std::fs::read(&p).map_err(|e| Error::Config(format!("SKIFF_APPLIANCE={p:?}: {e}")));
+    }
+    if EMBEDDED.is_empty() {
+        return Err(Error::NoAppliance);
+    }
+    Ok(EMBEDDED.to_vec())
+}
+
+/// A content-addressed file name for the kernel (same bytes, same name).
+fn kernel_name(bytes: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: stable for a given build of skiff.
+    let mut h = std::hash::DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("skiff-appliance-{:016x}-{}.elf", h.finish(), bytes.len())
+}
+
+/// Where libvirtd's qemu can read the kernel: a local file, or (remote, or with
+/// `$SKIFF_LIBVIRT_UPLOAD=1`) a storage volume uploaded over the connection.
+fn kernel_path(conn: &Connect, local: bool) -> Result<String> {
+    let bytes = kernel_bytes()?;
+    let name = kernel_name(&bytes);
+    let upload = !local || std::env::var("SKIFF_LIBVIRT_UPLOAD").is_ok_and(|v| v == "1");
+    if upload {
+        return upload_kernel(conn, &name, &bytes);
+    }
+    let mut dirs = vec![PathBuf::from("/var/lib/libvirt/boot")];
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d).join("skiff"));
+    } else if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(h).join(".cache/skiff"));
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    dirs.push(std::env::temp_dir().join(format!("skiff-libvirt-{uid}")));
+    let mut last = None;
+    for d in dirs {
+        match place(&d, &name, &bytes) {
+            Ok(p) => return Ok(p),
+            Err(e) => last = Some(format!("{}: {e}", d.display())),
+        }
+    }
+    Err(Error::Config(format!(
+        "cannot place the appliance kernel where libvirt's qemu can read it ({})",
+        last.unwrap_or_default()
+    )))
+}
+
+/// Writes `bytes` to `dir/name` (0644, atomically) unless it is there already.
+fn place(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
+    let path = dir.join(name);
+    let s = path
+        .to_str()
+        .ok_or_else(|| std::io::Error::other("path is not UTF-8"))?
+        .to_string();
+    if std::fs::read(&path).is_ok_and(|b| b == bytes) {
+        return Ok(s);
+    }
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(s)
+}
+
+/// Uploads the kernel into a storage volume (`$SKIFF_LIBVIRT_POOL`, default `default`)
+/// named after its contents, unless it is there already; returns the volume's path.
+fn upload_kernel(conn: &Connect, name: &str, bytes: &[u8]) -> Result<String> {
+    let pool_name = std::env::var("SKIFF_LIBVIRT_POOL")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let pool = conn.lookup_storage_pool_by_name(&pool_name).map_err(|e| {
+        verr(
+            format_args!(
+                "the appliance kernel is uploaded into storage pool '{pool_name}' \
+                 (set SKIFF_LIBVIRT_POOL)"
+            ),
+            e,
+        )
+    })?;
+    if let Ok(vol) = pool.lookup_storage_vol_by_name(name)
+        && vol.info().is_ok_and(|i| i.capacity == bytes.len() as u64)
+    {
+        return vol.path().map_err(|e| verr("kernel volume path", e));
+    }
+    let vxml = format!(
+        "<volume><name>{}</name><capacity unit='bytes'>{}</capacity>\
+         <target><format type='raw'/><permissions><mode>0644</mode></permissions></target>\
+         </volume>",
+        xml::esc(name),
+        bytes.len()
+    );
+    let vol = StorageVol::create_xml(&pool, &vxml, 0)
+        .map_err(|e| verr(format_args!("cannot create volume {pool_name}/{name}"), e))?;
+    let result = (|| -> std::result::Result<(), virt::error::Error> {
+        let st = Stream::new(conn, 0)?;
+        vol.upload(&st, 0, bytes.len() as u64, 0)?;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = st.send(rest)?;
+            rest = &rest[usize::try_from(n).unwrap_or(0).min(rest.len())..];
+            if n <= 0 {
+                break;
+            }
+        }
+        st.finish()
+    })();
+    if let Err(e) = result {
+        let _ = vol.delete(0);
+        return Err(verr("cannot upload the appliance kernel", e));
+    }
+    vol.path().map_err(|e| verr("kernel volume path", e))
+}
+
+/// The appliance domain, held by the session.
+struct VirtGuest {
+    dom: Domain,
+    /// Keeps the connection (and so the AUTODESTROY domain) alive with the session.
+    _conn: Connect,
+    /// The domain's log file, when libvirtd is local.
+    log: Option<PathBuf>,
+    verbose: bool,
+    gone: bool,
+}
+
+impl Guest for VirtGuest {
+    fn wait_poweroff(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            // An error: the transient domain is gone already.
+            if !self.dom.is_active().unwrap_or(false) {
+                self.gone = true;
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn kill(&mut self) {
+        if !self.gone {
+            let _ = self.dom.destroy();
+            self.gone = true;
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for VirtGuest {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(p) = &self.log {
+            if self.verbose {
+                eprint!("{}", self.log());
+            }
+            // One log file per launch otherwise piles up in /var/log/libvirt/qemu.
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_hosts() {
+        assert_eq!(uri_host("qemu:///system"), "");
+        assert_eq!(uri_host("qemu+ssh://root@h:22/system"), "root@h:22");
+        assert_eq!(uri_host("qemu+tcp://h/system?x=1"), "h");
+        assert_eq!(uri_host("test:///default"), "");
+    }
+
+    #[test]
+    fn kernel_names_follow_contents() {
+        assert_eq!(kernel_name(b"abc"), kernel_name(b"abc"));
+        assert_ne!(kernel_name(b"abc"), kernel_name(b"abd"));
+        assert!(kernel_name(b"abc").ends_with("-3.elf"));
+    }
+
+    #[test]
+    fn place_is_idempotent_and_readable() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("k");
+        let p = place(&dir, "x.elf", b"kernel").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"kernel");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(place(&dir, "x.elf", b"kernel").unwrap(), p);
+        // Different bytes under the same name are replaced.
+        place(&dir, "x.elf", b"other").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"other");
+    }
+}
