@@ -77,6 +77,8 @@ pub struct Builder {
     qemu: Option<PathBuf>,
     /// Where the appliance runs: a qemu child (default) or a libvirt domain.
     backend: crate::libvirt::Backend,
+    /// Launch with the hotplug profile and a QMP monitor ([`Builder::hotplug`]).
+    hotplug: bool,
 }
 
 impl Default for Builder {
@@ -93,6 +95,7 @@ impl Default for Builder {
             accel: None,
             qemu: None,
             backend: crate::libvirt::Backend::Direct,
+            hotplug: false,
         }
     }
 }
@@ -153,14 +156,30 @@ impl Builder {
         self
     }
 
+    /// Launch with PCIe root ports and a QMP monitor so that disks can be added and removed
+    /// after launch ([`Session::add_drive`], [`Session::remove_drive`]). Uses the built-in
+    /// `qemu-configs/q35-hotplug.args` unless a profile is set (which must then have
+    /// `{qmp_fd}` and `pcie-root-port,id=rp<K>` devices).
+    pub fn hotplug(mut self, on: bool) -> Self {
+        self.hotplug = on;
+        self
+    }
+
+    /// The disks added so far.
+    pub(crate) fn drives(&self) -> &[(PathBuf, DriveOptions)] {
+        &self.drives
+    }
+
     /// Boots the appliance and waits for its Hello.
     pub fn launch(&self) -> Result<Session> {
         if let crate::libvirt::Backend::Libvirt { uri } = &self.backend {
             return crate::libvirt::launch(self, uri.as_deref());
         }
-        let spawned = self.spawn()?;
+        let mut spawned = self.spawn()?;
         let readonly = self.drives.iter().map(|(_, o)| o.readonly).collect();
-        Session::start(
+        let qmp = spawned.qmp.take();
+        let ports = std::mem::take(&mut spawned.ports);
+        let mut session = Session::start(
             Channel::new(spawned.channel),
             Some(spawned.qemu),
             readonly,
@@ -168,7 +187,12 @@ impl Builder {
             self.timeout,
             self.call_timeout,
             wire::MAX_CHUNK,
-        )
+        )?;
+        if let Some(qmp) = qmp {
+            let deadline = spawned.started + self.timeout;
+            crate::hotplug::attach(&mut session, qmp, ports, deadline)?;
+        }
+        Ok(session)
     }
 
     /// Boots qemu exactly as [`Builder::launch`] would, but does not speak the protocol:
@@ -193,7 +217,7 @@ impl Builder {
             path: "/proc/self/fd/K".into(),
             inherit_fd: None,
         };
-        let args = self.args(&drives, &kernel, 3)?;
+        let args = self.args(&drives, &kernel, 3, self.hotplug.then_some(4))?;
         Ok((self.qemu_path(), args))
     }
 
@@ -224,7 +248,13 @@ impl Builder {
             .collect()
     }
 
-    fn args(&self, drives: &[DriveArg], kernel: &Kernel, rpc_fd: i32) -> Result<Vec<String>> {
+    fn args(
+        &self,
+        drives: &[DriveArg],
+        kernel: &Kernel,
+        rpc_fd: i32,
+        qmp_fd: Option<i32>,
+    ) -> Result<Vec<String>> {
         if self.memory_mib < 16 {
             return Err(Error::Config(format!(
                 "{} MiB of guest memory is too little",
@@ -240,8 +270,14 @@ impl Builder {
             .map(PathBuf::from);
         let profile = match self.profile.as_ref().or(env_profile.as_ref()) {
             Some(p) => Profile::load(p)?,
+            None if self.hotplug => Profile::hotplug(),
             None => Profile::default(),
         };
+        if self.hotplug && !profile.uses_qmp() {
+            return Err(Error::Config(
+                "hotplug needs a profile with a QMP monitor on {qmp_fd}".into(),
+            ));
+        }
         let vars = Vars {
             accel: accel.as_str().into(),
             cpu: accel.cpu().into(),
@@ -250,6 +286,7 @@ impl Builder {
             rpc_fd,
             bios: qemu::default_bios(),
             cmdline: self.cmdline.clone(),
+            qmp_fd,
         };
         let mut args = profile.expand(&vars)?;
         for (i, d) in drives.iter().enumerate() {
@@ -263,7 +300,14 @@ impl Builder {
         let kernel = Kernel::locate()?;
         let (ours, theirs) = UnixStream::pair()?;
         channel::enlarge_send_buffer(&theirs);
-        let args = self.args(&drives, &kernel, theirs.as_raw_fd())?;
+        let qmp_pair = if self.hotplug {
+            Some(UnixStream::pair()?)
+        } else {
+            None
+        };
+        let qmp_fd = qmp_pair.as_ref().map(|(_, t)| t.as_raw_fd());
+        let args = self.args(&drives, &kernel, theirs.as_raw_fd(), qmp_fd)?;
+        let ports = crate::hotplug::root_ports(&args);
         let binary = self.qemu_path();
         if self.verbose {
             eprintln!(
@@ -273,14 +317,21 @@ impl Builder {
         }
         let mut fds = vec![theirs.as_raw_fd()];
         fds.extend(kernel.inherit_fd);
+        fds.extend(qmp_fd);
         let started = Instant::now();
         let qemu = Qemu::spawn(&binary, &args, &fds, self.verbose)?;
         // qemu holds its end now; ours must go so that its exit reads as EOF here.
         drop(theirs);
+        let qmp = qmp_pair.map(|(ours, theirs)| {
+            drop(theirs);
+            ours
+        });
         Ok(Spawned {
             qemu,
             channel: ours,
             started,
+            qmp,
+            ports,
         })
     }
 }
@@ -322,9 +373,13 @@ struct Spawned {
     qemu: Qemu,
     channel: UnixStream,
     started: Instant,
+    /// Our end of the QMP socketpair (hotplug launches).
+    qmp: Option<UnixStream>,
+    /// The profile's hotplug root port ids (`rp0`, ...).
+    ports: Vec<String>,
 }
 
-fn check_exists(path: &Path) -> Result<()> {
+pub(crate) fn check_exists(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::DiskNotFound {

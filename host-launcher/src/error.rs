@@ -75,6 +75,38 @@ pub enum Error {
     #[error("the session is closed")]
     Closed,
 
+    /// Every hotplug root port of the session holds a disk already.
+    #[error("no free hotplug port: all {ports} root ports hold a disk (remove one first)")]
+    NoFreePort { ports: usize },
+
+    /// The session was launched without hotplug (`Builder::hotplug(true)`), or the
+    /// device named was not hot-added.
+    #[error("hotplug: {0}")]
+    NotHotpluggable(String),
+
+    /// A writable drive offered to a session that only takes read-only drives.
+    #[error("{path:?}: this session takes read-only drives only")]
+    ReadOnlySession { path: PathBuf },
+
+    /// qemu refused a QMP command (its own message).
+    #[error("qemu refused {command}: {message}")]
+    Qmp { command: String, message: String },
+
+    /// qemu did not finish unplugging a disk in time (no DEVICE_DELETED event).
+    #[error("{device}: qemu did not unplug it within {timeout:?}")]
+    UnplugTimeout { device: String, timeout: Duration },
+
+    /// No pooled appliance became ready in time.
+    #[error("no pooled appliance was ready within {timeout:?}{}", last_error.as_ref().map(|e| format!(" (last launch failure: {e})")).unwrap_or_default())]
+    PoolEmpty {
+        timeout: Duration,
+        last_error: Option<String>,
+    },
+
+    /// The appliance did not find a hot-added disk after rescanning.
+    #[error("{device}: the appliance did not find the hot-added disk")]
+    HotplugNotSeen { device: String },
+
     /// The libvirt backend: a libvirt call failed, or a guest/volume cannot be used.
     #[error("libvirt: {0}")]
     Libvirt(String),

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 /// The built-in profile, `qemu-configs/q35.args`.
 pub const DEFAULT_PROFILE: &str = include_str!("../../qemu-configs/q35.args");
 
+/// The hotplug profile, `qemu-configs/q35-hotplug.args`: PCIe root ports with native
+/// hotplug and a QMP monitor on `{qmp_fd}` (used by `Builder::hotplug(true)`).
+pub const HOTPLUG_PROFILE: &str = include_str!("../../qemu-configs/q35-hotplug.args");
+
 /// The firmware used when it is installed; otherwise qemu's default (SeaBIOS).
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
@@ -27,6 +31,8 @@ pub struct Vars {
     pub rpc_fd: i32,
     pub bios: Option<String>,
     pub cmdline: Option<String>,
+    /// The QMP socket's fd: required by a profile that uses `{qmp_fd}`.
+    pub qmp_fd: Option<i32>,
 }
 
 /// One disk slot.
@@ -54,6 +60,16 @@ impl Profile {
             .map(String::from)
             .collect();
         Profile { lines }
+    }
+
+    /// The hotplug profile ([`HOTPLUG_PROFILE`]).
+    pub fn hotplug() -> Profile {
+        Profile::parse(HOTPLUG_PROFILE)
+    }
+
+    /// Does this profile take a QMP socket (`{qmp_fd}`)?
+    pub fn uses_qmp(&self) -> bool {
+        self.lines.iter().any(|l| l.contains("{qmp_fd}"))
     }
 
     /// Reads a profile file (an override of the built-in one).
@@ -100,6 +116,14 @@ fn expand_line(line: &str, vars: &Vars) -> Result<Option<String>> {
             "rpc_fd" => Some(vars.rpc_fd.to_string()),
             "bios" => vars.bios.clone(),
             "cmdline" => vars.cmdline.clone(),
+            "qmp_fd" => match vars.qmp_fd {
+                Some(fd) => Some(fd.to_string()),
+                None => {
+                    return Err(Error::Config(format!(
+                        "the profile line {line:?} needs a QMP socket"
+                    )));
+                }
+            },
             other => {
                 return Err(Error::Config(format!(
                     "unknown placeholder {{{other}}} in {line:?}"
@@ -179,6 +203,7 @@ mod tests {
             rpc_fd: 7,
             bios: Some(QBOOT.into()),
             cmdline: None,
+            qmp_fd: None,
         }
     }
 

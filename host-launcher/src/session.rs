@@ -27,17 +27,19 @@ pub trait Guest: Send {
 /// A running appliance, ready for calls.
 pub struct Session {
     channel: Channel,
-    qemu: Option<Qemu>,
-    devices: Vec<Device>,
+    pub(crate) qemu: Option<Qemu>,
+    pub(crate) devices: Vec<Device>,
     /// Per disk slot: did the caller attach it read-only?
-    readonly: Vec<bool>,
+    pub(crate) readonly: Vec<bool>,
+    /// QMP and the root ports of a hotplug launch (see `hotplug.rs`).
+    pub(crate) hotplug: Option<crate::hotplug::Hotplug>,
     /// The libvirt domain (or another [`Guest`]) when qemu is not our child.
     pub(crate) guest: Option<Box<dyn Guest>>,
     next_id: u64,
     call_timeout: Duration,
     /// The most data one read call asks for ([`MAX_CHUNK`] but in tests).
     read_chunk: u32,
-    closed: bool,
+    pub(crate) closed: bool,
 }
 
 /// What a failure of the channel interrupted.
@@ -64,6 +66,7 @@ impl Session {
             qemu,
             devices: Vec::new(),
             readonly,
+            hotplug: None,
             guest: None,
             next_id: 1,
             call_timeout,
@@ -263,7 +266,7 @@ impl Session {
     }
 
     /// Closes the session (kills qemu) and returns `e`.
-    fn fail(&mut self, e: Error) -> Error {
+    pub(crate) fn fail(&mut self, e: Error) -> Error {
         self.closed = true;
         if let Some(q) = self.qemu.as_mut() {
             q.kill();
@@ -329,7 +332,7 @@ impl Session {
     }
 
     /// The error for a qemu that exited with `status` when it should not have.
-    fn exited(&mut self, status: ExitStatus) -> Error {
+    pub(crate) fn exited(&mut self, status: ExitStatus) -> Error {
         let log = match self.qemu.as_mut() {
             Some(q) => q.final_log(),
             None => String::new(),
@@ -372,7 +375,7 @@ fn panic_message(log: &str) -> String {
 }
 
 /// `/dev/sda` → 0, `/dev/sdb` → 1, ..., `/dev/sdaa` → 26 (Linux's naming).
-fn disk_slot(disk: &str) -> Option<usize> {
+pub(crate) fn disk_slot(disk: &str) -> Option<usize> {
     let letters = disk.strip_prefix("/dev/sd")?;
     if letters.is_empty() || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
         return None;

@@ -1,0 +1,444 @@
+//! Disks added to and removed from a running appliance: QMP `blockdev-add` +
+//! `device_add virtio-blk-pci` on a free PCIe root port, then the appliance's `Rescan`;
+//! and back: `Umount` of the disk's mounts, `device_del`, `Rescan` (the appliance syncs,
+//! drops the disk and powers the slot off), the `DEVICE_DELETED` event, `blockdev-del`.
+//!
+//! Only sessions launched with `Builder::hotplug(true)` have the ports and the monitor.
+//! A hot-added disk gets a fresh slot N (never reused within a session): node `d<N>`,
+//! device `vd<N>`, serial `skiff<N>`, which the appliance names `/dev/sd<a+N>`.
+
+use crate::appliance::{DriveOptions, check_exists};
+use crate::error::{Error, Result};
+use crate::format::Format;
+use crate::qemu::{self, DriveArg};
+use crate::qmp::{Qmp, QmpError};
+use crate::session::{Session, disk_slot};
+use qapi::qmp::{BlockdevOptions, Event, blockdev_add, blockdev_del, device_add, device_del};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wire::{Reply, Request};
+
+/// How long one QMP command may take.
+const QMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long qemu may take to finish an unplug once the appliance powered the slot off.
+const UNPLUG_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a hot-added disk may take to show up in the appliance's rescans.
+const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long qemu may take to exit once its monitor closed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The hotplug state of a session.
+pub(crate) struct Hotplug {
+    qmp: Qmp,
+    /// Root port ids (`rp0`, ...), and which hot-added slot each holds.
+    ports: Vec<(String, Option<usize>)>,
+    attached: Vec<HotDrive>,
+    next_slot: usize,
+    readonly_only: bool,
+}
+
+/// One hot-added disk.
+#[derive(Debug, Clone)]
+pub struct HotDrive {
+    /// `/dev/sdX` in the appliance.
+    pub device: String,
+    pub path: PathBuf,
+    pub format: Format,
+    pub readonly: bool,
+    slot: usize,
+}
+
+/// The ids of the hotplug root ports in a qemu command line (`pcie-root-port,id=rpK`).
+pub(crate) fn root_ports(args: &[String]) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == "-device" && w[1].starts_with("pcie-root-port,"))
+        .filter_map(|w| {
+            w[1].split(',')
+                .find_map(|kv| kv.strip_prefix("id="))
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// `/dev/sda` for slot 0, ... (the appliance's naming; inverse of `disk_slot`).
+pub fn slot_name(slot: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = slot + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    letters.reverse();
+    format!("/dev/sd{}", String::from_utf8_lossy(&letters))
+}
+
+/// Connects the QMP monitor of a freshly launched hotplug session.
+pub(crate) fn attach(
+    session: &mut Session,
+    stream: UnixStream,
+    ports: Vec<String>,
+    deadline: Instant,
+) -> Result<()> {
+    let deadline = deadline.max(Instant::now() + Duration::from_secs(2));
+    match Qmp::connect(stream, deadline) {
+        Ok(qmp) => {
+            session.hotplug = Some(Hotplug {
+                qmp,
+                ports: ports.into_iter().map(|p| (p, None)).collect(),
+                attached: Vec::new(),
+                next_slot: session.readonly.len(),
+                readonly_only: false,
+            });
+            Ok(())
+        }
+        Err(e) => Err(qmp_failed(session, "qmp_capabilities", e)),
+    }
+}
+
+impl Session {
+    /// Adds a disk to the running appliance and returns its device name (`/dev/sdX`),
+    /// usable through every call at once. The format is found on the host unless given;
+    /// the drive is read-only unless `options` say otherwise. Needs a session launched
+    /// with `Builder::hotplug(true)` and a free root port.
+    pub fn add_drive(&mut self, path: impl AsRef<Path>, options: DriveOptions) -> Result<String> {
+        let path = path.as_ref();
+        let hp = self.hotplug_state()?;
+        if !options.readonly && hp.readonly_only {
+            return Err(Error::ReadOnlySession {
+                path: path.to_path_buf(),
+            });
+        }
+        let Some(port) = hp.ports.iter().position(|(_, s)| s.is_none()) else {
+            return Err(Error::NoFreePort {
+                ports: hp.ports.len(),
+            });
+        };
+        check_exists(path)?;
+        let format = match options.format {
+            Some(f) => f,
+            None => Format::detect(path)?,
+        };
+        let slot = hp.next_slot;
+        let drive = DriveArg {
+            path: path.to_path_buf(),
+            format,
+            readonly: options.readonly,
+        };
+        // The same blockdev JSON as a cold-plugged disk, checked against QEMU's schema.
+        let json = &qemu::drive_args(slot, &drive)?[1];
+        let opts: BlockdevOptions = serde_json::from_str(json)
+            .map_err(|e| Error::Config(format!("blockdev options {json}: {e}")))?;
+        let node = format!("d{slot}");
+        let id = format!("vd{slot}");
+        let bus = hp.ports[port].0.clone();
+        hp.next_slot += 1;
+
+        let r = hp
+            .qmp
+            .execute(&blockdev_add(opts), Instant::now() + QMP_TIMEOUT);
+        if let Err(e) = r {
+            // A file removed since the check above is still "not found".
+            if matches!(e, QmpError::Refused { .. }) && !path.exists() {
+                return Err(Error::DiskNotFound {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Err(qmp_failed(self, "blockdev-add", e));
+        }
+        let mut arguments = qapi::Dictionary::new();
+        arguments.insert("drive".into(), node.clone().into());
+        arguments.insert("serial".into(), format!("skiff{slot}").into());
+        let add = device_add {
+            driver: "virtio-blk-pci".into(),
+            id: Some(id.clone()),
+            bus: Some(bus),
+            arguments,
+        };
+        let hp = self.hotplug_state()?;
+        if let Err(e) = hp.qmp.execute(&add, Instant::now() + QMP_TIMEOUT) {
+            if matches!(e, QmpError::Refused { .. }) {
+                let _ = hp.qmp.execute(
+                    &blockdev_del {
+                        node_name: node.clone(),
+                    },
+                    Instant::now() + QMP_TIMEOUT,
+                );
+            }
+            return Err(qmp_failed(self, "device_add", e));
+        }
+        let device = slot_name(slot);
+        let hp = self.hotplug_state()?;
+        hp.ports[port].1 = Some(slot);
+        hp.attached.push(HotDrive {
+            device: device.clone(),
+            path: path.to_path_buf(),
+            format,
+            readonly: options.readonly,
+            slot,
+        });
+        if self.readonly.len() <= slot {
+            self.readonly.resize(slot + 1, true);
+        }
+        self.readonly[slot] = options.readonly;
+
+        // qemu reports presence at once; the appliance starts the disk on its rescan.
+        let deadline = Instant::now() + APPEAR_TIMEOUT;
+        loop {
+            let devices = self.rescan()?;
+            if devices.iter().any(|d| d.name == device) {
+                return Ok(device);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::HotplugNotSeen { device });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Removes a hot-added disk: unmounts its filesystems in the appliance, asks qemu to
+    /// unplug it (the appliance syncs and powers the slot off on its rescan), waits for
+    /// qemu's `DEVICE_DELETED` and drops the block node. Calls naming the device fail
+    /// with a `NotFound` error afterwards.
+    pub fn remove_drive(&mut self, device: &str) -> Result<()> {
+        let hp = self.hotplug_state()?;
+        let Some(i) = hp.attached.iter().position(|d| d.device == device) else {
+            return Err(Error::NotHotpluggable(format!(
+                "{device} is not a hot-added disk of this session"
+            )));
+        };
+        let slot = hp.attached[i].slot;
+
+        // Unmount what lives on the disk or its partitions, deepest mountpoint first.
+        let mounts = match self.call(Request::Mounts)? {
+            Reply::Mounts(m) => m,
+            other => {
+                return Err(Error::BadFrame(format!(
+                    "unexpected reply to Mounts: {other:?}"
+                )));
+            }
+        };
+        let mut mine: Vec<String> = mounts
+            .into_iter()
+            .filter(|m| on_disk(&m.device, device))
+            .map(|m| m.mountpoint)
+            .collect();
+        mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mountpoint in mine {
+            match self.call(Request::Umount { mountpoint })? {
+                Reply::Unit => {}
+                other => {
+                    return Err(Error::BadFrame(format!(
+                        "unexpected reply to Umount: {other:?}"
+                    )));
+                }
+            }
+        }
+
+        let id = format!("vd{slot}");
+        let hp = self.hotplug_state()?;
+        if let Err(e) = hp
+            .qmp
+            .execute(&device_del { id: id.clone() }, Instant::now() + QMP_TIMEOUT)
+        {
+            return Err(qmp_failed(self, "device_del", e));
+        }
+        // The appliance sees the attention button, syncs, drops the disk and powers the
+        // slot off; qemu then detaches the device.
+        self.rescan()?;
+        let hp = self.hotplug_state()?;
+        let deleted = |e: &Event| matches!(e, Event::DEVICE_DELETED { data, .. } if data.device.as_deref() == Some(id.as_str()));
+        match hp.qmp.wait_event(deleted, Instant::now() + UNPLUG_TIMEOUT) {
+            Ok(_) => {}
+            Err(QmpError::Timeout) => {
+                return Err(Error::UnplugTimeout {
+                    device: device.to_string(),
+                    timeout: UNPLUG_TIMEOUT,
+                });
+            }
+            Err(e) => return Err(qmp_failed(self, "device_del", e)),
+        }
+        let hp = self.hotplug_state()?;
+        if let Err(e) = hp.qmp.execute(
+            &blockdev_del {
+                node_name: format!("d{slot}"),
+            },
+            Instant::now() + QMP_TIMEOUT,
+        ) {
+            return Err(qmp_failed(self, "blockdev-del", e));
+        }
+        let hp = self.hotplug_state()?;
+        hp.attached.remove(i);
+        if let Some(p) = hp.ports.iter_mut().find(|(_, s)| *s == Some(slot)) {
+            p.1 = None;
+        }
+        // Let the appliance forget the vanished device (and refresh our list).
+        self.rescan()?;
+        Ok(())
+    }
+
+    /// Asks the appliance to rescan its PCIe slots; returns (and keeps) the device list.
+    pub fn rescan(&mut self) -> Result<Vec<wire::Device>> {
+        match self.call(Request::Rescan)? {
+            Reply::Devices(d) => {
+                self.devices = d.clone();
+                Ok(d)
+            }
+            other => Err(Error::BadFrame(format!(
+                "unexpected reply to Rescan: {other:?}"
+            ))),
+        }
+    }
+
+    /// The disks hot-added to this session and still attached.
+    pub fn hot_drives(&self) -> Vec<HotDrive> {
+        self.hotplug
+            .as_ref()
+            .map(|h| h.attached.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many more disks can be hot-added now (0 without hotplug).
+    pub fn free_ports(&self) -> usize {
+        self.hotplug
+            .as_ref()
+            .map_or(0, |h| h.ports.iter().filter(|(_, s)| s.is_none()).count())
+    }
+
+    /// From now on this session takes read-only drives only ([`Session::add_drive`] with
+    /// a writable drive fails with [`Error::ReadOnlySession`]). Irrevocable.
+    pub fn restrict_to_readonly_drives(&mut self) {
+        if let Some(h) = self.hotplug.as_mut() {
+            h.readonly_only = true;
+        }
+    }
+
+    /// Does this session take only read-only drives?
+    pub fn readonly_drives_only(&self) -> bool {
+        self.hotplug.as_ref().is_some_and(|h| h.readonly_only)
+    }
+
+    fn hotplug_state(&mut self) -> Result<&mut Hotplug> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.hotplug.as_mut().ok_or_else(|| {
+            Error::NotHotpluggable(
+                "this session was launched without hotplug (Builder::hotplug(true))".into(),
+            )
+        })
+    }
+}
+
+/// Is `dev` (as a mount names it) the disk `disk` or one of its partitions?
+fn on_disk(dev: &str, disk: &str) -> bool {
+    match dev.strip_prefix(disk) {
+        Some("") => true,
+        Some(rest) => rest.bytes().all(|b| b.is_ascii_digit()) && disk_slot(disk).is_some(),
+        None => false,
+    }
+}
+
+/// The error for a failed QMP exchange. A refusal leaves the session usable; a closed
+/// monitor means qemu died (the session is closed with qemu's status); a timeout or a
+/// garbled monitor closes the session too (it is out of step).
+fn qmp_failed(session: &mut Session, command: &str, e: QmpError) -> Error {
+    match e {
+        QmpError::Refused { desc, .. } => Error::Qmp {
+            command: command.to_string(),
+            message: desc,
+        },
+        QmpError::Eof => {
+            let status = session
+                .qemu
+                .as_mut()
+                .and_then(|q| q.wait_timeout(EXIT_GRACE));
+            let err = match status {
+                Some(s) => session.exited(s),
+                None => Error::ApplianceExited {
+                    status: format!("qemu closed its QMP monitor during {command}"),
+                    log: session.log(),
+                },
+            };
+            session.fail(err)
+        }
+        QmpError::Timeout => session.fail(Error::Qmp {
+            command: command.to_string(),
+            message: format!("no answer within {QMP_TIMEOUT:?} (qemu killed)"),
+        }),
+        QmpError::Io(e) => session.fail(Error::Qmp {
+            command: command.to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::{Profile, Vars};
+
+    #[test]
+    fn names_and_ports() {
+        assert_eq!(slot_name(0), "/dev/sda");
+        assert_eq!(slot_name(25), "/dev/sdz");
+        assert_eq!(slot_name(26), "/dev/sdaa");
+        for i in 0..800 {
+            assert_eq!(disk_slot(&slot_name(i)), Some(i));
+        }
+        assert!(on_disk("/dev/sdb", "/dev/sdb"));
+        assert!(on_disk("/dev/sdb1", "/dev/sdb"));
+        assert!(on_disk("/dev/sdb12", "/dev/sdb"));
+        assert!(!on_disk("/dev/sdba", "/dev/sdb"));
+        assert!(!on_disk("/dev/sda1", "/dev/sdb"));
+    }
+
+    #[test]
+    fn hotplug_profile_has_ports_and_qmp() {
+        let p = Profile::hotplug();
+        assert!(p.uses_qmp());
+        assert!(!Profile::default().uses_qmp());
+        let mut vars = Vars {
+            accel: "tcg".into(),
+            cpu: "qemu64".into(),
+            memory_mib: 128,
+            kernel: "/proc/self/fd/5".into(),
+            rpc_fd: 7,
+            bios: None,
+            cmdline: None,
+            qmp_fd: None,
+        };
+        assert!(matches!(p.expand(&vars), Err(Error::Config(_))));
+        vars.qmp_fd = Some(9);
+        let args = p.expand(&vars).unwrap();
+        assert!(args.contains(&"socket,id=qmp,fd=9".to_string()));
+        assert!(args.contains(&"ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off".to_string()));
+        let ports = root_ports(&args);
+        assert_eq!(ports.len(), 8);
+        assert_eq!(ports[0], "rp0");
+        assert_eq!(ports[7], "rp7");
+        // The default profile's arguments are all in the hotplug one (same machine).
+        let mut v0 = vars.clone();
+        v0.qmp_fd = None;
+        for a in Profile::default().expand(&v0).unwrap() {
+            assert!(args.contains(&a), "{a}");
+        }
+    }
+
+    #[test]
+    fn blockdev_json_fits_the_qmp_schema() {
+        for (format, readonly) in [(Format::Raw, true), (Format::Qcow2, false)] {
+            let d = DriveArg {
+                path: "/tmp/x,y.img".into(),
+                format,
+                readonly,
+            };
+            let json = &qemu::drive_args(4, &d).unwrap()[1];
+            let opts: BlockdevOptions = serde_json::from_str(json).unwrap();
+            let back = serde_json::to_value(blockdev_add(opts)).unwrap();
+            let want: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(back, want);
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! A pool of pristine appliances, booted ahead of need with no disks, so that a request
+//! pays for a hotplug instead of a boot; and [`SharedReader`], the explicit opt-in to reuse
+//! one appliance for many read-only disks.
+//!
+//! A pooled appliance serves one acquisition only: [`Pool::acquire`] hot-adds the
+//! caller's disks to a ready appliance, and dropping the [`PooledSession`] destroys it.
+//! Background threads boot replacements. An appliance that has seen one guest's disk is
+//! never handed to another (one guest's disk could have attacked the appliance).
+
+use crate::appliance::{Builder, DriveOptions};
+use crate::error::{Error, Result};
+use crate::format::Format;
+use crate::session::Session;
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// At most this many appliances boot at once, whatever the pool size.
+const MAX_BOOTING: usize = 4;
+
+/// How a [`Pool`] launches and keeps its appliances.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// How many ready (booted, disk-less) appliances to keep.
+    pub size: usize,
+    /// How to launch each one (memory, timeouts, qemu, ...). Must have no drives; hotplug
+    /// is switched on by the pool.
+    pub builder: Builder,
+    /// How long [`Pool::acquire`] waits for a ready appliance.
+    pub acquire_timeout: Duration,
+}
+
+impl PoolOptions {
+    /// `size` appliances from the default builder.
+    pub fn new(size: usize) -> Self {
+        PoolOptions {
+            size,
+            builder: Builder::default(),
+            acquire_timeout: Duration::from_secs(60),
+        }
+    }
+
+    pub fn builder(mut self, builder: Builder) -> Self {
+        self.builder = builder;
+        self
+    }
+
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.acquire_timeout = d;
+        self
+    }
+}
+
+struct State {
+    ready: VecDeque<Session>,
+    booting: usize,
+    stop: bool,
+    /// The last launch failure, and when.
+    last_error: Option<(Instant, String)>,
+    /// Launch failures in a row (backoff).
+    failures: u32,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cond: Condvar,
+    builder: Builder,
+    size: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// K pristine appliances kept ready, refilled in the background.
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    acquire_timeout: Duration,
+}
+
+impl Pool {
+    /// Starts booting `options.size` appliances in the background and returns at once.
+    pub fn new(options: PoolOptions) -> Result<Pool> {
+        if options.size == 0 {
+            return Err(Error::Config("a pool needs at least one appliance".into()));
+        }
+        if !options.builder.drives().is_empty() {
+            return Err(Error::Config(
+                "pooled appliances boot with no disks: add them with acquire()".into(),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                ready: VecDeque::new(),
+                booting: 0,
+                stop: false,
+                last_error: None,
+                failures: 0,
+            }),
+            cond: Condvar::new(),
+            builder: options.builder.hotplug(true),
+            size: options.size,
+        });
+        let workers = (0..options.size.min(MAX_BOOTING))
+            .map(|_| {
+                let shared = shared.clone();
+                std::thread::spawn(move || refill(&shared))
+            })
+            .collect();
+        Ok(Pool {
+            shared,
+            workers,
+            acquire_timeout: options.acquire_timeout,
+        })
+    }
+
+    /// Takes a ready appliance, hot-adds `drives` (in order: the first becomes the
+    /// lowest `/dev/sdX`) and returns it. Its disks are in [`Session::hot_drives`].
+    /// Dropping the result destroys the appliance.
+    pub fn acquire<P: AsRef<Path>>(&self, drives: &[(P, DriveOptions)]) -> Result<PooledSession> {
+        // Errors the caller can fix do not use up an appliance.
+        for (p, _) in drives {
+            crate::appliance::check_exists(p.as_ref())?;
+        }
+        let deadline = Instant::now() + self.acquire_timeout;
+        loop {
+            let mut session = self.take(deadline)?;
+            // One that died while waiting is thrown away; take the next.
+            if session
+                .qemu
+                .as_mut()
+                .is_some_and(|q| q.try_status().is_some())
+            {
+                continue;
+            }
+            if drives.len() > session.free_ports() {
+                return Err(Error::NoFreePort {
+                    ports: session.free_ports(),
+                });
+            }
+            for (p, o) in drives {
+                session.add_drive(p, *o)?;
+            }
+            return Ok(PooledSession {
+                session: Some(session),
+            });
+        }
+    }
+
+    /// How many appliances are ready now.
+    pub fn ready(&self) -> usize {
+        self.shared.lock().ready.len()
+    }
+
+    /// Waits until `n` appliances (at most the pool size) are ready; false on timeout.
+    pub fn wait_ready(&self, n: usize, timeout: Duration) -> bool {
+        let n = n.min(self.shared.size);
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        while st.ready.len() < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .shared
+                .cond
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn take(&self, deadline: Instant) -> Result<Session> {
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(s) = st.ready.pop_front() {
+                drop(st);
+                self.shared.cond.notify_all();
+                return Ok(s);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::PoolEmpty {
+                    timeout: self.acquire_timeout,
+                    last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
+                });
+            }
+            st = self
+                .shared
+                .cond
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.cond.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        // The ready appliances go with the state (their qemu is killed on drop).
+        self.shared.lock().ready.clear();
+    }
+}
+
+/// A refill thread: boots an appliance whenever fewer than `size` are ready or booting.
+fn refill(shared: &Shared) {
+    loop {
+        let mut st = shared.lock();
+        while !st.stop && st.ready.len() + st.booting >= shared.size {
+            st = shared.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.stop {
+            return;
+        }
+        st.booting += 1;
+        drop(st);
+        let r = shared.builder.launch();
+        let mut st = shared.lock();
+        st.booting -= 1;
+        let backoff = match r {
+            Ok(s) if !st.stop => {
+                st.ready.push_back(s);
+                st.failures = 0;
+                None
+            }
+            Ok(_) => None,
+            Err(e) => {
+                st.last_error = Some((Instant::now(), e.to_string()));
+                st.failures += 1;
+                Some(Duration::from_millis(100 << st.failures.min(6)))
+            }
+        };
+        drop(st);
+        shared.cond.notify_all();
+        if let Some(d) = backoff {
+            let st = shared.lock();
+            if !st.stop {
+                let _ = shared.cond.wait_timeout(st, d);
+            }
+        }
+    }
+}
+
+/// An appliance from a [`Pool`], serving one acquisition. Derefs to [`Session`].
+/// Dropping it destroys the appliance (a clean shutdown first when a writable disk is
+/// attached, so that its writes are flushed).
+pub struct PooledSession {
+    session: Option<Session>,
+}
+
+impl PooledSession {
+    /// Flushes, powers the appliance off and waits for qemu to exit.
+    pub fn shutdown(mut self) -> Result<()> {
+        match self.session.take() {
+            Some(s) => s.shutdown(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Deref for PooledSession {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        // OK to unwrap: only shutdown() and drop take the session.
+        self.session.as_ref().expect("pooled session present")
+    }
+}
+
+impl DerefMut for PooledSession {
+    fn deref_mut(&mut self) -> &mut Session {
+        // OK to unwrap: only shutdown() and drop take the session.
+        self.session.as_mut().expect("pooled session present")
+    }
+}
+
+impl Drop for PooledSession {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take()
+            && s.hot_drives().iter().any(|d| !d.readonly)
+        {
+            let _ = s.shutdown();
+        }
+    }
+}
+
+/// One appliance reused for many disks, one after another: add → work → remove,
+/// repeated. **For a single trust domain only** (e.g. `df` over one owner's images): a
+/// disk could attack the appliance and see the disks that come after it. Takes read-only
+/// drives only. Derefs to [`Session`].
+pub struct SharedReader {
+    session: Session,
+}
+
+impl SharedReader {
+    /// Launches the shared appliance (hotplug on, no cold-plugged disks).
+    pub fn launch(builder: &Builder) -> Result<SharedReader> {
+        if !builder.drives().is_empty() {
+            return Err(Error::Config(
+                "a shared reader boots with no disks: add them with add()".into(),
+            ));
+        }
+        let mut session = builder.clone().hotplug(true).launch()?;
+        session.restrict_to_readonly_drives();
+        Ok(SharedReader { session })
+    }
+
+    /// Hot-adds `path` read-only; returns its device name.
+    pub fn add(&mut self, path: impl AsRef<Path>, format: Option<Format>) -> Result<String> {
+        let options = DriveOptions {
+            format,
+            readonly: true,
+        };
+        self.session.add_drive(path, options)
+    }
+
+    /// Removes a disk added with [`SharedReader::add`].
+    pub fn remove(&mut self, device: &str) -> Result<()> {
+        self.session.remove_drive(device)
+    }
+
+    /// Adds `path` read-only, runs `f` with its device name, and removes it again
+    /// (also when `f` fails, as long as the session lives).
+    pub fn with_disk<T>(
+        &mut self,
+        path: impl Into<PathBuf>,
+        format: Option<Format>,
+        f: impl FnOnce(&mut Session, &str) -> Result<T>,
+    ) -> Result<T> {
+        let device = self.add(path.into(), format)?;
+        let r = f(&mut self.session, &device);
+        let removed = self.remove(&device);
+        let v = r?;
+        removed?;
+        Ok(v)
+    }
+
+    pub fn shutdown(self) -> Result<()> {
+        self.session.shutdown()
+    }
+}
+
+impl Deref for SharedReader {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl DerefMut for SharedReader {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_options_are_checked() {
+        assert!(matches!(
+            Pool::new(PoolOptions::new(0)),
+            Err(Error::Config(_))
+        ));
+        let b = Builder::default().add_drive("/x.img", DriveOptions::readonly());
+        assert!(matches!(
+            Pool::new(PoolOptions::new(1).builder(b.clone())),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(SharedReader::launch(&b), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn pool_reports_launch_failures() {
+        let b = Builder::default().qemu_binary("/nonexistent/qemu");
+        let pool = Pool::new(
+            PoolOptions::new(1)
+                .builder(b)
+                .acquire_timeout(Duration::from_millis(300)),
+        )
+        .unwrap();
+        let none: &[(PathBuf, DriveOptions)] = &[];
+        match pool.acquire(none) {
+            Err(Error::PoolEmpty { last_error, .. }) => {
+                let e = last_error.unwrap_or_default();
+                assert!(
+                    e.contains("qemu not found") || e.contains("no appliance kernel"),
+                    "{e}"
+                );
+            }
+            Ok(_) => panic!("acquired from a pool that cannot launch"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
