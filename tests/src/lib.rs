@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: image building with the real tools
 //! (`qemu-img`), deterministic disk contents, and a launch builder with test settings.
 
+pub mod guests;
+
 use skiff::{Appliance, Builder};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,0 +1,135 @@
+//! `skiff each` and `skiff df` over many images: 10 good guests, one corrupt and one
+//! missing image; both bad ones reported, the rest succeed, exit status non-zero; text
+//! and `--json` output checked (JSON parsed back).
+
+use serde_json::Value;
+use skiff_tests::guests;
+use std::path::PathBuf;
+
+/// 10 small ext4 guests (`/etc/hostname` = `guestN`), a corrupt image (random bytes)
+/// and a missing one, in this order: g0..g9, corrupt, missing.
+fn images(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = (0..10)
+        .map(|i| guests::small_ext4(dir, &format!("g{i}.img"), &format!("guest{i}")))
+        .collect();
+    let bad = dir.join("corrupt.img");
+    std::fs::write(&bad, skiff_tests::pattern(2 << 20, 99)).unwrap();
+    v.push(bad);
+    v.push(dir.join("missing.img"));
+    v
+}
+
+fn strs(v: &[PathBuf]) -> Vec<&str> {
+    v.iter().map(|p| p.to_str().unwrap()).collect()
+}
+
+#[test]
+fn each_runs_every_image_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let names = strs(&imgs);
+
+    let mut args = vec!["each", "-j", "2"];
+    args.extend(&names);
+    args.extend(["--", "cat", "/etc/hostname"]);
+    let o = guests::skiff_cli(&args, b"");
+    let out = String::from_utf8(o.stdout).unwrap();
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!o.status.success(), "one image failed: non-zero exit");
+    for i in 0..10 {
+        let line = format!("{}: guest{i}", names[i]);
+        assert!(out.lines().any(|l| l == line), "{line:?} in {out}");
+    }
+    assert_eq!(out.lines().count(), 10, "{out}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("{}: ", names[10]))),
+        "corrupt image reported: {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("{}: ", names[11])) && l.contains("not found")),
+        "missing image reported: {err}"
+    );
+    assert!(err.contains("10 ok, 2 failed"), "{err}");
+
+    // --json: one document per image and line, each parsed back.
+    let mut args = vec!["each", "--json"];
+    args.extend(&names);
+    args.extend(["--", "exists", "/etc/hostname"]);
+    let o = guests::skiff_cli(&args, b"");
+    assert!(!o.status.success());
+    let out = String::from_utf8(o.stdout).unwrap();
+    let docs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 12, "{out}");
+    for (i, n) in names.iter().enumerate() {
+        let d = docs.iter().find(|d| d["image"] == *n).unwrap();
+        assert_eq!(d["ok"], i < 10, "{d}");
+        if i >= 10 {
+            assert!(d["error"].as_str().unwrap().contains("skiff: "), "{d}");
+        }
+    }
+}
+
+#[test]
+fn df_over_many_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imgs = images(dir.path());
+    imgs.push(guests::debian_gpt(dir.path(), "debian.img", "d"));
+    let names = strs(&imgs);
+
+    let mut args = vec!["df", "--json", "-j", "2"];
+    args.extend(&names);
+    let o = guests::skiff_cli(&args, b"");
+    assert!(!o.status.success(), "the missing image fails df");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fss = v["filesystems"].as_array().unwrap();
+    // 10 bare ext4 images + the GPT guest's ESP and root.
+    assert_eq!(fss.len(), 12, "{v}");
+    for f in fss {
+        let (size, used, avail) = (
+            f["size"].as_u64().unwrap(),
+            f["used"].as_u64().unwrap(),
+            f["available"].as_u64().unwrap(),
+        );
+        assert!(size > 0 && used > 0 && used + avail <= size, "{f}");
+        assert!(f["use_percent"].as_u64().unwrap() <= 100);
+    }
+    let g0: Vec<&Value> = fss.iter().filter(|f| f["image"] == names[0]).collect();
+    assert_eq!(g0.len(), 1);
+    assert_eq!(g0[0]["device"], "/dev/sda");
+    assert_eq!(g0[0]["fstype"], "ext4");
+    // mkfs.ext4 made a 4 MiB filesystem.
+    assert_eq!(g0[0]["size"].as_u64().unwrap(), 4 << 20);
+    let deb: Vec<&str> = fss
+        .iter()
+        .filter(|f| f["image"] == names[12])
+        .map(|f| f["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(deb, ["/dev/sda1", "/dev/sda2"]);
+    let errors = v["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["image"] == names[11] && e["error"].as_str().unwrap().contains("not found")),
+        "{v}"
+    );
+
+    // Text, human sizes: one row per filesystem plus the header.
+    let mut args = vec!["df", "-h"];
+    args.extend(&names[..3]);
+    let o = guests::skiff_cli(&args, b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].starts_with("Filesystem"), "{out}");
+    assert!(
+        lines[1].starts_with(&format!("{}:/dev/sda ", names[0])),
+        "{out}"
+    );
+    assert!(lines[1].contains("4.0M"), "{out}");
+}
