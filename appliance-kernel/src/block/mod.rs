@@ -2,8 +2,10 @@
 //! reads through, plus shared handles and partition windows onto a disk.
 
 mod mem;
+mod readahead;
 
 pub use mem::MemDisk;
+pub use readahead::ReadAhead;
 
 use alloc::format;
 use alloc::rc::Rc;

@@ -7,7 +7,7 @@ use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
-use appliance::block::{BlockDevice, SECTOR, check_range};
+use appliance::block::{BlockDevice, ReadAhead, SECTOR, check_range};
 use core::ptr::NonNull;
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::PciTransport;
@@ -59,6 +59,10 @@ unsafe impl Hal for KernelHal {
 
 /// Largest single virtio-blk request.
 const MAX_IO: usize = 1 << 20;
+/// Sequential read-ahead window: from this size ...
+const READAHEAD_MIN: usize = 64 << 10;
+/// ... doubling up to this one.
+const READAHEAD_MAX: usize = 1 << 20;
 
 fn io_err(what: &str, e: virtio_drivers::Error) -> Error {
     Error::new(ErrorKind::Io, format!("virtio-blk {what}: {e}"))
@@ -69,6 +73,9 @@ pub struct VirtioDisk {
     blk: VirtIOBlk<KernelHal, PciTransport>,
     size: u64,
     readonly: bool,
+    /// Filesystems read one block at a time; this turns a sequential run of them into
+    /// a few large requests. Every write goes through `write_at`, which invalidates it.
+    readahead: ReadAhead,
 }
 
 impl VirtioDisk {
@@ -80,6 +87,7 @@ impl VirtioDisk {
             blk,
             size,
             readonly,
+            readahead: ReadAhead::new(READAHEAD_MIN, READAHEAD_MAX),
         })
     }
 
@@ -93,16 +101,12 @@ impl VirtioDisk {
     }
 
     fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), Error> {
-        for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
-            let s = sector + (i * MAX_IO) as u64 / SECTOR;
-            self.blk
-                .read_blocks(s as usize, chunk)
-                .map_err(|e| io_err("read", e))?;
-        }
-        Ok(())
+        read_sectors(&mut self.blk, sector, buf)
     }
 
     fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), Error> {
+        self.readahead
+            .invalidate(sector.saturating_mul(SECTOR), buf.len());
         for (i, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (i * MAX_IO) as u64 / SECTOR;
             self.blk
@@ -111,6 +115,42 @@ impl VirtioDisk {
         }
         Ok(())
     }
+}
+
+/// Reads whole sectors, in requests of at most [`MAX_IO`] bytes.
+fn read_sectors(
+    blk: &mut VirtIOBlk<KernelHal, PciTransport>,
+    sector: u64,
+    buf: &mut [u8],
+) -> Result<(), Error> {
+    for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
+        let s = sector + (i * MAX_IO) as u64 / SECTOR;
+        blk.read_blocks(s as usize, chunk)
+            .map_err(|e| io_err("read", e))?;
+    }
+    Ok(())
+}
+
+/// Reads any byte range (inside the device) straight from it: unaligned ranges through
+/// a bounce buffer of the covering sectors.
+fn read_bytes(
+    blk: &mut VirtIOBlk<KernelHal, PciTransport>,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), Error> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    if offset % SECTOR == 0 && buf.len() as u64 % SECTOR == 0 {
+        return read_sectors(blk, offset / SECTOR, buf);
+    }
+    let first = offset / SECTOR;
+    let end = (offset + buf.len() as u64).div_ceil(SECTOR);
+    let mut tmp = vec![0u8; ((end - first) * SECTOR) as usize];
+    read_sectors(blk, first, &mut tmp)?;
+    let skip = (offset - first * SECTOR) as usize;
+    buf.copy_from_slice(&tmp[skip..skip + buf.len()]);
+    Ok(())
 }
 
 impl BlockDevice for VirtioDisk {
@@ -124,20 +164,9 @@ impl BlockDevice for VirtioDisk {
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         check_range(offset, buf.len(), self.size)?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        if offset % SECTOR == 0 && buf.len() as u64 % SECTOR == 0 {
-            return self.read_sectors(offset / SECTOR, buf);
-        }
-        // Unaligned: read the covering sectors, copy the part asked for.
-        let first = offset / SECTOR;
-        let end = (offset + buf.len() as u64).div_ceil(SECTOR);
-        let mut tmp = vec![0u8; ((end - first) * SECTOR) as usize];
-        self.read_sectors(first, &mut tmp)?;
-        let skip = (offset - first * SECTOR) as usize;
-        buf.copy_from_slice(&tmp[skip..skip + buf.len()]);
-        Ok(())
+        let blk = &mut self.blk;
+        self.readahead
+            .read(offset, buf, self.size, &mut |o, b| read_bytes(blk, o, b))
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), Error> {
