@@ -1,0 +1,485 @@
+//! The libvirt backend against `qemu:///system` (built only with the `libvirt` feature;
+//! each test prints a reason and passes without checking anything when libvirtd cannot be
+//! reached — tests/run.sh starts it). Launch and read device bytes and a file; the
+//! transient domain is gone after the session and after `kill -9` of the client; `-d` on
+//! a defined, shut-off guest with two disks; `--volume`; a running guest refuses `--rw`;
+//! a bad URI and an unknown domain are clear errors. Every domain, pool and volume made
+//! here is removed again (guards).
+#![cfg(feature = "libvirt")]
+
+use skiff_tests::skiff::libvirt::{domain_drives, volume_drive};
+use skiff_tests::skiff::{Backend, DriveOptions, Error, Format, MountOptions};
+use skiff_tests::{builder, pattern, qcow2_from, raw_image};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const URI: &str = "qemu:///system";
+const MIB: usize = 1 << 20;
+
+fn virsh(args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("virsh is installed (SKIFF_DEPS_LIBVIRT=1 tests/install-deps.sh)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// False (with the reason printed) when libvirtd is not reachable here.
+fn libvirt_up() -> bool {
+    match Command::new("virsh")
+        .args(["-c", URI, "version"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "SKIPPED: libvirtd not reachable at {URI}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: virsh not installed: {e}");
+            false
+        }
+    }
+}
+
+/// Every domain name (running or defined).
+fn domains() -> Vec<String> {
+    let (ok, text) = virsh(&["list", "--all", "--name"]);
+    assert!(ok, "virsh list: {text}");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The appliance domains a process (by pid) has on the host: `skiff-<pid>-...`.
+fn appliance_domains(pid: u32) -> Vec<String> {
+    let prefix = format!("skiff-{pid}-");
+    domains()
+        .into_iter()
+        .filter(|d| d.starts_with(&prefix))
+        .collect()
+}
+
+/// Waits up to 60 s for `cond`.
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+/// A temp dir libvirt's qemu (user libvirt-qemu) can traverse: tempfile makes 0700 ones.
+fn qemu_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn libvirt_builder() -> skiff_tests::skiff::Builder {
+    builder().backend(Backend::Libvirt {
+        uri: Some(URI.into()),
+    })
+}
+
+/// Undefines/destroys a domain, or destroys a pool, when dropped.
+struct Cleanup(Vec<&'static str>, String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for cmd in &self.0 {
+            let _ = virsh(&[cmd, &self.1]);
+        }
+        remove_log(&self.1);
+    }
+}
+
+/// Removes a (gone) domain's log file, which libvirt keeps.
+fn remove_log(domain: &str) {
+    let _ = std::fs::remove_file(format!("/var/log/libvirt/qemu/{domain}.log"));
+}
+
+/// `target/<profile>/skiff`, next to this test's `deps/` directory.
+fn skiff_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().and_then(Path::parent).unwrap().join("skiff");
+    assert!(
+        p.exists(),
+        "{p:?} missing: build it (cargo test --workspace builds every binary)"
+    );
+    p
+}
+
+#[test]
+fn launch_reads_bytes_and_a_file_and_the_domain_goes() {
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let raw = raw_image(dir.path(), "a.img", 2 * MIB + 4096, 7);
+    let want = std::fs::read(&raw).unwrap();
+    // An ext4 filesystem made by mkfs.ext4 -d with one file.
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let text = pattern(10_000, 3);
+    std::fs::write(src.join("hello.bin"), &text).unwrap();
+    let fs_img = dir.path().join("fs.img");
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&src)
+        .arg(&fs_img)
+        .arg("8M")
+        .stdout(Stdio::null())
+        .status()
+        .expect("mkfs.ext4");
+    assert!(st.success());
+    let qcow = qcow2_from(&raw, dir.path(), "a.qcow2");
+
+    let mut s = libvirt_builder()
+        .add_drive(&raw, DriveOptions::readonly())
+        .add_drive(&fs_img, DriveOptions::readonly().format(Format::Raw))
+        .add_drive(&qcow, DriveOptions::readonly())
+        .launch()
+        .unwrap();
+    let me = std::process::id();
+    let running = appliance_domains(me);
+    assert_eq!(running.len(), 1, "{running:?}");
+    let (_, state) = virsh(&["domstate", &running[0]]);
+    assert!(state.contains("running"), "{state}");
+    let devs = s.devices().to_vec();
+    assert_eq!(devs.len(), 3);
+    assert_eq!(devs[0].size, want.len() as u64);
+    assert!(devs.iter().all(|d| d.readonly));
+    for dev in ["/dev/sda", "/dev/sdc"] {
+        for (off, len) in [
+            (0u64, 512u64),
+            (MIB as u64 - 100, 5000),
+            (want.len() as u64 - 512, 512),
+        ] {
+            let got = s.pread_device(dev, off, len).unwrap();
+            assert!(
+                got == want[off as usize..(off + len) as usize],
+                "{dev} @{off}+{len}"
+            );
+        }
+    }
+    // A whole 2 MiB+ device: more than one chunk through the stream.
+    assert!(s.pread_device("/dev/sda", 0, want.len() as u64).unwrap() == want);
+    s.mount("/dev/sdb", "/", MountOptions::readonly()).unwrap();
+    assert_eq!(s.read_file("/hello.bin").unwrap(), text);
+    s.shutdown().unwrap();
+    assert!(
+        eventually(|| appliance_domains(me).is_empty()),
+        "domain left after shutdown: {:?}",
+        appliance_domains(me)
+    );
+
+    // Dropped without shutdown (e.g. after an error): destroyed too.
+    let s = libvirt_builder()
+        .add_drive(&raw, DriveOptions::readonly())
+        .launch()
+        .unwrap();
+    assert_eq!(appliance_domains(me).len(), 1);
+    drop(s);
+    assert!(eventually(|| appliance_domains(me).is_empty()));
+}
+
+#[test]
+fn killed_client_domain_autodestroyed() {
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let raw = raw_image(dir.path(), "k.img", MIB, 9);
+    // pwrite-device launches, then waits on stdin: the session stays up until killed.
+    let mut child = Command::new(skiff_bin())
+        .args([
+            "--backend",
+            "libvirt",
+            "--connect",
+            URI,
+            "--rw",
+            "pwrite-device",
+            "-a",
+        ])
+        .arg(format!("{},format=raw", raw.display()))
+        .args(["/dev/sda", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let up = eventually(|| {
+        appliance_domains(pid)
+            .first()
+            .is_some_and(|d| virsh(&["domstate", d]).1.contains("running"))
+    });
+    if !up {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the client's domain never ran: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let names = appliance_domains(pid);
+    // SIGKILL: no destructor runs; libvirtd sees the connection close.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        eventually(|| appliance_domains(pid).is_empty()),
+        "transient domain survived its killed client: {:?}",
+        appliance_domains(pid)
+    );
+    for n in names {
+        remove_log(&n);
+    }
+    // The image was never written (the client died before sending anything).
+    assert!(std::fs::read(&raw).unwrap() == pattern(MIB, 9));
+}
+
+/// A persistent guest definition with the given disks (file, explicit formats).
+fn guest_xml(name: &str, disks: &[(&Path, &str)]) -> String {
+    let mut d = String::new();
+    for (i, (p, f)) in disks.iter().enumerate() {
+        d += &format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='{f}'/>\
+             <source file='{}'/><target dev='vd{}' bus='virtio'/></disk>",
+            p.display(),
+            (b'a' + i as u8) as char
+        );
+    }
+    format!(
+        "<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory>\
+         <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>\
+         <on_reboot>restart</on_reboot><devices>{d}</devices></domain>"
+    )
+}
+
+fn define(name: &str, xml: &str, dir: &Path) -> Cleanup {
+    let f = dir.join(format!("{name}.xml"));
+    std::fs::write(&f, xml).unwrap();
+    let (ok, text) = virsh(&["define", f.to_str().unwrap()]);
+    assert!(ok, "virsh define: {text}");
+    Cleanup(vec!["destroy", "undefine"], name.to_string())
+}
+
+#[test]
+fn domain_disks_of_a_shut_off_guest() {
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let a = raw_image(dir.path(), "g-a.img", MIB, 21);
+    let b_raw = raw_image(dir.path(), "g-b.raw", 3 * MIB / 2, 22);
+    let b = qcow2_from(&b_raw, dir.path(), "g-b.qcow2");
+    let name = format!("skiff-test-guest-{}", std::process::id());
+    let _guard = define(
+        &name,
+        &guest_xml(&name, &[(&a, "raw"), (&b, "qcow2")]),
+        dir.path(),
+    );
+    let drives = domain_drives(Some(URI), &name, false).unwrap();
+    assert_eq!(drives.len(), 2);
+    assert_eq!(drives[0].path, a);
+    assert_eq!(drives[0].format, Format::Raw);
+    assert_eq!(drives[1].path, b);
+    assert_eq!(drives[1].format, Format::Qcow2);
+    assert!(drives.iter().all(|d| d.readonly));
+    // By UUID too.
+    let (_, uuid) = virsh(&["domuuid", &name]);
+    let by_uuid = domain_drives(Some(URI), uuid.trim(), false).unwrap();
+    assert_eq!(by_uuid, drives);
+    // Shut off: --rw is allowed.
+    assert!(
+        domain_drives(Some(URI), &name, true)
+            .unwrap()
+            .iter()
+            .all(|d| !d.readonly)
+    );
+
+    // Through the CLI, as `skiff -d NAME`: both disks, their bytes.
+    let out = Command::new(skiff_bin())
+        .args(["-c", URI, "-d", &name, "devices"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        listing.lines().collect::<Vec<_>>(),
+        [
+            format!("/dev/sda {}", MIB),
+            format!("/dev/sdb {}", 3 * MIB / 2)
+        ]
+    );
+    let out = Command::new(skiff_bin())
+        .args([
+            "-c",
+            URI,
+            "-d",
+            &name,
+            "pread-device",
+            "/dev/sdb",
+            "4096",
+            "8192",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == std::fs::read(&b_raw).unwrap()[4096..4096 + 8192]);
+    // The guest is untouched: still defined, still shut off.
+    let (_, state) = virsh(&["domstate", &name]);
+    assert!(state.contains("shut off"), "{state}");
+}
+
+#[test]
+fn running_guest_refuses_rw() {
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let a = raw_image(dir.path(), "r-a.img", MIB, 31);
+    let name = format!("skiff-test-running-{}", std::process::id());
+    let _guard = define(&name, &guest_xml(&name, &[(&a, "raw")]), dir.path());
+    // SeaBIOS finds nothing to boot and keeps the guest up.
+    let (ok, text) = virsh(&["start", &name]);
+    assert!(ok, "virsh start: {text}");
+    match domain_drives(Some(URI), &name, true) {
+        Err(Error::Libvirt(m)) => assert!(m.contains("is running"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let out = Command::new(skiff_bin())
+        .args(["-c", URI, "-d", &name, "--rw", "devices"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is running") && err.contains("refusing write"),
+        "{err}"
+    );
+    // Read-only lookups of a running guest are fine.
+    let ro = domain_drives(Some(URI), &name, false).unwrap();
+    assert_eq!(ro.len(), 1);
+    assert!(ro[0].readonly);
+}
+
+#[test]
+fn storage_volume() {
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let pool = format!("skiff-test-pool-{}", std::process::id());
+    let target = dir.path().join("pool");
+    std::fs::create_dir(&target).unwrap();
+    let raw = raw_image(&target, "v.raw", 2 * MIB, 41);
+    qcow2_from(&raw, &target, "v.qcow2");
+    std::fs::remove_file(&raw).unwrap();
+    // A transient pool: gone with `pool-destroy`.
+    let (ok, text) = virsh(&[
+        "pool-create-as",
+        &pool,
+        "dir",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(ok, "pool-create-as: {text}");
+    let _guard = Cleanup(vec!["pool-destroy"], pool.clone());
+    let v = volume_drive(Some(URI), &format!("{pool}/v.qcow2"), true).unwrap();
+    assert_eq!(v.path, target.join("v.qcow2"));
+    assert_eq!(v.format, Format::Qcow2);
+    assert!(v.readonly);
+    let mut s = libvirt_builder()
+        .add_drive(
+            &v.path,
+            DriveOptions {
+                format: Some(v.format),
+                readonly: true,
+            },
+        )
+        .launch()
+        .unwrap();
+    assert_eq!(s.devices()[0].size, 2 * MIB as u64);
+    let got = s.pread_device("/dev/sda", MIB as u64, 4096).unwrap();
+    assert!(got == pattern(2 * MIB, 41)[MIB..MIB + 4096]);
+    s.shutdown().unwrap();
+    assert!(matches!(
+        volume_drive(Some(URI), &format!("{pool}/nope"), true),
+        Err(Error::Libvirt(m)) if m.contains("nope")
+    ));
+    assert!(matches!(
+        volume_drive(Some(URI), "no-slash", true),
+        Err(Error::Config(_))
+    ));
+}
+
+#[test]
+fn bad_uri_and_unknown_domain_are_clear_errors() {
+    if !libvirt_up() {
+        return;
+    }
+    let bad = "qemu+unix:///system?socket=/nonexistent/skiff.sock";
+    match libvirt_builder()
+        .backend(Backend::Libvirt {
+            uri: Some(bad.into()),
+        })
+        .launch()
+    {
+        Err(Error::Libvirt(m)) => assert!(m.contains("cannot connect to"), "{m}"),
+        other => panic!("{:?}", other.err()),
+    }
+    match domain_drives(Some(URI), "skiff-no-such-domain", false) {
+        Err(Error::Libvirt(m)) => {
+            assert!(
+                m.contains("no domain named or with UUID 'skiff-no-such-domain'"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = Command::new(skiff_bin())
+        .args(["-c", URI, "-d", "skiff-no-such-domain", "devices"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no domain named"), "{err}");
+    let out = Command::new(skiff_bin())
+        .args(["--connect", "bogus://x/y", "devices"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to bogus://x/y"), "{err}");
+}
