@@ -45,6 +45,10 @@ pub enum InspCmd {
         /// Images measured at once (default: the number of cores).
         #[arg(short = 'j', long = "jobs", value_name = "N")]
         jobs: Option<usize>,
+        /// Boot N pristine appliances ahead of need and hot-add each image to one of
+        /// them (still one appliance per image, never reused for another).
+        #[arg(long)]
+        pool: bool,
         /// Print help.
         #[arg(long, action = ArgAction::Help)]
         help: Option<bool>,
@@ -79,8 +83,9 @@ pub fn run(a: &LaunchArgs, cmd: InspCmd) -> Result<()> {
             human,
             jobs,
             images,
+            pool,
             ..
-        } => df(a, human, jobs, images),
+        } => df(a, human, jobs, images, pool),
         InspCmd::Each {
             jobs,
             images,
@@ -166,7 +171,13 @@ struct DfDoc<'a> {
     errors: Vec<ImageError>,
 }
 
-fn df(a: &LaunchArgs, human: bool, jobs: Option<usize>, images: Vec<PathBuf>) -> Result<()> {
+fn df(
+    a: &LaunchArgs,
+    human: bool,
+    jobs: Option<usize>,
+    images: Vec<PathBuf>,
+    pool: bool,
+) -> Result<()> {
     if !a.drives.is_empty() || !a.mounts.is_empty() || a.rw {
         bail!("df takes the images as arguments (df DISK...), without -a, -m or --rw");
     }
@@ -174,15 +185,16 @@ fn df(a: &LaunchArgs, human: bool, jobs: Option<usize>, images: Vec<PathBuf>) ->
     let mut results = Vec::new();
     results.resize_with(images.len(), || None);
     let mut progress = Progress::new(images.len());
-    skiff::df::df_images(
-        &builder,
-        &images,
-        jobs.unwrap_or_else(default_jobs),
-        |i, r| {
-            progress.tick(r.is_ok());
-            results[i] = Some(r);
-        },
-    );
+    let jobs = jobs.unwrap_or_else(default_jobs);
+    let done = |i: usize, r: skiff::Result<skiff::df::Df>| {
+        progress.tick(r.is_ok());
+        results[i] = Some(r);
+    };
+    if pool {
+        skiff::pool::df_images_pooled(&builder, &images, jobs, done)?;
+    } else {
+        skiff::df::df_images(&builder, &images, jobs, done);
+    }
     progress.finish();
 
     let mut rows = Vec::new();

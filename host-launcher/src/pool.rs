@@ -31,6 +31,9 @@ pub struct PoolOptions {
     pub builder: Builder,
     /// How long [`Pool::acquire`] waits for a ready appliance.
     pub acquire_timeout: Duration,
+    /// The most appliances the pool boots in its life (`None`: no limit). A bulk run over
+    /// N images sets N, so that no appliance boots only to be thrown away.
+    pub max_launches: Option<usize>,
 }
 
 impl PoolOptions {
@@ -40,7 +43,13 @@ impl PoolOptions {
             size,
             builder: Builder::default(),
             acquire_timeout: Duration::from_secs(60),
+            max_launches: None,
         }
+    }
+
+    pub fn max_launches(mut self, n: usize) -> Self {
+        self.max_launches = Some(n);
+        self
     }
 
     pub fn builder(mut self, builder: Builder) -> Self {
@@ -62,6 +71,8 @@ struct State {
     last_error: Option<(Instant, String)>,
     /// Launch failures in a row (backoff).
     failures: u32,
+    /// Launches started and not failed.
+    launched: usize,
 }
 
 struct Shared {
@@ -69,6 +80,7 @@ struct Shared {
     cond: Condvar,
     builder: Builder,
     size: usize,
+    max_launches: usize,
 }
 
 impl Shared {
@@ -102,10 +114,12 @@ impl Pool {
                 stop: false,
                 last_error: None,
                 failures: 0,
+                launched: 0,
             }),
             cond: Condvar::new(),
             builder: options.builder.hotplug(true),
             size: options.size,
+            max_launches: options.max_launches.unwrap_or(usize::MAX),
         });
         let workers = (0..options.size.min(MAX_BOOTING))
             .map(|_| {
@@ -187,7 +201,8 @@ impl Pool {
                 return Ok(s);
             }
             let now = Instant::now();
-            if now >= deadline {
+            let spent = st.booting == 0 && st.launched >= self.shared.max_launches;
+            if now >= deadline || spent {
                 return Err(Error::PoolEmpty {
                     timeout: self.acquire_timeout,
                     last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
@@ -219,13 +234,16 @@ impl Drop for Pool {
 fn refill(shared: &Shared) {
     loop {
         let mut st = shared.lock();
-        while !st.stop && st.ready.len() + st.booting >= shared.size {
+        while !st.stop
+            && (st.ready.len() + st.booting >= shared.size || st.launched >= shared.max_launches)
+        {
             st = shared.cond.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if st.stop {
             return;
         }
         st.booting += 1;
+        st.launched += 1;
         drop(st);
         let r = shared.builder.launch();
         let mut st = shared.lock();
@@ -238,6 +256,7 @@ fn refill(shared: &Shared) {
             }
             Ok(_) => None,
             Err(e) => {
+                st.launched -= 1;
                 st.last_error = Some((Instant::now(), e.to_string()));
                 st.failures += 1;
                 Some(Duration::from_millis(100 << st.failures.min(6)))
@@ -363,6 +382,32 @@ impl DerefMut for SharedReader {
     fn deref_mut(&mut self) -> &mut Session {
         &mut self.session
     }
+}
+
+/// [`crate::df::df_images`] through a pool of `jobs` pristine appliances (each image
+/// still gets an appliance of its own, hot-added instead of cold-booted); `done` is
+/// called on the calling thread as each image finishes, with its index.
+pub fn df_images_pooled(
+    builder: &Builder,
+    images: &[PathBuf],
+    jobs: usize,
+    done: impl FnMut(usize, Result<crate::df::Df>),
+) -> Result<()> {
+    let jobs = jobs.clamp(1, images.len().max(1));
+    let options = PoolOptions::new(jobs)
+        .builder(builder.clone())
+        .max_launches(images.len());
+    let pool = Pool::new(options)?;
+    crate::each::run_parallel(
+        images.len(),
+        jobs,
+        |i| {
+            let mut s = pool.acquire(&[(&images[i], DriveOptions::readonly())])?;
+            crate::df::df(&mut s)
+        },
+        done,
+    );
+    Ok(())
 }
 
 #[cfg(test)]
