@@ -3,10 +3,18 @@
 # lints, then runs every unit test and every qemu-based integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tests/install-deps.sh
+# libvirt too (SKIFF_DEPS_LIBVIRT=0 skips it): the libvirt backend's tests need libvirtd.
+SKIFF_DEPS_LIBVIRT="${SKIFF_DEPS_LIBVIRT:-1}" bash tests/install-deps.sh
+features=()
+if pkg-config --exists libvirt 2>/dev/null; then
+  features=(--features host-launcher/libvirt,skiff-tests/libvirt)
+  source tests/libvirtd.sh
+  libvirtd_start
+  trap libvirtd_stop EXIT
+fi
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
-cargo clippy --workspace --all-targets -q -- -D warnings
+cargo clippy --workspace --all-targets "${features[@]}" -q -- -D warnings
 echo "== cargo test" >&2
-cargo test --workspace --release 2>&1
+cargo test --workspace --release "${features[@]}" 2>&1
