@@ -89,6 +89,150 @@ pub fn builder() -> Builder {
         .verbose(std::env::var("SKIFF_TEST_VERBOSE").is_ok_and(|v| v == "1"))
 }
 
+// ---- filesystem images (mkfs.ext4 -d, mkfs.vfat + mtools, partition tables) ----
+
+/// Runs `cmd`; panics with its output if it fails. Returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (tests/install-deps.sh installs the tools)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `mkfs.ext4 -q -F [extra] -d src img size` (`size` as mkfs takes it: `32M`).
+pub fn mkfs_ext4(img: &Path, size: &str, src: &Path, extra: &[&str]) {
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "root_owner=0:0"])
+        .args(extra)
+        .arg("-d")
+        .arg(src)
+        .arg(img)
+        .arg(size));
+}
+
+/// `mkfs.vfat -C -F bits [-n label] img kib`.
+pub fn mkfs_vfat(img: &Path, bits: u32, kib: u64, label: Option<&str>) {
+    let mut c = Command::new("mkfs.vfat");
+    c.args(["-C", "-F", &bits.to_string()]);
+    if let Some(l) = label {
+        c.args(["-n", l]);
+    }
+    run(c.arg(img).arg(kib.to_string()));
+}
+
+/// `mmd -i img ::/dir` for each directory, in order.
+pub fn mmd(img: &Path, dirs: &[&str]) {
+    for d in dirs {
+        run(Command::new("mmd")
+            .arg("-i")
+            .arg(img)
+            .arg(format!("::/{d}")));
+    }
+}
+
+/// `mcopy -i img host ::/guest`.
+pub fn mcopy(img: &Path, host: &Path, guest: &str) {
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(img)
+        .arg(host)
+        .arg(format!("::/{guest}")));
+}
+
+/// `mtype -i img ::/path` as bytes.
+pub fn mtype(img: &Path, path: &str) -> Vec<u8> {
+    let out = Command::new("mtype")
+        .arg("-i")
+        .arg(img)
+        .arg(format!("::/{path}"))
+        .output()
+        .expect("mtype is installed");
+    assert!(out.status.success(), "mtype {path}: {out:?}");
+    out.stdout
+}
+
+/// `debugfs -R request img` (stdout; debugfs prints its banner on stderr).
+pub fn debugfs(img: &Path, request: &str) -> String {
+    run(Command::new("debugfs").arg("-R").arg(request).arg(img))
+}
+
+/// `debugfs -R 'cat path'` as bytes.
+pub fn debugfs_cat(img: &Path, path: &str) -> Vec<u8> {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(img)
+        .output()
+        .expect("debugfs is installed");
+    assert!(out.status.success(), "debugfs cat {path}: {out:?}");
+    out.stdout
+}
+
+/// `e2fsck -fn img` must report a clean filesystem.
+pub fn assert_e2fsck_clean(img: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(img)
+        .output()
+        .expect("e2fsck is installed");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {img:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `fsck.vfat -n img` must report a clean filesystem.
+pub fn assert_fsck_vfat_clean(img: &Path) {
+    let out = Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(img)
+        .output()
+        .expect("fsck.vfat is installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "fsck.vfat -n {img:?}: {text}");
+}
+
+/// Writes the file `part` into `disk` at byte `offset` (what `dd conv=notrunc` does).
+pub fn place(disk: &Path, part: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let data = std::fs::read(part).expect("read partition image");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .expect("open disk image");
+    f.write_all_at(&data, offset).expect("write partition");
+}
+
+/// Copies `len` bytes of `disk` at `offset` to a new file `out`.
+pub fn extract(disk: &Path, offset: u64, len: u64, out: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(disk).expect("open disk image");
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, offset).expect("read partition");
+    std::fs::write(out, buf).expect("write extracted partition");
+}
+
+/// A 64-bit FNV-1a hash of a file's bytes (to check an image is unchanged).
+pub fn file_hash(p: &Path) -> u64 {
+    let data = std::fs::read(p).expect("read file to hash");
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
