@@ -236,15 +236,26 @@ pub fn run(a: &LaunchArgs, cmd: FsCmd) -> Result<()> {
 
 fn prepare_and_run(s: &mut Session, a: &LaunchArgs, cmd: FsCmd) -> Result<()> {
     if cmd.needs_mounts() {
-        for m in plan_mounts(s, &a.mounts)? {
-            let opts = MountOptions {
-                readonly: !a.rw,
-                fstype: None,
-            };
-            s.mount(&m.device, &m.mountpoint, opts)
-                .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint))?;
-        }
+        mount_planned(s, a)?;
     }
+    exec(s, cmd)
+}
+
+/// Makes the mounts [`plan_mounts`] decides (read-write with `--rw`).
+pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
+    for m in plan_mounts(s, &a.mounts)? {
+        let opts = MountOptions {
+            readonly: !a.rw,
+            fstype: None,
+        };
+        s.mount(&m.device, &m.mountpoint, opts)
+            .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint))?;
+    }
+    Ok(())
+}
+
+/// Runs one command on a session whose mounts are made (`skiff shell` runs many).
+pub fn exec(s: &mut Session, cmd: FsCmd) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         FsCmd::Partitions => {

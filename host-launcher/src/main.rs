@@ -4,6 +4,7 @@
 mod cli_fs;
 mod cli_inspect;
 mod output;
+mod shell;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -94,6 +95,13 @@ enum Cmd {
     Fs(cli_fs::FsCmd),
     #[command(flatten)]
     Insp(cli_inspect::InspCmd),
+    /// An interactive shell running many commands in one appliance (guestfish-like);
+    /// reads commands from stdin when it is not a terminal.
+    #[command(after_help = "Examples:
+  skiff shell -a guest.qcow2
+  printf 'ls /etc\\ncat /etc/hostname\\n' | skiff shell -a guest.qcow2
+  skiff shell --rw -a guest.img -m /dev/sda2 < script.txt   # '-cmd' may fail, '# comment'")]
+    Shell,
 }
 
 #[derive(Clone)]
@@ -148,6 +156,7 @@ fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         Cmd::Fs(c) => return cli_fs::run(&cli.launch, c),
         Cmd::Insp(c) => return cli_inspect::run(&cli.launch, c),
+        Cmd::Shell => return shell::run(&cli.launch),
         command => Cli { command, ..cli },
     };
     let mut session = launch(&cli.launch)?;
@@ -159,7 +168,7 @@ fn run(cli: Cli) -> Result<()> {
             len,
         } => pread_device(&mut session, &device, offset, len),
         Cmd::PwriteDevice { device, offset } => pwrite_device(&mut session, &device, offset),
-        Cmd::Fs(_) | Cmd::Insp(_) => unreachable!("handled above"),
+        Cmd::Fs(_) | Cmd::Insp(_) | Cmd::Shell => unreachable!("handled above"),
     };
     match result {
         // Shut down cleanly so writes are flushed and qemu's status is checked.
