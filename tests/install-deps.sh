@@ -24,6 +24,8 @@ if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
 fi
 if [ "${SKIFF_DEPS_BENCH:-0}" = 1 ]; then
   have guestfish || pkgs+=(libguestfs-tools)
+  # libguestfs boots the host's kernel: without one, supermin fails.
+  compgen -G '/boot/vmlinuz-*' >/dev/null || pkgs+=(linux-image-amd64)
   have hyperfine || pkgs+=(hyperfine)
 fi
 
