@@ -10,6 +10,9 @@
 use alloc::vec::Vec;
 use wire::Error;
 
+/// Reads device bytes at an offset into a buffer (the uncached path).
+pub type Fetch<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), Error> + 'a;
+
 /// Read-ahead state for one device.
 pub struct ReadAhead {
     /// Cached bytes `[start, start + buf.len())`; empty when nothing is cached.
@@ -49,7 +52,7 @@ impl ReadAhead {
         mut offset: u64,
         mut dst: &mut [u8],
         size: u64,
-        fetch: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), Error>,
+        fetch: &mut Fetch<'_>,
     ) -> Result<(), Error> {
         if dst.is_empty() {
             return Ok(());
