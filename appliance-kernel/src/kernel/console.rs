@@ -24,7 +24,7 @@ const CTRL_RX: u16 = 2;
 const CTRL_TX: u16 = 3;
 /// The host's `-device virtserialport,nr=1`.
 pub const RPC_PORT: u32 = 1;
-const DATA_RX: u16 = 2 * RPC_PORT as u16 + 2;
+pub const DATA_RX: u16 = 2 * RPC_PORT as u16 + 2;
 const DATA_TX: u16 = 2 * RPC_PORT as u16 + 3;
 
 // Control events (§5.3.6.2).

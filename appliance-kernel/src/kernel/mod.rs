@@ -6,6 +6,7 @@ pub mod cmdline;
 pub mod console;
 pub mod heap;
 pub mod hotplug;
+pub mod irq;
 pub mod panic;
 pub mod pci;
 pub mod serve;

@@ -7,6 +7,7 @@ use super::boot::BootInfo;
 use super::cmdline::{TestKnob, test_knob};
 use super::console::{CHANNEL, Channel};
 use super::hotplug::{self, Port, SlotEvent};
+use super::irq;
 use super::pci::{self, BarAllocator, PortCam};
 use super::virtio::{self, VirtioDisk};
 use crate::log;
@@ -148,7 +149,9 @@ pub fn main(info: Option<BootInfo>) -> ! {
         app: Appliance::new(),
     };
 
+    irq::init_cpu();
     let mut console_up = false;
+    let mut sleep_when_idle = false;
     for f in &functions {
         match f.kind {
             DeviceType::Block => {
@@ -166,6 +169,10 @@ pub fn main(info: Option<BootInfo>) -> ! {
                 if let Some(c) = channel {
                     *CHANNEL.lock() = Some(c);
                     console_up = true;
+                    sleep_when_idle = irq::route_queue(f.df, super::console::DATA_RX);
+                    if !sleep_when_idle {
+                        log!("virtio-console {}: no MSI-X, polling", f.df);
+                    }
                 }
             }
             _ => {}
@@ -215,9 +222,10 @@ pub fn main(info: Option<BootInfo>) -> ! {
                 }
             }
         });
-        if let Err(e) = got {
-            panic!("channel receive failed: {e}");
-        }
+        let received = match got {
+            Ok(n) => n,
+            Err(e) => panic!("channel receive failed: {e}"),
+        };
         for body in frames.drain(..) {
             serve_one(&mut m, &body);
         }
@@ -233,7 +241,11 @@ pub fn main(info: Option<BootInfo>) -> ! {
             );
             reader = FrameReader::new();
         }
-        core::hint::spin_loop();
+        if received == 0 && sleep_when_idle {
+            irq::wait();
+        } else {
+            core::hint::spin_loop();
+        }
     }
 }
 

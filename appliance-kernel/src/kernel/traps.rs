@@ -1,4 +1,5 @@
-//! CPU exceptions (Intel SDM vol. 3, ch. 6-7): an IDT whose 32 exception vectors run on a
+//! CPU exceptions and wake-up interrupts (Intel SDM vol. 3, ch. 6-7, 10): an IDT whose
+//! 32 exception vectors run on a
 //! separate stack (TSS IST1) and turn into a panic naming the vector and faulting RIP —
 //! so the host gets `ApplianceCrashed` with a message instead of a silent triple fault —
 //! and a guard page under the boot stack, so a stack overflow faults instead of
@@ -75,6 +76,19 @@ trap_common:
     call trap_handler
     ud2
 
+    /* Device interrupts only wake the CPU from `hlt`: acknowledge at the local APIC. */
+    .global irq_wake_stub
+irq_wake_stub:
+    pushq %rax
+    movabsq $0xFEE000B0, %rax
+    movl $0, (%rax)
+    popq %rax
+    iretq
+    /* The APIC's spurious vector needs no EOI. */
+    .global irq_spurious_stub
+irq_spurious_stub:
+    iretq
+
     .section .rodata
     .balign 8
     .global trap_stub_table
@@ -86,7 +100,14 @@ trap_stub_table:
     options(att_syntax)
 );
 
+/// The vector device interrupts (MSI-X) are delivered on.
+pub const WAKE_VECTOR: u8 = 0x40;
+/// The local APIC's spurious-interrupt vector.
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
+
 unsafe extern "C" {
+    fn irq_wake_stub();
+    fn irq_spurious_stub();
     static trap_stub_table: [u64; 32];
     static boot_pd: [u64; 2048];
     static boot_stack: u8;
@@ -116,7 +137,7 @@ extern "C" fn trap_handler(frame: &TrapFrame) -> ! {
 }
 
 #[repr(C, align(16))]
-struct Idt([u64; 64]);
+struct Idt([u64; 512]);
 
 #[repr(C, packed(4))]
 struct Tss {
@@ -138,7 +159,7 @@ struct TrapStack([u8; 64 * 1024]);
 #[repr(C, align(4096))]
 struct PageTable([u64; 512]);
 
-static mut IDT: Idt = Idt([0; 64]);
+static mut IDT: Idt = Idt([0; 512]);
 static mut TSS: Tss = Tss {
     reserved0: 0,
     rsp: [0; 3],
@@ -187,8 +208,19 @@ pub fn init() {
         asm!("lgdt [{}]", in(reg) &gdtr, options(readonly, nostack, preserves_flags));
         asm!("mov ax, 0x18", "ltr ax", out("ax") _, options(nomem, nostack, preserves_flags));
 
-        // IDT: 32 interrupt gates on IST1, code selector 0x08.
-        for (v, &handler) in trap_stub_table.iter().enumerate() {
+        // IDT: 32 exception gates, plus the wake-up and spurious vectors; interrupt gates
+        // on IST1 with code selector 0x08.
+        let vectors = trap_stub_table.iter().copied().enumerate().chain([
+            (
+                usize::from(WAKE_VECTOR),
+                irq_wake_stub as *const () as usize as u64,
+            ),
+            (
+                usize::from(SPURIOUS_VECTOR),
+                irq_spurious_stub as *const () as usize as u64,
+            ),
+        ]);
+        for (v, handler) in vectors {
             let lo = (handler & 0xffff)
                 | (0x08 << 16)
                 | (1 << 32)
