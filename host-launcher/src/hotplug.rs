@@ -23,6 +23,8 @@ use wire::{Reply, Request};
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long qemu may take to finish an unplug once the appliance powered the slot off.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the appliance rescans while an unplug is pending.
+const UNPLUG_RESCAN: Duration = Duration::from_millis(500);
 /// How long a hot-added disk may take to show up in the appliance's rescans.
 const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long qemu may take to exit once its monitor closed.
@@ -244,20 +246,26 @@ impl Session {
         {
             return Err(qmp_failed(self, "device_del", e));
         }
-        // The appliance sees the attention button, syncs, drops the disk and powers the
-        // slot off; qemu then detaches the device.
-        self.rescan()?;
-        let hp = self.hotplug_state()?;
-        let deleted = |e: &Event| matches!(e, Event::DEVICE_DELETED { data, .. } if data.device.as_deref() == Some(id.as_str()));
-        match hp.qmp.wait_event(deleted, Instant::now() + UNPLUG_TIMEOUT) {
-            Ok(_) => {}
-            Err(QmpError::Timeout) => {
-                return Err(Error::UnplugTimeout {
-                    device: device.to_string(),
-                    timeout: UNPLUG_TIMEOUT,
-                });
+        // The appliance sees the attention button on its rescan, syncs, drops the disk and
+        // powers the slot off; qemu then detaches the device. Rescans repeat while
+        // waiting, in case one came before qemu had pressed the button.
+        let deadline = Instant::now() + UNPLUG_TIMEOUT;
+        loop {
+            self.rescan()?;
+            let hp = self.hotplug_state()?;
+            let deleted = |e: &Event| matches!(e, Event::DEVICE_DELETED { data, .. } if data.device.as_deref() == Some(id.as_str()));
+            let slice = (Instant::now() + UNPLUG_RESCAN).min(deadline);
+            match hp.qmp.wait_event(deleted, slice) {
+                Ok(_) => break,
+                Err(QmpError::Timeout) if Instant::now() < deadline => {}
+                Err(QmpError::Timeout) => {
+                    return Err(Error::UnplugTimeout {
+                        device: device.to_string(),
+                        timeout: UNPLUG_TIMEOUT,
+                    });
+                }
+                Err(e) => return Err(qmp_failed(self, "device_del", e)),
             }
-            Err(e) => return Err(qmp_failed(self, "device_del", e)),
         }
         let hp = self.hotplug_state()?;
         if let Err(e) = hp.qmp.execute(

@@ -155,9 +155,12 @@ impl Pool {
                 continue;
             }
             if drives.len() > session.free_ports() {
-                return Err(Error::NoFreePort {
-                    ports: session.free_ports(),
-                });
+                // Still pristine: back to the pool.
+                let ports = session.free_ports();
+                pause(&session, true);
+                self.shared.lock().ready.push_front(session);
+                self.shared.cond.notify_all();
+                return Err(Error::NoFreePort { ports });
             }
             for (p, o) in drives {
                 session.add_drive(p, *o)?;

@@ -31,6 +31,9 @@ pub enum QmpError {
     Io(io::Error),
 }
 
+/// How long the no-op that collects events may take.
+const NOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 type Inner = qapi::Qmp<Stream<BufReader<UnixStream>, UnixStream>>;
 
 /// A QMP connection after the capabilities negotiation.
@@ -104,7 +107,9 @@ impl Qmp {
             if self.inner.inner().get_ref_read().buffer().is_empty() {
                 poll_readable(&self.sock, deadline - now)?;
             }
-            self.execute(&qapi::qmp::query_version {}, deadline)?;
+            // The no-op gets time of its own: a read cut short would break the stream.
+            let nop_deadline = deadline.max(Instant::now() + NOP_TIMEOUT);
+            self.execute(&qapi::qmp::query_version {}, nop_deadline)?;
         }
     }
 

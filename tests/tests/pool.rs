@@ -73,6 +73,7 @@ fn pool_of_two_serves_ten_acquisitions() {
         pool.acquire(&too_many),
         Err(Error::NoFreePort { ports: 8 })
     ));
+    assert_eq!(pool.ready(), 2, "a refused acquisition keeps its appliance");
     drop(pool);
     for (p, want) in images.iter().zip(&before) {
         assert!(std::fs::read(p).unwrap() == *want, "{p:?} changed");
