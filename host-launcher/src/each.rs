@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn every_job_runs_once() {
-        let mut seen = vec![0u32; 37];
+        let mut seen = [0u32; 37];
         let mut order = Vec::new();
         run_parallel(
             37,

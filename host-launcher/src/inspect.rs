@@ -408,10 +408,7 @@ pub fn parse_release_file(distro: Option<&str>, text: &str) -> Release {
 fn split_version(v: &str) -> (Option<u32>, Option<u32>) {
     let mut it = v.split('.');
     let major = it.next().and_then(|m| m.parse().ok());
-    let minor = match major {
-        Some(_) => Some(it.next().and_then(|m| m.parse().ok()).unwrap_or(0)),
-        None => None,
-    };
+    let minor = major.map(|_| it.next().and_then(|m| m.parse().ok()).unwrap_or(0));
     (major, minor)
 }
 

@@ -36,8 +36,8 @@ fn each_runs_every_image_and_reports_failures() {
     let out = String::from_utf8(o.stdout).unwrap();
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(!o.status.success(), "one image failed: non-zero exit");
-    for i in 0..10 {
-        let line = format!("{}: guest{i}", names[i]);
+    for (i, name) in names.iter().take(10).enumerate() {
+        let line = format!("{name}: guest{i}");
         assert!(out.lines().any(|l| l == line), "{line:?} in {out}");
     }
     assert_eq!(out.lines().count(), 10, "{out}");
