@@ -226,3 +226,32 @@ fn hotplug_errors_are_typed() {
     ));
     assert!(std::fs::read(&img).unwrap() == before);
 }
+
+#[test]
+fn cold_and_hot_disks_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cold = raw_image(d, "cold.img", MIB, 51);
+    let hot = raw_image(d, "hot.img", 2 * MIB, 52);
+    let (want_cold, want_hot) = (std::fs::read(&cold).unwrap(), std::fs::read(&hot).unwrap());
+    let mut s = builder()
+        .hotplug(true)
+        .add_drive(&cold, DriveOptions::readonly())
+        .launch()
+        .unwrap();
+    assert_eq!(names(&s), ["/dev/sda"]);
+    // The hot-added disk takes the next slot after the cold-plugged ones.
+    let dev = s.add_drive(&hot, DriveOptions::readonly()).unwrap();
+    assert_eq!(dev, "/dev/sdb");
+    check_bytes(&mut s, "/dev/sda", &want_cold);
+    check_bytes(&mut s, &dev, &want_hot);
+    // A cold-plugged disk is not on a hotplug port: it cannot be removed.
+    assert!(matches!(
+        s.remove_drive("/dev/sda"),
+        Err(Error::NotHotpluggable(_))
+    ));
+    s.remove_drive(&dev).unwrap();
+    assert_eq!(names(&s), ["/dev/sda"]);
+    check_bytes(&mut s, "/dev/sda", &want_cold);
+    s.shutdown().unwrap();
+}
