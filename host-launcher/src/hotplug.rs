@@ -268,6 +268,9 @@ impl Session {
             }
         }
         let hp = self.hotplug_state()?;
+        // Other events (the device's virtio backend has its own DEVICE_DELETED) are of no
+        // use here: drop them, so that a long-lived reader does not collect them.
+        drop(hp.qmp.pending_events());
         if let Err(e) = hp.qmp.execute(
             &blockdev_del {
                 node_name: format!("d{slot}"),
