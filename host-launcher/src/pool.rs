@@ -145,7 +145,6 @@ impl Pool {
         let deadline = Instant::now() + self.acquire_timeout;
         loop {
             let mut session = self.take(deadline)?;
-            pause(&session, false);
             // One that died while waiting is thrown away; take the next.
             if session
                 .qemu
@@ -157,7 +156,6 @@ impl Pool {
             if drives.len() > session.free_ports() {
                 // Still pristine: back to the pool.
                 let ports = session.free_ports();
-                pause(&session, true);
                 self.shared.lock().ready.push_front(session);
                 self.shared.cond.notify_all();
                 return Err(Error::NoFreePort { ports });
@@ -250,11 +248,6 @@ fn refill(shared: &Shared) {
         st.launched += 1;
         drop(st);
         let r = shared.builder.launch();
-        // Idle appliances poll their queues and would burn a host core each: a ready
-        // one is stopped until acquired.
-        if let Ok(s) = &r {
-            pause(s, true);
-        }
         let mut st = shared.lock();
         st.booting -= 1;
         let backoff = match r {
@@ -279,23 +272,6 @@ fn refill(shared: &Shared) {
                 let _ = shared.cond.wait_timeout(st, d);
             }
         }
-    }
-}
-
-/// Stops (`SIGSTOP`) or resumes (`SIGCONT`) a session's qemu.
-fn pause(session: &Session, stop: bool) {
-    let Some(pid) = session.qemu_pid() else {
-        return;
-    };
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    let sig = if stop { libc::SIGSTOP } else { libc::SIGCONT };
-    // SAFETY: kill() only sends a signal. `pid` is our own child, not yet reaped (the
-    // session's Child is only waited for when it is killed or exits), so the pid cannot
-    // have been reused by another process.
-    unsafe {
-        libc::kill(pid, sig);
     }
 }
 
