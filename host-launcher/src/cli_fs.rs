@@ -238,7 +238,7 @@ fn prepare_and_run(s: &mut Session, a: &LaunchArgs, cmd: FsCmd) -> Result<()> {
     if cmd.needs_mounts() {
         mount_planned(s, a)?;
     }
-    exec(s, cmd)
+    exec(s, cmd, a.json)
 }
 
 /// Makes the mounts [`plan_mounts`] decides (read-write with `--rw`).
@@ -254,8 +254,12 @@ pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs one command on a session whose mounts are made (`skiff shell` runs many).
-pub fn exec(s: &mut Session, cmd: FsCmd) -> Result<()> {
+/// Runs one command on a session whose mounts are made (`skiff shell` runs many);
+/// `json`: print its `--json` document instead of text ([`crate::cli_json`]).
+pub fn exec(s: &mut Session, cmd: FsCmd, json: bool) -> Result<()> {
+    if json {
+        return crate::cli_json::exec(s, cmd);
+    }
     let mut out = std::io::stdout().lock();
     match cmd {
         FsCmd::Partitions => {

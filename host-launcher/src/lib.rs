@@ -25,6 +25,7 @@ pub mod format;
 pub mod fs;
 pub mod hotplug;
 pub mod inspect;
+pub mod json;
 pub mod kernel;
 pub mod libvirt;
 pub mod pool;

@@ -3,6 +3,7 @@
 
 mod cli_fs;
 mod cli_inspect;
+mod cli_json;
 mod output;
 mod shell;
 
@@ -161,13 +162,16 @@ fn run(cli: Cli) -> Result<()> {
     };
     let mut session = launch(&cli.launch)?;
     let result = match cli.command {
+        Cmd::Devices if cli.launch.json => cli_json::devices(&session),
         Cmd::Devices => devices(&mut session),
         Cmd::PreadDevice {
             device,
             offset,
             len,
         } => pread_device(&mut session, &device, offset, len),
-        Cmd::PwriteDevice { device, offset } => pwrite_device(&mut session, &device, offset),
+        Cmd::PwriteDevice { device, offset } => {
+            pwrite_device(&mut session, &device, offset, cli.launch.json)
+        }
         Cmd::Fs(_) | Cmd::Insp(_) | Cmd::Shell => unreachable!("handled above"),
     };
     match result {
@@ -276,13 +280,16 @@ fn pread_device(s: &mut Session, device: &str, offset: u64, len: u64) -> Result<
     Ok(())
 }
 
-fn pwrite_device(s: &mut Session, device: &str, offset: u64) -> Result<()> {
+fn pwrite_device(s: &mut Session, device: &str, offset: u64, json: bool) -> Result<()> {
     let mut data = Vec::new();
     std::io::stdin()
         .lock()
         .read_to_end(&mut data)
         .context("reading stdin")?;
     s.pwrite_device(device, offset, &data)?;
+    if json {
+        output::json(&skiff::json::DoneDoc::bytes(data.len() as u64))?;
+    }
     Ok(())
 }
 

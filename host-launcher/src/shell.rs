@@ -123,16 +123,25 @@ fn run_line(s: &mut Session, a: &LaunchArgs, words: Vec<String>) -> Result<Step>
     }
     let line = Line::try_parse_from(&words).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
     match line.cmd {
-        ShellCmd::Fs(cmd) => cli_fs::exec(s, cmd)?,
+        ShellCmd::Fs(cmd) => cli_fs::exec(s, cmd, a.json)?,
         ShellCmd::Mount { device, mountpoint } => {
             let opts = if a.rw {
                 MountOptions::writable()
             } else {
                 MountOptions::readonly()
             };
-            s.mount(&device, &mountpoint, opts)?
+            s.mount(&device, &mountpoint, opts)?;
+            if a.json {
+                crate::output::json(&skiff::json::DoneDoc::ok())?;
+            }
         }
-        ShellCmd::Umount { mountpoint } => s.umount(&mountpoint)?,
+        ShellCmd::Umount { mountpoint } => {
+            s.umount(&mountpoint)?;
+            if a.json {
+                crate::output::json(&skiff::json::DoneDoc::ok())?;
+            }
+        }
+        ShellCmd::Mounts if a.json => crate::cli_json::mounts(s)?,
         ShellCmd::Mounts => {
             let mut out = std::io::stdout().lock();
             for m in s.mounts()? {
