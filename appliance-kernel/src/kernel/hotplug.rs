@@ -162,18 +162,22 @@ pub fn init_ports(
             0x18,
             (old & 0xff00_0000) | (u32::from(bus) << 16) | (u32::from(bus) << 8),
         );
-        // I/O window off (base > limit), memory window [window, window + 1 MiB),
-        // prefetchable window off.
-        let io = cam.read_word(df, 0x1c);
-        cam.write_word(df, 0x1c, (io & 0xffff_0000) | 0x00f0);
+        // Every write to a bridge's window or command registers makes qemu rebuild its
+        // memory map (expensive under TCG), so write only what must change: the memory
+        // window [window, window + 1 MiB), and the prefetchable window off (base > limit;
+        // its upper halves reset to 0). The I/O window stays as reset: I/O decoding is
+        // never enabled on the port.
         let base = ((window >> 16) & 0xfff0) as u32;
         let limit = (((window + PORT_WINDOW - 1) >> 16) & 0xfff0) as u32;
         cam.write_word(df, 0x20, base | (limit << 16));
-        cam.write_word(df, 0x24, 0x0000_fff0);
-        cam.write_word(df, 0x28, 0);
-        cam.write_word(df, 0x2c, 0);
+        if cam.read_word(df, 0x24) != 0x0000_fff0 {
+            cam.write_word(df, 0x24, 0x0000_fff0);
+        }
         let (_, cmd) = root.get_status_command(df);
-        root.set_command(df, cmd | Command::MEMORY_SPACE | Command::BUS_MASTER);
+        let want = cmd | Command::MEMORY_SPACE | Command::BUS_MASTER;
+        if want != cmd {
+            root.set_command(df, want);
+        }
         let port = Port {
             df,
             bus,
