@@ -336,7 +336,9 @@ impl Builder {
     }
 }
 
-/// The backend choice and what the libvirt backend reads of a builder.
+/// The backend choice and what the libvirt backend reads of a builder (unused in a build
+/// without the `libvirt` feature).
+#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
 impl Builder {
     /// Run the appliance as a qemu child (default) or as a transient libvirt domain.
     pub fn backend(mut self, backend: crate::libvirt::Backend) -> Self {
@@ -366,6 +368,10 @@ impl Builder {
 
     pub(crate) fn forced_accel(&self) -> Option<Accel> {
         self.accel
+    }
+
+    pub(crate) fn wants_hotplug(&self) -> bool {
+        self.hotplug
     }
 }
 

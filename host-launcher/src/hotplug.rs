@@ -48,7 +48,7 @@ pub struct HotDrive {
     pub path: PathBuf,
     pub format: Format,
     pub readonly: bool,
-    slot: usize,
+    pub(crate) slot: usize,
 }
 
 /// The ids of the hotplug root ports in a qemu command line (`pcie-root-port,id=rpK`).
@@ -106,6 +106,9 @@ impl Session {
     /// with `Builder::hotplug(true)` and a free root port.
     pub fn add_drive(&mut self, path: impl AsRef<Path>, options: DriveOptions) -> Result<String> {
         let path = path.as_ref();
+        if self.hotplug.is_none() && crate::libvirt::has_hotplug(self) {
+            return crate::libvirt::add_drive(self, path, options);
+        }
         let hp = self.hotplug_state()?;
         if !options.readonly && hp.readonly_only {
             return Err(Error::ReadOnlySession {
@@ -185,6 +188,11 @@ impl Session {
         }
         self.readonly[slot] = options.readonly;
 
+        self.wait_listed(device)
+    }
+
+    /// After a disk was hot-added as `device`: rescans until the appliance lists it.
+    pub(crate) fn wait_listed(&mut self, device: String) -> Result<String> {
         // qemu reports presence at once; the appliance starts the disk on its rescan.
         let deadline = Instant::now() + APPEAR_TIMEOUT;
         loop {
@@ -204,6 +212,9 @@ impl Session {
     /// qemu's `DEVICE_DELETED` and drops the block node. Calls naming the device fail
     /// with a `NotFound` error afterwards.
     pub fn remove_drive(&mut self, device: &str) -> Result<()> {
+        if self.hotplug.is_none() && crate::libvirt::has_hotplug(self) {
+            return crate::libvirt::remove_drive(self, device);
+        }
         let hp = self.hotplug_state()?;
         let Some(i) = hp.attached.iter().position(|d| d.device == device) else {
             return Err(Error::NotHotpluggable(format!(
@@ -211,32 +222,7 @@ impl Session {
             )));
         };
         let slot = hp.attached[i].slot;
-
-        // Unmount what lives on the disk or its partitions, deepest mountpoint first.
-        let mounts = match self.call(Request::Mounts)? {
-            Reply::Mounts(m) => m,
-            other => {
-                return Err(Error::BadFrame(format!(
-                    "unexpected reply to Mounts: {other:?}"
-                )));
-            }
-        };
-        let mut mine: Vec<String> = mounts
-            .into_iter()
-            .filter(|m| on_disk(&m.device, device))
-            .map(|m| m.mountpoint)
-            .collect();
-        mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mountpoint in mine {
-            match self.call(Request::Umount { mountpoint })? {
-                Reply::Unit => {}
-                other => {
-                    return Err(Error::BadFrame(format!(
-                        "unexpected reply to Umount: {other:?}"
-                    )));
-                }
-            }
-        }
+        self.umount_disk(device)?;
 
         let id = format!("vd{slot}");
         let hp = self.hotplug_state()?;
@@ -289,6 +275,36 @@ impl Session {
         Ok(())
     }
 
+    /// Before a disk goes: unmounts what lives on `device` or its partitions in the
+    /// appliance, deepest mountpoint first.
+    pub(crate) fn umount_disk(&mut self, device: &str) -> Result<()> {
+        let mounts = match self.call(Request::Mounts)? {
+            Reply::Mounts(m) => m,
+            other => {
+                return Err(Error::BadFrame(format!(
+                    "unexpected reply to Mounts: {other:?}"
+                )));
+            }
+        };
+        let mut mine: Vec<String> = mounts
+            .into_iter()
+            .filter(|m| on_disk(&m.device, device))
+            .map(|m| m.mountpoint)
+            .collect();
+        mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mountpoint in mine {
+            match self.call(Request::Umount { mountpoint })? {
+                Reply::Unit => {}
+                other => {
+                    return Err(Error::BadFrame(format!(
+                        "unexpected reply to Umount: {other:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Asks the appliance to rescan its PCIe slots; returns (and keeps) the device list.
     pub fn rescan(&mut self) -> Result<Vec<wire::Device>> {
         match self.call(Request::Rescan)? {
@@ -304,6 +320,9 @@ impl Session {
 
     /// The disks hot-added to this session and still attached.
     pub fn hot_drives(&self) -> Vec<HotDrive> {
+        if let Some((attached, _)) = crate::libvirt::hotplug_status(self) {
+            return attached;
+        }
         self.hotplug
             .as_ref()
             .map(|h| h.attached.clone())
@@ -312,6 +331,9 @@ impl Session {
 
     /// How many more disks can be hot-added now (0 without hotplug).
     pub fn free_ports(&self) -> usize {
+        if let Some((_, free)) = crate::libvirt::hotplug_status(self) {
+            return free;
+        }
         self.hotplug
             .as_ref()
             .map_or(0, |h| h.ports.iter().filter(|(_, s)| s.is_none()).count())

@@ -22,6 +22,15 @@ pub trait Guest: Send {
     fn kill(&mut self);
     /// What the appliance logged, where this process can read it.
     fn log(&self) -> String;
+    /// The backend's own state, for backend-specific calls (the libvirt backend's
+    /// hotplug); `None` by default.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
+    /// As [`Guest::as_any_mut`], shared.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// A running appliance, ready for calls.

@@ -3,11 +3,13 @@
 //! reached — tests/run.sh starts it). Launch and read device bytes and a file; the
 //! transient domain is gone after the session and after `kill -9` of the client; `-d` on
 //! a defined, shut-off guest with two disks; `--volume`; a running guest refuses `--rw`;
-//! a bad URI and an unknown domain are clear errors. Every domain, pool and volume made
-//! here is removed again (guards).
+//! a bad URI and an unknown domain are clear errors; disk hotplug through libvirt
+//! (attach, read, detach; the other disk keeps working, the removed one's calls fail).
+//! Every domain, pool and volume made here is removed again (guards).
 #![cfg(feature = "libvirt")]
 
 use skiff_tests::skiff::libvirt::{domain_drives, volume_drive};
+use skiff_tests::skiff::wire::ErrorKind;
 use skiff_tests::skiff::{Backend, DriveOptions, Error, Format, MountOptions};
 use skiff_tests::{builder, pattern, qcow2_from, raw_image};
 use std::path::{Path, PathBuf};
@@ -482,4 +484,133 @@ fn bad_uri_and_unknown_domain_are_clear_errors() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect to bogus://x/y"), "{err}");
+}
+
+/// The live XML of `domain` (empty when it is gone).
+fn live_xml(domain: &str) -> String {
+    virsh(&["dumpxml", domain]).1
+}
+
+#[test]
+fn hotplug_add_two_remove_one() {
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let a = raw_image(dir.path(), "h-a.img", 2 * MIB, 51);
+    let want_a = std::fs::read(&a).unwrap();
+    let b_raw = raw_image(dir.path(), "h-b.raw", 3 * MIB, 52);
+    let want_b = std::fs::read(&b_raw).unwrap();
+    let b = qcow2_from(&b_raw, dir.path(), "h-b.qcow2");
+    let b_before = std::fs::read(&b).unwrap();
+
+    let mut s = libvirt_builder().hotplug(true).launch().unwrap();
+    let me = std::process::id();
+    let doms = appliance_domains(me);
+    assert_eq!(doms.len(), 1, "{doms:?}");
+    let dom = doms[0].clone();
+    assert!(s.devices().is_empty());
+    assert_eq!(s.free_ports(), 8);
+    let xml = live_xml(&dom);
+    assert_eq!(xml.matches("model='pcie-root-port'").count(), 8, "{xml}");
+
+    let da = s
+        .add_drive(&a, DriveOptions::readonly().format(Format::Raw))
+        .unwrap();
+    assert_eq!(da, "/dev/sda");
+    let db = s.add_drive(&b, DriveOptions::readonly()).unwrap();
+    assert_eq!(db, "/dev/sdb");
+    assert_eq!(s.free_ports(), 6);
+    let hot = s.hot_drives();
+    assert_eq!(hot.len(), 2);
+    assert_eq!(hot[1].format, Format::Qcow2);
+    assert!(hot.iter().all(|d| d.readonly));
+    // libvirt knows both disks: serials, explicit formats, read-only.
+    let xml = live_xml(&dom);
+    for (serial, format) in [("skiff0", "raw"), ("skiff1", "qcow2")] {
+        assert!(xml.contains(&format!("<serial>{serial}</serial>")), "{xml}");
+        assert!(xml.contains(&format!("type='{format}'")), "{xml}");
+    }
+    assert_eq!(xml.matches("<readonly/>").count(), 2, "{xml}");
+    let names: Vec<_> = s.devices().iter().map(|d| d.name.clone()).collect();
+    assert_eq!(names, ["/dev/sda", "/dev/sdb"]);
+    assert_eq!(s.devices()[1].size, 3 * MIB as u64);
+
+    for (dev, want) in [(&da, &want_a), (&db, &want_b)] {
+        let n = want.len() as u64;
+        for (off, len) in [(0u64, 4096u64), (n / 2 + 7, 3000), (n - 512, 512)] {
+            let got = s.pread_device(dev, off, len).unwrap();
+            assert!(
+                got == want[off as usize..(off + len) as usize],
+                "{dev} @{off}+{len}"
+            );
+        }
+    }
+    // Read-only: refused before the appliance sees it.
+    assert!(matches!(
+        s.pwrite_device(&da, 0, b"x"),
+        Err(Error::ReadOnly { .. })
+    ));
+
+    s.remove_drive(&da).unwrap();
+    // Gone from libvirt's live domain and from the appliance; the port is free again.
+    let xml = live_xml(&dom);
+    assert!(!xml.contains("<serial>skiff0</serial>"), "{xml}");
+    assert!(xml.contains("<serial>skiff1</serial>"), "{xml}");
+    assert_eq!(s.free_ports(), 7);
+    assert_eq!(s.hot_drives().len(), 1);
+    let names: Vec<_> = s.devices().iter().map(|d| d.name.clone()).collect();
+    assert_eq!(names, ["/dev/sdb"]);
+    // The removed disk's calls fail cleanly (NotFound), the session stays usable.
+    match s.pread_device(&da, 0, 512) {
+        Err(Error::Remote(e)) => assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.remove_drive(&da),
+        Err(Error::NotHotpluggable(_))
+    ));
+    let got = s.pread_device(&db, MIB as u64, 8192).unwrap();
+    assert!(got == want_b[MIB..MIB + 8192]);
+    s.ping().unwrap();
+
+    // Another disk takes the freed port (a fresh name, never reused in a session).
+    let dc = s
+        .add_drive(&a, DriveOptions::readonly().format(Format::Raw))
+        .unwrap();
+    assert_eq!(dc, "/dev/sdc");
+    assert!(s.pread_device(&dc, 0, 4096).unwrap() == want_a[..4096]);
+    // A missing file is a clear error, nothing attached.
+    assert!(matches!(
+        s.add_drive(dir.path().join("nope.img"), DriveOptions::readonly()),
+        Err(Error::DiskNotFound { .. })
+    ));
+    assert_eq!(s.hot_drives().len(), 2);
+
+    s.shutdown().unwrap();
+    assert!(
+        eventually(|| appliance_domains(me).is_empty()),
+        "domain left after shutdown: {:?}",
+        appliance_domains(me)
+    );
+    remove_log(&dom);
+    // Read-only images are unchanged.
+    assert!(std::fs::read(&a).unwrap() == want_a);
+    assert!(std::fs::read(&b).unwrap() == b_before);
+}
+
+#[test]
+fn hotplug_needs_a_hotplug_launch() {
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let a = raw_image(dir.path(), "n-a.img", MIB, 61);
+    let mut s = libvirt_builder().launch().unwrap();
+    assert_eq!(s.free_ports(), 0);
+    assert!(matches!(
+        s.add_drive(&a, DriveOptions::readonly()),
+        Err(Error::NotHotpluggable(_))
+    ));
+    s.shutdown().unwrap();
 }

@@ -3,10 +3,11 @@
 //! AUTODESTROY, open the RPC channel as a stream, resume, wait for Hello. The domain is
 //! destroyed when the session ends (and by libvirtd if our connection closes first).
 
+use super::hotplug::VirtHotplug;
 use super::stream;
 use super::xml::{self, Disk, DomainSpec, Source};
 use crate::accel::Accel;
-use crate::appliance::Builder;
+use crate::appliance::{Builder, DriveOptions};
 use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::format::Format;
@@ -16,6 +17,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use virt::connect::Connect;
 use virt::domain::Domain;
@@ -28,6 +30,8 @@ use virt::sys;
 const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
 /// The firmware used when it is installed (local connections only).
 const QBOOT: &str = crate::qemu::QBOOT;
+/// PCIe root ports of a hotplug launch (as many as `qemu-configs/q35-hotplug.args`).
+const HOTPLUG_PORTS: usize = 8;
 
 /// A libvirt error as ours, with what we were doing.
 pub(crate) fn verr(what: impl std::fmt::Display, e: virt::error::Error) -> Error {
@@ -64,13 +68,49 @@ pub(crate) fn uri_host(uri: &str) -> &str {
     }
 }
 
+/// `$SKIFF_LIBVIRT_TRACE=1`: the time each step of a launch and of its end takes, on
+/// stderr (for bench/libvirt.sh and for finding where launches spend their time).
+pub(crate) struct Trace {
+    on: bool,
+    last: Instant,
+}
+
+impl Trace {
+    pub(crate) fn new() -> Trace {
+        Trace {
+            on: std::env::var("SKIFF_LIBVIRT_TRACE").is_ok_and(|v| v == "1"),
+            last: Instant::now(),
+        }
+    }
+
+    /// Prints how long `what` took since the previous step.
+    pub(crate) fn step(&mut self, what: &str) {
+        if self.on {
+            let now = Instant::now();
+            eprintln!(
+                "skiff: libvirt: {what:<16} {:8.1} ms",
+                (now - self.last).as_secs_f64() * 1e3
+            );
+            self.last = now;
+        }
+    }
+}
+
 pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
     let started = Instant::now();
+    let mut trace = Trace::new();
     let (timeout, call_timeout) = builder.timeouts();
     let conn = connect(uri)?;
+    trace.step("connect");
     let local = is_local(&conn);
-    let disks = disks(&conn, builder, local)?;
+    let disks = builder
+        .drive_list()
+        .iter()
+        .map(|(path, o)| disk(&conn, local, path, *o))
+        .collect::<Result<Vec<_>>>()?;
+    trace.step("disks");
     let kernel = kernel_path(&conn, local)?;
+    trace.step("kernel placement");
     let accel = match builder.forced_accel() {
         Some(a) => a,
         None if local => Accel::from_env_or_detect()?,
@@ -95,6 +135,11 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
         loader: (local && Path::new(QBOOT).exists()).then(|| QBOOT.to_string()),
         disks,
         passthrough: true,
+        hotplug_ports: if builder.wants_hotplug() {
+            HOTPLUG_PORTS
+        } else {
+            0
+        },
     };
     let xml = xml::domain_xml(&spec).map_err(Error::Config)?;
     if builder.is_verbose() {
@@ -106,23 +151,31 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
     let dom = conn
         .create_domain_xml(&xml, flags)
         .map_err(|e| verr("cannot create the appliance domain", e))?;
+    trace.step("createXML");
     let guard = VirtGuest {
         dom,
-        _conn: conn.clone(),
+        conn: conn.clone(),
+        local,
         log: local.then(|| Path::new(QEMU_LOG_DIR).join(format!("{}.log", spec.name))),
         verbose: builder.is_verbose(),
         gone: false,
+        hot: (spec.hotplug_ports > 0)
+            .then(|| VirtHotplug::new(spec.hotplug_ports, spec.disks.len())),
+        trace: Trace::new(),
+        ended: None,
     };
     let st = Stream::new(&conn, 0).map_err(|e| verr("cannot make a stream", e))?;
     guard
         .dom
         .open_channel(Some(xml::CHANNEL_NAME), &st, 0)
         .map_err(|e| verr("cannot open the appliance channel", e))?;
-    let sock = stream::bridge(st)?;
+    let (sock, ended) = stream::bridge(st)?;
+    trace.step("open channel");
     guard
         .dom
         .resume()
         .map_err(|e| verr("cannot start the appliance domain", e))?;
+    trace.step("resume");
     let readonly = spec.disks.iter().map(|d| d.readonly).collect();
     let mut session = Session::start(
         Channel::new(sock),
@@ -133,6 +186,10 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
         call_timeout,
         wire::MAX_CHUNK,
     )?;
+    trace.step("Hello");
+    let mut guard = guard;
+    guard.trace = trace;
+    guard.ended = Some(ended);
     session.guest = Some(Box::new(guard));
     Ok(session)
 }
@@ -152,56 +209,53 @@ fn domain_name() -> String {
     format!("skiff-{}-{n}-{t:08x}", std::process::id())
 }
 
-/// The builder's disks as libvirt sees them: a file or a block device, an explicit format.
-fn disks(conn: &Connect, builder: &Builder, local: bool) -> Result<Vec<Disk>> {
-    builder
-        .drive_list()
-        .iter()
-        .map(|(path, o)| {
-            let p = path
-                .to_str()
-                .ok_or_else(|| Error::Config(format!("disk path {path:?} is not UTF-8")))?
-                .to_string();
-            let (block, format) = if local {
-                let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => Error::DiskNotFound { path: path.clone() },
-                    _ => Error::Io(e),
-                })?;
-                let format = match o.format {
-                    Some(f) => f,
-                    None => Format::detect(path)?,
-                };
-                (meta.file_type().is_block_device(), format)
-            } else {
-                // Remote: the path is on the libvirt host; a storage volume there tells
-                // its kind and format.
-                let vol = conn.lookup_storage_vol_by_path(&p).ok();
-                let info = vol
-                    .and_then(|v| v.xml_desc(0).ok())
-                    .and_then(|x| xml::volume_info(&x).ok());
-                let format = match (o.format, info.as_ref().and_then(|i| i.format.as_deref())) {
-                    (Some(f), _) => f,
-                    (None, Some(f)) => parse_format(path, f)?,
-                    (None, None) => {
-                        return Err(Error::Config(format!(
-                            "{p}: not a storage volume on the remote host; give its format \
-                             (-a PATH,format=raw|qcow2)"
-                        )));
-                    }
-                };
-                (info.is_some_and(|i| i.block), format)
-            };
-            Ok(Disk {
-                source: if block {
-                    Source::Block(p)
-                } else {
-                    Source::File(p)
-                },
-                format,
-                readonly: o.readonly,
-            })
-        })
-        .collect()
+/// A disk as libvirt sees it: a file or a block device, an explicit format (detected on
+/// this host when local, else from the storage volume at that path on the libvirt host).
+pub(crate) fn disk(conn: &Connect, local: bool, path: &Path, o: DriveOptions) -> Result<Disk> {
+    let p = path
+        .to_str()
+        .ok_or_else(|| Error::Config(format!("disk path {path:?} is not UTF-8")))?
+        .to_string();
+    let (block, format) = if local {
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::DiskNotFound {
+                path: path.to_path_buf(),
+            },
+            _ => Error::Io(e),
+        })?;
+        let format = match o.format {
+            Some(f) => f,
+            None => Format::detect(path)?,
+        };
+        (meta.file_type().is_block_device(), format)
+    } else {
+        // Remote: the path is on the libvirt host; a storage volume there tells its kind
+        // and format.
+        let vol = conn.lookup_storage_vol_by_path(&p).ok();
+        let info = vol
+            .and_then(|v| v.xml_desc(0).ok())
+            .and_then(|x| xml::volume_info(&x).ok());
+        let format = match (o.format, info.as_ref().and_then(|i| i.format.as_deref())) {
+            (Some(f), _) => f,
+            (None, Some(f)) => parse_format(path, f)?,
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "{p}: not a storage volume on the remote host; give its format \
+                     (-a PATH,format=raw|qcow2)"
+                )));
+            }
+        };
+        (info.is_some_and(|i| i.block), format)
+    };
+    Ok(Disk {
+        source: if block {
+            Source::Block(p)
+        } else {
+            Source::File(p)
+        },
+        format,
+        readonly: o.readonly,
+    })
 }
 
 pub(crate) fn parse_format(path: &Path, f: &str) -> Result<Format> {
@@ -334,29 +388,63 @@ fn upload_kernel(conn: &Connect, name: &str, bytes: &[u8]) -> Result<String> {
 }
 
 /// The appliance domain, held by the session.
-struct VirtGuest {
-    dom: Domain,
+pub(crate) struct VirtGuest {
+    pub(crate) dom: Domain,
     /// Keeps the connection (and so the AUTODESTROY domain) alive with the session.
-    _conn: Connect,
+    pub(crate) conn: Connect,
+    /// Does libvirtd run on this machine?
+    pub(crate) local: bool,
     /// The domain's log file, when libvirtd is local.
     log: Option<PathBuf>,
     verbose: bool,
     gone: bool,
+    /// Root ports and hot-added disks of a hotplug launch.
+    pub(crate) hot: Option<VirtHotplug>,
+    trace: Trace,
+    /// Disconnects when the channel's stream has ended: qemu exited.
+    ended: Option<Receiver<()>>,
+}
+
+impl VirtGuest {
+    /// `virDomainDetachDeviceAlias` (live): asks qemu to unplug the device and returns
+    /// (the `virt` crate has no wrapper for it).
+    pub(crate) fn detach_alias(&self, alias: &str) -> std::result::Result<(), virt::error::Error> {
+        let c = std::ffi::CString::new(alias).expect("aliases have no NUL");
+        // SAFETY: the domain pointer is valid while `self.dom` lives; the alias is a
+        // NUL-terminated string that outlives the call; libvirt copies what it keeps.
+        let r = unsafe {
+            sys::virDomainDetachDeviceAlias(
+                self.dom.as_ptr(),
+                c.as_ptr(),
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+        };
+        if r < 0 {
+            return Err(virt::error::Error::last_error());
+        }
+        Ok(())
+    }
 }
 
 impl Guest for VirtGuest {
+    /// Waits until qemu has exited after the appliance's poweroff (the disks were flushed
+    /// before it answered Shutdown; libvirt stops qemu for `on_poweroff` destroy): the
+    /// channel's stream ends when qemu's end of it closes. Not waiting for libvirtd to
+    /// finish its bookkeeping (reaping qemu, restoring labels, removing cgroups) saves
+    /// that time; libvirtd completes it on its own, and AUTODESTROY covers a connection
+    /// that closes first.
     fn wait_poweroff(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            // An error: the transient domain is gone already.
-            if !self.dom.is_active().unwrap_or(false) {
+        self.trace.step("calls, Shutdown");
+        let Some(ended) = self.ended.as_ref() else {
+            return false;
+        };
+        match ended.recv_timeout(limit) {
+            Err(RecvTimeoutError::Timeout) => false,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
                 self.gone = true;
-                return true;
+                self.trace.step("poweroff wait");
+                true
             }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -374,11 +462,20 @@ impl Guest for VirtGuest {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 impl Drop for VirtGuest {
     fn drop(&mut self) {
         self.kill();
+        self.trace.step("destroy");
         if let Some(p) = &self.log {
             if self.verbose {
                 eprint!("{}", self.log());

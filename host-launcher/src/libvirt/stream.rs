@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 use virt::stream::Stream;
 
 /// A libvirt stream shared by the two bridge threads.
@@ -25,8 +26,11 @@ unsafe impl Send for Shared {}
 // SAFETY: as above: `recv` and `send` take `&Stream` and are safe to call concurrently.
 unsafe impl Sync for Shared {}
 
-/// Starts the bridge; returns the session's end of the socketpair.
-pub fn bridge(stream: Stream) -> std::io::Result<UnixStream> {
+/// Starts the bridge; returns the session's end of the socketpair, and a receiver that
+/// disconnects when the stream has ended (qemu closed the channel: it exited, or the
+/// connection went).
+pub fn bridge(stream: Stream) -> std::io::Result<(UnixStream, Receiver<()>)> {
+    let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
     let (ours, theirs) = UnixStream::pair()?;
     let shared = Arc::new(Shared(stream));
     let mut to_session = theirs.try_clone()?;
@@ -35,6 +39,7 @@ pub fn bridge(stream: Stream) -> std::io::Result<UnixStream> {
     std::thread::Builder::new()
         .name("skiff-virt-rx".into())
         .spawn(move || {
+            let _ended = ended_tx;
             let mut buf = vec![0u8; 256 << 10];
             loop {
                 match rx.0.recv(&mut buf) {
@@ -70,5 +75,5 @@ pub fn bridge(stream: Stream) -> std::io::Result<UnixStream> {
             }
             let _ = from_session.shutdown(Shutdown::Both);
         })?;
-    Ok(ours)
+    Ok((ours, ended))
 }

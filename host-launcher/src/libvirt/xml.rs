@@ -61,6 +61,10 @@ pub struct DomainSpec {
     /// Add `isa-debug-exit` (poweroff/panic exit qemu at once) and the debug-port log
     /// (qemu's stdout: the domain's log file) through `<qemu:commandline>`.
     pub passthrough: bool,
+    /// PCIe root ports for disk hotplug (0: none), as in `qemu-configs/q35-hotplug.args`:
+    /// libvirt controller indexes (and so PCI bus numbers) 1..=N, on the root bus after
+    /// the cold-plugged disks. Hot-added disks go to `<address bus=K>` ([`hot_disk_xml`]).
+    pub hotplug_ports: usize,
 }
 
 /// Escapes text for an XML attribute or element.
@@ -93,12 +97,14 @@ fn target_dev(i: usize) -> String {
     format!("vd{}", String::from_utf8_lossy(&letters))
 }
 
-/// The transient domain's XML. Errors only when there are more disks than slots.
+/// The transient domain's XML. Errors only when there are more disks (and hotplug ports)
+/// than slots.
 pub fn domain_xml(spec: &DomainSpec) -> Result<String, String> {
-    if spec.disks.len() > MAX_DISKS {
+    if spec.disks.len() + spec.hotplug_ports > MAX_DISKS {
         return Err(format!(
-            "{} disks: the libvirt backend attaches at most {MAX_DISKS}",
-            spec.disks.len()
+            "{} disks and {} hotplug ports: the libvirt backend has {MAX_DISKS} slots",
+            spec.disks.len(),
+            spec.hotplug_ports
         ));
     }
     let mut x = String::new();
@@ -136,32 +142,27 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, String> {
     line("  <on_crash>destroy</on_crash>");
     line("  <devices>");
     for (i, d) in spec.disks.iter().enumerate() {
-        let (kind, attr) = match &d.source {
-            Source::File(_) => ("file", "file"),
-            Source::Block(_) => ("block", "dev"),
-        };
-        line(&format!("    <disk type='{kind}' device='disk'>"));
-        line(&format!(
-            "      <driver name='qemu' type='{}'/>",
-            d.format.as_str()
-        ));
-        line(&format!(
-            "      <source {attr}='{}'/>",
-            esc(d.source.path())
-        ));
-        line(&format!(
-            "      <target dev='{}' bus='virtio'/>",
-            target_dev(i)
-        ));
-        line(&format!("      <serial>skiff{i}</serial>"));
-        if d.readonly {
-            line("      <readonly/>");
-        }
-        line(&format!(
-            "      <address type='pci' domain='0' bus='0' slot='{:#04x}' function='0'/>",
+        let address = format!(
+            "<address type='pci' domain='0' bus='0' slot='{:#04x}' function='0'/>",
             FIRST_DISK_SLOT + i as u32
+        );
+        x.push_str(&disk_xml(i, d, &address, "    "));
+    }
+    let mut line = |s: &str| {
+        x.push_str(s);
+        x.push('\n');
+    };
+    if spec.hotplug_ports > 0 {
+        line("    <controller type='pci' index='0' model='pcie-root'/>");
+    }
+    for k in 1..=spec.hotplug_ports {
+        let slot = FIRST_DISK_SLOT + (spec.disks.len() + k - 1) as u32;
+        line(&format!(
+            "    <controller type='pci' index='{k}' model='pcie-root-port'>\
+             <target chassis='{k}'/>\
+             <address type='pci' domain='0' bus='0' slot='{slot:#04x}' function='0'/>\
+             </controller>"
         ));
-        line("    </disk>");
     }
     line("    <controller type='usb' model='none'/>");
     line(&format!(
@@ -190,10 +191,72 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, String> {
         ] {
             line(&format!("    <qemu:arg value='{a}'/>"));
         }
+        if spec.hotplug_ports > 0 {
+            // PCIe native hotplug on the root ports (the appliance drives the slots), not
+            // ACPI hotplug. libvirt runs q35 without <acpi/> as acpi=off, and qemu 10 then
+            // leaves the ports native anyway (x-do-not-expose-native-hotplug-cap false
+            // with or without this); explicit, so that it holds with ACPI on too.
+            for a in [
+                "-global",
+                "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+            ] {
+                line(&format!("    <qemu:arg value='{a}'/>"));
+            }
+        }
         line("  </qemu:commandline>");
     }
     line("</domain>");
     Ok(x)
+}
+
+/// One `<disk>` element: slot `i` of the appliance (serial `skiff<i>`, which the appliance
+/// names `/dev/sd<a+i>`; target `vd...`; user alias `ua-skiff<i>`), at `address`.
+fn disk_xml(i: usize, d: &Disk, address: &str, indent: &str) -> String {
+    let (kind, attr) = match &d.source {
+        Source::File(_) => ("file", "file"),
+        Source::Block(_) => ("block", "dev"),
+    };
+    let mut x = String::new();
+    let mut line = |s: &str| {
+        x.push_str(indent);
+        x.push_str(s);
+        x.push('\n');
+    };
+    line(&format!("<disk type='{kind}' device='disk'>"));
+    line(&format!(
+        "  <driver name='qemu' type='{}'/>",
+        d.format.as_str()
+    ));
+    line(&format!("  <source {attr}='{}'/>", esc(d.source.path())));
+    line(&format!("  <target dev='{}' bus='virtio'/>", target_dev(i)));
+    line(&format!("  <serial>skiff{i}</serial>"));
+    if d.readonly {
+        line("  <readonly/>");
+    }
+    line(&format!("  <alias name='{}'/>", disk_alias(i)));
+    line(&format!("  {address}"));
+    line("</disk>");
+    x
+}
+
+/// The user alias of the appliance's disk in slot `i` (libvirt wants `ua-` in front).
+pub fn disk_alias(i: usize) -> String {
+    format!("ua-skiff{i}")
+}
+
+/// The `<disk>` to hot-add as slot `i` on the root port with controller index `port`
+/// (its bus number), for `virDomainAttachDevice`.
+pub fn hot_disk_xml(i: usize, d: &Disk, port: usize) -> String {
+    let address = format!("<address type='pci' domain='0' bus='{port}' slot='0' function='0'/>");
+    disk_xml(i, d, &address, "")
+}
+
+/// Is a device with user alias `alias` in this (live) domain XML?
+pub fn has_alias(domain_xml: &str, alias: &str) -> Result<bool, String> {
+    let doc = roxmltree::Document::parse(domain_xml).map_err(|e| format!("domain XML: {e}"))?;
+    Ok(doc
+        .descendants()
+        .any(|n| n.has_tag_name("alias") && n.attribute("name") == Some(alias)))
 }
 
 /// Where a guest's disk lives, as its domain XML says.
@@ -330,6 +393,7 @@ mod tests {
                 },
             ],
             passthrough: true,
+            hotplug_ports: 0,
         }
     }
 
@@ -448,6 +512,51 @@ mod tests {
         assert!(domain_xml(&s).is_err());
         s.disks.pop();
         assert!(domain_xml(&s).is_ok());
+    }
+
+    #[test]
+    fn hotplug_ports_and_hot_disks() {
+        let mut s = spec();
+        s.hotplug_ports = 3;
+        let x = domain_xml(&s).unwrap();
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let ports: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.attribute("model") == Some("pcie-root-port"))
+            .collect();
+        assert_eq!(ports.len(), 3);
+        for (k, p) in ports.iter().enumerate() {
+            assert_eq!(p.attribute("index"), Some((k + 1).to_string().as_str()));
+            let a = p.children().find(|c| c.has_tag_name("address")).unwrap();
+            // After the two cold-plugged disks (0x03, 0x04).
+            assert_eq!(a.attribute("slot").unwrap(), format!("{:#04x}", 5 + k));
+        }
+        assert!(
+            doc.descendants()
+                .any(|n| n.attribute("model") == Some("pcie-root"))
+        );
+        assert!(x.contains("ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"));
+        assert!(has_alias(&x, "ua-skiff1").unwrap());
+        assert!(!has_alias(&x, "ua-skiff2").unwrap());
+        s.hotplug_ports = MAX_DISKS - 1;
+        assert!(domain_xml(&s).is_err());
+
+        let d = hot_disk_xml(5, &s.disks[0], 2);
+        let doc = roxmltree::Document::parse(&d).unwrap();
+        let disk = doc.root_element();
+        assert_eq!(disk.tag_name().name(), "disk");
+        let child = |t: &str| disk.children().find(|c| c.has_tag_name(t));
+        assert_eq!(child("serial").unwrap().text(), Some("skiff5"));
+        assert_eq!(child("target").unwrap().attribute("dev"), Some("vdf"));
+        assert_eq!(child("driver").unwrap().attribute("type"), Some("raw"));
+        assert!(child("readonly").is_some());
+        assert_eq!(child("alias").unwrap().attribute("name"), Some("ua-skiff5"));
+        let a = child("address").unwrap();
+        assert_eq!(a.attribute("bus"), Some("2"));
+        assert_eq!(a.attribute("slot"), Some("0"));
+        let w = hot_disk_xml(6, &s.disks[1], 1);
+        assert!(!w.contains("readonly"));
+        assert!(w.contains("<source dev='/dev/vg/lv'/>"));
     }
 
     #[test]
