@@ -111,6 +111,9 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
     trace.step("disks");
     let kernel = kernel_path(&conn, local)?;
     trace.step("kernel placement");
+    if local {
+        remove_stale_logs(&conn, Path::new(QEMU_LOG_DIR));
+    }
     let accel = match builder.forced_accel() {
         Some(a) => a,
         None if local => Accel::from_env_or_detect()?,
@@ -385,6 +388,40 @@ fn upload_kernel(conn: &Connect, name: &str, bytes: &[u8]) -> Result<String> {
         return Err(verr("cannot upload the appliance kernel", e));
     }
     vol.path().map_err(|e| verr("kernel volume path", e))
+}
+
+/// Removes the logs libvirt left of earlier appliance domains that are gone. A session
+/// removes its domain's log when it ends, but libvirtd appends its last line ("shutting
+/// down") while it tears the domain down after that, recreating the file; a killed
+/// client leaves its log too. Logs of live skiff processes other than this one are left
+/// alone (their domains may be running).
+fn remove_stale_logs(conn: &Connect, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(domain) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        let Some(pid) = domain
+            .strip_prefix("skiff-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let gone = if pid == me {
+            conn.lookup_domain_by_name(domain).is_err()
+        } else {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                && conn.lookup_domain_by_name(domain).is_err()
+        };
+        if gone {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// The appliance domain, held by the session.
