@@ -54,4 +54,4 @@ run inspect -a "$img"
 run ll -a "$img" /etc
 run cat -a "$img" /etc/os-release
 run ls -a "$img" /boot/efi/EFI/BOOT
-run df -a "$img"
+run df -h "$img"
