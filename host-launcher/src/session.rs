@@ -121,16 +121,36 @@ impl Session {
     /// is [`Error::Remote`] and leaves the session usable; anything else that goes wrong
     /// closes it.
     pub fn call(&mut self, request: Request) -> Result<Reply> {
+        let id = self.submit(request)?;
+        self.complete(id)
+    }
+
+    /// Sends a request without waiting for its reply; returns its id for
+    /// [`Session::complete`]. Several calls may be in flight: the appliance answers them
+    /// in order, so pipelining lets it work on the next call while the host handles the
+    /// previous reply. Every submitted call must be completed, in submission order,
+    /// before any other call.
+    pub fn submit(&mut self, request: Request) -> Result<u64> {
         if self.closed {
             return Err(Error::Closed);
         }
         let id = self.next_id;
         self.next_id += 1;
-        let phase = Phase::Call(self.call_timeout);
         let deadline = Instant::now() + self.call_timeout;
         if let Err(e) = self.channel.send(&Call { id, request }, deadline) {
-            return Err(self.channel_failed(e, phase));
+            return Err(self.channel_failed(e, Phase::Call(self.call_timeout)));
         }
+        Ok(id)
+    }
+
+    /// Waits (up to the call timeout) for the reply to the submitted call `id`, which must
+    /// be the oldest one still in flight.
+    pub fn complete(&mut self, id: u64) -> Result<Reply> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let phase = Phase::Call(self.call_timeout);
+        let deadline = Instant::now() + self.call_timeout;
         match self.channel.recv::<ToHost>(deadline) {
             Ok(ToHost::Reply { id: got, result }) if got == id => result.map_err(Error::Remote),
             Ok(ToHost::Reply { id: got, .. }) => Err(self.fail(Error::BadFrame(format!(
@@ -547,6 +567,98 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(s.refresh_devices().unwrap().len(), 1);
+        s.shutdown().unwrap();
+        t.join().unwrap();
+    }
+
+    /// A fake appliance serving one file, `/f`, of `size` bytes whose Pread fails at
+    /// `fail_at` (if any): for the pipelined download.
+    fn file_peer(size: u64, fail_at: Option<u64>) -> impl FnOnce(Channel) + Send + 'static {
+        move |mut ch: Channel| {
+            ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
+            while let Ok(call) = ch.recv::<Call>(later()) {
+                let result = match call.request {
+                    Request::Ping => Ok(Reply::Unit),
+                    Request::Stat { .. } => Ok(Reply::Stat(wire::Stat {
+                        file_type: wire::FileType::Regular,
+                        mode: 0o644,
+                        uid: 0,
+                        gid: 0,
+                        size,
+                        nlink: 1,
+                        ino: 0,
+                        mtime: 0,
+                        atime: 0,
+                        ctime: 0,
+                    })),
+                    Request::Pread { offset, .. } if Some(offset) == fail_at => {
+                        Err(wire::Error::new(ErrorKind::Io, "bad block"))
+                    }
+                    Request::Pread { offset, len, .. } => {
+                        let end = (offset + u64::from(len)).min(size);
+                        let n = end.saturating_sub(offset) as usize;
+                        Ok(Reply::Data(Bytes(vec![(offset >> 20) as u8; n])))
+                    }
+                    Request::Shutdown => {
+                        let _ = ch.send(
+                            &ToHost::Reply {
+                                id: call.id,
+                                result: Ok(Reply::Unit),
+                            },
+                            later(),
+                        );
+                        return;
+                    }
+                    _ => Err(wire::Error::new(ErrorKind::Unsupported, "")),
+                };
+                ch.send(
+                    &ToHost::Reply {
+                        id: call.id,
+                        result,
+                    },
+                    later(),
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn pipelined_download_stays_in_step() {
+        let chunk = u64::from(wire::MAX_CHUNK);
+        // A short last chunk while the next read is already in flight.
+        let size = chunk * 2 + 12345;
+        let (s, t) = with_peer(vec![false], file_peer(size, None));
+        let mut s = s.unwrap();
+        let mut out = Vec::new();
+        assert_eq!(s.download("/f", &mut out).unwrap(), size);
+        assert_eq!(out.len() as u64, size);
+        assert!(out[..chunk as usize].iter().all(|&b| b == 0));
+        assert!(
+            out[chunk as usize..2 * chunk as usize]
+                .iter()
+                .all(|&b| b == 1)
+        );
+        assert!(out[2 * chunk as usize..].iter().all(|&b| b == 2));
+        s.ping().unwrap();
+        s.shutdown().unwrap();
+        t.join().unwrap();
+
+        // An error reply in the middle, with another read in flight: the error is
+        // reported and the session still answers the next call.
+        let (s, t) = with_peer(vec![false], file_peer(chunk * 5, Some(chunk)));
+        let mut s = s.unwrap();
+        let mut out = Vec::new();
+        match s.download("/f", &mut out) {
+            Err(Error::Remote(e)) => assert_eq!(e.kind, ErrorKind::Io),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            out.len() as u64,
+            chunk,
+            "the chunk before the error was written"
+        );
+        s.ping().unwrap();
         s.shutdown().unwrap();
         t.join().unwrap();
     }
