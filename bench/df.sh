@@ -6,6 +6,7 @@
 #   bench/df.sh [N] [P]     (defaults: 50 images, P = number of cores)
 # Needs libguestfs-tools for the comparison: SKIFF_DEPS_BENCH=1 bash tests/install-deps.sh
 # SKIFF_BENCH_NO_VIRTDF=1 skips virt-df (it takes ~15 s per image under TCG).
+# SKIFF_BENCH_DF_FLAGS="--shared" (or "--pool") passes flags to skiff df.
 # Prints figures only; nothing here asserts on time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ rate() { awk -v n="$N" -v a="$1" -v b="$2" 'BEGIN { t = b - a; printf "%.2f s, %
 
 echo "df over $N images (2 filesystems each), parallelism $P"
 t0=$(now)
-"$skiff" df -j "$P" "${imgs[@]}" > "$work/skiff.out"
+"$skiff" df ${SKIFF_BENCH_DF_FLAGS:-} -j "$P" "${imgs[@]}" > "$work/skiff.out"
 t1=$(now)
 echo "skiff df -j $P:        $(rate "$t0" "$t1")   ($(($(wc -l < "$work/skiff.out") - 1)) filesystems)"
 

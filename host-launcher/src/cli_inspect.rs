@@ -47,8 +47,13 @@ pub enum InspCmd {
         jobs: Option<usize>,
         /// Boot N pristine appliances ahead of need and hot-add each image to one of
         /// them (still one appliance per image, never reused for another).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shared")]
         pool: bool,
+        /// Reuse one read-only appliance per job for many images, hot-adding them one
+        /// after another (like virt-df). Only for images of a single trust domain: a
+        /// hostile image could attack the appliance and see the images after it.
+        #[arg(long)]
+        shared: bool,
         /// Print help.
         #[arg(long, action = ArgAction::Help)]
         help: Option<bool>,
@@ -84,8 +89,9 @@ pub fn run(a: &LaunchArgs, cmd: InspCmd) -> Result<()> {
             jobs,
             images,
             pool,
+            shared,
             ..
-        } => df(a, human, jobs, images, pool),
+        } => df(a, human, jobs, images, pool, shared),
         InspCmd::Each {
             jobs,
             images,
@@ -177,6 +183,7 @@ fn df(
     jobs: Option<usize>,
     images: Vec<PathBuf>,
     pool: bool,
+    shared: bool,
 ) -> Result<()> {
     if !a.drives.is_empty() || !a.mounts.is_empty() || a.rw {
         bail!("df takes the images as arguments (df DISK...), without -a, -m or --rw");
@@ -190,7 +197,9 @@ fn df(
         progress.tick(r.is_ok());
         results[i] = Some(r);
     };
-    if pool {
+    if shared {
+        skiff::pool::df_images_shared(&builder, &images, jobs, done)?;
+    } else if pool {
         skiff::pool::df_images_pooled(&builder, &images, jobs, done)?;
     } else {
         skiff::df::df_images(&builder, &images, jobs, done);

@@ -412,9 +412,85 @@ pub fn df_images_pooled(
     Ok(())
 }
 
+/// [`crate::df::df_images`] with `jobs` [`SharedReader`]s: each worker boots one
+/// appliance and hot-adds its share of the images one after another (add → df →
+/// remove), like `virt-df` batching many disks per appliance. **For a single trust
+/// domain only** (see [`SharedReader`]). Device names in the results are reported as
+/// the image's own `/dev/sda...`, as in the one-appliance-per-image mode. `done` is
+/// called on the calling thread as each image finishes, with its index.
+pub fn df_images_shared(
+    builder: &Builder,
+    images: &[PathBuf],
+    jobs: usize,
+    mut done: impl FnMut(usize, Result<crate::df::Df>),
+) -> Result<()> {
+    let jobs = jobs.clamp(1, images.len().max(1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for w in 0..jobs {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                let mut reader: Option<SharedReader> = None;
+                for i in (w..images.len()).step_by(jobs) {
+                    if reader.is_none() {
+                        match SharedReader::launch(builder) {
+                            Ok(r) => reader = Some(r),
+                            Err(e) => {
+                                let _ = tx.send((i, Err(e)));
+                                continue;
+                            }
+                        }
+                    }
+                    // OK to unwrap: set just above.
+                    let r = reader.as_mut().unwrap();
+                    let result = r.with_disk(images[i].clone(), None, |s, dev| {
+                        let mut d = crate::df::df(s)?;
+                        for f in &mut d.filesystems {
+                            f.device = rename_device(&f.device, dev);
+                        }
+                        for f in &mut d.skipped {
+                            f.device = rename_device(&f.device, dev);
+                        }
+                        Ok(d)
+                    });
+                    // A failure that closed the session (a crashed appliance): the next
+                    // image gets a fresh one.
+                    if result.is_err() && r.ping().is_err() {
+                        reader = None;
+                    }
+                    let _ = tx.send((i, result));
+                }
+                if let Some(r) = reader {
+                    let _ = r.shutdown();
+                }
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            done(i, r);
+        }
+    });
+    Ok(())
+}
+
+/// `/dev/sdc2` seen through shared-reader disk `/dev/sdc` → `/dev/sda2`.
+fn rename_device(name: &str, disk: &str) -> String {
+    match name.strip_prefix(disk) {
+        Some(rest) => format!("/dev/sda{rest}"),
+        None => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_device_names_read_as_the_image_own() {
+        assert_eq!(rename_device("/dev/sdc2", "/dev/sdc"), "/dev/sda2");
+        assert_eq!(rename_device("/dev/sdc", "/dev/sdc"), "/dev/sda");
+        assert_eq!(rename_device("/dev/sdb1", "/dev/sdc"), "/dev/sdb1");
+    }
 
     #[test]
     fn pool_options_are_checked() {

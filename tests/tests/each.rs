@@ -118,6 +118,20 @@ fn df_over_many_images() {
         "{v}"
     );
 
+    // --shared (one reused read-only appliance per job, images hot-added in turn): the
+    // same filesystems, sizes and device names, the same per-image errors.
+    let mut args = vec!["df", "--json", "--shared", "-j", "2"];
+    args.extend(&names);
+    let o = guests::skiff_cli(&args, b"");
+    assert!(!o.status.success(), "the missing image fails df --shared");
+    let shared: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shared["filesystems"], v["filesystems"], "{shared}");
+    assert_eq!(
+        shared["errors"].as_array().unwrap().len(),
+        errors.len(),
+        "{shared}"
+    );
+
     // Text, human sizes: one row per filesystem plus the header.
     let mut args = vec!["df", "-h"];
     args.extend(&names[..3]);
