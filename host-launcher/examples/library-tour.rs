@@ -12,7 +12,13 @@ fn main() -> skiff::Result<()> {
 
     // One appliance, one read-only disk (format found with qemu-img, never probed by qemu).
     let mut s = Appliance::builder()
-        .add_drive(&guest, DriveOptions { format: None, readonly: true })
+        .add_drive(
+            &guest,
+            DriveOptions {
+                format: None,
+                readonly: true,
+            },
+        )
         .launch()?;
     for d in s.devices() {
         println!("{} {} bytes", d.name, d.size);
@@ -31,7 +37,14 @@ fn main() -> skiff::Result<()> {
     }
     if let Some(os) = oses.first() {
         for (device, mountpoint) in skiff::inspect::mount_plan(os) {
-            s.mount(&device, &mountpoint, MountOptions { readonly: true, fstype: None })?;
+            s.mount(
+                &device,
+                &mountpoint,
+                MountOptions {
+                    readonly: true,
+                    fstype: None,
+                },
+            )?;
         }
         if let Ok(text) = s.read_file("/etc/hostname") {
             print!("hostname: {}", String::from_utf8_lossy(&text));
@@ -46,13 +59,22 @@ fn main() -> skiff::Result<()> {
     // and dropping the session destroys that appliance (never reused for another guest).
     if let Some(other) = other {
         let pool = Pool::new(PoolOptions::new(1))?;
-        let drive = (other.as_str(), DriveOptions { format: None, readonly: true });
+        let drive = (
+            other.as_str(),
+            DriveOptions {
+                format: None,
+                readonly: true,
+            },
+        );
         let mut p = pool.acquire(&[drive])?;
         for d in p.devices() {
             println!("pooled: {} {} bytes", d.name, d.size);
         }
         let head = p.pread_device("/dev/sda", 0, 512)?;
-        println!("pooled: first sector ends with {:02x}{:02x}", head[510], head[511]);
+        println!(
+            "pooled: first sector ends with {:02x}{:02x}",
+            head[510], head[511]
+        );
     }
     Ok(())
 }
