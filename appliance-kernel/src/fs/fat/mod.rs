@@ -328,11 +328,21 @@ impl FatFs {
         let mut r = self.vol.read_file(e).map_err(|x| self.err(x, path))?;
         let size = usize::try_from(e.len())
             .map_err(|_| Error::new(ErrorKind::TooLarge, "file too large"))?;
-        let mut buf = vec![0u8; size];
+        self.read_up_to(size, path, |b| r.read(b))
+    }
+
+    /// Reads up to `want` bytes with `read` (a FAT file reader), stopping early at its end.
+    fn read_up_to(
+        &self,
+        want: usize,
+        path: &str,
+        mut read: impl FnMut(&mut [u8]) -> Result<usize, hadris_fat::Error>,
+    ) -> FsResult<Vec<u8>> {
+        let mut buf = vec![0u8; want];
         let mut got = 0;
-        while got < size {
-            // OK to slice: got < size == buf.len().
-            let n = r.read(&mut buf[got..]).map_err(|x| self.err(x, path))?;
+        while got < want {
+            // OK to slice: got < want == buf.len().
+            let n = read(&mut buf[got..]).map_err(|x| self.err(x, path))?;
             if n == 0 {
                 break;
             }
@@ -443,18 +453,7 @@ impl FileSystem for FatFs {
         let mut r = self.vol.read_file(&e).map_err(|x| self.err(x, path))?;
         r.seek(SeekFrom::Start(offset))
             .map_err(|x| self.err(x, path))?;
-        let mut buf = vec![0u8; want];
-        let mut got = 0;
-        while got < want {
-            // OK to slice: got < want == buf.len().
-            let n = r.read(&mut buf[got..]).map_err(|x| self.err(x, path))?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        buf.truncate(got);
-        Ok(buf)
+        self.read_up_to(want, path, |b| r.read(b))
     }
 
     fn statvfs(&mut self) -> FsResult<StatVfs> {
