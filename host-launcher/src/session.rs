@@ -481,59 +481,60 @@ mod tests {
         (0..4096).map(|i| (i % 251) as u8).collect()
     }
 
-    fn serve(mut ch: Channel) {
-        let mut disk = disk_bytes();
+    /// A fake appliance: says Hello, answers each call with `respond` until Shutdown
+    /// (answered with Unit) or the host goes away.
+    fn run_peer(mut ch: Channel, mut respond: impl FnMut(Request) -> Result<Reply, wire::Error>) {
         ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
-        loop {
-            let Ok(call) = ch.recv::<Call>(later()) else {
-                return;
+        while let Ok(call) = ch.recv::<Call>(later()) {
+            let shutdown = call.request == Request::Shutdown;
+            let result = if shutdown {
+                Ok(Reply::Unit)
+            } else {
+                respond(call.request)
             };
-            let result = match call.request {
-                Request::Ping | Request::Sync => Ok(Reply::Unit),
-                Request::Devices => Ok(Reply::Devices(vec![dev("/dev/sda", 4096, false)])),
-                Request::PreadDevice { len, .. } if len > 1000 => Err(wire::Error::new(
-                    ErrorKind::TooLarge,
-                    "read chunk over 1000",
-                )),
-                Request::PreadDevice { offset, len, .. } => {
-                    let s = (offset as usize).min(disk.len());
-                    let e = (s + len as usize).min(disk.len());
-                    Ok(Reply::Data(Bytes(disk[s..e].to_vec())))
-                }
-                Request::PwriteDevice {
-                    device,
-                    offset,
-                    data,
-                } => {
-                    if device == "/dev/sdb" {
-                        Err(wire::Error::new(ErrorKind::ReadOnly, device))
-                    } else {
-                        let o = offset as usize;
-                        disk[o..o + data.0.len()].copy_from_slice(&data.0);
-                        Ok(Reply::Written(data.0.len() as u64))
-                    }
-                }
-                Request::Shutdown => {
-                    let _ = ch.send(
-                        &ToHost::Reply {
-                            id: call.id,
-                            result: Ok(Reply::Unit),
-                        },
-                        later(),
-                    );
-                    return;
-                }
-                _ => Err(wire::Error::new(ErrorKind::Unsupported, "")),
-            };
-            ch.send(
+            let sent = ch.send(
                 &ToHost::Reply {
                     id: call.id,
                     result,
                 },
                 later(),
-            )
-            .unwrap();
+            );
+            if shutdown {
+                return;
+            }
+            sent.unwrap();
         }
+    }
+
+    fn serve(ch: Channel) {
+        let mut disk = disk_bytes();
+        run_peer(ch, |request| match request {
+            Request::Ping | Request::Sync => Ok(Reply::Unit),
+            Request::Devices => Ok(Reply::Devices(vec![dev("/dev/sda", 4096, false)])),
+            Request::PreadDevice { len, .. } if len > 1000 => Err(wire::Error::new(
+                ErrorKind::TooLarge,
+                "read chunk over 1000",
+            )),
+            Request::PreadDevice { offset, len, .. } => {
+                let s = (offset as usize).min(disk.len());
+                let e = (s + len as usize).min(disk.len());
+                Ok(Reply::Data(Bytes(disk[s..e].to_vec())))
+            }
+            Request::PwriteDevice {
+                device,
+                offset,
+                data,
+            } => {
+                if device == "/dev/sdb" {
+                    Err(wire::Error::new(ErrorKind::ReadOnly, device))
+                } else {
+                    let o = offset as usize;
+                    disk[o..o + data.0.len()].copy_from_slice(&data.0);
+                    Ok(Reply::Written(data.0.len() as u64))
+                }
+            }
+            _ => Err(wire::Error::new(ErrorKind::Unsupported, "")),
+        });
     }
 
     #[test]
@@ -574,52 +575,31 @@ mod tests {
     /// A fake appliance serving one file, `/f`, of `size` bytes whose Pread fails at
     /// `fail_at` (if any): for the pipelined download.
     fn file_peer(size: u64, fail_at: Option<u64>) -> impl FnOnce(Channel) + Send + 'static {
-        move |mut ch: Channel| {
-            ch.send(&hello(PROTOCOL_VERSION), later()).unwrap();
-            while let Ok(call) = ch.recv::<Call>(later()) {
-                let result = match call.request {
-                    Request::Ping => Ok(Reply::Unit),
-                    Request::Stat { .. } => Ok(Reply::Stat(wire::Stat {
-                        file_type: wire::FileType::Regular,
-                        mode: 0o644,
-                        uid: 0,
-                        gid: 0,
-                        size,
-                        nlink: 1,
-                        ino: 0,
-                        mtime: 0,
-                        atime: 0,
-                        ctime: 0,
-                    })),
-                    Request::Pread { offset, .. } if Some(offset) == fail_at => {
-                        Err(wire::Error::new(ErrorKind::Io, "bad block"))
-                    }
-                    Request::Pread { offset, len, .. } => {
-                        let end = (offset + u64::from(len)).min(size);
-                        let n = end.saturating_sub(offset) as usize;
-                        Ok(Reply::Data(Bytes(vec![(offset >> 20) as u8; n])))
-                    }
-                    Request::Shutdown => {
-                        let _ = ch.send(
-                            &ToHost::Reply {
-                                id: call.id,
-                                result: Ok(Reply::Unit),
-                            },
-                            later(),
-                        );
-                        return;
-                    }
-                    _ => Err(wire::Error::new(ErrorKind::Unsupported, "")),
-                };
-                ch.send(
-                    &ToHost::Reply {
-                        id: call.id,
-                        result,
-                    },
-                    later(),
-                )
-                .unwrap();
-            }
+        move |ch: Channel| {
+            run_peer(ch, |request| match request {
+                Request::Ping => Ok(Reply::Unit),
+                Request::Stat { .. } => Ok(Reply::Stat(wire::Stat {
+                    file_type: wire::FileType::Regular,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    size,
+                    nlink: 1,
+                    ino: 0,
+                    mtime: 0,
+                    atime: 0,
+                    ctime: 0,
+                })),
+                Request::Pread { offset, .. } if Some(offset) == fail_at => {
+                    Err(wire::Error::new(ErrorKind::Io, "bad block"))
+                }
+                Request::Pread { offset, len, .. } => {
+                    let end = (offset + u64::from(len)).min(size);
+                    let n = end.saturating_sub(offset) as usize;
+                    Ok(Reply::Data(Bytes(vec![(offset >> 20) as u8; n])))
+                }
+                _ => Err(wire::Error::new(ErrorKind::Unsupported, "")),
+            })
         }
     }
 
