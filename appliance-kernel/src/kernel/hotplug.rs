@@ -4,13 +4,12 @@
 //! requests (attention button, which qemu's `device_del` presses: the appliance then
 //! powers the slot off and qemu detaches the device) and vanished devices.
 
-use super::pci::{BarAllocator, PortCam, assign_bars};
+use super::pci::{BarAllocator, PortCam, assign_bars, find_cap};
 use crate::log;
 use virtio_drivers::transport::pci::bus::{
     Command, ConfigurationAccess, DeviceFunction, HeaderType, PciRoot,
 };
 
-const CAP_PTR: u8 = 0x34;
 const CAP_ID_PCIE: u8 = 0x10;
 /// Offsets inside the PCI Express capability.
 const SLOT_CAPS: u8 = 0x14;
@@ -49,23 +48,6 @@ pub enum SlotEvent {
     EjectRequested,
     /// Nothing is in the slot.
     Empty,
-}
-
-fn find_pcie_cap(root: &PciRoot<PortCam>, df: DeviceFunction) -> Option<u8> {
-    let cam = &PortCam;
-    let mut ptr = (cam.read_word(df, CAP_PTR) & 0xfc) as u8;
-    for _ in 0..48 {
-        if ptr < 0x40 {
-            return None;
-        }
-        let hdr = cam.read_word(df, ptr);
-        if hdr as u8 == CAP_ID_PCIE {
-            return Some(ptr);
-        }
-        ptr = ((hdr >> 8) & 0xfc) as u8;
-    }
-    let _ = root;
-    None
 }
 
 impl Port {
@@ -142,7 +124,7 @@ pub fn init_ports(
         .take(32)
         .collect();
     for df in bridges {
-        let Some(cap) = find_pcie_cap(root, df) else {
+        let Some(cap) = find_cap(df, CAP_ID_PCIE, Some) else {
             continue;
         };
         if PortCam.read_word(df, cap + SLOT_CAPS) & SLTCAP_HPC == 0 {

@@ -4,7 +4,7 @@
 //! keeps a host core busy. The legacy 8259 PICs are masked so nothing else arrives.
 
 use super::arch::outb;
-use super::pci::PortCam;
+use super::pci::{PortCam, find_cap};
 use super::traps::{SPURIOUS_VECTOR, WAKE_VECTOR};
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
@@ -34,26 +34,6 @@ pub fn init_cpu() {
             (svr & !0xff) | 0x100 | u32::from(SPURIOUS_VECTOR),
         );
     }
-}
-
-/// Walks the capability list of `df` for `id`; calls `f` with each match's offset until
-/// it returns `Some`.
-fn find_cap<T>(df: DeviceFunction, id: u8, mut f: impl FnMut(u8) -> Option<T>) -> Option<T> {
-    let cam = PortCam;
-    let mut ptr = (cam.read_word(df, 0x34) & 0xfc) as u8;
-    for _ in 0..48 {
-        if ptr < 0x40 {
-            return None;
-        }
-        let hdr = cam.read_word(df, ptr);
-        if hdr as u8 == id
-            && let Some(t) = f(ptr)
-        {
-            return Some(t);
-        }
-        ptr = ((hdr >> 8) & 0xfc) as u8;
-    }
-    None
 }
 
 /// The memory address a (32- or 64-bit) memory BAR was assigned.

@@ -171,3 +171,23 @@ pub fn scan(
     }
     found
 }
+
+/// Walks the capability list of `df` (bounded: a looping list ends the walk) for
+/// capability `id`; calls `f` with each match's offset until it returns `Some`.
+pub fn find_cap<T>(df: DeviceFunction, id: u8, mut f: impl FnMut(u8) -> Option<T>) -> Option<T> {
+    let cam = PortCam;
+    let mut ptr = (cam.read_word(df, 0x34) & 0xfc) as u8;
+    for _ in 0..48 {
+        if ptr < 0x40 {
+            return None;
+        }
+        let hdr = cam.read_word(df, ptr);
+        if hdr as u8 == id
+            && let Some(t) = f(ptr)
+        {
+            return Some(t);
+        }
+        ptr = ((hdr >> 8) & 0xfc) as u8;
+    }
+    None
+}

@@ -141,7 +141,7 @@ fn read_bytes(
     if buf.is_empty() {
         return Ok(());
     }
-    if offset % SECTOR == 0 && buf.len() as u64 % SECTOR == 0 {
+    if offset.is_multiple_of(SECTOR) && (buf.len() as u64).is_multiple_of(SECTOR) {
         return read_sectors(blk, offset / SECTOR, buf);
     }
     let first = offset / SECTOR;
@@ -177,7 +177,7 @@ impl BlockDevice for VirtioDisk {
         if buf.is_empty() {
             return Ok(());
         }
-        if offset % SECTOR == 0 && buf.len() as u64 % SECTOR == 0 {
+        if offset.is_multiple_of(SECTOR) && (buf.len() as u64).is_multiple_of(SECTOR) {
             return self.write_sectors(offset / SECTOR, buf);
         }
         // Unaligned: read-modify-write the covering sectors.
