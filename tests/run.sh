@@ -16,5 +16,7 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets "${features[@]}" -q -- -D warnings
+echo "== cargo clippy (appliance kernel, x86_64-unknown-none)" >&2
+cargo clippy -q -p appliance-kernel --bin appliance-kernel --target x86_64-unknown-none --profile appliance -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace --release "${features[@]}" 2>&1
