@@ -79,7 +79,17 @@ pub struct Builder {
     backend: crate::libvirt::Backend,
     /// Launch with the hotplug profile and a QMP monitor ([`Builder::hotplug`]).
     hotplug: bool,
+    /// Root ports added to a hotplug launch ([`Builder::hotplug_ports`]).
+    hotplug_ports: usize,
 }
+
+/// How long one call may take unless [`Builder::call_timeout`] says otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Root ports of a hotplug launch unless [`Builder::hotplug_ports`] says otherwise.
+pub const DEFAULT_HOTPLUG_PORTS: usize = 8;
+/// The most root ports one launch may have (pcie.0 slots 3..=30).
+pub const MAX_HOTPLUG_PORTS: usize = 28;
 
 impl Default for Builder {
     fn default() -> Self {
@@ -88,7 +98,7 @@ impl Default for Builder {
             memory_mib: 128,
             // TCG is slow on a first boot (cold page cache, busy machine).
             timeout: Duration::from_secs(20),
-            call_timeout: Duration::from_secs(60),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             verbose: false,
             cmdline: None,
             profile: None,
@@ -96,6 +106,7 @@ impl Default for Builder {
             qemu: None,
             backend: crate::libvirt::Backend::Direct,
             hotplug: false,
+            hotplug_ports: DEFAULT_HOTPLUG_PORTS,
         }
     }
 }
@@ -119,7 +130,7 @@ impl Builder {
         self
     }
 
-    /// How long one call may take (default 60 s).
+    /// How long one call may take (default [`DEFAULT_CALL_TIMEOUT`], 60 s).
     pub fn call_timeout(mut self, d: Duration) -> Self {
         self.call_timeout = d;
         self
@@ -162,6 +173,16 @@ impl Builder {
     /// `{qmp_fd}` and `pcie-root-port,id=rp<K>` devices).
     pub fn hotplug(mut self, on: bool) -> Self {
         self.hotplug = on;
+        self
+    }
+
+    /// How many PCIe root ports a hotplug launch gets, i.e. how many disks can be
+    /// hot-added at once (default [`DEFAULT_HOTPLUG_PORTS`], at most
+    /// [`MAX_HOTPLUG_PORTS`]). Each port costs every launch some boot time and memory
+    /// in qemu, so an appliance that will take one disk should ask for one.
+    /// A custom profile that lists its own `pcie-root-port,id=rp<K>` devices keeps them.
+    pub fn hotplug_ports(mut self, n: usize) -> Self {
+        self.hotplug_ports = n;
         self
     }
 
@@ -289,6 +310,9 @@ impl Builder {
             qmp_fd,
         };
         let mut args = profile.expand(&vars)?;
+        if self.hotplug && crate::hotplug::root_ports(&args).is_empty() {
+            args.extend(root_port_args(self.hotplug_ports)?);
+        }
         for (i, d) in drives.iter().enumerate() {
             args.extend(qemu::drive_args(i, d)?);
         }
@@ -373,6 +397,10 @@ impl Builder {
     pub(crate) fn wants_hotplug(&self) -> bool {
         self.hotplug
     }
+
+    pub(crate) fn hotplug_port_count(&self) -> usize {
+        self.hotplug_ports
+    }
 }
 
 struct Spawned {
@@ -383,6 +411,27 @@ struct Spawned {
     qmp: Option<UnixStream>,
     /// The profile's hotplug root port ids (`rp0`, ...).
     ports: Vec<String>,
+}
+
+/// `-device pcie-root-port,...` for `n` ports `rp0..`, on pcie.0 slots 3 and up.
+fn root_port_args(n: usize) -> Result<Vec<String>> {
+    if !(1..=MAX_HOTPLUG_PORTS).contains(&n) {
+        return Err(Error::Config(format!(
+            "a hotplug launch needs 1 to {MAX_HOTPLUG_PORTS} root ports, not {n}"
+        )));
+    }
+    Ok((0..n)
+        .flat_map(|k| {
+            [
+                "-device".to_string(),
+                format!(
+                    "pcie-root-port,id=rp{k},bus=pcie.0,chassis={},addr={:#x}",
+                    k + 1,
+                    k + 3
+                ),
+            ]
+        })
+        .collect())
 }
 
 pub(crate) fn check_exists(path: &Path) -> Result<()> {

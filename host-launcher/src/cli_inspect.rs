@@ -17,6 +17,7 @@ use serde::Serialize;
 use skiff::df::{DfEntry, human_size};
 use skiff::each::{Progress, default_jobs, run_parallel};
 use skiff::inspect::{OsInfo, inspect_os};
+use skiff::{DriveOptions, Pool, PoolOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -67,11 +68,17 @@ pub enum InspCmd {
     #[command(after_help = "Examples:
   skiff each guests/*.qcow2 -- cat /etc/hostname
   skiff each -j 2 a.img b.img -- inspect
+  skiff each --pool guests/*.img -- df       # appliances booted ahead, one per image
   skiff each --json guests/*.img -- ls /etc    # one JSON document per image and line")]
     Each {
         /// Images run at once (default: the number of cores).
         #[arg(short = 'j', long = "jobs", value_name = "N")]
         jobs: Option<usize>,
+        /// Keep N pristine appliances booted ahead of need and hot-add each image to one
+        /// of them, so an image's command does not wait for a boot (still one appliance
+        /// per image, destroyed afterwards, never reused for another).
+        #[arg(long)]
+        pool: bool,
         /// Disk images (each one is a separate guest).
         #[arg(value_name = "DISK", required = true)]
         images: Vec<PathBuf>,
@@ -94,9 +101,10 @@ pub fn run(a: &LaunchArgs, cmd: InspCmd) -> Result<()> {
         } => df(a, human, jobs, images, pool, shared),
         InspCmd::Each {
             jobs,
+            pool,
             images,
             command,
-        } => each(a, jobs, images, command),
+        } => each(a, jobs, pool, images, command),
     }
 }
 
@@ -324,7 +332,13 @@ struct EachDoc {
 /// Commands that make no sense once per image.
 const NOT_EACH: &[&str] = &["each", "shell", "df", "help"];
 
-fn each(a: &LaunchArgs, jobs: Option<usize>, images: Vec<PathBuf>, cmd: Vec<String>) -> Result<()> {
+fn each(
+    a: &LaunchArgs,
+    jobs: Option<usize>,
+    pool: bool,
+    images: Vec<PathBuf>,
+    cmd: Vec<String>,
+) -> Result<()> {
     if !a.drives.is_empty() || a.rw {
         bail!("each takes the images as arguments (each DISK... -- COMMAND), without -a or --rw");
     }
@@ -354,19 +368,50 @@ fn each(a: &LaunchArgs, jobs: Option<usize>, images: Vec<PathBuf>, cmd: Vec<Stri
     for m in &a.mounts {
         common.push(format!("--mount={}:{}", m.device, m.mountpoint));
     }
+    let jobs = jobs.unwrap_or_else(default_jobs).clamp(1, images.len().max(1));
+    // With --pool: `jobs` appliances ready ahead, one port each (one disk per image), no
+    // more boots than images.
+    let pool = if pool {
+        let builder = base_builder(a)?.hotplug_ports(1);
+        let options = PoolOptions::new(jobs)
+            .builder(builder)
+            .max_launches(images.len());
+        Some(Pool::new(options).context("starting the pool")?)
+    } else {
+        None
+    };
     let work = |i: usize| -> Outcome {
         let img = &images[i];
         let mut arg = std::ffi::OsString::from("--add=");
         arg.push(img.as_os_str());
-        let r = Command::new(&exe)
+        let mut child = Command::new(&exe);
+        child
             .args(&cmd)
             .args(&common)
             .arg(arg)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output();
-        match r {
+            .stderr(Stdio::piped());
+        // The pooled appliance (if any) lives until the child is done with it.
+        let _appliance = match &pool {
+            None => None,
+            Some(pool) => match pool.acquire(&[(img, DriveOptions::readonly())]) {
+                Ok(session) => {
+                    let fd = session.inherit_into(&mut child);
+                    child.arg(format!("--inherit-appliance={fd}"));
+                    Some(session)
+                }
+                Err(e) => {
+                    return Outcome {
+                        ok: false,
+                        code: None,
+                        stdout: Vec::new(),
+                        stderr: format!("{:#}", anyhow::Error::from(e)).into_bytes(),
+                    };
+                }
+            },
+        };
+        match child.output() {
             Ok(o) => Outcome {
                 ok: o.status.success(),
                 code: o.status.code(),
@@ -385,7 +430,7 @@ fn each(a: &LaunchArgs, jobs: Option<usize>, images: Vec<PathBuf>, cmd: Vec<Stri
     let mut first_error: Option<std::io::Error> = None;
     run_parallel(
         images.len(),
-        jobs.unwrap_or_else(default_jobs),
+        jobs,
         work,
         |i, o| {
             progress.clear();

@@ -428,7 +428,7 @@ mod tests {
     }
 
     #[test]
-    fn hotplug_profile_has_ports_and_qmp() {
+    fn hotplug_launch_has_ports_and_qmp() {
         let p = Profile::hotplug();
         assert!(p.uses_qmp());
         assert!(!Profile::default().uses_qmp());
@@ -447,10 +447,21 @@ mod tests {
         let args = p.expand(&vars).unwrap();
         assert!(args.contains(&"socket,id=qmp,fd=9".to_string()));
         assert!(args.contains(&"ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off".to_string()));
-        let ports = root_ports(&args);
+        // The ports come from the builder, not the profile.
+        assert!(root_ports(&args).is_empty());
+        let b = crate::Builder::default()
+            .hotplug(true)
+            .accel(crate::Accel::Tcg);
+        let ports = root_ports(&b.command_line().unwrap().1);
         assert_eq!(ports.len(), 8);
         assert_eq!(ports[0], "rp0");
         assert_eq!(ports[7], "rp7");
+        let one = root_ports(&b.clone().hotplug_ports(1).command_line().unwrap().1);
+        assert_eq!(one, ["rp0"]);
+        assert!(b.clone().hotplug_ports(0).command_line().is_err());
+        assert!(b.clone().hotplug_ports(29).command_line().is_err());
+        let max = b.hotplug_ports(crate::appliance::MAX_HOTPLUG_PORTS);
+        assert_eq!(root_ports(&max.command_line().unwrap().1).len(), 28);
         // The default profile's arguments are all in the hotplug one (same machine).
         let mut v0 = vars.clone();
         v0.qmp_fd = None;

@@ -72,6 +72,11 @@ struct LaunchArgs {
     /// Add libvirt storage volume POOL/VOLUME (path and format from libvirt).
     #[arg(long = "volume", value_name = "POOL/VOLUME", global = true)]
     volumes: Vec<String>,
+    /// Internal (`each --pool`): use the pre-booted appliance whose RPC channel the
+    /// parent skiff handed down as this fd, with the -a disks already attached in order,
+    /// instead of launching one.
+    #[arg(long, value_name = "FD", global = true, hide = true)]
+    inherit_appliance: Option<i32>,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +187,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn launch(a: &LaunchArgs) -> Result<Session> {
+    if let Some(fd) = a.inherit_appliance {
+        return adopt(a, fd);
+    }
     let mut b = base_builder(a)?;
     for d in &a.drives {
         b = b.add_drive(
@@ -196,6 +204,24 @@ fn launch(a: &LaunchArgs) -> Result<Session> {
         b = b.add_drive(path, options);
     }
     Ok(b.launch()?)
+}
+
+/// The session on an appliance handed down by `each --pool` (see `--inherit-appliance`).
+fn adopt(a: &LaunchArgs, fd: i32) -> Result<Session> {
+    if a.domain.is_some() || !a.volumes.is_empty() {
+        bail!("--inherit-appliance takes -a disks only");
+    }
+    let stream = skiff::process::inherited_socket(fd)?;
+    let readonly = vec![!a.rw; a.drives.len()];
+    let s = Session::adopt(stream, readonly, skiff::appliance::DEFAULT_CALL_TIMEOUT)?;
+    if s.devices().len() != a.drives.len() {
+        bail!(
+            "the inherited appliance has {} disk(s), {} were named with -a",
+            s.devices().len(),
+            a.drives.len()
+        );
+    }
+    Ok(s)
 }
 
 /// The disks named by -d DOMAIN and --volume POOL/VOLUME, looked up through libvirt.

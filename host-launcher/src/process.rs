@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use std::io::{Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -37,21 +38,7 @@ impl Qemu {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let fds = fds.to_vec();
-        // SAFETY: the closure runs in the forked child before exec and only calls fcntl,
-        // which is async-signal-safe; it allocates nothing (`fds` was moved in beforehand)
-        // and touches no lock.
-        unsafe {
-            cmd.pre_exec(move || {
-                for &fd in &fds {
-                    let flags = libc::fcntl(fd, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        inherit_fds(&mut cmd, fds.to_vec());
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                 Error::QemuNotFound {
@@ -137,6 +124,52 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Lets the process that `cmd` spawns inherit `fds` (close-on-exec in this process, and
+/// so in every other child it spawns) under the same numbers.
+pub(crate) fn inherit_fds(cmd: &mut Command, fds: Vec<RawFd>) {
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl,
+    // which is async-signal-safe; it allocates nothing (`fds` was moved in beforehand)
+    // and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Takes ownership of the Unix socket a parent process handed down as fd `fd` (see
+/// [`crate::Session::inherit_into`]), after checking that `fd` is open and a socket.
+/// Call it once per fd: the returned stream closes it when dropped.
+pub fn inherited_socket(fd: RawFd) -> Result<UnixStream> {
+    let bad = |why: &str| Error::Config(format!("inherited appliance fd {fd}: {why}"));
+    if fd <= 2 {
+        return Err(bad("not a socket (a standard stream)"));
+    }
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor flags; an fd that is not open
+    // gives EBADF and no other effect.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(bad("not open"));
+    }
+    // SAFETY: `fd` is open (checked just above) and, by this function's contract, was
+    // handed to this process for the session alone: nothing else here owns or closes it.
+    let stream = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if let Err(e) = stream.local_addr() {
+        // Not a socket: give the descriptor back untouched rather than closing it.
+        std::mem::forget(stream);
+        return Err(bad(&e.to_string()));
+    }
+    // Close-on-exec from now on: our own children must not hold the channel.
+    // SAFETY: fcntl(F_SETFD) on a descriptor this stream owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(stream)
 }
 
 /// A thread that appends everything from `r` to `log` (and to stderr when verbose).

@@ -5,6 +5,8 @@
 use crate::channel::{Channel, ChannelError};
 use crate::error::{Error, Result};
 use crate::process::{self, EXIT_CLEAN, EXIT_PANIC, Qemu};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 use wire::{Bytes, Call, Device, MAX_CHUNK, PROTOCOL_VERSION, Reply, Request, ToHost};
@@ -99,6 +101,43 @@ impl Session {
         }
         s.devices = hello.devices;
         Ok(s)
+    }
+
+    /// Takes over an appliance that another process launched and handed down: `stream`
+    /// is its RPC channel (see [`Session::inherit_into`] and
+    /// [`crate::process::inherited_socket`]), past the Hello, with no call in flight.
+    /// `readonly` says, per disk slot, whether the disk was attached read-only. qemu stays
+    /// the launching process's child: [`Session::shutdown`] powers the appliance off and
+    /// returns without waiting for qemu, and only that process can kill it.
+    ///
+    /// This is how `skiff each --pool` runs each image's command in a child `skiff`
+    /// against a pre-booted appliance the parent took from its [`crate::Pool`].
+    pub fn adopt(stream: UnixStream, readonly: Vec<bool>, call_timeout: Duration) -> Result<Session> {
+        let mut s = Session {
+            channel: Channel::new(stream),
+            qemu: None,
+            devices: Vec::new(),
+            readonly,
+            hotplug: None,
+            guest: None,
+            next_id: 1,
+            call_timeout,
+            read_chunk: MAX_CHUNK,
+            closed: false,
+        };
+        s.refresh_devices()?;
+        Ok(s)
+    }
+
+    /// Lets the process `cmd` will spawn inherit this session's RPC channel and returns
+    /// the fd number it gets there, for that process's [`Session::adopt`]. Until the
+    /// child is done, this process must make no call on the session (the two would read
+    /// each other's replies); dropping the session afterwards still destroys the
+    /// appliance. Other children spawned meanwhile do not inherit the channel.
+    pub fn inherit_into(&self, cmd: &mut std::process::Command) -> RawFd {
+        let fd = self.channel.stream.as_raw_fd();
+        process::inherit_fds(cmd, vec![fd]);
+        fd
     }
 
     /// The whole-disk devices, as of the Hello or the last [`Session::refresh_devices`].

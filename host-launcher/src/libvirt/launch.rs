@@ -30,8 +30,6 @@ use virt::sys;
 const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
 /// The firmware used when it is installed (local connections only).
 const QBOOT: &str = crate::qemu::QBOOT;
-/// PCIe root ports of a hotplug launch (as many as `qemu-configs/q35-hotplug.args`).
-const HOTPLUG_PORTS: usize = 8;
 
 /// A libvirt error as ours, with what we were doing.
 pub(crate) fn verr(what: impl std::fmt::Display, e: virt::error::Error) -> Error {
@@ -139,7 +137,7 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
         disks,
         passthrough: true,
         hotplug_ports: if builder.wants_hotplug() {
-            HOTPLUG_PORTS
+            builder.hotplug_port_count()
         } else {
             0
         },
