@@ -487,7 +487,7 @@ mod tests {
         assert!(args.contains(&"virtio-blk-pci,drive=d1,serial=skiff1".to_string()));
         assert!(args.contains(&"skiff.test=panic".to_string()));
         assert!(args.contains(&"96".to_string()));
-        assert!(args.contains(&"q35,accel=tcg".to_string()));
+        assert!(args.contains(&"q35,accel=tcg,sata=off,smbus=off".to_string()));
     }
 
     #[test]

@@ -368,7 +368,9 @@ fn each(
     for m in &a.mounts {
         common.push(format!("--mount={}:{}", m.device, m.mountpoint));
     }
-    let jobs = jobs.unwrap_or_else(default_jobs).clamp(1, images.len().max(1));
+    let jobs = jobs
+        .unwrap_or_else(default_jobs)
+        .clamp(1, images.len().max(1));
     // With --pool: `jobs` appliances ready ahead, one port each (one disk per image), no
     // more boots than images.
     let pool = if pool {
@@ -428,19 +430,14 @@ fn each(
     };
     let mut progress = Progress::new(images.len());
     let mut first_error: Option<std::io::Error> = None;
-    run_parallel(
-        images.len(),
-        jobs,
-        work,
-        |i, o| {
-            progress.clear();
-            let name = images[i].display().to_string();
-            if let Err(e) = print_outcome(&name, &o, a.json) {
-                first_error.get_or_insert(e);
-            }
-            progress.tick(o.ok);
-        },
-    );
+    run_parallel(images.len(), jobs, work, |i, o| {
+        progress.clear();
+        let name = images[i].display().to_string();
+        if let Err(e) = print_outcome(&name, &o, a.json) {
+            first_error.get_or_insert(e);
+        }
+        progress.tick(o.ok);
+    });
     let (ok, failed) = (progress.ok(), progress.failed());
     progress.finish();
     if let Some(e) = first_error {

@@ -396,8 +396,9 @@ pub fn df_images_pooled(
     done: impl FnMut(usize, Result<crate::df::Df>),
 ) -> Result<()> {
     let jobs = jobs.clamp(1, images.len().max(1));
+    // One image, one disk, one port.
     let options = PoolOptions::new(jobs)
-        .builder(builder.clone())
+        .builder(builder.clone().hotplug_ports(1))
         .max_launches(images.len());
     let pool = Pool::new(options)?;
     crate::each::run_parallel(
@@ -425,6 +426,8 @@ pub fn df_images_shared(
     mut done: impl FnMut(usize, Result<crate::df::Df>),
 ) -> Result<()> {
     let jobs = jobs.clamp(1, images.len().max(1));
+    // One disk attached at a time: one port.
+    let builder = &builder.clone().hotplug_ports(1);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         for w in 0..jobs {

@@ -216,7 +216,10 @@ mod tests {
     fn default_profile_expands() {
         let args = Profile::default().expand(&vars()).unwrap();
         assert_eq!(&args[..2], ["-nodefaults", "-no-user-config"]);
-        assert_eq!(pair(&args, "-machine").unwrap(), "q35,accel=tcg");
+        assert_eq!(
+            pair(&args, "-machine").unwrap(),
+            "q35,accel=tcg,sata=off,smbus=off"
+        );
         assert_eq!(pair(&args, "-cpu").unwrap(), "qemu64");
         assert_eq!(pair(&args, "-m").unwrap(), "128");
         assert_eq!(pair(&args, "-bios").unwrap(), QBOOT);

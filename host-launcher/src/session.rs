@@ -112,7 +112,11 @@ impl Session {
     ///
     /// This is how `skiff each --pool` runs each image's command in a child `skiff`
     /// against a pre-booted appliance the parent took from its [`crate::Pool`].
-    pub fn adopt(stream: UnixStream, readonly: Vec<bool>, call_timeout: Duration) -> Result<Session> {
+    pub fn adopt(
+        stream: UnixStream,
+        readonly: Vec<bool>,
+        call_timeout: Duration,
+    ) -> Result<Session> {
         let mut s = Session {
             channel: Channel::new(stream),
             qemu: None,

@@ -1,6 +1,6 @@
 //! `skiff each` and `skiff df` over many images: 10 good guests, one corrupt and one
 //! missing image; both bad ones reported, the rest succeed, exit status non-zero; text
-//! and `--json` output checked (JSON parsed back).
+//! and `--json` output checked (JSON parsed back); `each --pool` gives the same results.
 
 use serde_json::Value;
 use skiff_tests::guests;
@@ -146,4 +146,69 @@ fn df_over_many_images() {
         "{out}"
     );
     assert!(lines[1].contains("4.0M"), "{out}");
+}
+
+#[test]
+fn each_pool_gives_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let names = strs(&imgs);
+    let run = |pool: bool, cmd: &[&str]| {
+        let mut args = vec!["each", "--json", "-j", "2"];
+        if pool {
+            args.push("--pool");
+        }
+        args.extend(&names);
+        args.push("--");
+        args.extend(cmd);
+        let o = guests::skiff_cli(&args, b"");
+        assert!(!o.status.success(), "two images fail");
+        let out = String::from_utf8(o.stdout).unwrap();
+        let mut docs: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        docs.sort_by_key(|d| d["image"].as_str().unwrap().to_string());
+        docs
+    };
+    for cmd in [&["cat", "/etc/hostname"][..], &["ls", "/etc"], &["inspect"]] {
+        let plain = run(false, cmd);
+        let pooled = run(true, cmd);
+        assert_eq!(pooled.len(), 12, "{pooled:?}");
+        for (p, q) in plain.iter().zip(&pooled) {
+            assert_eq!(p["image"], q["image"]);
+            assert_eq!(p["ok"], q["ok"], "{cmd:?}: {p} vs {q}");
+            assert_eq!(p["output"], q["output"], "{cmd:?}: {p} vs {q}");
+        }
+        // The corrupt image has no filesystem: inspect finds no OS there, the rest fail.
+        let ok: Vec<&Value> = pooled.iter().filter(|d| d["ok"] == true).collect();
+        let want = if cmd[0] == "inspect" { 11 } else { 10 };
+        assert_eq!(ok.len(), want, "{cmd:?}: {pooled:?}");
+        if cmd[0] == "cat" {
+            for (i, n) in names.iter().take(10).enumerate() {
+                let d = pooled.iter().find(|d| d["image"] == *n).unwrap();
+                assert_eq!(d["output"], format!("guest{i}\n"), "{d}");
+            }
+        }
+        let missing = pooled.iter().find(|d| d["image"] == names[11]).unwrap();
+        assert!(
+            missing["error"].as_str().unwrap().contains("not found"),
+            "{missing}"
+        );
+    }
+}
+
+#[test]
+fn inherit_appliance_rejects_bad_fds() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = guests::small_ext4(dir.path(), "g.img", "g");
+    let img = img.to_str().unwrap();
+    for (fd, why) in [("2", "standard stream"), ("987", "not open")] {
+        let arg = format!("--inherit-appliance={fd}");
+        let o = guests::skiff_cli(&[&arg, "cat", "-a", img, "/etc/hostname"], b"");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(err.contains(why), "{fd}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

@@ -234,8 +234,10 @@ fn cold_and_hot_disks_together() {
     let cold = raw_image(d, "cold.img", MIB, 51);
     let hot = raw_image(d, "hot.img", 2 * MIB, 52);
     let (want_cold, want_hot) = (std::fs::read(&cold).unwrap(), std::fs::read(&hot).unwrap());
+    // One root port: one hot disk at a time.
     let mut s = builder()
         .hotplug(true)
+        .hotplug_ports(1)
         .add_drive(&cold, DriveOptions::readonly())
         .launch()
         .unwrap();
@@ -243,6 +245,10 @@ fn cold_and_hot_disks_together() {
     // The hot-added disk takes the next slot after the cold-plugged ones.
     let dev = s.add_drive(&hot, DriveOptions::readonly()).unwrap();
     assert_eq!(dev, "/dev/sdb");
+    match s.add_drive(&hot, DriveOptions::readonly()) {
+        Err(Error::NoFreePort { ports }) => assert_eq!(ports, 1),
+        other => panic!("{other:?}"),
+    }
     check_bytes(&mut s, "/dev/sda", &want_cold);
     check_bytes(&mut s, &dev, &want_hot);
     // A cold-plugged disk is not on a hotplug port: it cannot be removed.
@@ -253,5 +259,9 @@ fn cold_and_hot_disks_together() {
     s.remove_drive(&dev).unwrap();
     assert_eq!(names(&s), ["/dev/sda"]);
     check_bytes(&mut s, "/dev/sda", &want_cold);
+    // The port is free again; the new disk gets a fresh name.
+    let again = s.add_drive(&hot, DriveOptions::readonly()).unwrap();
+    assert_eq!(again, "/dev/sdc");
+    check_bytes(&mut s, &again, &want_hot);
     s.shutdown().unwrap();
 }
