@@ -28,7 +28,7 @@ impl Appliance {
 /// How one disk is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriveOptions {
-    /// `None`: found on the host with `qemu-img info` (never probed by qemu).
+    /// `None`: found on the host from the image header ([`Format::detect`]; qemu never probes).
     pub format: Option<Format>,
     /// Read-only unless the caller asks for write.
     pub readonly: bool,

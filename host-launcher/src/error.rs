@@ -10,9 +10,9 @@ pub enum Error {
     #[error("qemu not found: cannot run {binary:?} (install qemu-system-x86, or set SKIFF_QEMU)")]
     QemuNotFound { binary: PathBuf },
 
-    /// `qemu-img` (used to find a disk's format on the host) could not be run or failed.
-    #[error("cannot find the format of {path:?} with qemu-img: {message}")]
-    QemuImg { path: PathBuf, message: String },
+    /// A disk's header could not be read to find its format.
+    #[error("cannot find the format of {path:?}: {message}")]
+    FormatProbe { path: PathBuf, message: String },
 
     /// A disk image given to the builder does not exist (checked before qemu is spawned).
     #[error("disk image not found: {path:?}")]

@@ -31,7 +31,7 @@ struct Cli {
 /// Options for booting the appliance (accepted before or after the subcommand).
 #[derive(Args)]
 struct LaunchArgs {
-    /// Add a disk image: PATH[,format=raw|qcow2] (format found with qemu-img if omitted).
+    /// Add a disk image: PATH[,format=raw|qcow2] (format found from the image header if omitted).
     #[arg(short = 'a', long = "add", value_name = "DISK", global = true, value_parser = parse_drive)]
     drives: Vec<Drive>,
     /// Attach the disks writable (default: read-only).

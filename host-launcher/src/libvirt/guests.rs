@@ -98,7 +98,7 @@ fn volume_info(conn: &Connect, pool: &str, volume: &str) -> Result<xml::VolumeIn
     xml::volume_info(&x).map_err(|m| Error::Libvirt(format!("{pool}/{volume}: {m}")))
 }
 
-/// The named format, or (local only) the one `qemu-img` finds.
+/// The named format, or (local only) the one [`Format::detect`] finds.
 fn resolve_format(path: &Path, named: Option<&str>, local: bool) -> Result<Format> {
     match named {
         Some(f) => parse_format(path, f),
