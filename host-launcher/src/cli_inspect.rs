@@ -408,7 +408,8 @@ fn each(
                         ok: false,
                         code: None,
                         stdout: Vec::new(),
-                        stderr: format!("{:#}", anyhow::Error::from(e)).into_bytes(),
+                        // As the child would have printed it.
+                        stderr: format!("skiff: {:#}", anyhow::Error::from(e)).into_bytes(),
                     };
                 }
             },

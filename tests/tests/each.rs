@@ -191,6 +191,8 @@ fn each_pool_gives_the_same_results() {
             }
         }
         let missing = pooled.iter().find(|d| d["image"] == names[11]).unwrap();
+        let plain_missing = plain.iter().find(|d| d["image"] == names[11]).unwrap();
+        assert_eq!(missing["error"], plain_missing["error"]);
         assert!(
             missing["error"].as_str().unwrap().contains("not found"),
             "{missing}"
