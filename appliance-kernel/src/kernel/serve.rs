@@ -80,9 +80,12 @@ impl Machine {
         let transport = PciTransport::new::<virtio::KernelHal, _>(&mut self.root, df)
             .map_err(|e| log!("virtio-blk {df}: {e}"))
             .ok()?;
-        let mut d = VirtioDisk::new(transport)
+        let mut d = VirtioDisk::new(transport, df)
             .map_err(|e| log!("virtio-blk {df}: {e}"))
             .ok()?;
+        if !d.sleeps() {
+            log!("virtio-blk {df}: no MSI-X, polling");
+        }
         let slot = match slot_from_serial(&d.serial()) {
             Some(s) if self.app.device(&disk_name(s)).is_err() => s,
             _ => (0..).find(|&s| self.app.device(&disk_name(s)).is_err())?,

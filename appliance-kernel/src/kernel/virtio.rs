@@ -3,14 +3,16 @@
 //! ([`super::console`]).
 
 use super::console::{CHANNEL, ConsoleError};
+use super::irq;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 use appliance::block::{BlockDevice, ReadAhead, SECTOR, check_range};
 use core::ptr::NonNull;
-use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::DeviceFunction;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 use wire::{Error, ErrorKind};
 
@@ -68,9 +70,69 @@ fn io_err(what: &str, e: virtio_drivers::Error) -> Error {
     Error::new(ErrorKind::Io, format!("virtio-blk {what}: {e}"))
 }
 
+/// The virtio-blk driver plus how to wait for its completions.
+struct Blk {
+    dev: VirtIOBlk<KernelHal, PciTransport>,
+    /// Queue 0's used-buffer notifications arrive as the wake-up interrupt ([`irq`]), so a
+    /// request in flight is awaited in `hlt` instead of by spinning, which would keep a host
+    /// core busy for as long as the host takes to serve the request.
+    sleeps: bool,
+}
+
+impl Blk {
+    /// Waits until the device has put a request on the used ring. Only one request is ever in
+    /// flight, so the caller's `complete_*` pops exactly its own (and reports `WrongToken`
+    /// rather than hanging if that ever changes).
+    fn wait_used(&mut self) {
+        while self.dev.peek_used().is_none() {
+            if self.sleeps {
+                // Interrupts are off outside `wait`, so a completion that lands after the check
+                // above stays pending in the local APIC and ends the `hlt` at once.
+                irq::wait();
+            } else {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    fn read_blocks(
+        &mut self,
+        block_id: usize,
+        buf: &mut [u8],
+    ) -> Result<(), virtio_drivers::Error> {
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        // SAFETY: `req`, `buf` and `resp` are neither read, written nor moved until
+        // `complete_read_blocks` below has popped the request (this function does not return
+        // in between, and `wait_used` touches only the used ring).
+        let token = unsafe {
+            self.dev
+                .read_blocks_nb(block_id, &mut req, buf, &mut resp)?
+        };
+        self.wait_used();
+        // SAFETY: the same `req`, `buf` and `resp` that `read_blocks_nb` queued for `token`.
+        unsafe { self.dev.complete_read_blocks(token, &req, buf, &mut resp) }
+    }
+
+    fn write_blocks(&mut self, block_id: usize, buf: &[u8]) -> Result<(), virtio_drivers::Error> {
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        // SAFETY: `req`, `buf` and `resp` are neither read, written nor moved until
+        // `complete_write_blocks` below has popped the request (this function does not return
+        // in between, and `wait_used` touches only the used ring).
+        let token = unsafe {
+            self.dev
+                .write_blocks_nb(block_id, &mut req, buf, &mut resp)?
+        };
+        self.wait_used();
+        // SAFETY: the same `req`, `buf` and `resp` that `write_blocks_nb` queued for `token`.
+        unsafe { self.dev.complete_write_blocks(token, &req, buf, &mut resp) }
+    }
+}
+
 /// One virtio-blk disk as a byte-addressed [`BlockDevice`].
 pub struct VirtioDisk {
-    blk: VirtIOBlk<KernelHal, PciTransport>,
+    blk: Blk,
     size: u64,
     readonly: bool,
     /// Filesystems read one block at a time; this turns a sequential run of them into
@@ -79,22 +141,31 @@ pub struct VirtioDisk {
 }
 
 impl VirtioDisk {
-    pub fn new(transport: PciTransport) -> Result<Self, virtio_drivers::Error> {
-        let blk = VirtIOBlk::new(transport)?;
-        let size = blk.capacity().saturating_mul(SECTOR);
-        let readonly = blk.readonly();
+    /// Starts the driver on `transport` (PCI function `df`) and routes its request queue's
+    /// completions to the wake-up vector; without MSI-X the disk is polled.
+    pub fn new(transport: PciTransport, df: DeviceFunction) -> Result<Self, virtio_drivers::Error> {
+        let dev = VirtIOBlk::new(transport)?;
+        let size = dev.capacity().saturating_mul(SECTOR);
+        let readonly = dev.readonly();
+        // Queue 0 is virtio-blk's only request queue (virtio 1.2 §5.2.2).
+        let sleeps = irq::route_queue(df, 0);
         Ok(VirtioDisk {
-            blk,
+            blk: Blk { dev, sleeps },
             size,
             readonly,
             readahead: ReadAhead::new(READAHEAD_MIN, READAHEAD_MAX),
         })
     }
 
+    /// False when the disk's completions are polled (no MSI-X routing).
+    pub fn sleeps(&self) -> bool {
+        self.blk.sleeps
+    }
+
     /// The virtio serial (`serial=` on qemu's command line), up to 20 bytes.
     pub fn serial(&mut self) -> Vec<u8> {
         let mut id = [0u8; 20];
-        match self.blk.device_id(&mut id) {
+        match self.blk.dev.device_id(&mut id) {
             Ok(n) => id[..n.min(20)].to_vec(),
             Err(_) => Vec::new(),
         }
@@ -118,11 +189,7 @@ impl VirtioDisk {
 }
 
 /// Reads whole sectors, in requests of at most [`MAX_IO`] bytes.
-fn read_sectors(
-    blk: &mut VirtIOBlk<KernelHal, PciTransport>,
-    sector: u64,
-    buf: &mut [u8],
-) -> Result<(), Error> {
+fn read_sectors(blk: &mut Blk, sector: u64, buf: &mut [u8]) -> Result<(), Error> {
     for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
         let s = sector + (i * MAX_IO) as u64 / SECTOR;
         blk.read_blocks(s as usize, chunk)
@@ -133,11 +200,7 @@ fn read_sectors(
 
 /// Reads any byte range (inside the device) straight from it: unaligned ranges through
 /// a bounce buffer of the covering sectors.
-fn read_bytes(
-    blk: &mut VirtIOBlk<KernelHal, PciTransport>,
-    offset: u64,
-    buf: &mut [u8],
-) -> Result<(), Error> {
+fn read_bytes(blk: &mut Blk, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
     if buf.is_empty() {
         return Ok(());
     }
@@ -194,7 +257,7 @@ impl BlockDevice for VirtioDisk {
         if self.readonly {
             return Ok(());
         }
-        self.blk.flush().map_err(|e| io_err("flush", e))
+        self.blk.dev.flush().map_err(|e| io_err("flush", e))
     }
 }
 
