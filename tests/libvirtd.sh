@@ -21,7 +21,10 @@ libvirtd_start() {
   for d in virtlogd libvirtd; do
     if ! _skiff_running "$d" && command -v "$d" >/dev/null 2>&1; then
       echo "libvirtd.sh: starting $d -d" >&2
-      "$d" -d
+      # Detached from our stdin/stdout: a daemon must not write into (or read) the
+      # terminal or pipe this script was started from.
+      "$d" -d </dev/null >/dev/null 2>>"${TMPDIR:-/tmp}/skiff-$d.log" ||
+        echo "libvirtd.sh: $d failed to start (see ${TMPDIR:-/tmp}/skiff-$d.log)" >&2
       _skiff_started+=("$d")
     fi
   done

@@ -3,6 +3,8 @@
 # lints, then runs every unit test and every qemu-based integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Nothing here reads the caller's stdin (cargo's rustc probes would read whatever it holds).
+exec </dev/null
 # libvirt too (SKIFF_DEPS_LIBVIRT=0 skips it): the libvirt backend's tests need libvirtd.
 SKIFF_DEPS_LIBVIRT="${SKIFF_DEPS_LIBVIRT:-1}" bash tests/install-deps.sh
 features=()
