@@ -4,7 +4,7 @@
 //! requests (attention button, which qemu's `device_del` presses: the appliance then
 //! powers the slot off and qemu detaches the device) and vanished devices.
 
-use super::pci::{BarAllocator, PortCam, assign_bars, find_cap};
+use super::pci::{BarAllocator, Cam, assign_bars, cam, find_cap};
 use crate::log;
 use virtio_drivers::transport::pci::bus::{
     Command, ConfigurationAccess, DeviceFunction, HeaderType, PciRoot,
@@ -52,13 +52,13 @@ pub enum SlotEvent {
 
 impl Port {
     fn ctl_sta(&self) -> u32 {
-        PortCam.read_word(self.df, self.cap + SLOT_CTL_STA)
+        cam().read_word(self.df, self.cap + SLOT_CTL_STA)
     }
 
     /// Writes Slot Control; status bits written as 0 are left alone (RW1C), `clear`
     /// names status bits to acknowledge.
     fn write_ctl(&self, ctl: u32, clear: u32) {
-        PortCam.write_word(self.df, self.cap + SLOT_CTL_STA, (ctl & 0xffff) | clear);
+        cam().write_word(self.df, self.cap + SLOT_CTL_STA, (ctl & 0xffff) | clear);
     }
 
     fn power_on(&self) {
@@ -96,14 +96,14 @@ impl Port {
             device: 0,
             function: 0,
         };
-        if PortCam.read_word(df, 0) & 0xffff == 0xffff {
+        if cam().read_word(df, 0) & 0xffff == 0xffff {
             return SlotEvent::Empty;
         }
         SlotEvent::Present(df)
     }
 
     /// Assigns BARs for the function in this slot from the port's window.
-    pub fn setup_function(&self, root: &mut PciRoot<PortCam>, df: DeviceFunction) {
+    pub fn setup_function(&self, root: &mut PciRoot<Cam>, df: DeviceFunction) {
         let mut alloc = BarAllocator::with_window(self.window, self.window + PORT_WINDOW);
         assign_bars(root, &mut alloc, df);
     }
@@ -111,10 +111,7 @@ impl Port {
 
 /// Finds the hotplug root ports on bus 0, numbers their buses, gives each a window from
 /// `alloc` and powers their slots on.
-pub fn init_ports(
-    root: &mut PciRoot<PortCam>,
-    alloc: &mut BarAllocator,
-) -> heapless::Vec<Port, 32> {
+pub fn init_ports(root: &mut PciRoot<Cam>, alloc: &mut BarAllocator) -> heapless::Vec<Port, 32> {
     let mut ports = heapless::Vec::new();
     let mut next_bus = 1u8;
     let bridges: heapless::Vec<DeviceFunction, 32> = root
@@ -127,7 +124,7 @@ pub fn init_ports(
         let Some(cap) = find_cap(df, CAP_ID_PCIE, Some) else {
             continue;
         };
-        if PortCam.read_word(df, cap + SLOT_CAPS) & SLTCAP_HPC == 0 {
+        if cam().read_word(df, cap + SLOT_CAPS) & SLTCAP_HPC == 0 {
             continue;
         }
         let Some(window) = alloc.take_window(PORT_WINDOW) else {
@@ -136,10 +133,10 @@ pub fn init_ports(
         };
         let bus = next_bus;
         next_bus = next_bus.saturating_add(1);
-        let cam = &mut PortCam;
+        let mut cfg = cam();
         // Bus numbers: primary 0, secondary = subordinate = bus.
-        let old = cam.read_word(df, 0x18);
-        cam.write_word(
+        let old = cfg.read_word(df, 0x18);
+        cfg.write_word(
             df,
             0x18,
             (old & 0xff00_0000) | (u32::from(bus) << 16) | (u32::from(bus) << 8),
@@ -151,9 +148,9 @@ pub fn init_ports(
         // never enabled on the port.
         let base = ((window >> 16) & 0xfff0) as u32;
         let limit = (((window + PORT_WINDOW - 1) >> 16) & 0xfff0) as u32;
-        cam.write_word(df, 0x20, base | (limit << 16));
-        if cam.read_word(df, 0x24) != 0x0000_fff0 {
-            cam.write_word(df, 0x24, 0x0000_fff0);
+        cfg.write_word(df, 0x20, base | (limit << 16));
+        if cfg.read_word(df, 0x24) != 0x0000_fff0 {
+            cfg.write_word(df, 0x24, 0x0000_fff0);
         }
         let (_, cmd) = root.get_status_command(df);
         let want = cmd | Command::MEMORY_SPACE | Command::BUS_MASTER;

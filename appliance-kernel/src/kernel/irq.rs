@@ -4,7 +4,7 @@
 //! keeps a host core busy. The legacy 8259 PICs are masked so nothing else arrives.
 
 use super::arch::outb;
-use super::pci::{PortCam, find_cap};
+use super::pci::{cam, find_cap};
 use super::traps::{SPURIOUS_VECTOR, WAKE_VECTOR};
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
@@ -41,12 +41,12 @@ fn bar_address(df: DeviceFunction, bar: u8) -> Option<u64> {
     if bar > 5 {
         return None;
     }
-    let lo = PortCam.read_word(df, 0x10 + 4 * bar);
+    let lo = cam().read_word(df, 0x10 + 4 * bar);
     if lo & 1 != 0 {
         return None;
     }
     let hi = if lo & 0b110 == 0b100 && bar < 5 {
-        PortCam.read_word(df, 0x14 + 4 * bar)
+        cam().read_word(df, 0x14 + 4 * bar)
     } else {
         0
     };
@@ -59,18 +59,18 @@ fn bar_address(df: DeviceFunction, bar: u8) -> Option<u64> {
 /// when the device lacks MSI-X or refuses the vector.
 pub fn route_queue(df: DeviceFunction, queue: u16) -> bool {
     let Some((msix_cap, table)) = find_cap(df, CAP_ID_MSIX, |cap| {
-        let t = PortCam.read_word(df, cap + 4);
+        let t = cam().read_word(df, cap + 4);
         Some((cap, bar_address(df, (t & 7) as u8)? + u64::from(t & !7)))
     }) else {
         return false;
     };
     let Some(common) = find_cap(df, CAP_ID_VENDOR, |cap| {
-        let w = PortCam.read_word(df, cap);
+        let w = cam().read_word(df, cap);
         if (w >> 24) as u8 != VIRTIO_PCI_CAP_COMMON_CFG {
             return None;
         }
-        let bar = PortCam.read_word(df, cap + 4) as u8;
-        let offset = PortCam.read_word(df, cap + 8);
+        let bar = cam().read_word(df, cap + 4) as u8;
+        let offset = cam().read_word(df, cap + 8);
         Some(bar_address(df, bar)? + u64::from(offset))
     }) else {
         return false;
@@ -91,9 +91,9 @@ pub fn route_queue(df: DeviceFunction, queue: u16) -> bool {
         return false;
     }
     // Enable MSI-X (message control bit 15, function mask bit 14 clear).
-    let ctl = PortCam.read_word(df, msix_cap);
-    let mut cam = PortCam;
-    cam.write_word(df, msix_cap, (ctl & !(1 << 30)) | (1 << 31));
+    let mut cfg = cam();
+    let ctl = cfg.read_word(df, msix_cap);
+    cfg.write_word(df, msix_cap, (ctl & !(1 << 30)) | (1 << 31));
     true
 }
 

@@ -8,7 +8,7 @@ use super::cmdline::{TestKnob, test_knob};
 use super::console::{CHANNEL, Channel};
 use super::hotplug::{self, Port, SlotEvent};
 use super::irq;
-use super::pci::{self, BarAllocator, PortCam};
+use super::pci::{self, BarAllocator, Cam};
 use super::virtio::{self, VirtioDisk};
 use crate::log;
 use alloc::string::String;
@@ -67,7 +67,7 @@ fn reply(id: u64, result: Result<Reply, Error>) {
 
 /// Hardware state the serve loop keeps between requests.
 struct Machine {
-    root: PciRoot<PortCam>,
+    root: PciRoot<Cam>,
     ports: heapless::Vec<Port, 32>,
     /// Disk slot attached through each port (same index as `ports`).
     port_disk: [Option<usize>; 32],
@@ -141,8 +141,10 @@ pub fn main(info: Option<BootInfo>) -> ! {
         heap.len >> 20
     );
 
-    let mut root = PciRoot::new(PortCam);
-    let mut bars = BarAllocator::new();
+    let cam = pci::init();
+    log!("pci: {cam:?} configuration access");
+    let mut root = PciRoot::new(cam);
+    let mut bars = BarAllocator::new(cam);
     let functions = pci::scan(&mut root, &mut bars);
     let ports = hotplug::init_ports(&mut root, &mut bars);
     let mut m = Machine {
