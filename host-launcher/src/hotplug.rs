@@ -446,7 +446,10 @@ mod tests {
         vars.qmp_fd = Some(9);
         let args = p.expand(&vars).unwrap();
         assert!(args.contains(&"socket,id=qmp,fd=9".to_string()));
-        assert!(args.contains(&"ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off".to_string()));
+        assert_eq!(
+            args[args.iter().position(|a| a == "-machine").unwrap() + 1],
+            "microvm,accel=tcg,pcie=on,acpi=on,rtc=off,pit=off,pic=off,isa-serial=off,ioapic2=off"
+        );
         // The ports come from the builder, not the profile.
         assert!(root_ports(&args).is_empty());
         let b = crate::Builder::default()

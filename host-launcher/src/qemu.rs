@@ -5,12 +5,12 @@ use crate::error::{Error, Result};
 use crate::format::Format;
 use std::path::{Path, PathBuf};
 
-/// The built-in profile, `qemu-configs/q35.args`.
-pub const DEFAULT_PROFILE: &str = include_str!("../../qemu-configs/q35.args");
+/// The built-in profile, `qemu-configs/microvm.args`.
+pub const DEFAULT_PROFILE: &str = include_str!("../../qemu-configs/microvm.args");
 
-/// The hotplug profile, `qemu-configs/q35-hotplug.args`: PCIe root ports with native
+/// The hotplug profile, `qemu-configs/microvm-hotplug.args`: PCIe root ports with native
 /// hotplug and a QMP monitor on `{qmp_fd}` (used by `Builder::hotplug(true)`).
-pub const HOTPLUG_PROFILE: &str = include_str!("../../qemu-configs/q35-hotplug.args");
+pub const HOTPLUG_PROFILE: &str = include_str!("../../qemu-configs/microvm-hotplug.args");
 
 /// The firmware used when it is installed; otherwise qemu's default (SeaBIOS).
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(&args[..2], ["-nodefaults", "-no-user-config"]);
         assert_eq!(
             pair(&args, "-machine").unwrap(),
-            "q35,accel=tcg,sata=off,smbus=off"
+            "microvm,accel=tcg,pcie=on,acpi=on,rtc=off,pit=off,pic=off,isa-serial=off,ioapic2=off"
         );
         assert_eq!(pair(&args, "-cpu").unwrap(), "qemu64");
         assert_eq!(pair(&args, "-m").unwrap(), "128");

@@ -189,7 +189,8 @@ fn clear_errors() {
 
 #[test]
 fn profile_and_kernel_overrides() {
-    // The built-in profile, given as an override file, with a smaller guest.
+    // The q35 profile (not built in), given as an override file, with a smaller guest:
+    // the appliance reaches PCI through ports there (ECAM on the built-in microvm).
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("q35-copy.args");
     let text = std::fs::read_to_string(concat!(
@@ -205,6 +206,12 @@ fn profile_and_kernel_overrides() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains(" -m 64 "), "{}", stderr(&o));
+    assert!(stderr(&o).contains(" -machine q35,"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pci: Port configuration access"),
+        "{}",
+        stderr(&o)
+    );
 
     // SKIFF_APPLIANCE: the kernel the nested build made (what is embedded), by path.
     let kernel = concat!(
@@ -231,5 +238,8 @@ fn verbose_shows_command_line_and_log() {
         "{e}"
     );
     assert!(e.contains("virtserialport,chardev=rpc,nr=1"), "{e}");
+    // The built-in profile: microvm, PCI through ECAM.
+    assert!(e.contains(" -machine microvm,"), "{e}");
+    assert!(e.contains("pci: Ecam configuration access"), "{e}");
     assert!(o.stdout.is_empty());
 }

@@ -265,3 +265,35 @@ fn cold_and_hot_disks_together() {
     check_bytes(&mut s, &again, &want_hot);
     s.shutdown().unwrap();
 }
+
+/// The q35 profiles (not built in) still work: the appliance finds port I/O configuration
+/// access there instead of microvm's ECAM; cold and hot disks, removal.
+#[test]
+fn q35_hotplug_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cold = raw_image(d, "cold.img", MIB, 61);
+    let hot = raw_image(d, "hot.img", 2 * MIB, 62);
+    let (want_cold, want_hot) = (std::fs::read(&cold).unwrap(), std::fs::read(&hot).unwrap());
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../qemu-configs/q35-hotplug.args"
+    );
+    let b = builder()
+        .profile(profile)
+        .hotplug(true)
+        .hotplug_ports(2)
+        .add_drive(&cold, DriveOptions::readonly());
+    let (_, args) = b.command_line().unwrap();
+    let machine = &args[args.iter().position(|a| a == "-machine").unwrap() + 1];
+    assert!(machine.starts_with("q35,"), "{machine}");
+    let mut s = b.launch().unwrap();
+    assert_eq!(names(&s), ["/dev/sda"]);
+    let dev = s.add_drive(&hot, DriveOptions::readonly()).unwrap();
+    assert_eq!(dev, "/dev/sdb");
+    check_bytes(&mut s, "/dev/sda", &want_cold);
+    check_bytes(&mut s, &dev, &want_hot);
+    s.remove_drive(&dev).unwrap();
+    assert_eq!(names(&s), ["/dev/sda"]);
+    s.shutdown().unwrap();
+}
