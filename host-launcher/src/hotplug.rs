@@ -36,8 +36,17 @@ pub(crate) struct Hotplug {
     /// Root port ids (`rp0`, ...), and which hot-added slot each holds.
     ports: Vec<(String, Option<usize>)>,
     attached: Vec<HotDrive>,
+    /// Disks the appliance has dropped whose `DEVICE_DELETED` has not come yet (see
+    /// [`Session::remove_drive_deferred`]): their port stays taken until it does.
+    unplugging: Vec<Unplugging>,
     next_slot: usize,
     readonly_only: bool,
+}
+
+/// A hot-added disk on its way out: gone from the appliance, not yet from qemu.
+struct Unplugging {
+    device: String,
+    slot: usize,
 }
 
 /// One hot-added disk.
@@ -90,6 +99,7 @@ pub(crate) fn attach(
                 qmp,
                 ports: ports.into_iter().map(|p| (p, None)).collect(),
                 attached: Vec::new(),
+                unplugging: Vec::new(),
                 next_slot: session.readonly.len(),
                 readonly_only: false,
             });
@@ -115,6 +125,16 @@ impl Session {
                 path: path.to_path_buf(),
             });
         }
+        // Ports of disks removed earlier come back as their unplug completes in qemu.
+        self.reap_unplugs(None)?;
+        let hp = self.hotplug_state()?;
+        if !hp.ports.iter().any(|(_, s)| s.is_none())
+            && let Some(oldest) = hp.unplugging.first()
+        {
+            let slot = oldest.slot;
+            self.reap_unplugs(Some(slot))?;
+        }
+        let hp = self.hotplug_state()?;
         let Some(port) = hp.ports.iter().position(|(_, s)| s.is_none()) else {
             return Err(Error::NoFreePort {
                 ports: hp.ports.len(),
@@ -215,6 +235,30 @@ impl Session {
         if self.hotplug.is_none() && crate::libvirt::has_hotplug(self) {
             return crate::libvirt::remove_drive(self, device);
         }
+        let slot = self.start_unplug(device)?;
+        self.reap_unplugs(Some(slot))?;
+        // Let the appliance forget the vanished device (and refresh our list).
+        self.rescan()?;
+        Ok(())
+    }
+
+    /// Like [`Session::remove_drive`], but returns as soon as the appliance has synced and
+    /// dropped the disk (calls naming it fail from then on), without waiting for qemu to
+    /// finish the unplug: qemu reports `DEVICE_DELETED` some 60 ms after the slot is
+    /// powered off. The disk's root port is taken until then; the next `add_drive`
+    /// collects finished unplugs (waiting only when no other port is free), and
+    /// [`Session::hot_drives`] no longer lists the disk. For sessions that hot-add many
+    /// disks one after another, e.g. [`crate::SharedReader`].
+    pub fn remove_drive_deferred(&mut self, device: &str) -> Result<()> {
+        if self.hotplug.is_none() && crate::libvirt::has_hotplug(self) {
+            return crate::libvirt::remove_drive(self, device);
+        }
+        self.start_unplug(device).map(|_| ())
+    }
+
+    /// Unmounts `device`, `device_del`s it and rescans until the appliance has dropped it;
+    /// leaves it in `unplugging` and returns its slot.
+    fn start_unplug(&mut self, device: &str) -> Result<usize> {
         let hp = self.hotplug_state()?;
         let Some(i) = hp.attached.iter().position(|d| d.device == device) else {
             return Err(Error::NotHotpluggable(format!(
@@ -232,47 +276,95 @@ impl Session {
         {
             return Err(qmp_failed(self, "device_del", e));
         }
-        // The appliance sees the attention button on its rescan, syncs, drops the disk and
-        // powers the slot off; qemu then detaches the device. Rescans repeat while
-        // waiting, in case one came before qemu had pressed the button.
+        let hp = self.hotplug_state()?;
+        hp.attached.remove(i);
+        hp.unplugging.push(Unplugging {
+            device: device.to_string(),
+            slot,
+        });
+        // qemu presses the slot's attention button; on its next rescan the appliance sees
+        // it, syncs, drops the disk and powers the slot off. Rescans repeat until the disk
+        // is gone from its list (in case one came before qemu had pressed the button).
         let deadline = Instant::now() + UNPLUG_TIMEOUT;
+        let mut nap = Duration::from_millis(1);
         loop {
-            self.rescan()?;
+            let devices = self.rescan()?;
+            if !devices.iter().any(|d| d.name == device) {
+                return Ok(slot);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::UnplugTimeout {
+                    device: device.to_string(),
+                    timeout: UNPLUG_TIMEOUT,
+                });
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(UNPLUG_RESCAN);
+        }
+    }
+
+    /// Finishes the unplugs qemu has completed: `blockdev-del` and the port freed. With
+    /// `wait_for: Some(slot)`, first waits (up to the unplug timeout) for that slot's
+    /// `DEVICE_DELETED`; with `None`, takes only the events already received.
+    fn reap_unplugs(&mut self, mut wait_for: Option<usize>) -> Result<()> {
+        loop {
             let hp = self.hotplug_state()?;
-            let deleted = |e: &Event| matches!(e, Event::DEVICE_DELETED { data, .. } if data.device.as_deref() == Some(id.as_str()));
-            let slice = (Instant::now() + UNPLUG_RESCAN).min(deadline);
-            match hp.qmp.wait_event(deleted, slice) {
-                Ok(_) => break,
-                Err(QmpError::Timeout) if Instant::now() < deadline => {}
+            if hp.unplugging.is_empty() {
+                // The other events (the virtio backend has a DEVICE_DELETED of its own)
+                // are of no use: drop them, so that a long-lived reader does not collect
+                // them.
+                drop(hp.qmp.pending_events());
+                return Ok(());
+            }
+            let ids: Vec<String> = hp
+                .unplugging
+                .iter()
+                .map(|u| format!("vd{}", u.slot))
+                .collect();
+            let ours = |e: &Event| matches!(e, Event::DEVICE_DELETED { data, .. } if data.device.as_deref().is_some_and(|d| ids.iter().any(|i| i == d)));
+            let deadline = match wait_for {
+                Some(_) => Instant::now() + UNPLUG_TIMEOUT,
+                None => Instant::now(),
+            };
+            let slot = match hp.qmp.wait_event(ours, deadline) {
+                Ok(Event::DEVICE_DELETED { data, .. }) => data
+                    .device
+                    .as_deref()
+                    .and_then(|d| d.strip_prefix("vd"))
+                    .and_then(|n| n.parse::<usize>().ok()),
+                Ok(_) => None,
+                Err(QmpError::Timeout) if wait_for.is_none() => return Ok(()),
                 Err(QmpError::Timeout) => {
+                    let device = hp
+                        .unplugging
+                        .iter()
+                        .find(|u| Some(u.slot) == wait_for)
+                        .map_or_else(String::new, |u| u.device.clone());
                     return Err(Error::UnplugTimeout {
-                        device: device.to_string(),
+                        device,
                         timeout: UNPLUG_TIMEOUT,
                     });
                 }
                 Err(e) => return Err(qmp_failed(self, "device_del", e)),
+            };
+            let Some(slot) = slot else { continue };
+            if let Err(e) = hp.qmp.execute(
+                &blockdev_del {
+                    node_name: format!("d{slot}"),
+                },
+                Instant::now() + QMP_TIMEOUT,
+            ) {
+                return Err(qmp_failed(self, "blockdev-del", e));
+            }
+            let hp = self.hotplug_state()?;
+            hp.unplugging.retain(|u| u.slot != slot);
+            if let Some(p) = hp.ports.iter_mut().find(|(_, s)| *s == Some(slot)) {
+                p.1 = None;
+            }
+            if wait_for == Some(slot) {
+                wait_for = None;
             }
         }
-        let hp = self.hotplug_state()?;
-        // Other events (the device's virtio backend has its own DEVICE_DELETED) are of no
-        // use here: drop them, so that a long-lived reader does not collect them.
-        drop(hp.qmp.pending_events());
-        if let Err(e) = hp.qmp.execute(
-            &blockdev_del {
-                node_name: format!("d{slot}"),
-            },
-            Instant::now() + QMP_TIMEOUT,
-        ) {
-            return Err(qmp_failed(self, "blockdev-del", e));
-        }
-        let hp = self.hotplug_state()?;
-        hp.attached.remove(i);
-        if let Some(p) = hp.ports.iter_mut().find(|(_, s)| *s == Some(slot)) {
-            p.1 = None;
-        }
-        // Let the appliance forget the vanished device (and refresh our list).
-        self.rescan()?;
-        Ok(())
     }
 
     /// Before a disk goes: unmounts what lives on `device` or its partitions in the

@@ -297,3 +297,44 @@ fn q35_hotplug_profile() {
     assert_eq!(names(&s), ["/dev/sda"]);
     s.shutdown().unwrap();
 }
+
+#[test]
+fn deferred_removal_frees_the_port_when_qemu_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let imgs: Vec<(PathBuf, Vec<u8>)> = (0..5)
+        .map(|i| {
+            let p = raw_image(d, &format!("d{i}.img"), MIB, 60 + i as u64);
+            let want = std::fs::read(&p).unwrap();
+            (p, want)
+        })
+        .collect();
+    for ports in [1, 2] {
+        let mut s = builder()
+            .hotplug(true)
+            .hotplug_ports(ports)
+            .launch()
+            .unwrap();
+        let mut last = None;
+        for (p, want) in &imgs {
+            // With one port, this add waits for the previous disk's unplug to finish.
+            let dev = s.add_drive(p, DriveOptions::readonly()).unwrap();
+            check_bytes(&mut s, &dev, want);
+            s.remove_drive_deferred(&dev).unwrap();
+            // Gone at once for the caller and the appliance, even if qemu is not done.
+            assert!(is_not_found(&s.pread_device(&dev, 0, 512)));
+            assert!(s.hot_drives().is_empty());
+            assert!(!names(&s).contains(&dev));
+            last = Some(dev);
+        }
+        assert_eq!(last.as_deref(), Some("/dev/sde"));
+        // A blocking removal still works after deferred ones.
+        let dev = s.add_drive(&imgs[0].0, DriveOptions::readonly()).unwrap();
+        s.remove_drive(&dev).unwrap();
+        assert!(is_not_found(&s.pread_device(&dev, 0, 512)));
+        s.shutdown().unwrap();
+    }
+    for (p, want) in &imgs {
+        assert!(std::fs::read(p).unwrap() == *want);
+    }
+}
