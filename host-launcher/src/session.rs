@@ -72,18 +72,7 @@ impl Session {
         call_timeout: Duration,
         read_chunk: u32,
     ) -> Result<Session> {
-        let mut s = Session {
-            channel,
-            qemu,
-            devices: Vec::new(),
-            readonly,
-            hotplug: None,
-            guest: None,
-            next_id: 1,
-            call_timeout,
-            read_chunk: read_chunk.clamp(1, MAX_CHUNK),
-            closed: false,
-        };
+        let mut s = Session::new(channel, qemu, readonly, call_timeout, read_chunk);
         let hello = match s.channel.recv::<ToHost>(deadline) {
             Ok(ToHost::Hello(h)) => h,
             Ok(ToHost::Panic(message)) => return Err(s.crashed(message)),
@@ -117,20 +106,37 @@ impl Session {
         readonly: Vec<bool>,
         call_timeout: Duration,
     ) -> Result<Session> {
-        let mut s = Session {
-            channel: Channel::new(stream),
-            qemu: None,
+        let mut s = Session::new(
+            Channel::new(stream),
+            None,
+            readonly,
+            call_timeout,
+            MAX_CHUNK,
+        );
+        s.refresh_devices()?;
+        Ok(s)
+    }
+
+    /// A session on `channel` before any exchange.
+    fn new(
+        channel: Channel,
+        qemu: Option<Qemu>,
+        readonly: Vec<bool>,
+        call_timeout: Duration,
+        read_chunk: u32,
+    ) -> Session {
+        Session {
+            channel,
+            qemu,
             devices: Vec::new(),
             readonly,
             hotplug: None,
             guest: None,
             next_id: 1,
             call_timeout,
-            read_chunk: MAX_CHUNK,
+            read_chunk: read_chunk.clamp(1, MAX_CHUNK),
             closed: false,
-        };
-        s.refresh_devices()?;
-        Ok(s)
+        }
     }
 
     /// Lets the process `cmd` will spawn inherit this session's RPC channel and returns
