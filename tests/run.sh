@@ -3,6 +3,13 @@
 # lints, then runs every unit test and every qemu-based integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A /dev/null that became a regular file (seen once on a shared machine: something
+# replaced it) hands its contents to every reader, and cargo's rustc probe then fails
+# with odd parse errors. Put the device back (needs root, as install-deps.sh does).
+if [ ! -c /dev/null ]; then
+  echo "tests/run.sh: /dev/null is not a character device; recreating it" >&2
+  rm -f /dev/null && mknod -m 666 /dev/null c 1 3
+fi
 # Nothing here reads the caller's stdin (cargo's rustc probes would read whatever it holds).
 exec </dev/null
 # libvirt too (SKIFF_DEPS_LIBVIRT=0 skips it): the libvirt backend's tests need libvirtd.
