@@ -12,11 +12,12 @@ use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::qemu::{self, DriveArg};
 use crate::qmp::{Qmp, QmpError};
-use crate::session::{Session, disk_slot};
+use crate::session::Session;
 use qapi::qmp::{BlockdevOptions, Event, blockdev_add, blockdev_del, device_add, device_del};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use wire::disk_slot;
 use wire::{Reply, Request};
 
 /// How long one QMP command may take.
@@ -72,18 +73,8 @@ pub(crate) fn root_ports(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// `/dev/sda` for slot 0, ... (the appliance's naming; inverse of `disk_slot`).
-pub fn slot_name(slot: usize) -> String {
-    let mut letters = Vec::new();
-    let mut n = slot + 1;
-    while n > 0 {
-        n -= 1;
-        letters.push(b'a' + (n % 26) as u8);
-        n /= 26;
-    }
-    letters.reverse();
-    format!("/dev/sd{}", String::from_utf8_lossy(&letters))
-}
+/// `/dev/sda` for slot 0, ...: the appliance's naming ([`wire::disk_name`]).
+pub use wire::disk_name as slot_name;
 
 /// Connects the QMP monitor of a freshly launched hotplug session.
 pub(crate) fn attach(

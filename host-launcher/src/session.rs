@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
-use wire::{Bytes, Call, Device, MAX_CHUNK, PROTOCOL_VERSION, Reply, Request, ToHost};
+use wire::{Bytes, Call, Device, MAX_CHUNK, PROTOCOL_VERSION, Reply, Request, ToHost, disk_slot};
 
 /// How long qemu may take to exit once the channel closed or the appliance panicked.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -450,19 +450,6 @@ fn panic_message(log: &str) -> String {
             .map_or("no message (qemu exited with the panic status)", |l| l)
             .to_string(),
     }
-}
-
-/// `/dev/sda` → 0, `/dev/sdb` → 1, ..., `/dev/sdaa` → 26 (Linux's naming).
-pub(crate) fn disk_slot(disk: &str) -> Option<usize> {
-    let letters = disk.strip_prefix("/dev/sd")?;
-    if letters.is_empty() || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
-        return None;
-    }
-    let mut n: usize = 0;
-    for b in letters.bytes() {
-        n = n.checked_mul(26)?.checked_add(usize::from(b - b'a') + 1)?;
-    }
-    Some(n - 1)
 }
 
 fn what(msg: &ToHost) -> String {

@@ -27,6 +27,36 @@ pub use frame::{FrameError, FrameReader, MAX_FRAME, decode, encode_frame};
 /// Exchanged at boot in [`Hello`]; the host refuses an appliance that speaks another version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The name of the disk in slot `index` (its virtio `serial=skiff<index>`): `/dev/sda`,
+/// ..., `/dev/sdz`, `/dev/sdaa`, ... (Linux's naming). The host and the appliance both
+/// name disks with this, so the names agree.
+pub fn disk_name(index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = index + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+    }
+    let mut name = String::from("/dev/sd");
+    name.extend(letters.iter().rev());
+    name
+}
+
+/// The inverse of [`disk_name`]: `/dev/sda` → 0, `/dev/sdaa` → 26; `None` for anything
+/// else (partitions included).
+pub fn disk_slot(disk: &str) -> Option<usize> {
+    let letters = disk.strip_prefix("/dev/sd")?;
+    if letters.is_empty() || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    let mut n: usize = 0;
+    for b in letters.bytes() {
+        n = n.checked_mul(26)?.checked_add(usize::from(b - b'a') + 1)?;
+    }
+    Some(n - 1)
+}
+
 /// The largest data payload in one request or reply (file contents, device bytes).
 /// Larger transfers are split into calls of at most this size.
 pub const MAX_CHUNK: u32 = 1 << 20;
@@ -367,3 +397,22 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_names_round_trip() {
+        assert_eq!(disk_name(0), "/dev/sda");
+        assert_eq!(disk_name(25), "/dev/sdz");
+        assert_eq!(disk_name(26), "/dev/sdaa");
+        assert_eq!(disk_name(27), "/dev/sdab");
+        for i in 0..800 {
+            assert_eq!(disk_slot(&disk_name(i)), Some(i));
+        }
+        for bad in ["/dev/sda1", "/dev/sd", "/dev/sdA", "/dev/vda", "sda"] {
+            assert_eq!(disk_slot(bad), None, "{bad}");
+        }
+    }
+}

@@ -105,19 +105,8 @@ impl BlockDevice for Window {
     }
 }
 
-/// `/dev/sda`, `/dev/sdb`, ... `/dev/sdz`, `/dev/sdaa`, ... for disk index 0, 1, ...
-pub fn disk_name(index: usize) -> alloc::string::String {
-    let mut letters = alloc::vec::Vec::new();
-    let mut n = index + 1;
-    while n > 0 {
-        n -= 1;
-        letters.push(b'a' + (n % 26) as u8);
-        n /= 26;
-    }
-    letters.reverse();
-    // OK to unwrap: only ASCII letters were pushed.
-    format!("/dev/sd{}", core::str::from_utf8(&letters).unwrap())
-}
+/// Disk names, shared with the host through the wire crate.
+pub use wire::disk_name;
 
 #[cfg(test)]
 mod tests {
