@@ -194,12 +194,17 @@ impl Session {
             readonly: options.readonly,
             slot,
         });
+        self.set_slot_readonly(slot, options.readonly);
+
+        self.wait_listed(device)
+    }
+
+    /// Records whether the disk now in `slot` was attached read-only.
+    pub(crate) fn set_slot_readonly(&mut self, slot: usize, readonly: bool) {
         if self.readonly.len() <= slot {
             self.readonly.resize(slot + 1, true);
         }
-        self.readonly[slot] = options.readonly;
-
-        self.wait_listed(device)
+        self.readonly[slot] = readonly;
     }
 
     /// After a disk was hot-added as `device`: rescans until the appliance lists it.

@@ -122,10 +122,7 @@ pub(crate) fn add_drive(s: &mut Session, path: &Path, options: DriveOptions) -> 
         readonly: disk.readonly,
         slot,
     });
-    if s.readonly.len() <= slot {
-        s.readonly.resize(slot + 1, true);
-    }
-    s.readonly[slot] = disk.readonly;
+    s.set_slot_readonly(slot, disk.readonly);
     s.wait_listed(device)
 }
 
