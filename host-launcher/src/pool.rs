@@ -87,6 +87,19 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Waits for a change of state, until `deadline` at the latest.
+    fn wait_until<'a>(
+        &self,
+        st: MutexGuard<'a, State>,
+        deadline: Instant,
+    ) -> MutexGuard<'a, State> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.cond
+            .wait_timeout(st, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
 }
 
 /// K pristine appliances kept ready, refilled in the background.
@@ -184,12 +197,7 @@ impl Pool {
             if now >= deadline {
                 return false;
             }
-            st = self
-                .shared
-                .cond
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.shared.wait_until(st, deadline);
         }
         true
     }
@@ -210,12 +218,7 @@ impl Pool {
                     last_error: st.last_error.as_ref().map(|(_, e)| e.clone()),
                 });
             }
-            st = self
-                .shared
-                .cond
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.shared.wait_until(st, deadline);
         }
     }
 }
@@ -269,7 +272,7 @@ fn refill(shared: &Shared) {
         if let Some(d) = backoff {
             let st = shared.lock();
             if !st.stop {
-                let _ = shared.cond.wait_timeout(st, d);
+                drop(shared.wait_until(st, Instant::now() + d));
             }
         }
     }
