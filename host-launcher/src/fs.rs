@@ -8,7 +8,7 @@
 //! [`Error::Remote`] and leaves the session usable.
 
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::session::{Session, unexpected};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use wire::{
@@ -539,13 +539,6 @@ impl Session {
             size,
         })
     }
-}
-
-/// A reply of the wrong kind for the request.
-fn unexpected(reply: &Reply) -> Error {
-    let name = format!("{reply:?}");
-    let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
-    Error::BadFrame(format!("unexpected reply {name}"))
 }
 
 /// Fills `buf` from `r` until it is full or `r` ends; returns the bytes read.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::qemu::{self, DriveArg};
 use crate::qmp::{Qmp, QmpError};
-use crate::session::Session;
+use crate::session::{Session, unexpected};
 use qapi::qmp::{BlockdevOptions, Event, blockdev_add, blockdev_del, device_add, device_del};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -366,29 +366,15 @@ impl Session {
     /// Before a disk goes: unmounts what lives on `device` or its partitions in the
     /// appliance, deepest mountpoint first.
     pub(crate) fn umount_disk(&mut self, device: &str) -> Result<()> {
-        let mounts = match self.call(Request::Mounts)? {
-            Reply::Mounts(m) => m,
-            other => {
-                return Err(Error::BadFrame(format!(
-                    "unexpected reply to Mounts: {other:?}"
-                )));
-            }
-        };
-        let mut mine: Vec<String> = mounts
+        let mut mine: Vec<String> = self
+            .mounts()?
             .into_iter()
             .filter(|m| on_disk(&m.device, device))
             .map(|m| m.mountpoint)
             .collect();
         mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for mountpoint in mine {
-            match self.call(Request::Umount { mountpoint })? {
-                Reply::Unit => {}
-                other => {
-                    return Err(Error::BadFrame(format!(
-                        "unexpected reply to Umount: {other:?}"
-                    )));
-                }
-            }
+            self.umount(&mountpoint)?;
         }
         Ok(())
     }
@@ -400,9 +386,7 @@ impl Session {
                 self.devices = d.clone();
                 Ok(d)
             }
-            other => Err(Error::BadFrame(format!(
-                "unexpected reply to Rescan: {other:?}"
-            ))),
+            other => Err(unexpected(&other)),
         }
     }
 

@@ -460,7 +460,8 @@ fn what(msg: &ToHost) -> String {
     }
 }
 
-fn unexpected(reply: &Reply) -> Error {
+/// A reply of the wrong kind for the request.
+pub(crate) fn unexpected(reply: &Reply) -> Error {
     let name = format!("{reply:?}");
     let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
     Error::BadFrame(format!("unexpected reply {name}"))
