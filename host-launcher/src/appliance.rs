@@ -6,9 +6,10 @@ use crate::accel::Accel;
 use crate::channel::{self, Channel};
 use crate::error::{Error, Result};
 use crate::format::Format;
+use crate::images::{BackingPolicy, OpenedImage};
 use crate::kernel::Kernel;
 use crate::process::Qemu;
-use crate::qemu::{self, DriveArg, Profile, Vars};
+use crate::qemu::{self, Profile, Vars};
 use crate::session::Session;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -32,6 +33,9 @@ pub struct DriveOptions {
     pub format: Option<Format>,
     /// Read-only unless the caller asks for write.
     pub readonly: bool,
+    /// Whether the image may name a backing file or an external data file (refused by
+    /// default; see [`crate::images`]).
+    pub backing: BackingPolicy,
 }
 
 impl Default for DriveOptions {
@@ -39,6 +43,7 @@ impl Default for DriveOptions {
         DriveOptions {
             format: None,
             readonly: true,
+            backing: BackingPolicy::Refuse,
         }
     }
 }
@@ -52,14 +57,26 @@ impl DriveOptions {
     /// Writable, format detected on the host.
     pub fn writable() -> Self {
         DriveOptions {
-            format: None,
             readonly: false,
+            ..Self::default()
         }
     }
 
     pub fn format(mut self, format: Format) -> Self {
         self.format = Some(format);
         self
+    }
+
+    /// Follow the image's backing chain (and external data file), checked and opened by
+    /// skiff ([`BackingPolicy::Allow`]).
+    pub fn allow_backing(mut self) -> Self {
+        self.backing = BackingPolicy::Allow;
+        self
+    }
+
+    /// Opens the image at `path` as these options say (see [`OpenedImage::open`]).
+    pub fn open(&self, path: &Path) -> Result<OpenedImage> {
+        OpenedImage::open(path, self.format, !self.readonly, self.backing)
     }
 }
 
@@ -198,6 +215,7 @@ impl Builder {
         }
         let mut spawned = self.spawn()?;
         let readonly = self.drives.iter().map(|(_, o)| o.readonly).collect();
+        let images = std::mem::take(&mut spawned.images);
         let qmp = spawned.qmp.take();
         let ports = std::mem::take(&mut spawned.ports);
         let mut session = Session::start(
@@ -209,6 +227,7 @@ impl Builder {
             self.call_timeout,
             wire::MAX_CHUNK,
         )?;
+        session.images = images.into_iter().map(Some).collect();
         if let Some(qmp) = qmp {
             let deadline = spawned.started + self.timeout;
             crate::hotplug::attach(&mut session, qmp, ports, deadline)?;
@@ -231,9 +250,10 @@ impl Builder {
     }
 
     /// The qemu binary and arguments this builder would run. The kernel and RPC fd
-    /// numbers in it are placeholders (`/proc/self/fd/K`, fd 3).
+    /// numbers in it are placeholders (`/proc/self/fd/K`, fd 3); the image fds are this
+    /// call's own (closed when it returns).
     pub fn command_line(&self) -> Result<(PathBuf, Vec<String>)> {
-        let drives = self.check_drives()?;
+        let drives = self.open_drives()?;
         let kernel = Kernel {
             path: "/proc/self/fd/K".into(),
             inherit_fd: None,
@@ -250,28 +270,14 @@ impl Builder {
             .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
     }
 
-    /// Every disk exists and has a known format (before anything is spawned).
-    fn check_drives(&self) -> Result<Vec<DriveArg>> {
-        self.drives
-            .iter()
-            .map(|(path, o)| {
-                check_exists(path)?;
-                let format = match o.format {
-                    Some(f) => f,
-                    None => Format::detect(path)?,
-                };
-                Ok(DriveArg {
-                    path: path.clone(),
-                    format,
-                    readonly: o.readonly,
-                })
-            })
-            .collect()
+    /// Opens every disk and its checked chain (before anything is spawned).
+    fn open_drives(&self) -> Result<Vec<OpenedImage>> {
+        self.drives.iter().map(|(path, o)| o.open(path)).collect()
     }
 
     fn args(
         &self,
-        drives: &[DriveArg],
+        drives: &[OpenedImage],
         kernel: &Kernel,
         rpc_fd: i32,
         qmp_fd: Option<i32>,
@@ -313,14 +319,13 @@ impl Builder {
         if self.hotplug && crate::hotplug::root_ports(&args).is_empty() {
             args.extend(root_port_args(self.hotplug_ports)?);
         }
-        for (i, d) in drives.iter().enumerate() {
-            args.extend(qemu::drive_args(i, d)?);
-        }
+        args.extend(crate::confine::args(&self.qemu_path())?);
+        args.extend(qemu::plan_drives(drives)?.args);
         Ok(args)
     }
 
     fn spawn(&self) -> Result<Spawned> {
-        let drives = self.check_drives()?;
+        let drives = self.open_drives()?;
         let kernel = Kernel::locate()?;
         let (ours, theirs) = UnixStream::pair()?;
         channel::enlarge_send_buffer(&theirs);
@@ -338,10 +343,14 @@ impl Builder {
                 "skiff: {}",
                 qemu::shell_words(&binary.to_string_lossy(), &args)
             );
+            for (i, img) in drives.iter().enumerate() {
+                eprintln!("skiff: {}: {}", wire::disk_name(i), describe_chain(img));
+            }
         }
         let mut fds = vec![theirs.as_raw_fd()];
         fds.extend(kernel.inherit_fd);
         fds.extend(qmp_fd);
+        fds.extend(qemu::plan_drives(&drives)?.fds);
         let started = Instant::now();
         let qemu = Qemu::spawn(&binary, &args, &fds, self.verbose)?;
         // qemu holds its end now; ours must go so that its exit reads as EOF here.
@@ -356,6 +365,7 @@ impl Builder {
             started,
             qmp,
             ports,
+            images: drives,
         })
     }
 }
@@ -411,6 +421,24 @@ struct Spawned {
     qmp: Option<UnixStream>,
     /// The profile's hotplug root port ids (`rp0`, ...).
     ports: Vec<String>,
+    /// The opened images, slot by slot (qemu has copies of their fds).
+    images: Vec<OpenedImage>,
+}
+
+/// `top.qcow2 (qcow2) -> base.raw (raw)`, for `--verbose`.
+pub fn describe_chain(img: &OpenedImage) -> String {
+    img.chain()
+        .iter()
+        .map(|c| {
+            let data = c
+                .data_file
+                .as_ref()
+                .map(|d| format!(" + data file {}", d.display()))
+                .unwrap_or_default();
+            format!("{} ({}){data}", c.path.display(), c.format)
+        })
+        .collect::<Vec<_>>()
+        .join(" -> ")
 }
 
 /// `-device pcie-root-port,...` for `n` ports `rp0..`, on pcie.0 slots 3 and up.
@@ -432,16 +460,6 @@ fn root_port_args(n: usize) -> Result<Vec<String>> {
             ]
         })
         .collect())
-}
-
-pub(crate) fn check_exists(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::DiskNotFound {
-            path: path.to_path_buf(),
-        }),
-        Err(e) => Err(Error::Io(e)),
-    }
 }
 
 #[cfg(test)]
@@ -466,10 +484,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.img");
         std::fs::write(&a, vec![0u8; 4096]).unwrap();
+        let q = dir.path().join("b.qcow2");
+        let made = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&q)
+            .arg("1M")
+            .status()
+            .unwrap();
+        assert!(made.success());
         let (_, args) = Appliance::builder()
             .accel(Accel::Tcg)
             .add_drive(&a, DriveOptions::default())
-            .add_drive(&a, DriveOptions::writable().format(Format::Qcow2))
+            .add_drive(&q, DriveOptions::writable().format(Format::Qcow2))
             .kernel_cmdline("skiff.test=panic")
             .memory_mib(96)
             .command_line()
@@ -484,6 +510,18 @@ mod tests {
         assert_eq!(blockdevs[0]["read-only"], true);
         assert_eq!(blockdevs[1]["driver"], "qcow2");
         assert_eq!(blockdevs[1]["read-only"], false);
+        // qemu opens no path: both files are fds in fd sets 1 and 2.
+        assert_eq!(blockdevs[0]["file"]["filename"], "/dev/fdset/1");
+        assert_eq!(blockdevs[1]["file"]["filename"], "/dev/fdset/2");
+        assert!(blockdevs[1]["backing"].is_null());
+        let add_fds: Vec<&String> = args
+            .windows(2)
+            .filter(|w| w[0] == "-add-fd")
+            .map(|w| &w[1])
+            .collect();
+        assert_eq!(add_fds.len(), 2);
+        assert!(add_fds[0].ends_with(",set=1") && add_fds[1].ends_with(",set=2"));
+        assert!(!args.iter().any(|x| x.contains(a.to_str().unwrap())));
         assert!(args.contains(&"virtio-blk-pci,drive=d1,serial=skiff1".to_string()));
         assert!(args.contains(&"skiff.test=panic".to_string()));
         assert!(args.contains(&"96".to_string()));

@@ -241,17 +241,40 @@ fn prepare_and_run(s: &mut Session, a: &LaunchArgs, cmd: FsCmd) -> Result<()> {
     exec(s, cmd, a.json)
 }
 
-/// Makes the mounts [`plan_mounts`] decides (read-write with `--rw`).
+/// Makes the mounts [`plan_mounts`] decides (read-write with `--rw`). Mounts named with
+/// `-m`, and the root of an inspected guest, must succeed. The guest's other fstab
+/// entries are forgiving, as with `virt-cat` and `guestfish -i`: one that fails (missing
+/// mountpoint directory, unreadable or unsupported filesystem, absent device) is a
+/// warning ([`crate::output::warn`]) and the command goes on.
 pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
-    for m in plan_mounts(s, &a.mounts)? {
+    let from_inspection = a.mounts.is_empty();
+    for (i, m) in plan_mounts(s, &a.mounts)?.into_iter().enumerate() {
         let opts = MountOptions {
             readonly: !a.rw,
             fstype: None,
         };
-        s.mount(&m.device, &m.mountpoint, opts)
-            .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint))?;
+        let r = s
+            .mount(&m.device, &m.mountpoint, opts)
+            .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint));
+        match r {
+            Err(e) if from_inspection && i > 0 && !is_fatal(&e) => {
+                crate::output::warn(format!(
+                    "some filesystems could not be mounted (ignored): {e:#}"
+                ));
+            }
+            r => r?,
+        }
     }
     Ok(())
+}
+
+/// Errors after which the session cannot go on (the appliance is gone), as opposed to a
+/// refusal of one mount.
+fn is_fatal(e: &anyhow::Error) -> bool {
+    !matches!(
+        e.downcast_ref::<skiff::Error>(),
+        Some(skiff::Error::Remote(_))
+    )
 }
 
 /// Runs one command on a session whose mounts are made (`skiff shell` runs many);

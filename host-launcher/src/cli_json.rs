@@ -17,9 +17,7 @@ use std::io::{Read, Write};
 
 /// `devices --json`.
 pub fn devices(s: &Session) -> Result<()> {
-    json(&DevicesDoc {
-        devices: s.devices(),
-    })
+    json(&DevicesDoc::new(s.devices(), &s.chains()))
 }
 
 /// `mounts --json` (shell).

@@ -18,6 +18,16 @@ pub enum Error {
     #[error("disk image not found: {path:?}")]
     DiskNotFound { path: PathBuf },
 
+    /// A disk image (or a file of its backing chain) is refused before qemu starts: not a
+    /// regular file or block device, or its header names files skiff does not follow.
+    #[error("refusing {}: {reason}", path.display())]
+    ImageRefused { path: PathBuf, reason: String },
+
+    /// After a write session, an image's header names other files than when it was
+    /// opened: something in the appliance or qemu re-pointed it.
+    #[error("{}: the image header changed during the session: {detail}", path.display())]
+    ImageTampered { path: PathBuf, detail: String },
+
     /// A disk image is in a format skiff does not attach (only raw and qcow2 are).
     #[error("{path:?}: unsupported disk format {format:?} (skiff attaches raw and qcow2 only)")]
     UnknownFormat { path: PathBuf, format: String },

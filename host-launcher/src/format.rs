@@ -11,7 +11,6 @@
 use crate::error::{Error, Result};
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -23,9 +22,9 @@ pub enum Format {
 }
 
 /// How much of the start of an image the probe reads (qemu's probes look at 2 KiB).
-const HEAD: usize = 2048;
+pub(crate) const HEAD: usize = 2048;
 /// The footer some formats keep in the last 512 bytes.
-const TAIL: usize = 512;
+pub(crate) const TAIL: usize = 512;
 
 impl Format {
     /// The qemu block driver name.
@@ -40,33 +39,24 @@ impl Format {
     /// qcow2 are accepted; another known format is [`Error::UnknownFormat`] with qemu's
     /// name for it.
     pub fn detect(path: &Path) -> Result<Format> {
-        let failed = |e: std::io::Error| Error::FormatProbe {
+        let mut f = File::open(path).map_err(|e| Error::FormatProbe {
             path: path.into(),
             message: e.to_string(),
-        };
-        let mut f = File::open(path).map_err(failed)?;
-        let mut head = Vec::with_capacity(HEAD);
-        (&mut f)
-            .take(HEAD as u64)
-            .read_to_end(&mut head)
-            .map_err(failed)?;
-        let len = f.metadata().map_err(failed)?.len();
-        let mut tail = vec![0u8; TAIL];
-        let tail = if len >= (HEAD + TAIL) as u64 {
-            f.seek(SeekFrom::Start(len - TAIL as u64)).map_err(failed)?;
-            f.read_exact(&mut tail).map_err(failed)?;
-            Some(tail)
-        } else {
-            None
-        };
-        match probe(&head, tail.as_deref()) {
-            "raw" => Ok(Format::Raw),
-            "qcow2" => Ok(Format::Qcow2),
-            other => Err(Error::UnknownFormat {
-                path: path.into(),
-                format: other.to_string(),
-            }),
-        }
+        })?;
+        crate::images::detect_format(&mut f, path)
+    }
+}
+
+/// The format for qemu's probe verdict `name` on `path`: raw and qcow2 are attached,
+/// anything else is [`Error::UnknownFormat`] with qemu's name for it.
+pub(crate) fn from_probe(path: &Path, name: &str) -> Result<Format> {
+    match name {
+        "raw" => Ok(Format::Raw),
+        "qcow2" => Ok(Format::Qcow2),
+        other => Err(Error::UnknownFormat {
+            path: path.into(),
+            format: other.to_string(),
+        }),
     }
 }
 

@@ -7,13 +7,14 @@
 //! A hot-added disk gets a fresh slot N (never reused within a session): node `d<N>`,
 //! device `vd<N>`, serial `skiff<N>`, which the appliance names `/dev/sd<a+N>`.
 
-use crate::appliance::{DriveOptions, check_exists};
+use crate::appliance::DriveOptions;
 use crate::error::{Error, Result};
 use crate::format::Format;
+use crate::images::raw_fd;
 use crate::qemu::{self, DriveArg};
 use crate::qmp::{Qmp, QmpError};
 use crate::session::{Session, unexpected};
-use qapi::qmp::{BlockdevOptions, Event, blockdev_add, blockdev_del, device_add, device_del};
+use qapi::qmp::{BlockdevOptions, Event, blockdev_del, device_add, device_del, remove_fd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -48,6 +49,8 @@ pub(crate) struct Hotplug {
 struct Unplugging {
     device: String,
     slot: usize,
+    /// The fd sets its files were handed over in (`remove-fd` once the node is gone).
+    fdsets: Vec<u32>,
 }
 
 /// One hot-added disk.
@@ -59,6 +62,8 @@ pub struct HotDrive {
     pub format: Format,
     pub readonly: bool,
     pub(crate) slot: usize,
+    /// The fd sets qemu got the image's files in.
+    pub(crate) fdsets: Vec<u32>,
 }
 
 /// The ids of the hotplug root ports in a qemu command line (`pcie-root-port,id=rpK`).
@@ -71,6 +76,44 @@ pub(crate) fn root_ports(args: &[String]) -> Vec<String> {
                 .map(String::from)
         })
         .collect()
+}
+
+/// `blockdev-add` with the options exactly as the cold-plug command line has them. qapi's
+/// typed `BlockdevOptions` would drop `"backing": null` (an `Option` of `null`), and with
+/// it the guarantee that qemu follows no name from the image header.
+#[derive(serde::Serialize, Debug)]
+#[serde(transparent)]
+struct BlockdevAdd(serde_json::Value);
+
+impl BlockdevAdd {
+    /// The options, after checking that they fit QEMU's schema.
+    fn checked(json: serde_json::Value) -> Result<BlockdevAdd> {
+        serde_json::from_value::<BlockdevOptions>(json.clone())
+            .map_err(|e| Error::Config(format!("blockdev options {json}: {e}")))?;
+        Ok(BlockdevAdd(json))
+    }
+}
+
+impl qapi::Command for BlockdevAdd {
+    type Ok = qapi::Empty;
+    const NAME: &'static str = "blockdev-add";
+    const ALLOW_OOB: bool = false;
+}
+
+impl qapi::qmp::QmpCommand for BlockdevAdd {}
+
+/// Drops fd sets handed to qemu (best effort: qemu closes its copies once no node uses
+/// them).
+fn remove_fdsets(qmp: &mut Qmp, sets: &[u32]) {
+    for &set in sets {
+        let _ = qmp.execute(
+            &remove_fd {
+                fdset_id: i64::from(set),
+                fd: None,
+            },
+            Instant::now() + QMP_TIMEOUT,
+        );
+    }
 }
 
 /// `/dev/sda` for slot 0, ...: the appliance's naming ([`wire::disk_name`]).
@@ -131,35 +174,40 @@ impl Session {
                 ports: hp.ports.len(),
             });
         };
-        check_exists(path)?;
-        let format = match options.format {
-            Some(f) => f,
-            None => Format::detect(path)?,
-        };
+        // Opened and checked here; qemu gets the files as fds (`add-fd`), never a path.
+        let img = options.open(path)?;
+        let format = img.format();
         let slot = hp.next_slot;
-        let drive = DriveArg {
-            path: path.to_path_buf(),
-            format,
-            readonly: options.readonly,
-        };
+        let mut fdsets = Vec::new();
+        for f in img.files() {
+            match hp.qmp.add_fd(raw_fd(f), Instant::now() + QMP_TIMEOUT) {
+                Ok(set) => fdsets.push(set),
+                Err(e) => {
+                    remove_fdsets(&mut hp.qmp, &fdsets);
+                    return Err(qmp_failed(self, "add-fd", e));
+                }
+            }
+        }
+        let mut sets = fdsets.iter().copied();
+        let drive = DriveArg::for_image(&img, |_| sets.next().unwrap_or(u32::MAX));
         // The same blockdev JSON as a cold-plugged disk, checked against QEMU's schema.
-        let json = &qemu::drive_args(slot, &drive)?[1];
-        let opts: BlockdevOptions = serde_json::from_str(json)
-            .map_err(|e| Error::Config(format!("blockdev options {json}: {e}")))?;
+        let opts = qemu::blockdev_json(slot, &drive).and_then(BlockdevAdd::checked);
+        let opts = match opts {
+            Ok(o) => o,
+            Err(e) => {
+                remove_fdsets(&mut hp.qmp, &fdsets);
+                return Err(e);
+            }
+        };
         let node = format!("d{slot}");
         let id = format!("vd{slot}");
         let bus = hp.ports[port].0.clone();
         hp.next_slot += 1;
 
-        let r = hp
-            .qmp
-            .execute(&blockdev_add(opts), Instant::now() + QMP_TIMEOUT);
+        let r = hp.qmp.execute(&opts, Instant::now() + QMP_TIMEOUT);
         if let Err(e) = r {
-            // A file removed since the check above is still "not found".
-            if matches!(e, QmpError::Refused { .. }) && !path.exists() {
-                return Err(Error::DiskNotFound {
-                    path: path.to_path_buf(),
-                });
+            if matches!(e, QmpError::Refused { .. }) {
+                remove_fdsets(&mut hp.qmp, &fdsets);
             }
             return Err(qmp_failed(self, "blockdev-add", e));
         }
@@ -181,6 +229,7 @@ impl Session {
                     },
                     Instant::now() + QMP_TIMEOUT,
                 );
+                remove_fdsets(&mut hp.qmp, &fdsets);
             }
             return Err(qmp_failed(self, "device_add", e));
         }
@@ -193,8 +242,10 @@ impl Session {
             format,
             readonly: options.readonly,
             slot,
+            fdsets,
         });
         self.set_slot_readonly(slot, options.readonly);
+        self.set_slot_image(slot, Some(img));
 
         self.wait_listed(device)
     }
@@ -273,10 +324,11 @@ impl Session {
             return Err(qmp_failed(self, "device_del", e));
         }
         let hp = self.hotplug_state()?;
-        hp.attached.remove(i);
+        let gone = hp.attached.remove(i);
         hp.unplugging.push(Unplugging {
             device: device.to_string(),
             slot,
+            fdsets: gone.fdsets,
         });
         // qemu presses the slot's attention button; on its next rescan the appliance sees
         // it, syncs, drops the disk and powers the slot off. Rescans repeat until the disk
@@ -353,9 +405,22 @@ impl Session {
                 return Err(qmp_failed(self, "blockdev-del", e));
             }
             let hp = self.hotplug_state()?;
+            let sets: Vec<u32> = hp
+                .unplugging
+                .iter()
+                .filter(|u| u.slot == slot)
+                .flat_map(|u| u.fdsets.iter().copied())
+                .collect();
+            remove_fdsets(&mut hp.qmp, &sets);
             hp.unplugging.retain(|u| u.slot != slot);
             if let Some(p) = hp.ports.iter_mut().find(|(_, s)| *s == Some(slot)) {
                 p.1 = None;
+            }
+            // qemu has let go of the image: check what it names and close it.
+            if let Some(img) = self.set_slot_image(slot, None)
+                && img.top().writable
+            {
+                img.verify_unchanged()?;
             }
             if wait_for == Some(slot) {
                 wait_for = None;
@@ -547,16 +612,36 @@ mod tests {
 
     #[test]
     fn blockdev_json_fits_the_qmp_schema() {
-        for (format, readonly) in [(Format::Raw, true), (Format::Qcow2, false)] {
-            let d = DriveArg {
-                path: "/tmp/x,y.img".into(),
-                format,
-                readonly,
-            };
+        use crate::qemu::{FileArg, LayerArg};
+        let layer = |format, fdset, readonly| LayerArg {
+            format,
+            file: FileArg { fdset, readonly },
+            data_file: None,
+        };
+        for (layers, readonly) in [
+            (vec![layer(Format::Raw, 1, true)], true),
+            (vec![layer(Format::Qcow2, 1, false)], false),
+            (
+                vec![
+                    LayerArg {
+                        data_file: Some(FileArg {
+                            fdset: 2,
+                            readonly: false,
+                        }),
+                        ..layer(Format::Qcow2, 1, false)
+                    },
+                    layer(Format::Qcow2, 3, true),
+                    layer(Format::Raw, 4, true),
+                ],
+                false,
+            ),
+        ] {
+            let d = DriveArg { layers, readonly };
             let json = &qemu::drive_args(4, &d).unwrap()[1];
-            let opts: BlockdevOptions = serde_json::from_str(json).unwrap();
-            let back = serde_json::to_value(blockdev_add(opts)).unwrap();
             let want: serde_json::Value = serde_json::from_str(json).unwrap();
+            let opts = BlockdevAdd::checked(want.clone()).unwrap();
+            // What goes to qemu is the command line's JSON, `"backing": null` included.
+            let back = serde_json::to_value(&opts).unwrap();
             assert_eq!(back, want);
         }
     }

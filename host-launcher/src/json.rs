@@ -44,10 +44,41 @@ pub fn table_name(t: TableKind) -> &'static str {
     }
 }
 
-/// `devices`: `{"devices": [{name, size, readonly}]}`.
+/// `devices`: `{"devices": [{name, size, readonly, chain}]}`.
 #[derive(Serialize, Debug, Clone)]
-pub struct DevicesDoc<'a> {
-    pub devices: &'a [Device],
+pub struct DevicesDoc {
+    pub devices: Vec<DeviceDoc>,
+}
+
+/// One disk of `devices`: `chain` lists the image and its backing files as skiff opened
+/// them, top first (`[{path, format, data_file?}]`; empty when this process did not open
+/// the image itself, e.g. an appliance handed down by `each --pool`).
+#[derive(Serialize, Debug, Clone)]
+pub struct DeviceDoc {
+    pub name: String,
+    pub size: u64,
+    pub readonly: bool,
+    pub chain: Vec<crate::images::ChainEntry>,
+}
+
+impl DevicesDoc {
+    pub fn new(devices: &[Device], chains: &[(String, Vec<crate::images::ChainEntry>)]) -> Self {
+        DevicesDoc {
+            devices: devices
+                .iter()
+                .map(|d| DeviceDoc {
+                    name: d.name.clone(),
+                    size: d.size,
+                    readonly: d.readonly,
+                    chain: chains
+                        .iter()
+                        .find(|(n, _)| *n == d.name)
+                        .map(|(_, c)| c.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One partition of `partitions`.

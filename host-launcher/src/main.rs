@@ -9,7 +9,7 @@ mod shell;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use skiff::{Appliance, Builder, DriveOptions, Format, Session};
+use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, Session};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +31,9 @@ struct Cli {
 /// Options for booting the appliance (accepted before or after the subcommand).
 #[derive(Args)]
 struct LaunchArgs {
-    /// Add a disk image: PATH[,format=raw|qcow2] (format found from the image header if omitted).
+    /// Add a disk image: PATH[,format=raw|qcow2][,backing=allow] (format found from the
+    /// image header if omitted; an image naming a backing or data file is refused unless
+    /// backing=allow).
     #[arg(short = 'a', long = "add", value_name = "DISK", global = true, value_parser = parse_drive)]
     drives: Vec<Drive>,
     /// Attach the disks writable (default: read-only).
@@ -114,28 +116,37 @@ enum Cmd {
 struct Drive {
     path: PathBuf,
     format: Option<Format>,
+    backing: BackingPolicy,
 }
 
-/// `PATH[,format=raw|qcow2]`. A trailing part that is not a known option stays in the path.
+/// `PATH[,format=raw|qcow2][,backing=allow|refuse]` (options in any order). A trailing
+/// part that is not a known option stays in the path.
 fn parse_drive(s: &str) -> Result<Drive, String> {
-    if let Some((path, opt)) = s.rsplit_once(',')
-        && let Some(f) = opt.strip_prefix("format=")
-    {
-        if path.is_empty() {
-            return Err("empty disk path".into());
+    let mut d = Drive {
+        path: PathBuf::new(),
+        format: None,
+        backing: BackingPolicy::Refuse,
+    };
+    let mut rest = s;
+    while let Some((head, opt)) = rest.rsplit_once(',') {
+        if let Some(f) = opt.strip_prefix("format=") {
+            d.format = Some(f.parse()?);
+        } else if let Some(b) = opt.strip_prefix("backing=") {
+            d.backing = match b {
+                "allow" => BackingPolicy::Allow,
+                "refuse" => BackingPolicy::Refuse,
+                other => return Err(format!("backing={other}: expected allow or refuse")),
+            };
+        } else {
+            break;
         }
-        return Ok(Drive {
-            path: path.into(),
-            format: Some(f.parse()?),
-        });
+        rest = head;
     }
-    if s.is_empty() {
+    if rest.is_empty() {
         return Err("empty disk path".into());
     }
-    Ok(Drive {
-        path: s.into(),
-        format: None,
-    })
+    d.path = rest.into();
+    Ok(d)
 }
 
 /// A decimal or 0x-hexadecimal number.
@@ -197,6 +208,7 @@ fn launch(a: &LaunchArgs) -> Result<Session> {
             DriveOptions {
                 format: d.format,
                 readonly: !a.rw,
+                backing: d.backing,
             },
         );
     }
@@ -232,19 +244,27 @@ fn libvirt_drives(a: &LaunchArgs) -> Result<Vec<(PathBuf, DriveOptions)>> {
     #[cfg(feature = "libvirt")]
     {
         let uri = a.connect.as_deref();
+        // A guest's chain is its administrator's definition: followed, still checked by
+        // skiff (no protocols, explicit formats, no loops). A volume's header is not.
         let mut found = Vec::new();
         if let Some(d) = &a.domain {
-            found.extend(skiff::libvirt::domain_drives(uri, d, a.rw)?);
+            for g in skiff::libvirt::domain_drives(uri, d, a.rw)? {
+                found.push((g, BackingPolicy::Allow));
+            }
         }
         for v in &a.volumes {
-            found.push(skiff::libvirt::volume_drive(uri, v, !a.rw)?);
+            found.push((
+                skiff::libvirt::volume_drive(uri, v, !a.rw)?,
+                BackingPolicy::Refuse,
+            ));
         }
         Ok(found
             .into_iter()
-            .map(|g| {
+            .map(|(g, backing)| {
                 let o = DriveOptions {
                     format: Some(g.format),
                     readonly: g.readonly,
+                    backing,
                 };
                 (g.path, o)
             })
@@ -335,6 +355,17 @@ mod tests {
         assert_eq!(d.path, PathBuf::from("weird,name"));
         assert!(parse_drive("a.img,format=vmdk").is_err());
         assert!(parse_drive(",format=raw").is_err());
+        assert_eq!(d.backing, BackingPolicy::Refuse);
+        for spec in [
+            "t.qcow2,backing=allow,format=qcow2",
+            "t.qcow2,format=qcow2,backing=allow",
+        ] {
+            let d = parse_drive(spec).unwrap();
+            assert_eq!(d.path, PathBuf::from("t.qcow2"));
+            assert_eq!(d.format, Some(Format::Qcow2));
+            assert_eq!(d.backing, BackingPolicy::Allow);
+        }
+        assert!(parse_drive("t.qcow2,backing=yes").is_err());
     }
 
     #[test]

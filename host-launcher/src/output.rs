@@ -5,10 +5,35 @@
 use anyhow::Result;
 use serde::Serialize;
 use std::io::Write;
+use std::sync::Mutex;
 
-/// Writes `v` as one line of JSON to `out`.
+/// Warnings of this run (e.g. fstab entries that could not be mounted): printed on stderr
+/// as they happen and added to the next JSON document as `"warnings": [...]`.
+static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Reports a warning: one line `skiff: warning: MESSAGE` on stderr now, and in the
+/// `warnings` of the next `--json` document.
+pub fn warn(message: String) {
+    eprintln!("skiff: warning: {message}");
+    WARNINGS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(message);
+}
+
+/// Writes `v` as one line of JSON to `out`, with the pending warnings (if any) added to
+/// it as `"warnings"` when it is an object.
 pub fn json_to(out: &mut impl Write, v: &impl Serialize) -> Result<()> {
-    serde_json::to_writer(&mut *out, v)?;
+    let pending = std::mem::take(&mut *WARNINGS.lock().unwrap_or_else(|p| p.into_inner()));
+    if pending.is_empty() {
+        serde_json::to_writer(&mut *out, v)?;
+    } else {
+        let mut doc = serde_json::to_value(v)?;
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("warnings".into(), pending.into());
+        }
+        serde_json::to_writer(&mut *out, &doc)?;
+    }
     writeln!(out)?;
     out.flush()?;
     Ok(())

@@ -152,8 +152,8 @@ impl Pool {
     /// Dropping the result destroys the appliance.
     pub fn acquire<P: AsRef<Path>>(&self, drives: &[(P, DriveOptions)]) -> Result<PooledSession> {
         // Errors the caller can fix do not use up an appliance.
-        for (p, _) in drives {
-            crate::appliance::check_exists(p.as_ref())?;
+        for (p, o) in drives {
+            o.open(p.as_ref())?;
         }
         let deadline = Instant::now() + self.acquire_timeout;
         loop {
@@ -345,7 +345,7 @@ impl SharedReader {
     pub fn add(&mut self, path: impl AsRef<Path>, format: Option<Format>) -> Result<String> {
         let options = DriveOptions {
             format,
-            readonly: true,
+            ..DriveOptions::readonly()
         };
         self.session.add_drive(path, options)
     }

@@ -32,6 +32,14 @@ pub struct Qemu {
 impl Qemu {
     /// Spawns `binary args...` with stdin from /dev/null, letting it inherit `fds` (which
     /// are close-on-exec in this process). `verbose` echoes its output to our stderr.
+    ///
+    /// qemu dies with this process: it is spawned by one thread that lives as long as
+    /// the process ([`spawn_from_keeper`]) with `PR_SET_PDEATHSIG` = SIGKILL, so a
+    /// `kill -9` of the client takes its appliances with it, whichever thread launched
+    /// them (the parent-death signal follows the thread that forked, and pool refill
+    /// threads come and go). A qemu that drops to another uid (see [`crate::confine`])
+    /// loses that signal at the uid change; the appliance then powers itself off when
+    /// the host end of its channel closes.
     pub fn spawn(binary: &PathBuf, args: &[String], fds: &[RawFd], verbose: bool) -> Result<Qemu> {
         let mut cmd = Command::new(binary);
         cmd.args(args)
@@ -39,7 +47,8 @@ impl Qemu {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         inherit_fds(&mut cmd, fds.to_vec());
-        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        die_with_parent(&mut cmd);
+        let mut child = spawn_from_keeper(cmd).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                 Error::QemuNotFound {
                     binary: binary.clone(),
@@ -124,6 +133,63 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Makes the process `cmd` spawns get SIGKILL when the thread that spawns it ends (and
+/// so, spawned from the keeper thread, when this process ends). A parent already gone by
+/// the time the child runs is caught by comparing `getppid` with the pid before fork.
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+    // getppid and _exit, which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+type SpawnJob = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` from the keeper: one thread, started on first use, that lives as long as
+/// this process and does nothing but spawn. Children whose parent-death signal is set
+/// (see [`die_with_parent`]) then die with the process, not with whichever short-lived
+/// thread asked for them.
+pub fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
+    static KEEPER: Mutex<Option<std::sync::mpsc::Sender<SpawnJob>>> = Mutex::new(None);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job = (cmd, tx);
+    let job = {
+        let mut keeper = KEEPER.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = keeper.get_or_insert_with(|| {
+            let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+            // The keeper never returns while the process runs: `jobs` lives in KEEPER.
+            let _ = std::thread::Builder::new()
+                .name("skiff-spawner".into())
+                .spawn(move || {
+                    for (mut cmd, reply) in queue {
+                        let _ = reply.send(cmd.spawn());
+                    }
+                });
+            jobs
+        });
+        match sender.send(job) {
+            Ok(()) => None,
+            Err(std::sync::mpsc::SendError(job)) => Some(job),
+        }
+    };
+    if let Some((mut cmd, _)) = job {
+        // The keeper could not be started (out of threads): spawn here.
+        return cmd.spawn();
+    }
+    rx.recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spawner thread is gone")))
 }
 
 /// Lets the process that `cmd` spawns inherit `fds` (close-on-exec in this process, and

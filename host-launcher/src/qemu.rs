@@ -3,7 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::format::Format;
-use std::path::{Path, PathBuf};
+use crate::images::{Layer, OpenedImage, raw_fd};
+use std::os::fd::RawFd;
+use std::path::Path;
 
 /// The built-in profile, `qemu-configs/microvm.args`.
 pub const DEFAULT_PROFILE: &str = include_str!("../../qemu-configs/microvm.args");
@@ -35,11 +37,29 @@ pub struct Vars {
     pub qmp_fd: Option<i32>,
 }
 
-/// One disk slot.
-#[derive(Debug, Clone)]
-pub struct DriveArg {
-    pub path: PathBuf,
+/// One file of a drive as qemu gets it: an fd in an fd set (`/dev/fdset/N`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileArg {
+    /// The fd set qemu finds the file in.
+    pub fdset: u32,
+    pub readonly: bool,
+}
+
+/// One layer of a drive's chain (top first), with its files in fd sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerArg {
     pub format: Format,
+    pub file: FileArg,
+    /// A qcow2 layer's external data file.
+    pub data_file: Option<FileArg>,
+}
+
+/// One disk slot: the chain qemu is given, node by node. qemu opens no path: every file
+/// is an fd the launcher opened, and a qcow2 layer without a backing layer gets
+/// `"backing": null`, so a name in its header is never followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveArg {
+    pub layers: Vec<LayerArg>,
     pub readonly: bool,
 }
 
@@ -140,30 +160,118 @@ fn expand_line(line: &str, vars: &Vars) -> Result<Option<String>> {
     Ok(Some(out))
 }
 
-/// `-blockdev` and `-device` for disk slot `i` (the appliance maps `serial=skiff<i>` to
-/// `/dev/sd<a+i>`). The blockdev is JSON, so file names need no comma escaping; the format
-/// is always explicit and read-only is set on both the format and the file node.
-pub fn drive_args(i: usize, d: &DriveArg) -> Result<[String; 4]> {
-    let filename = d
-        .path
-        .to_str()
-        .ok_or_else(|| Error::Config(format!("disk path {:?} is not UTF-8", d.path)))?;
-    let blockdev = serde_json::json!({
-        "driver": d.format.as_str(),
-        "node-name": format!("d{i}"),
-        "read-only": d.readonly,
-        "file": {
-            "driver": "file",
-            "filename": filename,
-            "read-only": d.readonly,
-        },
+fn file_json(f: &FileArg) -> serde_json::Value {
+    serde_json::json!({
+        "driver": "file",
+        "filename": format!("/dev/fdset/{}", f.fdset),
+        "read-only": f.readonly,
+    })
+}
+
+/// The blockdev options of layer `k` and everything below it.
+fn layer_json(layers: &[LayerArg], k: usize) -> Result<serde_json::Value> {
+    let l = layers
+        .get(k)
+        .ok_or_else(|| Error::Config(format!("drive chain has no layer {k}")))?;
+    let mut v = serde_json::json!({
+        "driver": l.format.as_str(),
+        "read-only": l.file.readonly,
+        "file": file_json(&l.file),
     });
+    if l.format == Format::Qcow2 {
+        v["backing"] = if k + 1 < layers.len() {
+            layer_json(layers, k + 1)?
+        } else {
+            serde_json::Value::Null
+        };
+        if let Some(d) = &l.data_file {
+            v["data-file"] = file_json(d);
+        }
+    } else if k + 1 < layers.len() {
+        return Err(Error::Config(format!(
+            "a {} layer cannot have a backing file",
+            l.format
+        )));
+    }
+    Ok(v)
+}
+
+/// The `-blockdev` JSON of disk slot `i` (node `d<i>`). JSON needs no comma escaping; the
+/// format of every layer is explicit and read-only is set on format and file nodes.
+pub fn blockdev_json(i: usize, d: &DriveArg) -> Result<serde_json::Value> {
+    let mut v = layer_json(&d.layers, 0)?;
+    v["node-name"] = format!("d{i}").into();
+    Ok(v)
+}
+
+/// `-blockdev` and `-device` for disk slot `i` (the appliance maps `serial=skiff<i>` to
+/// `/dev/sd<a+i>`).
+pub fn drive_args(i: usize, d: &DriveArg) -> Result<[String; 4]> {
     Ok([
         "-blockdev".into(),
-        blockdev.to_string(),
+        blockdev_json(i, d)?.to_string(),
         "-device".into(),
         format!("virtio-blk-pci,drive=d{i},serial=skiff{i}"),
     ])
+}
+
+/// `-add-fd fd=FD,set=SET`: qemu finds the inherited `fd` in fd set `set`.
+pub fn add_fd_args(fd: i32, set: u32) -> [String; 2] {
+    ["-add-fd".into(), format!("fd={fd},set={set}")]
+}
+
+impl DriveArg {
+    /// The drive for an opened image whose files are in fd sets `fdset(file)`.
+    pub fn for_image(img: &OpenedImage, mut fdset: impl FnMut(&Layer) -> u32) -> DriveArg {
+        let layers = img
+            .layers
+            .iter()
+            .map(|l| LayerArg {
+                format: l.format,
+                file: FileArg {
+                    fdset: fdset(l),
+                    readonly: !l.writable,
+                },
+                data_file: l.data_file.as_deref().map(|d| FileArg {
+                    fdset: fdset(d),
+                    readonly: !d.writable,
+                }),
+            })
+            .collect();
+        DriveArg {
+            layers,
+            readonly: !img.top().writable,
+        }
+    }
+}
+
+/// Cold-plugged drives as qemu gets them: every file in its own fd set (numbered from 1).
+#[derive(Debug, Default)]
+pub struct DrivePlan {
+    /// `-add-fd` for every file, then `-blockdev`/`-device` per drive.
+    pub args: Vec<String>,
+    /// The fds qemu must inherit.
+    pub fds: Vec<RawFd>,
+}
+
+/// The arguments for `images` in slots 0, 1, ...
+pub fn plan_drives(images: &[OpenedImage]) -> Result<DrivePlan> {
+    let mut plan = DrivePlan::default();
+    let mut next = 1u32;
+    let mut blockdevs = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        let drive = DriveArg::for_image(img, |l| {
+            let set = next;
+            next += 1;
+            let fd = raw_fd(l);
+            plan.fds.push(fd);
+            plan.args.extend(add_fd_args(fd, set));
+            set
+        });
+        blockdevs.extend(drive_args(i, &drive)?);
+    }
+    plan.args.extend(blockdevs);
+    Ok(plan)
 }
 
 /// The firmware to pass with `-bios`: qboot where installed, else none (SeaBIOS).
@@ -261,11 +369,18 @@ mod tests {
         assert_eq!(args, ["xtcg-qemu64"]);
     }
 
+    fn file(fdset: u32, readonly: bool) -> FileArg {
+        FileArg { fdset, readonly }
+    }
+
     #[test]
-    fn drive_json_is_explicit_and_escaped() {
+    fn drive_json_names_fds_and_the_whole_chain() {
         let d = DriveArg {
-            path: "/tmp/a,b \"c\".img".into(),
-            format: Format::Qcow2,
+            layers: vec![LayerArg {
+                format: Format::Qcow2,
+                file: file(3, true),
+                data_file: None,
+            }],
             readonly: true,
         };
         let a = drive_args(2, &d).unwrap();
@@ -275,18 +390,50 @@ mod tests {
         assert_eq!(v["node-name"], "d2");
         assert_eq!(v["read-only"], true);
         assert_eq!(v["file"]["driver"], "file");
-        assert_eq!(v["file"]["filename"], "/tmp/a,b \"c\".img");
+        assert_eq!(v["file"]["filename"], "/dev/fdset/3");
         assert_eq!(v["file"]["read-only"], true);
+        // No backing layer: the header's name (if any) is never followed.
+        assert!(v["backing"].is_null() && v.get("backing").is_some());
         assert_eq!(a[2], "-device");
         assert_eq!(a[3], "virtio-blk-pci,drive=d2,serial=skiff2");
-        let rw = DriveArg {
+
+        // A writable qcow2 over a read-only qcow2 over raw, with a data file.
+        let d = DriveArg {
+            layers: vec![
+                LayerArg {
+                    format: Format::Qcow2,
+                    file: file(1, false),
+                    data_file: Some(file(2, false)),
+                },
+                LayerArg {
+                    format: Format::Qcow2,
+                    file: file(3, true),
+                    data_file: None,
+                },
+                LayerArg {
+                    format: Format::Raw,
+                    file: file(4, true),
+                    data_file: None,
+                },
+            ],
             readonly: false,
-            format: Format::Raw,
-            ..d
         };
-        let v: serde_json::Value = serde_json::from_str(&drive_args(0, &rw).unwrap()[1]).unwrap();
+        let v = blockdev_json(0, &d).unwrap();
         assert_eq!(v["read-only"], false);
-        assert_eq!(v["driver"], "raw");
+        assert_eq!(v["file"]["filename"], "/dev/fdset/1");
+        assert_eq!(v["data-file"]["filename"], "/dev/fdset/2");
+        assert_eq!(v["backing"]["driver"], "qcow2");
+        assert_eq!(v["backing"]["read-only"], true);
+        assert_eq!(v["backing"]["file"]["filename"], "/dev/fdset/3");
+        assert_eq!(v["backing"]["backing"]["driver"], "raw");
+        assert_eq!(v["backing"]["backing"]["file"]["filename"], "/dev/fdset/4");
+        assert!(v["backing"]["backing"].get("backing").is_none());
+        assert_eq!(add_fd_args(7, 3), ["-add-fd", "fd=7,set=3"]);
+        // A raw layer cannot carry a backing layer.
+        let mut bad = d.clone();
+        bad.layers.remove(0);
+        bad.layers.swap(0, 1);
+        assert!(blockdev_json(0, &bad).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::channel::{Channel, ChannelError};
 use crate::error::{Error, Result};
+use crate::images::{ChainEntry, OpenedImage};
 use crate::process::{self, EXIT_CLEAN, EXIT_PANIC, Qemu};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -46,6 +47,9 @@ pub struct Session {
     pub(crate) hotplug: Option<crate::hotplug::Hotplug>,
     /// The libvirt domain (or another [`Guest`]) when qemu is not our child.
     pub(crate) guest: Option<Box<dyn Guest>>,
+    /// Per disk slot: the image skiff opened for it (qemu has copies of its fds). Kept
+    /// to show chains and to check written images' headers when the session ends.
+    pub(crate) images: Vec<Option<OpenedImage>>,
     next_id: u64,
     call_timeout: Duration,
     /// The most data one read call asks for ([`MAX_CHUNK`] but in tests).
@@ -132,6 +136,7 @@ impl Session {
             readonly,
             hotplug: None,
             guest: None,
+            images: Vec::new(),
             next_id: 1,
             call_timeout,
             read_chunk: read_chunk.clamp(1, MAX_CHUNK),
@@ -289,8 +294,48 @@ impl Session {
         Ok(())
     }
 
-    /// Flushes every disk, powers the appliance off and waits for qemu to exit.
+    /// Flushes every disk, powers the appliance off and waits for qemu to exit; then
+    /// reads the header of every writable image again ([`OpenedImage::verify_unchanged`]):
+    /// a header re-pointed during the session is [`Error::ImageTampered`].
     pub fn shutdown(mut self) -> Result<()> {
+        let r = self.power_off();
+        let verified = self.verify_images();
+        verified.and(r)
+    }
+
+    /// The backing chain of each disk skiff opened, by device name (`/dev/sda`).
+    pub fn chains(&self) -> Vec<(String, Vec<ChainEntry>)> {
+        self.images
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, img)| Some((wire::disk_name(slot), img.as_ref()?.chain())))
+            .collect()
+    }
+
+    /// Checks the header of every writable image skiff opened (see
+    /// [`OpenedImage::verify_unchanged`]); the first failure is returned.
+    pub fn verify_images(&self) -> Result<()> {
+        for img in self.images.iter().flatten() {
+            if img.top().writable {
+                img.verify_unchanged()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets (or clears) the image of disk `slot`; returns the one it replaces.
+    pub(crate) fn set_slot_image(
+        &mut self,
+        slot: usize,
+        img: Option<OpenedImage>,
+    ) -> Option<OpenedImage> {
+        if self.images.len() <= slot {
+            self.images.resize_with(slot + 1, || None);
+        }
+        std::mem::replace(&mut self.images[slot], img)
+    }
+
+    fn power_off(&mut self) -> Result<()> {
         match self.call(Request::Shutdown)? {
             Reply::Unit => {}
             other => return Err(unexpected(&other)),
@@ -465,6 +510,26 @@ pub(crate) fn unexpected(reply: &Reply) -> Error {
     let name = format!("{reply:?}");
     let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
     Error::BadFrame(format!("unexpected reply {name}"))
+}
+
+impl Drop for Session {
+    /// A session dropped without [`Session::shutdown`] kills its appliance; a writable
+    /// image whose header changed meanwhile is reported on stderr (there is no caller
+    /// left to return the error to).
+    fn drop(&mut self) {
+        if !self.images.iter().flatten().any(|i| i.top().writable) {
+            return;
+        }
+        if let Some(q) = self.qemu.as_mut() {
+            q.kill();
+        }
+        if let Some(g) = self.guest.as_mut() {
+            g.kill();
+        }
+        if let Err(e) = self.verify_images() {
+            eprintln!("skiff: WARNING: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ bitflags! {
 }
 
 /// Queue numbers with MULTIPORT: port 0 rx/tx = 0/1, control rx/tx = 2/3, port n = 2n+2/2n+3.
-const CTRL_RX: u16 = 2;
+pub const CTRL_RX: u16 = 2;
 const CTRL_TX: u16 = 3;
 /// The host's `-device virtserialport,nr=1`.
 pub const RPC_PORT: u32 = 1;
@@ -58,12 +58,35 @@ impl core::fmt::Display for ConsoleError {
     }
 }
 
+/// What the host end of the RPC port is, as qemu's control messages say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEnd {
+    /// No PORT_OPEN from the host yet.
+    Unknown,
+    Open,
+    /// The host closed its end (the client died or hung up): nobody will ever talk to
+    /// this appliance again.
+    Closed,
+}
+
 pub struct Channel {
+    /// The host's side of the RPC port.
+    pub host: HostEnd,
     transport: PciTransport,
     ctrl_rx: OwningQueue<KernelHal, 8, 256>,
     ctrl_tx: VirtQueue<KernelHal, 8>,
     rx: OwningQueue<KernelHal, RX_BUFFERS, RX_BUFFER_SIZE>,
     tx: VirtQueue<KernelHal, 8>,
+}
+
+/// (port id, event, value) of a control message (§5.3.6.2 `virtio_console_control`).
+fn parse_control(m: &[u8]) -> Option<(u32, u16, u16)> {
+    let b = m.get(..8)?;
+    Some((
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_le_bytes([b[4], b[5]]),
+        u16::from_le_bytes([b[6], b[7]]),
+    ))
 }
 
 fn control(id: u32, event: u16, value: u16) -> [u8; 8] {
@@ -87,6 +110,7 @@ impl Channel {
         let tx = VirtQueue::new(&mut transport, DATA_TX, false, false)?;
         transport.finish_init();
         let mut ch = Channel {
+            host: HostEnd::Unknown,
             transport,
             ctrl_rx,
             ctrl_tx,
@@ -97,32 +121,47 @@ impl Channel {
         ch.transport.notify(CTRL_RX);
         ch.transport.notify(DATA_RX);
         ch.send_control(0, DEVICE_READY, 1)?;
-        // qemu announces its ports right after DEVICE_READY; the handshake is bounded.
+        // qemu announces its ports right after DEVICE_READY, and answers our PORT_READY
+        // with PORT_OPEN when its end (the socket to the host) is connected. The
+        // handshake is bounded; a host already gone never sends PORT_OPEN.
         let mut ready = false;
         for _ in 0..10_000_000u32 {
             let mut added = None;
+            let mut host = ch.host;
             ch.ctrl_rx.poll(&mut ch.transport, |m| {
-                if m.len() >= 8 {
-                    let id = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
-                    let event = u16::from_le_bytes([m[4], m[5]]);
+                if let Some((id, event, value)) = parse_control(m) {
                     if event == DEVICE_ADD {
                         added = Some(id);
+                    } else if id == RPC_PORT && event == PORT_OPEN {
+                        host = if value == 0 {
+                            HostEnd::Closed
+                        } else {
+                            HostEnd::Open
+                        };
                     }
                 }
                 Ok(Some(()))
             })?;
+            ch.host = host;
             if let Some(id) = added {
                 ch.send_control(id, PORT_READY, u16::from(id == RPC_PORT))?;
                 if id == RPC_PORT {
                     ch.send_control(id, PORT_OPEN, 1)?;
                     ready = true;
-                    break;
                 }
+            }
+            if ready && ch.host != HostEnd::Unknown {
+                break;
             }
             core::hint::spin_loop();
         }
         if !ready {
             return Err(ConsoleError::NoPort);
+        }
+        if ch.host == HostEnd::Unknown {
+            // qemu answers PORT_READY at once when the host is there: it is not.
+            log!("the host end of the channel is not connected");
+            ch.host = HostEnd::Closed;
         }
         Ok(ch)
     }
@@ -153,16 +192,22 @@ impl Channel {
         })? {
             total += n;
         }
+        let mut host = self.host;
         self.ctrl_rx.poll(&mut self.transport, |m| {
-            if m.len() >= 8 {
-                let event = u16::from_le_bytes([m[4], m[5]]);
-                let value = u16::from_le_bytes([m[6], m[7]]);
-                if event == PORT_OPEN && value == 0 {
+            if let Some((id, event, value)) = parse_control(m)
+                && id == RPC_PORT
+                && event == PORT_OPEN
+            {
+                if value == 0 {
                     log!("host closed the channel");
+                    host = HostEnd::Closed;
+                } else {
+                    host = HostEnd::Open;
                 }
             }
             Ok(Some(()))
         })?;
+        self.host = host;
         Ok(total)
     }
 }

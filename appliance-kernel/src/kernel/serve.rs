@@ -174,7 +174,10 @@ pub fn main(info: Option<BootInfo>) -> ! {
                 if let Some(c) = channel {
                     *CHANNEL.lock() = Some(c);
                     console_up = true;
-                    sleep_when_idle = irq::route_queue(f.df, super::console::DATA_RX);
+                    // Data and control messages (the host closing its end) wake the
+                    // idle loop.
+                    sleep_when_idle = irq::route_queue(f.df, super::console::DATA_RX)
+                        && irq::route_queue(f.df, super::console::CTRL_RX);
                     if !sleep_when_idle {
                         log!("virtio-console {}: no MSI-X, polling", f.df);
                     }
@@ -231,6 +234,11 @@ pub fn main(info: Option<BootInfo>) -> ! {
             Ok(n) => n,
             Err(e) => panic!("channel receive failed: {e}"),
         };
+        // Requests from a client that has hung up are dropped unanswered: it can no
+        // longer see their results, and each one it did see was complete.
+        if virtio::host_closed() {
+            frames.clear();
+        }
         for body in frames.drain(..) {
             serve_one(&mut m, &body);
         }
@@ -245,6 +253,16 @@ pub fn main(info: Option<BootInfo>) -> ! {
                 )),
             );
             reader = FrameReader::new();
+        }
+        if virtio::host_closed() {
+            // The client is gone (killed, crashed, or hung up without Shutdown): nobody
+            // will talk to this appliance again. Finish cleanly — sync and flush what
+            // was written — and power off, so no qemu outlives its client.
+            log!("the host hung up: syncing and powering off");
+            if let Err(e) = m.app.handle(Request::Shutdown) {
+                log!("shutdown after hang-up: {e}");
+            }
+            arch::exit(arch::EXIT_OK);
         }
         if received == 0 && sleep_when_idle {
             irq::wait();

@@ -273,6 +273,14 @@ pub fn recv(sink: &mut dyn FnMut(&[u8])) -> Result<usize, ConsoleError> {
     guard.as_mut().ok_or(ConsoleError::NoPort)?.recv(sink)
 }
 
+/// Has the host closed its end of the RPC channel?
+pub fn host_closed() -> bool {
+    CHANNEL
+        .lock()
+        .as_ref()
+        .is_none_or(|c| c.host == super::console::HostEnd::Closed)
+}
+
 /// Best effort from the panic handler: a `ToHost::Panic` frame, unless the channel is
 /// unavailable or was in use when the panic struck.
 pub fn send_panic(msg: &str) {

@@ -121,6 +121,7 @@ pub(crate) fn add_drive(s: &mut Session, path: &Path, options: DriveOptions) -> 
         format: disk.format,
         readonly: disk.readonly,
         slot,
+        fdsets: Vec::new(),
     });
     s.set_slot_readonly(slot, disk.readonly);
     s.wait_listed(device)

@@ -217,18 +217,31 @@ pub(crate) fn disk(conn: &Connect, local: bool, path: &Path, o: DriveOptions) ->
         .to_str()
         .ok_or_else(|| Error::Config(format!("disk path {path:?} is not UTF-8")))?
         .to_string();
+    let mut backing = Some(Vec::new());
     let (block, format) = if local {
-        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::DiskNotFound {
+        // The same checks as a direct launch (file kind, backing chain, data file); the
+        // chain skiff accepted is spelled out for libvirt. libvirt opens the files itself
+        // (its qemu runs as its own user under sVirt), so the fds are closed again here.
+        let img = o.open(path)?;
+        if img.top().data_file.is_some() {
+            return Err(Error::ImageRefused {
                 path: path.to_path_buf(),
-            },
-            _ => Error::Io(e),
-        })?;
-        let format = match o.format {
-            Some(f) => f,
-            None => Format::detect(path)?,
-        };
-        (meta.file_type().is_block_device(), format)
+                reason: "the libvirt backend does not attach qcow2 images with an external \
+                         data file (use the direct backend)"
+                    .into(),
+            });
+        }
+        for l in img.layers.iter().skip(1) {
+            let p = l
+                .path
+                .to_str()
+                .ok_or_else(|| Error::Config(format!("backing file {:?} is not UTF-8", l.path)))?;
+            backing
+                .get_or_insert_with(Vec::new)
+                .push((p.to_string(), l.format));
+        }
+        let meta = img.top().file.metadata()?;
+        (meta.file_type().is_block_device(), img.format())
     } else {
         // Remote: the path is on the libvirt host; a storage volume there tells its kind
         // and format.
@@ -246,6 +259,9 @@ pub(crate) fn disk(conn: &Connect, local: bool, path: &Path, o: DriveOptions) ->
                 )));
             }
         };
+        if o.backing == crate::BackingPolicy::Allow {
+            backing = None;
+        }
         (info.is_some_and(|i| i.block), format)
     };
     Ok(Disk {
@@ -256,6 +272,7 @@ pub(crate) fn disk(conn: &Connect, local: bool, path: &Path, o: DriveOptions) ->
         },
         format,
         readonly: o.readonly,
+        backing,
     })
 }
 

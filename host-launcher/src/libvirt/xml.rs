@@ -43,6 +43,11 @@ pub struct Disk {
     pub source: Source,
     pub format: Format,
     pub readonly: bool,
+    /// The backing chain below the image (checked by skiff), nearest first: written out
+    /// as explicit `<backingStore>` elements ending in an empty one, so that libvirt
+    /// neither probes nor follows what the image header names. `None` (a remote disk
+    /// opened with backing=allow, which skiff cannot read): libvirt finds the chain.
+    pub backing: Option<Vec<(String, Format)>>,
 }
 
 /// Everything the appliance domain needs.
@@ -228,6 +233,20 @@ fn disk_xml(i: usize, d: &Disk, address: &str, indent: &str) -> String {
         d.format.as_str()
     ));
     line(&format!("  <source {attr}='{}'/>", esc(d.source.path())));
+    if let Some(chain) = &d.backing {
+        let mut depth = String::from("  ");
+        for (path, format) in chain {
+            line(&format!("{depth}<backingStore type='file'>"));
+            line(&format!("{depth}  <format type='{}'/>", format.as_str()));
+            line(&format!("{depth}  <source file='{}'/>", esc(path)));
+            depth.push_str("  ");
+        }
+        line(&format!("{depth}<backingStore/>"));
+        for _ in chain {
+            depth.truncate(depth.len() - 2);
+            line(&format!("{depth}</backingStore>"));
+        }
+    }
     line(&format!("  <target dev='{}' bus='virtio'/>", target_dev(i)));
     line(&format!("  <serial>skiff{i}</serial>"));
     if d.readonly {
@@ -382,11 +401,13 @@ mod tests {
             loader: Some("/usr/share/qemu/qboot.rom".into()),
             disks: vec![
                 Disk {
+                    backing: Some(Vec::new()),
                     source: Source::File("/d/a'b.img".into()),
                     format: Format::Raw,
                     readonly: true,
                 },
                 Disk {
+                    backing: Some(Vec::new()),
                     source: Source::Block("/dev/vg/lv".into()),
                     format: Format::Qcow2,
                     readonly: false,
