@@ -17,6 +17,7 @@ fn main() -> skiff::Result<()> {
             DriveOptions {
                 format: None,
                 readonly: true,
+                ..DriveOptions::default()
             },
         )
         .launch()?;
@@ -64,6 +65,7 @@ fn main() -> skiff::Result<()> {
             DriveOptions {
                 format: None,
                 readonly: true,
+                ..DriveOptions::default()
             },
         );
         let mut p = pool.acquire(&[drive])?;

@@ -426,6 +426,7 @@ fn storage_volume() {
             DriveOptions {
                 format: Some(v.format),
                 readonly: true,
+                ..DriveOptions::default()
             },
         )
         .launch()
