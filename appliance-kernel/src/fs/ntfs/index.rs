@@ -33,8 +33,12 @@ pub fn parse_node(buf: &[u8], node: usize, what: &str) -> FsResult<Vec<Entry>> {
     let bad = |m: &str| corrupt(format!("{what}: {m}"));
     let first = le32(buf, node).ok_or_else(|| bad("truncated index node header"))? as usize;
     let used = le32(buf, node + 4).ok_or_else(|| bad("truncated index node header"))? as usize;
-    let start = node.checked_add(first).ok_or_else(|| bad("bad entries offset"))?;
-    let end = node.checked_add(used).ok_or_else(|| bad("bad index length"))?;
+    let start = node
+        .checked_add(first)
+        .ok_or_else(|| bad("bad entries offset"))?;
+    let end = node
+        .checked_add(used)
+        .ok_or_else(|| bad("bad index length"))?;
     if end > buf.len() || start > end {
         return Err(bad("index entries outside the node"));
     }
@@ -44,7 +48,9 @@ pub fn parse_node(buf: &[u8], node: usize, what: &str) -> FsResult<Vec<Entry>> {
         let len = usize::from(le16(buf, pos + 8).ok_or_else(|| bad("truncated entry"))?);
         let key_len = usize::from(le16(buf, pos + 10).ok_or_else(|| bad("truncated entry"))?);
         let flags = le16(buf, pos + 12).ok_or_else(|| bad("truncated entry"))?;
-        let entry_end = pos.checked_add(len).ok_or_else(|| bad("bad entry length"))?;
+        let entry_end = pos
+            .checked_add(len)
+            .ok_or_else(|| bad("bad entry length"))?;
         if len < 16 || entry_end > end {
             return Err(bad("bad index entry length"));
         }

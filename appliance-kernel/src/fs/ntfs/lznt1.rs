@@ -30,7 +30,9 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<(), Bad> {
             return Err(Bad("more chunks than the compression unit holds"));
         }
         let end = (start + CHUNK).min(dst.len());
-        let out = dst.get_mut(start..end).ok_or(Bad("chunk outside the unit"))?;
+        let out = dst
+            .get_mut(start..end)
+            .ok_or(Bad("chunk outside the unit"))?;
         if h & 0x8000 == 0 {
             // Stored: copied as is.
             let n = data.len().min(out.len());
@@ -59,7 +61,8 @@ fn chunk(src: &[u8], out: &mut [u8]) -> Result<(), Bad> {
             }
             if flags & (1 << bit) == 0 {
                 let b = *src.get(ip).ok_or(Bad("literal"))?;
-                *out.get_mut(op).ok_or(Bad("chunk decompresses past 4096 bytes"))? = b;
+                *out.get_mut(op)
+                    .ok_or(Bad("chunk decompresses past 4096 bytes"))? = b;
                 ip += 1;
                 op += 1;
                 continue;

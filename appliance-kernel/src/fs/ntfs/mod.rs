@@ -355,7 +355,9 @@ fn read_plain(
 
 /// Bits set in the first `nbits` bits of `bytes` (a bitmap chunk).
 fn count_bits(bytes: &[u8], nbits: u64) -> u64 {
-    let full = usize::try_from(nbits / 8).unwrap_or(usize::MAX).min(bytes.len());
+    let full = usize::try_from(nbits / 8)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
     let (whole, _) = bytes.split_at(full);
     let mut n: u64 = 0;
     let words = whole.chunks_exact(8);
@@ -613,7 +615,10 @@ impl NtfsFs {
             return Err(corrupt(format!("{what}: not in use")));
         }
         if h.base != 0 {
-            return Err(corrupt(format!("{what}: is an extension record of {}", h.base)));
+            return Err(corrupt(format!(
+                "{what}: is an extension record of {}",
+                h.base
+            )));
         }
         let mut attrs = Vec::new();
         parse_attrs(&rec, self.geo.total_clusters, &mut attrs, &what)?;
@@ -630,7 +635,8 @@ impl NtfsFs {
                 }
                 let ext_what = format!("MFT record {r} (extension of {n})");
                 let ext = self.record(r)?;
-                let eh = record_header(&ext).ok_or_else(|| corrupt(format!("{ext_what}: short")))?;
+                let eh =
+                    record_header(&ext).ok_or_else(|| corrupt(format!("{ext_what}: short")))?;
                 if eh.flags & MFT_IN_USE == 0 || eh.base != n {
                     return Err(corrupt(format!(
                         "{ext_what}: not an extension record of {n}"
@@ -658,7 +664,9 @@ impl NtfsFs {
             .ok_or_else(|| corrupt(format!("{what}: attribute {ty:#x} missing")))?;
         let size = s.size();
         if size > MAX_META {
-            return Err(corrupt(format!("{what}: attribute {ty:#x} of {size} bytes")));
+            return Err(corrupt(format!(
+                "{what}: attribute {ty:#x} of {size} bytes"
+            )));
         }
         // OK to cast: bounded by MAX_META.
         let mut buf = vec![0u8; size as usize];
@@ -839,7 +847,11 @@ impl NtfsFs {
         let what = dir.what();
         let root = match dir.attr(AT_INDEX_ROOT, &I30).map(|a| &a.value) {
             Some(RawValue::Resident(v)) => v.clone(),
-            _ => return Err(corrupt(format!("{what}: directory without a $I30 index root"))),
+            _ => {
+                return Err(corrupt(format!(
+                    "{what}: directory without a $I30 index root"
+                )));
+            }
         };
         if le32(&root, 0) != Some(u32::from(AT_FILE_NAME as u16)) {
             return Err(corrupt(format!("{what}: $I30 does not index file names")));
@@ -933,7 +945,9 @@ impl NtfsFs {
             }
             let Some(vcn) = queue.pop() else { break };
             let Some(a) = alloc.as_ref() else {
-                return Err(corrupt(format!("{what}: $I30 has subnodes but no allocation")));
+                return Err(corrupt(format!(
+                    "{what}: $I30 has subnodes but no allocation"
+                )));
             };
             if !seen.insert(vcn) || seen.len() as u64 > max {
                 return Err(corrupt(format!("{what}: $I30 index has a cycle")));

@@ -35,7 +35,6 @@ pub const MFT_DIRECTORY: u16 = 0x0002;
 
 /// File attribute flags ($STANDARD_INFORMATION, $FILE_NAME).
 pub const FILE_ATTR_SYSTEM: u32 = 0x0004;
-pub const FILE_ATTR_REPARSE: u32 = 0x0400;
 pub const FILE_ATTR_ENCRYPTED: u32 = 0x4000;
 
 /// Longest run list accepted for one attribute (all extents together).
@@ -63,7 +62,12 @@ pub fn le64(b: &[u8], off: usize) -> Option<u64> {
 /// Little-endian UTF-16 code units of a byte slice (a trailing odd byte is dropped).
 pub fn utf16_units(b: &[u8]) -> Vec<u16> {
     b.chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+        .map(|c| {
+            u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ])
+        })
         .collect()
 }
 
@@ -83,12 +87,10 @@ pub fn ntfs_time_to_unix(t: u64) -> i64 {
 /// Volume geometry from the boot sector.
 #[derive(Debug, Clone)]
 pub struct Geometry {
-    pub sector_size: u64,
     pub cluster_size: u64,
     pub total_clusters: u64,
     pub mft_lcn: u64,
     pub record_size: usize,
-    pub index_block_size: usize,
     pub serial: u64,
 }
 
@@ -152,14 +154,14 @@ impl Geometry {
         if !idx.is_power_of_two() || !(512..=65536).contains(&idx) {
             return Err(bad("bad index block size"));
         }
+        // The index block size is checked for sanity only: each directory's $INDEX_ROOT
+        // carries the size its blocks really have.
         Ok(Geometry {
-            sector_size,
             cluster_size,
             total_clusters,
             mft_lcn,
             // OK to cast: both bounded above.
             record_size: rec as usize,
-            index_block_size: idx as usize,
             serial: le64(b, 0x48).ok_or_else(|| bad("short"))?,
         })
     }
@@ -294,7 +296,6 @@ pub enum RawValue {
         runs: Vec<Run>,
         /// Decoded end VCN of this extent.
         end_vcn: u64,
-        alloc_size: u64,
         data_size: u64,
         init_size: u64,
         compression_unit: u8,
@@ -312,14 +313,12 @@ pub struct RawAttr {
 /// Header fields of an MFT record used here.
 pub struct RecordHeader {
     pub flags: u16,
-    pub link_count: u16,
     pub base: u64,
 }
 
 pub fn record_header(rec: &[u8]) -> Option<RecordHeader> {
     Some(RecordHeader {
         flags: le16(rec, 0x16)?,
-        link_count: le16(rec, 0x12)?,
         base: le64(rec, 0x20)? & 0x0000_FFFF_FFFF_FFFF,
     })
 }
@@ -344,12 +343,16 @@ pub fn parse_attrs(
             return Ok(());
         }
         let len = le32(rec, pos + 4).ok_or_else(|| bad("truncated attribute"))? as usize;
-        let end = pos.checked_add(len).ok_or_else(|| bad("bad attribute length"))?;
+        let end = pos
+            .checked_add(len)
+            .ok_or_else(|| bad("bad attribute length"))?;
         if len < 0x18 || end > used {
             return Err(bad("bad attribute length"));
         }
         // OK to unwrap: end <= used <= rec.len() checked just above.
-        let a = rec.get(pos..end).ok_or_else(|| bad("bad attribute length"))?;
+        let a = rec
+            .get(pos..end)
+            .ok_or_else(|| bad("bad attribute length"))?;
         let nonres = *a.get(8).ok_or_else(|| bad("truncated attribute"))?;
         let name_len = usize::from(*a.get(9).ok_or_else(|| bad("truncated attribute"))?);
         let name_ofs = usize::from(le16(a, 10).ok_or_else(|| bad("truncated attribute"))?);
@@ -375,15 +378,16 @@ pub fn parse_attrs(
             let lowest_vcn = f(0x10)?;
             let mp = usize::from(le16(a, 0x20).ok_or_else(|| bad("truncated attribute"))?);
             let compression_unit = *a.get(0x22).ok_or_else(|| bad("truncated attribute"))?;
-            let (alloc_size, data_size, init_size) = (f(0x28)?, f(0x30)?, f(0x38)?);
-            let pairs = a.get(mp..).ok_or_else(|| bad("mapping pairs outside the attribute"))?;
+            let (data_size, init_size) = (f(0x30)?, f(0x38)?);
+            let pairs = a
+                .get(mp..)
+                .ok_or_else(|| bad("mapping pairs outside the attribute"))?;
             let mut runs = Vec::new();
             let end_vcn = decode_runs(pairs, lowest_vcn, total_clusters, &mut runs, what)?;
             RawValue::NonResident {
                 lowest_vcn,
                 runs,
                 end_vcn,
-                alloc_size,
                 data_size,
                 init_size,
                 compression_unit,
