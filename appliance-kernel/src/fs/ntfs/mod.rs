@@ -369,10 +369,10 @@ fn count_bits(bytes: &[u8], nbits: u64) -> u64 {
     }
     n += rest.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
     let extra = nbits % 8;
-    if extra != 0 {
-        if let Some(b) = bytes.get(full) {
-            n += u64::from((b & ((1u8 << extra) - 1)).count_ones());
-        }
+    if extra != 0
+        && let Some(b) = bytes.get(full)
+    {
+        n += u64::from((b & ((1u8 << extra) - 1)).count_ones());
     }
     n
 }
@@ -799,15 +799,14 @@ impl NtfsFs {
             return Ok(Kind::Dir);
         }
         let (_, _, _, fattr) = ino.std_info();
-        if fattr & FILE_ATTR_SYSTEM != 0 {
-            if let Some(s) = ino.stream(AT_DATA, &[])? {
-                let size = s.size();
-                if (10..=8 + 2 * 4096).contains(&size) {
-                    let data = self.read_meta(ino, AT_DATA, &[], &what)?;
-                    if let Some(t) = data.strip_prefix(INTERIX_LINK.as_slice()) {
-                        return Ok(Kind::Symlink(utf16_to_string(&utf16_units(t))));
-                    }
-                }
+        // An Interix symlink: a system file holding a signature and a UTF-16 target.
+        if fattr & FILE_ATTR_SYSTEM != 0
+            && let Some(s) = ino.stream(AT_DATA, &[])?
+            && (10..=8 + 2 * 4096).contains(&s.size())
+        {
+            let data = self.read_meta(ino, AT_DATA, &[], &what)?;
+            if let Some(t) = data.strip_prefix(INTERIX_LINK.as_slice()) {
+                return Ok(Kind::Symlink(utf16_to_string(&utf16_units(t))));
             }
         }
         Ok(Kind::File)
@@ -1034,26 +1033,26 @@ impl NtfsFs {
             let ino = self.inode(child)?;
             let last = comps.is_empty();
             let depth = stack.len() - 1;
-            if !last || follow {
-                if let Kind::Symlink(t) = self.kind(&ino, depth)? {
-                    hops += 1;
-                    if hops > MAX_HOPS {
-                        return Err(Error::new(
-                            ErrorKind::Loop,
-                            format!("{path}: too many levels of symbolic links"),
-                        ));
-                    }
-                    if t.starts_with('/') {
-                        stack.truncate(1);
-                    }
-                    for part in t.split('/').rev().filter(|p| !p.is_empty()) {
-                        comps.push_front(String::from(part));
-                    }
-                    if comps.len() > 4096 {
-                        return Err(Error::new(ErrorKind::Loop, format!("{path}: too long")));
-                    }
-                    continue;
+            if (!last || follow)
+                && let Kind::Symlink(t) = self.kind(&ino, depth)?
+            {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(Error::new(
+                        ErrorKind::Loop,
+                        format!("{path}: too many levels of symbolic links"),
+                    ));
                 }
+                if t.starts_with('/') {
+                    stack.truncate(1);
+                }
+                for part in t.split('/').rev().filter(|p| !p.is_empty()) {
+                    comps.push_front(String::from(part));
+                }
+                if comps.len() > 4096 {
+                    return Err(Error::new(ErrorKind::Loop, format!("{path}: too long")));
+                }
+                continue;
             }
             if last {
                 return Ok((ino, depth));
