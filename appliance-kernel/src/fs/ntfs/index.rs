@@ -27,8 +27,8 @@ pub struct Entry {
     pub last: bool,
 }
 
-/// The entries of the node whose header starts at `node` in `buf`. Returns them and
-/// whether the node has children.
+/// The entries of the node whose header starts at `node` in `buf`, up to and including
+/// the end entry (a node without one is `Corrupt`).
 pub fn parse_node(buf: &[u8], node: usize, what: &str) -> FsResult<Vec<Entry>> {
     let bad = |m: &str| corrupt(format!("{what}: {m}"));
     let first = le32(buf, node).ok_or_else(|| bad("truncated index node header"))? as usize;

@@ -8,8 +8,8 @@
 //!
 //! Presentation follows ntfs-3g with default mount options (what libguestfs shows):
 //! - mode 0777 for files, directories and symlinks; uid/gid 0;
-//! - `ino` is the MFT record number; `nlink` counts the file's non-DOS names (1 for
-//!   directories, as ntfs-3g reports);
+//! - `ino` is the MFT record number; `nlink` is the record's link count (a DOS 8.3 alias
+//!   counts, as ntfs-3g shows it), 1 for directories (as ntfs-3g reports);
 //! - mtime/atime/ctime are $STANDARD_INFORMATION's data change, access and MFT change
 //!   times (100 ns since 1601 → Unix seconds);
 //! - a directory's size is its $I30 index allocation's size (0 when the index is only
@@ -80,7 +80,7 @@ const MFT_CHUNK: u64 = 64 * 1024;
 const MAX_EXTENSIONS: usize = 4096;
 /// Largest metadata value read whole (attribute lists, reparse data, $UpCase).
 const MAX_META: u64 = 1 << 20;
-/// Deepest index B-tree accepted, and most entries one directory may list.
+/// Most entries one directory may list.
 const MAX_DIR_ENTRIES: usize = 1 << 18;
 /// Symlinks followed while resolving one path.
 const MAX_HOPS: usize = 40;
@@ -150,6 +150,7 @@ impl Stream {
 struct Inode {
     rec: u64,
     flags: u16,
+    link_count: u16,
     attrs: Vec<RawAttr>,
 }
 
@@ -218,18 +219,9 @@ impl Inode {
         (t(0x08), t(0x18), t(0x10), le32(v, 0x20).unwrap_or(0))
     }
 
-    /// Names other than DOS-only ones (hard links as Windows counts them).
-    fn link_names(&self) -> u32 {
-        let n = self
-            .attrs
-            .iter()
-            .filter(|a| a.ty == AT_FILE_NAME)
-            .filter(|a| match &a.value {
-                RawValue::Resident(v) => v.get(0x41).is_some_and(|&ns| ns != NS_DOS),
-                _ => false,
-            })
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    /// The link count ntfs-3g shows: the record's, at least 1.
+    fn nlink(&self) -> u32 {
+        u32::from(self.link_count.max(1))
     }
 }
 
@@ -626,6 +618,7 @@ impl NtfsFs {
             let partial = Inode {
                 rec: n,
                 flags: h.flags,
+                link_count: h.link_count,
                 attrs: attrs.clone(),
             };
             let list = self.read_meta(&partial, AT_ATTRIBUTE_LIST, &[], &what)?;
@@ -651,6 +644,7 @@ impl NtfsFs {
         let inode = Rc::new(Inode {
             rec: n,
             flags: h.flags,
+            link_count: h.link_count,
             attrs: merge(attrs, &what)?,
         });
         self.inodes.put(n, inode.clone());
@@ -821,10 +815,10 @@ impl NtfsFs {
                     .map_or(0, |s| s.size());
                 (FileType::Directory, size, 1)
             }
-            Kind::Symlink(t) => (FileType::Symlink, t.len() as u64, ino.link_names()),
+            Kind::Symlink(t) => (FileType::Symlink, t.len() as u64, ino.nlink()),
             Kind::File => {
                 let size = ino.stream(AT_DATA, &[])?.map_or(0, |s| s.size());
-                (FileType::Regular, size, ino.link_names())
+                (FileType::Regular, size, ino.nlink())
             }
         };
         Ok(Stat {

@@ -313,12 +313,15 @@ pub struct RawAttr {
 /// Header fields of an MFT record used here.
 pub struct RecordHeader {
     pub flags: u16,
+    /// Names of the file as the record counts them (a DOS alias counts).
+    pub link_count: u16,
     pub base: u64,
 }
 
 pub fn record_header(rec: &[u8]) -> Option<RecordHeader> {
     Some(RecordHeader {
         flags: le16(rec, 0x16)?,
+        link_count: le16(rec, 0x12)?,
         base: le64(rec, 0x20)? & 0x0000_FFFF_FFFF_FFFF,
     })
 }
@@ -349,7 +352,6 @@ pub fn parse_attrs(
         if len < 0x18 || end > used {
             return Err(bad("bad attribute length"));
         }
-        // OK to unwrap: end <= used <= rec.len() checked just above.
         let a = rec
             .get(pos..end)
             .ok_or_else(|| bad("bad attribute length"))?;

@@ -192,6 +192,13 @@ fn populate(m: &Fuse) {
     std::fs::create_dir(m.p(NAMES[2])).unwrap();
     w(&format!("{}/inner", NAMES[2]), b"inner\n");
     w("empty", b"");
+    // A long name with a DOS 8.3 alias (a second, DOS-only index entry).
+    w("A Long File Name.txt", b"long\n");
+    setfattr(
+        "system.ntfs_dos_name",
+        b"ALONGF~1.TXT",
+        &m.p("A Long File Name.txt"),
+    );
     // Symlinks: ntfs-3g makes Interix ones; reparse points through setfattr.
     std::os::unix::fs::symlink("Windows/System32", m.p("rel")).unwrap();
     std::os::unix::fs::symlink("/hello.txt", m.p("abs_interix")).unwrap();
@@ -517,6 +524,60 @@ fn case_insensitive_lookups() {
     assert_eq!(
         fs.stat("/hello.txt/x", false).unwrap_err().kind,
         ErrorKind::NotADirectory
+    );
+}
+
+#[test]
+fn dos_names_and_broken_utf16() {
+    let b = &*MAIN;
+    let mut fs = open(&b.bytes).unwrap();
+    // The 8.3 alias is found but not listed (ntfs-3g's listing is checked elsewhere).
+    let long = fs.stat("/A Long File Name.txt", false).unwrap();
+    assert_eq!(fs.stat("/alongf~1.txt", false).unwrap().ino, long.ino);
+    let names: Vec<String> = fs
+        .read_dir("/")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(!names.iter().any(|n| n.contains('~')), "{names:?}");
+    // The alias counts as a link, as ntfs-3g shows it.
+    assert_eq!(long.nlink, 2);
+    assert_eq!(
+        utf16_to_string(&[0x41, 0xD800, 0x42, 0xDC00]),
+        "A\u{FFFD}B\u{FFFD}"
+    );
+    // Break the surrogate pair of the emoji name in the root index: listed with U+FFFD,
+    // and found under that name.
+    let mut img = b.bytes.clone();
+    let pair: Vec<u8> = [0xD83Du16, 0xDE00, b'.' as u16]
+        .iter()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let mut patched = 0;
+    let mut i = 0;
+    while let Some(p) = img[i..]
+        .windows(pair.len())
+        .position(|w| w == pair.as_slice())
+    {
+        let at = i + p;
+        i = at + 1;
+        img[at + 2..at + 4].copy_from_slice(&(b'A' as u16).to_le_bytes());
+        patched += 1;
+    }
+    assert!(patched >= 1);
+    let mut fs = open(&img).unwrap();
+    let names: Vec<String> = fs
+        .read_dir("/")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let broken = "emoji \u{FFFD}A.txt";
+    assert!(names.iter().any(|n| n == broken), "{names:?}");
+    assert_eq!(
+        read_all(&mut fs, &format!("/{broken}")).unwrap(),
+        b"surrogate pair\n"
     );
 }
 
