@@ -23,7 +23,8 @@
 //!   absolute symlinks to `\??\X:\path` are taken to point into this volume (ntfs-3g
 //!   maps a junction to `<mountpoint>/path`) and shown as the relative path from the link's
 //!   directory to `/path`, which resolves the same wherever the volume is mounted; other
-//!   targets (`\??\Volume{..}\..`, `\??\UNC\..`) keep their text with `/` separators.
+//!   targets keep their text without the `\??\` prefix and with `/` separators
+//!   (`Volume{guid}/dir`, a UNC path as `//server/share/path`): dangling links.
 //!   Other reparse tags (dedup, WOF, cloud files) are shown as the plain file or directory.
 //!
 //! Caches, all bounded: 64 KiB chunks of the MFT (16), parsed MFT records (32), index
@@ -78,6 +79,8 @@ const INTERIX_LINK: &[u8; 8] = b"IntxLNK\x01";
 const MFT_CHUNK: u64 = 64 * 1024;
 /// Extension records one file may have (its attribute list).
 const MAX_EXTENSIONS: usize = 4096;
+/// Files with more runs than this are not kept in the record cache.
+const MAX_CACHED_RUNS: usize = 4096;
 /// Largest metadata value read whole (attribute lists, reparse data, $UpCase).
 const MAX_META: u64 = 1 << 20;
 /// Most entries one directory may list.
@@ -647,7 +650,18 @@ impl NtfsFs {
             link_count: h.link_count,
             attrs: merge(attrs, &what)?,
         });
-        self.inodes.put(n, inode.clone());
+        // Files with huge run lists are not kept (the cache must stay a few MiB).
+        let runs: usize = inode
+            .attrs
+            .iter()
+            .map(|a| match &a.value {
+                RawValue::NonResident { runs, .. } => runs.len(),
+                RawValue::Resident(_) => 0,
+            })
+            .sum();
+        if runs <= MAX_CACHED_RUNS {
+            self.inodes.put(n, inode.clone());
+        }
         Ok(inode)
     }
 
@@ -743,7 +757,12 @@ impl NtfsFs {
                 }
                 return Err(corrupt(format!("{what}: VCN {vcn} is not mapped")));
             };
-            let take = r.end().min(vend) - vcn;
+            let take = r.end().min(vend).saturating_sub(vcn);
+            if take == 0 {
+                return Err(corrupt(format!(
+                    "{what}: run list out of order at VCN {vcn}"
+                )));
+            }
             if let Some(lcn) = r.lcn {
                 pieces.push((lcn + (vcn - r.vcn), take));
                 allocated += take;

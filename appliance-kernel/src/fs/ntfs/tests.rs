@@ -582,6 +582,41 @@ fn dos_names_and_broken_utf16() {
 }
 
 #[test]
+fn reparse_target_translation() {
+    // Relative symlinks keep their path; drive-absolute ones become relative to the link.
+    assert_eq!(translate_target(r"..\a\b", true, 3), "../a/b");
+    assert_eq!(translate_target(r"\??\C:\Users", false, 0), "Users");
+    assert_eq!(
+        translate_target(r"\??\C:\Users\x\", false, 2),
+        "../../Users/x"
+    );
+    assert_eq!(translate_target(r"\??\D:\", false, 0), ".");
+    assert_eq!(translate_target(r"\??\D:", false, 1), "..");
+    assert_eq!(
+        translate_target(r"\??\UNC\srv\share\f", false, 1),
+        "//srv/share/f"
+    );
+    assert_eq!(
+        translate_target(r"\??\Volume{1234}\dir", false, 0),
+        "Volume{1234}/dir"
+    );
+    // Hostile buffers: no panic, no target.
+    for len in 0..40 {
+        let b = reparse(true, r"\??\C:\x", "x", false);
+        let _ = reparse_target(&b[..len.min(b.len())], 0);
+    }
+    let mut b = reparse(false, "abc", "abc", true);
+    b[8..10].copy_from_slice(&0xFFF0u16.to_le_bytes());
+    assert_eq!(
+        reparse_target(&b, 0),
+        Some("abc".to_string()),
+        "falls back to the print name"
+    );
+    b[12..14].copy_from_slice(&0xFFF0u16.to_le_bytes());
+    assert_eq!(reparse_target(&b, 0), None);
+}
+
+#[test]
 fn symlinks_are_followed_inside_the_volume() {
     let b = &*MAIN;
     let mut fs = open(&b.bytes).unwrap();
