@@ -132,6 +132,43 @@ fn fat_image(t: &Tmp, bits: u32, kb: u32) -> Vec<u8> {
     std::fs::read(img).unwrap()
 }
 
+/// A small NTFS image (512-byte clusters, so the MFT sits in the first 64 KiB), filled
+/// through an ntfs-3g FUSE mount (unmounted even when a step fails).
+fn ntfs_image(t: &Tmp) -> Vec<u8> {
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for _ in 0..50 {
+                if Command::new("umount")
+                    .arg(&self.0)
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+        }
+    }
+    let src = source_tree(t, true);
+    let img = t.0.join("ntfs.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(3 << 20)
+        .unwrap();
+    run(Command::new("mkntfs")
+        .args(["-F", "-Q", "-q", "-c", "512", "-L", "corpus"])
+        .arg(&img));
+    let mnt = t.0.join("ntfs-mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    run(Command::new("ntfs-3g").arg(&img).arg(&mnt));
+    let guard = Unmount(mnt.clone());
+    run(Command::new("cp").arg("-a").arg(src.join(".")).arg(&mnt));
+    drop(guard);
+    std::fs::read(img).unwrap()
+}
+
 fn dump(dev: &SharedDevice) -> Vec<u8> {
     let size = dev.borrow().size() as usize;
     let mut v = vec![0u8; size];
@@ -343,5 +380,17 @@ fn ext4_corpus() {
     let t = Tmp::new("ext4");
     let img = ext4_image(&t);
     let n = run_corpus("ext4", img, "ext4", 0x5EED_0E47, 96 * 1024);
+    assert!(n >= 200);
+}
+
+#[test]
+fn ntfs_corpus() {
+    assert!(
+        have("mkntfs") && have("ntfs-3g"),
+        "mkntfs and ntfs-3g (FUSE) are needed"
+    );
+    let t = Tmp::new("ntfs");
+    let img = ntfs_image(&t);
+    let n = run_corpus("ntfs", img, "ntfs", 0x0417_F5A1, 256 * 1024);
     assert!(n >= 200);
 }

@@ -7,6 +7,7 @@
 
 pub mod ext4;
 pub mod fat;
+pub mod ntfs;
 pub mod probe;
 pub mod vfs;
 

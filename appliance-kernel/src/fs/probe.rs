@@ -205,7 +205,11 @@ fn ntfs(dev: &SharedDevice) -> Option<Probe> {
     let mut a = [0u8; 8];
     a.copy_from_slice(serial);
     let uuid = format!("{:016X}", u64::from_le_bytes(a));
-    Some(Probe::new("ntfs", None, Some(uuid)))
+    Some(Probe::new(
+        "ntfs",
+        super::ntfs::volume_label(dev),
+        Some(uuid),
+    ))
 }
 
 fn exfat(dev: &SharedDevice) -> Option<Probe> {
