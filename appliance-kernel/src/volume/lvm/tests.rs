@@ -1,0 +1,577 @@
+//! LVM tests against the real tools: images are built on loop devices with
+//! `pvcreate`/`vgcreate`/`lvcreate -an -Zn` (device-mapper is not needed with
+//! `global/activation=0`), layouts read back with `lvs --segments`/`pvs --reportformat
+//! json`, filesystems made with `mkfs.ext4 -d`/`mkfs.vfat`/`mkswap` and scattered into
+//! the LVs' extents by the layout LVM reports. What skiff reports (`pvs`/`vgs`/`lvs`,
+//! `filesystems`, file contents through the LV) is compared with the tools' own
+//! reports and the source trees. Types LVM cannot create without device-mapper (raid1,
+//! mirror, thin, snapshot) are written with `vgcfgrestore`, which validates and writes
+//! the metadata itself.
+
+use super::*;
+use crate::block::{BlockDevice, MemDisk};
+use crate::part::testutil::{TempDir, TempImage, run};
+use crate::rpc::Appliance;
+use serde_json::Value as J;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::process::Command;
+use std::string::ToString;
+use wire::{Bytes, Reply, Request};
+
+const NOACT: &str = "global/activation=0";
+
+fn lvm_out(cmd: &str, args: &[&str]) -> std::process::Output {
+    Command::new(cmd)
+        .args(["--config", NOACT])
+        .args(args)
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+/// Runs an LVM tool without device-mapper; panics with its stderr when it fails.
+fn lvm(cmd: &str, args: &[&str]) -> String {
+    let out = lvm_out(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn tag() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{}x{n}", std::process::id())
+}
+
+/// Loop devices and VGs made by a test; detached and removed on drop, even on failure.
+#[derive(Default)]
+struct Lab {
+    vgs: Vec<String>,
+    loops: Vec<String>,
+}
+
+impl Lab {
+    /// Attaches `img` (or the byte range `off`+`size` of it) to a loop device.
+    fn attach(&mut self, img: &str, range: Option<(u64, u64)>) -> String {
+        let mut args = vec!["-f".to_string(), "--show".to_string()];
+        if let Some((o, s)) = range {
+            args.extend(["-o".into(), o.to_string(), "--sizelimit".into(), s.to_string()]);
+        }
+        args.push(img.to_string());
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let dev = run("losetup", &a, None).trim().to_string();
+        self.loops.push(dev.clone());
+        dev
+    }
+
+    fn vg(&mut self, name: &str, pvs: &[&str], extra: &[&str]) {
+        for p in pvs {
+            lvm("pvcreate", &["-ff", "-y", p]);
+        }
+        let mut a = extra.to_vec();
+        a.push(name);
+        a.extend_from_slice(pvs);
+        lvm("vgcreate", &a);
+        self.vgs.push(name.to_string());
+    }
+
+    /// Detaches every loop device (the LVM metadata stays in the image files).
+    fn detach(&mut self) {
+        for l in self.loops.drain(..) {
+            let _ = Command::new("losetup").args(["-d", &l]).status();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.loops.is_empty() {
+            for vg in &self.vgs {
+                let _ = lvm_out("vgremove", &["-f", "-y", vg]);
+            }
+        }
+        self.detach();
+        for vg in &self.vgs {
+            let _ = std::fs::remove_file(format!("/etc/lvm/backup/{vg}"));
+            if let Ok(rd) = std::fs::read_dir("/etc/lvm/archive") {
+                for e in rd.flatten() {
+                    if e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{vg}_"))
+                    {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows of an LVM report (`pvs`/`vgs`/`lvs` with `--reportformat json`), sizes in bytes.
+fn report(cmd: &str, fields: &str, args: &[&str]) -> Vec<HashMap<String, String>> {
+    let mut a = vec![
+        "--reportformat",
+        "json",
+        "--units",
+        "b",
+        "--nosuffix",
+        "-o",
+        fields,
+    ];
+    a.extend_from_slice(args);
+    let out = lvm(cmd, &a);
+    let j: J = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rows = j["report"][0]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_array()
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            r.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(r: &HashMap<String, String>, k: &str) -> u64 {
+    r[k].trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{k}={:?}", r[k]))
+}
+
+/// Where a loop device's bytes are: image file and byte offset in it.
+type Files = HashMap<String, (String, u64)>;
+
+/// One segment of an LV as LVM reports it, in bytes.
+#[derive(Debug, Clone)]
+struct Seg {
+    start: u64,
+    len: u64,
+    stripe: u64,
+    /// (loop device, byte offset on it).
+    areas: Vec<(String, u64)>,
+}
+
+/// Every segment of every LV of `vg` (hidden ones included, by bare name).
+fn layout(vg: &str) -> HashMap<String, Vec<Seg>> {
+    let ext = num(&report("vgs", "vg_extent_size", &[vg])[0], "vg_extent_size");
+    let pe_start: HashMap<String, u64> = report("pvs", "pv_name,pe_start", &["-S", &format!("vg_name={vg}")])
+        .iter()
+        .map(|r| (r["pv_name"].clone(), num(r, "pe_start")))
+        .collect();
+    let mut out: HashMap<String, Vec<Seg>> = HashMap::new();
+    for r in report(
+        "lvs",
+        "lv_name,seg_start_pe,seg_size_pe,stripes,stripe_size,seg_pe_ranges,segtype",
+        &["-a", "--segments", vg],
+    ) {
+        let name = r["lv_name"].trim_matches(['[', ']']).to_string();
+        let mut areas = Vec::new();
+        if r["segtype"] == "linear" || r["segtype"] == "striped" {
+            for range in r["seg_pe_ranges"].split_whitespace() {
+                let (dev, pes) = range.rsplit_once(':').unwrap();
+                let first: u64 = pes.split('-').next().unwrap().parse().unwrap();
+                areas.push((dev.to_string(), pe_start[dev] + first * ext));
+            }
+            assert_eq!(areas.len() as u64, num(&r, "stripes"));
+        }
+        out.entry(name).or_default().push(Seg {
+            start: num(&r, "seg_start_pe") * ext,
+            len: num(&r, "seg_size_pe") * ext,
+            stripe: num(&r, "stripe_size"),
+            areas,
+        });
+    }
+    out
+}
+
+/// Calls `f(loop device, byte offset on it, range of the LV's bytes)` for every run of
+/// `[0, len)` of an LV laid out as `segs`, by the striping rule LVM documents.
+fn walk(segs: &[Seg], len: u64, mut f: impl FnMut(&str, u64, std::ops::Range<usize>)) {
+    for s in segs {
+        let n = s.areas.len() as u64;
+        let mut o = 0;
+        while o < s.len && s.start + o < len {
+            let (dev, at, run) = if n == 1 {
+                (&s.areas[0].0, s.areas[0].1 + o, s.len - o)
+            } else {
+                let c = o / s.stripe;
+                let a = &s.areas[(c % n) as usize];
+                (&a.0, a.1 + (c / n) * s.stripe + o % s.stripe, s.stripe - o % s.stripe)
+            };
+            let run = run.min(len - (s.start + o));
+            let lo = (s.start + o) as usize;
+            f(dev, at, lo..lo + run as usize);
+            o += run;
+        }
+    }
+}
+
+/// Writes `data` as the first bytes of an LV, into the image files.
+fn scatter(segs: &[Seg], files: &Files, data: &[u8]) {
+    walk(segs, data.len() as u64, |dev, at, r| {
+        let (path, base) = &files[dev];
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(base + at)).unwrap();
+        f.write_all(&data[r]).unwrap();
+    });
+}
+
+/// Reads the first `len` bytes of an LV from the image files.
+fn gather(segs: &[Seg], files: &Files, len: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len as usize];
+    walk(segs, len, |dev, at, r| {
+        let (path, base) = &files[dev];
+        let mut f = std::fs::File::open(path).unwrap();
+        f.seek(SeekFrom::Start(base + at)).unwrap();
+        f.read_exact(&mut out[r]).unwrap();
+    });
+    out
+}
+
+fn pseudo(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A source tree with files that cross stripe chunks.
+fn tree(seed: u64) -> TempDir {
+    let t = TempDir::new("lvm-src");
+    let p = &t.0;
+    std::fs::create_dir_all(p.join("etc/deep/er")).unwrap();
+    std::fs::create_dir_all(p.join("boot")).unwrap();
+    std::fs::write(p.join("etc/hostname"), format!("guest{seed}\n")).unwrap();
+    std::fs::write(p.join("etc/deep/er/big.bin"), pseudo(700_000, seed)).unwrap();
+    std::fs::write(p.join("medium.dat"), pseudo(150_000, seed + 7)).unwrap();
+    std::fs::write(p.join("empty"), b"").unwrap();
+    t
+}
+
+/// An ext4 image of `size` bytes holding `src`.
+fn ext4(src: &TempDir, size: u64) -> TempImage {
+    let img = TempImage::new("lvm-fs", size);
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-b", "4096", "-E", "root_owner=0:0", "-d", src.path(), img.path()],
+        None,
+    );
+    img
+}
+
+/// The appliance over the image files, as disks in order (`/dev/sda`, ...).
+fn appliance(imgs: &[&str], writable: bool) -> (Appliance, Vec<SharedDevice>) {
+    let mut a = Appliance::new();
+    let mut devs = Vec::new();
+    for (i, p) in imgs.iter().enumerate() {
+        let d = shared(MemDisk::new(std::fs::read(p).unwrap(), !writable));
+        a.set_disk(i, d.clone());
+        devs.push(d);
+    }
+    (a, devs)
+}
+
+/// Writes the appliance's (written) disks back to their files.
+fn save(imgs: &[&str], devs: &[SharedDevice]) {
+    for (p, d) in imgs.iter().zip(devs) {
+        let size = d.borrow().size() as usize;
+        let mut v = vec![0u8; size];
+        d.borrow_mut().read_at(0, &mut v).unwrap();
+        std::fs::write(p, v).unwrap();
+    }
+}
+
+/// Every file under `src` read through the appliance at `mnt` equals the source.
+fn check_tree(a: &mut Appliance, src: &TempDir, mnt: &str) -> usize {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                files(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut list = Vec::new();
+    files(&src.0, &mut list);
+    for f in &list {
+        let rel = f.strip_prefix(&src.0).unwrap().to_str().unwrap();
+        let want = std::fs::read(f).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let Reply::Data(Bytes(d)) = a
+                .handle(Request::Pread {
+                    path: format!("{}/{rel}", mnt.trim_end_matches('/')),
+                    offset: got.len() as u64,
+                    len: 1 << 18,
+                })
+                .unwrap()
+            else {
+                panic!()
+            };
+            if d.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&d);
+        }
+        assert!(got == want, "{rel}: contents differ through the LV");
+    }
+    list.len()
+}
+
+fn mount(a: &mut Appliance, dev: &str, mnt: &str, readonly: bool) {
+    a.handle(Request::Mount {
+        device: dev.to_string(),
+        mountpoint: mnt.to_string(),
+        readonly,
+        fstype: None,
+    })
+    .unwrap_or_else(|e| panic!("mount {dev}: {e}"));
+}
+
+fn umount(a: &mut Appliance, mnt: &str) {
+    a.handle(Request::Umount {
+        mountpoint: mnt.to_string(),
+    })
+    .unwrap();
+}
+
+/// `lv_attr` without the positions that depend on activation (state, open, health) and
+/// with sync-state capitals folded.
+fn attr_mask(a: &str) -> String {
+    a.chars()
+        .enumerate()
+        .map(|(i, c)| match i {
+            4 | 5 | 8 => '.',
+            0 => match c {
+                'I' => 'i',
+                'R' => 'r',
+                'M' => 'm',
+                c => c,
+            },
+            _ => c,
+        })
+        .collect()
+}
+
+/// skiff's `pvs`/`vgs`/`lvs` for `vg` equal the tools' (`names` maps loop devices to
+/// the appliance's device names).
+fn compare_reports(a: &mut Appliance, vg: &str, names: &HashMap<String, String>) {
+    let Reply::Pvs(pvs) = a.handle(Request::Pvs).unwrap() else {
+        panic!()
+    };
+    let want = report(
+        "pvs",
+        "pv_name,pv_uuid,vg_name,pv_size,dev_size,pv_free,pv_used,pv_attr,pv_pe_count,pv_pe_alloc_count,pe_start,pv_mda_count",
+        &["-S", &format!("vg_name={vg}")],
+    );
+    let mine: Vec<_> = pvs.iter().filter(|p| p.vg == vg).collect();
+    assert_eq!(mine.len(), want.len(), "pvs: {mine:?} vs {want:?}");
+    for w in &want {
+        let p = mine
+            .iter()
+            .find(|p| p.uuid == w["pv_uuid"])
+            .unwrap_or_else(|| panic!("PV {} not reported", w["pv_uuid"]));
+        assert_eq!(p.name, names[&w["pv_name"]]);
+        assert_eq!(p.size, num(w, "pv_size"), "pv_size of {}", p.name);
+        assert_eq!(p.dev_size, num(w, "dev_size"), "dev_size of {}", p.name);
+        assert_eq!(p.free, num(w, "pv_free"));
+        assert_eq!(p.used, num(w, "pv_used"));
+        assert_eq!(p.attr, w["pv_attr"]);
+        assert_eq!(p.pe_count, num(w, "pv_pe_count"));
+        assert_eq!(p.pe_alloc_count, num(w, "pv_pe_alloc_count"));
+        assert_eq!(p.pe_start, num(w, "pe_start"));
+        assert_eq!(p.mda_count as u64, num(w, "pv_mda_count"));
+    }
+    let Reply::Vgs(vgs) = a.handle(Request::Vgs).unwrap() else {
+        panic!()
+    };
+    let w = &report(
+        "vgs",
+        "vg_name,vg_uuid,vg_attr,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,max_lv,max_pv,pv_count,lv_count,snap_count,vg_seqno",
+        &[vg],
+    )[0];
+    let v = vgs.iter().find(|v| v.name == vg).expect("VG reported");
+    assert_eq!(v.uuid, w["vg_uuid"]);
+    assert_eq!(v.attr, w["vg_attr"]);
+    for (mine, k) in [
+        (v.size, "vg_size"),
+        (v.free, "vg_free"),
+        (v.extent_size, "vg_extent_size"),
+        (v.extent_count, "vg_extent_count"),
+        (v.free_count, "vg_free_count"),
+        (v.max_lv, "max_lv"),
+        (v.max_pv, "max_pv"),
+        (v.pv_count, "pv_count"),
+        (v.lv_count, "lv_count"),
+        (v.snap_count, "snap_count"),
+        (v.seqno, "vg_seqno"),
+    ] {
+        assert_eq!(mine, num(w, k), "vgs {k}");
+    }
+    let Reply::Lvs(lvs) = a.handle(Request::Lvs).unwrap() else {
+        panic!()
+    };
+    let want = report(
+        "lvs",
+        "lv_name,vg_name,lv_uuid,lv_attr,lv_size,segtype,seg_count,origin,pool_lv,mirror_log,devices",
+        &["-a", vg],
+    );
+    let mine: Vec<_> = lvs.iter().filter(|l| l.vg == vg).collect();
+    assert_eq!(mine.len(), want.len(), "lvs: {mine:#?} vs {want:#?}");
+    for w in &want {
+        let bare = w["lv_name"].trim_matches(['[', ']']);
+        let l = mine
+            .iter()
+            .find(|l| l.lv_name == bare)
+            .unwrap_or_else(|| panic!("LV {bare} not reported"));
+        assert_eq!(l.name, format!("/dev/{vg}/{bare}"));
+        assert_eq!(l.uuid, w["lv_uuid"], "{bare}");
+        assert_eq!(l.hidden, w["lv_name"].starts_with('['), "{bare} hidden");
+        assert_eq!(attr_mask(&l.attr), attr_mask(&w["lv_attr"]), "{bare} attr");
+        assert_eq!(l.size, num(w, "lv_size"), "{bare} size");
+        assert_eq!(l.segtype, w["segtype"], "{bare} segtype");
+        assert_eq!(l.seg_count, num(w, "seg_count"), "{bare} seg_count");
+        assert_eq!(l.origin.as_deref().unwrap_or(""), w["origin"], "{bare} origin");
+        assert_eq!(l.pool.as_deref().unwrap_or(""), w["pool_lv"], "{bare} pool");
+        let log = w["mirror_log"].trim_matches(['[', ']']);
+        assert_eq!(l.mirror_log.as_deref().unwrap_or(""), log, "{bare} log");
+        let devices: Vec<String> = w["devices"]
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|d| {
+                let (dev, pe) = d.split_once('(').unwrap();
+                let dev = dev.trim_matches(['[', ']']);
+                format!("{}({pe}", names.get(dev).map_or(dev, String::as_str))
+            })
+            .collect();
+        assert_eq!(l.devices, devices, "{bare} devices");
+    }
+}
+
+fn filesystems(a: &mut Appliance) -> Vec<wire::Filesystem> {
+    let Reply::Filesystems(f) = a.handle(Request::Filesystems).unwrap() else {
+        panic!()
+    };
+    f
+}
+
+fn blkid_uuid(path: &str) -> String {
+    crate::part::testutil::blkid(path)["UUID"].clone()
+}
+
+/// Debian's default layout: MBR, `/boot` on partition 1, a PV on partition 2 holding the
+/// root and swap LVs.
+#[test]
+fn debian_layout() {
+    let t = tag();
+    let vg = format!("skdeb{t}");
+    let img = TempImage::new("lvm-deb", 128 << 20);
+    run(
+        "sfdisk",
+        &["-q", img.path()],
+        Some("label: dos\nstart=2048, size=32768, type=83\nstart=34816, type=8e\n"),
+    );
+    let (p2_off, p2_size) = (34816u64 * 512, (128u64 << 20) - 34816 * 512);
+    let mut lab = Lab::default();
+    let l = lab.attach(img.path(), Some((p2_off, p2_size)));
+    lab.vg(&vg, &[&l], &[]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "root", "-L", "72M", &vg]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "swap_1", "-L", "16M", &vg]);
+    let lay = layout(&vg);
+    let names: HashMap<String, String> = [(l.clone(), "/dev/sda2".to_string())].into();
+    let files: Files = [(l.clone(), (img.path().to_string(), p2_off))].into();
+
+    // /boot, root and swap filesystems made by the real tools.
+    let boot_src = tree(1);
+    let boot = ext4(&boot_src, 16 << 20);
+    let mut f = std::fs::OpenOptions::new().write(true).open(img.path()).unwrap();
+    f.seek(SeekFrom::Start(2048 * 512)).unwrap();
+    f.write_all(&std::fs::read(boot.path()).unwrap()).unwrap();
+    drop(f);
+    let root_src = tree(2);
+    let root = ext4(&root_src, 72 << 20);
+    scatter(&lay["root"], &files, &std::fs::read(root.path()).unwrap());
+    let swap = TempImage::new("lvm-swap", 16 << 20);
+    run("mkswap", &["-q", swap.path()], None);
+    scatter(&lay["swap_1"], &files, &std::fs::read(swap.path()).unwrap());
+
+    let (mut a, _) = appliance(&[img.path()], false);
+    compare_reports(&mut a, &vg, &names);
+    lab.detach();
+
+    let fss = filesystems(&mut a);
+    let got: Vec<(&str, &str)> = fss
+        .iter()
+        .map(|f| (f.device.as_str(), f.fstype.as_str()))
+        .collect();
+    let root_name = format!("/dev/{vg}/root");
+    let swap_name = format!("/dev/{vg}/swap_1");
+    assert_eq!(
+        got,
+        [
+            ("/dev/sda1", "ext4"),
+            ("/dev/sda2", "LVM2_member"),
+            (root_name.as_str(), "ext4"),
+            (swap_name.as_str(), "swap"),
+        ]
+    );
+    assert_eq!(fss[2].uuid.as_deref(), Some(blkid_uuid(root.path()).as_str()));
+    assert_eq!(fss[2].size, 72 << 20);
+    assert_eq!(fss[3].uuid.as_deref(), Some(blkid_uuid(swap.path()).as_str()));
+
+    mount(&mut a, &root_name, "/", true);
+    mount(&mut a, "/dev/sda1", "/boot", true);
+    assert_eq!(check_tree(&mut a, &root_src, "/"), 4);
+    assert_eq!(check_tree(&mut a, &boot_src, "/boot"), 4);
+    // The mapper name is the same LV: already mounted.
+    let e = a
+        .handle(Request::Mount {
+            device: format!("/dev/mapper/{vg}-root"),
+            mountpoint: "/mnt".into(),
+            readonly: true,
+            fstype: None,
+        })
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Busy, "{e}");
+    // Raw reads of the LV are the filesystem's bytes.
+    let Reply::Data(Bytes(d)) = a
+        .handle(Request::PreadDevice {
+            device: format!("/dev/mapper/{vg}-swap_1"),
+            offset: 0,
+            len: 8192,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(d == std::fs::read(swap.path()).unwrap()[..8192]);
+    // Writes to a read-only disk are refused through the LV too.
+    let e = a
+        .handle(Request::PwriteDevice {
+            device: swap_name.clone(),
+            offset: 0,
+            data: Bytes(vec![1]),
+        })
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ReadOnly);
+    assert!(a.device(&format!("/dev/{vg}/nope")).is_err());
+    assert!(a.device(&format!("/dev/{vg}x/root")).is_err());
+}
