@@ -284,6 +284,8 @@ impl Scan {
                 ));
             }
         }
+        // `lvs` order: by VG then LV name.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 

@@ -9,7 +9,7 @@
 //! the metadata itself.
 
 use super::*;
-use crate::block::{BlockDevice, MemDisk};
+use crate::block::MemDisk;
 use crate::part::testutil::{TempDir, TempImage, run};
 use crate::rpc::Appliance;
 use serde_json::Value as J;
@@ -431,9 +431,17 @@ fn compare_reports(a: &mut Appliance, vg: &str, names: &HashMap<String, String>)
     };
     let want = report(
         "lvs",
-        "lv_name,vg_name,lv_uuid,lv_attr,lv_size,segtype,seg_count,origin,pool_lv,mirror_log,devices",
+        "lv_name,vg_name,lv_uuid,lv_attr,lv_size,seg_count,origin,pool_lv,mirror_log",
         &["-a", vg],
     );
+    // Segment fields come per segment: the first one's type, every one's devices.
+    let mut segs: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    for r in report("lvs", "lv_name,segtype,devices", &["-a", "--segments", vg]) {
+        let e = segs
+            .entry(r["lv_name"].clone())
+            .or_insert_with(|| (r["segtype"].clone(), Vec::new()));
+        e.1.extend(r["devices"].split(',').filter(|s| !s.is_empty()).map(str::to_string));
+    }
     let mine: Vec<_> = lvs.iter().filter(|l| l.vg == vg).collect();
     assert_eq!(mine.len(), want.len(), "lvs: {mine:#?} vs {want:#?}");
     for w in &want {
@@ -447,15 +455,15 @@ fn compare_reports(a: &mut Appliance, vg: &str, names: &HashMap<String, String>)
         assert_eq!(l.hidden, w["lv_name"].starts_with('['), "{bare} hidden");
         assert_eq!(attr_mask(&l.attr), attr_mask(&w["lv_attr"]), "{bare} attr");
         assert_eq!(l.size, num(w, "lv_size"), "{bare} size");
-        assert_eq!(l.segtype, w["segtype"], "{bare} segtype");
+        let (segtype, devs) = &segs[&w["lv_name"]];
+        assert_eq!(&l.segtype, segtype, "{bare} segtype");
         assert_eq!(l.seg_count, num(w, "seg_count"), "{bare} seg_count");
         assert_eq!(l.origin.as_deref().unwrap_or(""), w["origin"], "{bare} origin");
         assert_eq!(l.pool.as_deref().unwrap_or(""), w["pool_lv"], "{bare} pool");
         let log = w["mirror_log"].trim_matches(['[', ']']);
         assert_eq!(l.mirror_log.as_deref().unwrap_or(""), log, "{bare} log");
-        let devices: Vec<String> = w["devices"]
-            .split(',')
-            .filter(|s| !s.is_empty())
+        let devices: Vec<String> = devs
+            .iter()
             .map(|d| {
                 let (dev, pe) = d.split_once('(').unwrap();
                 let dev = dev.trim_matches(['[', ']']);
@@ -574,4 +582,181 @@ fn debian_layout() {
     assert_eq!(e.kind, ErrorKind::ReadOnly);
     assert!(a.device(&format!("/dev/{vg}/nope")).is_err());
     assert!(a.device(&format!("/dev/{vg}x/root")).is_err());
+}
+
+fn write_file(a: &mut Appliance, path: &str, data: &[u8]) {
+    for (i, c) in data.chunks(1 << 20).enumerate() {
+        a.handle(Request::WriteFile {
+            path: path.to_string(),
+            offset: (i << 20) as u64,
+            data: Bytes(c.to_vec()),
+            truncate: i == 0,
+            mode: 0o644,
+        })
+        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+}
+
+fn debugfs_cat(img: &str, path: &str) -> Vec<u8> {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}"), img])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// A VG over two whole-disk PVs: a striped LV (`-i2`, 64 KiB chunks), a FAT LV, and a
+/// linear LV spanning both disks. Read through all, then write through all (`--rw`)
+/// and check the bytes landed where LVM says with the filesystems' own checkers.
+#[test]
+fn two_disks_striped_spanning_and_writes() {
+    let t = tag();
+    let vg = format!("skst{t}");
+    let (ia, ib) = (TempImage::new("lvm-a", 64 << 20), TempImage::new("lvm-b", 64 << 20));
+    let mut lab = Lab::default();
+    let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
+    lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-i2", "-I64k", "-n", "st", "-L", "24M", &vg]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "fat", "-L", "16M", &vg]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "span", "-L", "60M", &vg]);
+    let lay = layout(&vg);
+    assert_eq!(lay["st"][0].areas.len(), 2);
+    assert_eq!(lay["span"].len(), 2, "span should cross the disks: {:?}", lay["span"]);
+    assert_ne!(lay["span"][0].areas[0].0, lay["span"][1].areas[0].0);
+    let names: HashMap<String, String> = [
+        (la.clone(), "/dev/sda".to_string()),
+        (lb.clone(), "/dev/sdb".to_string()),
+    ]
+    .into();
+    let files: Files = [
+        (la.clone(), (ia.path().to_string(), 0)),
+        (lb.clone(), (ib.path().to_string(), 0)),
+    ]
+    .into();
+    {
+        let (mut a, _) = appliance(&[ia.path(), ib.path()], false);
+        compare_reports(&mut a, &vg, &names);
+    }
+    lab.detach();
+
+    let (st_src, span_src) = (tree(3), tree(4));
+    let st_fs = ext4(&st_src, 24 << 20);
+    scatter(&lay["st"], &files, &std::fs::read(st_fs.path()).unwrap());
+    let span_fs = ext4(&span_src, 60 << 20);
+    scatter(&lay["span"], &files, &std::fs::read(span_fs.path()).unwrap());
+    let fat_fs = TempImage::new("lvm-fat", 16 << 20);
+    run("mkfs.vfat", &["-F", "16", fat_fs.path()], None);
+    run("mcopy", &["-i", fat_fs.path(), &format!("{}/medium.dat", span_src.path()), "::/MEDIUM.DAT"], None);
+    scatter(&lay["fat"], &files, &std::fs::read(fat_fs.path()).unwrap());
+
+    let imgs = [ia.path(), ib.path()];
+    let (mut a, devs) = appliance(&imgs, true);
+    let fss = filesystems(&mut a);
+    let lv_fs: Vec<(&str, &str)> = fss
+        .iter()
+        .skip(2)
+        .map(|f| (f.device.as_str(), f.fstype.as_str()))
+        .collect();
+    let n = |lv: &str| format!("/dev/{vg}/{lv}");
+    let (st, fat, span) = (n("st"), n("fat"), n("span"));
+    assert_eq!(
+        lv_fs,
+        [(fat.as_str(), "vfat"), (span.as_str(), "ext4"), (st.as_str(), "ext4")]
+    );
+    assert_eq!(fss[0].fstype, "LVM2_member");
+    mount(&mut a, &st, "/", false);
+    mount(&mut a, &format!("/dev/mapper/{vg}-span"), "/boot", false);
+    assert_eq!(check_tree(&mut a, &st_src, "/"), 4);
+    assert_eq!(check_tree(&mut a, &span_src, "/boot"), 4);
+
+    // Writes through the striped and the spanning LV.
+    let big = pseudo(900_000, 99);
+    write_file(&mut a, "/new.bin", &big);
+    write_file(&mut a, "/etc/hostname", b"renamed\n");
+    write_file(&mut a, "/boot/across.bin", &pseudo(3 << 20, 5));
+    umount(&mut a, "/boot");
+    mount(&mut a, &fat, "/boot", false);
+    assert_eq!(
+        a.handle(Request::Pread { path: "/boot/MEDIUM.DAT".into(), offset: 0, len: 200_000 }).unwrap(),
+        Reply::Data(Bytes(std::fs::read(span_src.0.join("medium.dat")).unwrap()))
+    );
+    write_file(&mut a, "/boot/HELLO.TXT", b"fat through lvm\n");
+    a.handle(Request::Shutdown).unwrap();
+    save(&imgs, &devs);
+
+    let check = |lv: &str, len: u64| {
+        let out = TempImage::new("lvm-out", len);
+        std::fs::write(out.path(), gather(&lay[lv], &files, len)).unwrap();
+        out
+    };
+    let st_out = check("st", 24 << 20);
+    run("e2fsck", &["-fn", st_out.path()], None);
+    assert!(debugfs_cat(st_out.path(), "/new.bin") == big);
+    assert_eq!(debugfs_cat(st_out.path(), "/etc/hostname"), b"renamed\n");
+    let span_out = check("span", 60 << 20);
+    run("e2fsck", &["-fn", span_out.path()], None);
+    assert!(debugfs_cat(span_out.path(), "/across.bin") == pseudo(3 << 20, 5));
+    let fat_out = check("fat", 16 << 20);
+    run("fsck.vfat", &["-n", fat_out.path()], None);
+    let got = run("mtype", &["-i", fat_out.path(), "::/HELLO.TXT"], None);
+    assert_eq!(got, "fat through lvm\n");
+
+    // Raw writes through the striped LV land on both disks by the stripe layout, and
+    // raw reads give them back.
+    let (mut a, devs) = appliance(&imgs, true);
+    let pattern = pseudo(300_000, 3);
+    let off = (1 << 20) + 12_345;
+    a.handle(Request::PwriteDevice { device: st.clone(), offset: off, data: Bytes(pattern.clone()) })
+        .unwrap();
+    let Reply::Data(Bytes(back)) = a
+        .handle(Request::PreadDevice { device: st.clone(), offset: off, len: 300_000 })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(back == pattern);
+    save(&imgs, &devs);
+    let whole = gather(&lay["st"], &files, 24 << 20);
+    assert!(whole[off as usize..off as usize + pattern.len()] == pattern[..]);
+    // Out of range is refused.
+    assert!(a.handle(Request::PreadDevice { device: st, offset: 24 << 20, len: 1 }).is_err());
+}
+
+/// PVs of one VG disagree (one holds older metadata): the highest seqno wins.
+#[test]
+fn highest_seqno_wins() {
+    let t = tag();
+    let vg = format!("sksq{t}");
+    let (ia, ib) = (TempImage::new("lvm-a", 16 << 20), TempImage::new("lvm-b", 16 << 20));
+    let mut lab = Lab::default();
+    let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
+    lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "old", "-L", "4M", &vg]);
+    let stale = std::fs::read(ia.path()).unwrap();
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "new", "-L", "4M", &vg]);
+    let names: HashMap<String, String> = [
+        (la.clone(), "/dev/sdb".to_string()),
+        (lb.clone(), "/dev/sda".to_string()),
+    ]
+    .into();
+    let seqno = num(&report("vgs", "vg_seqno", &[&vg])[0], "vg_seqno");
+    {
+        // The stale disk second, then first: the same answer.
+        let (mut a, _) = appliance(&[ib.path(), ia.path()], false);
+        compare_reports(&mut a, &vg, &names);
+    }
+    lab.detach();
+    std::fs::write(ia.path(), &stale).unwrap();
+    for order in [[ia.path(), ib.path()], [ib.path(), ia.path()]] {
+        let (mut a, _) = appliance(&order, false);
+        let Reply::Vgs(v) = a.handle(Request::Vgs).unwrap() else { panic!() };
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].seqno, seqno);
+        let Reply::Lvs(l) = a.handle(Request::Lvs).unwrap() else { panic!() };
+        let mut names: Vec<_> = l.iter().map(|l| l.lv_name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["new", "old"]);
+        assert!(a.device(&format!("/dev/{vg}/new")).is_ok());
+    }
 }
