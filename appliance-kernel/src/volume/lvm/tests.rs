@@ -760,3 +760,168 @@ fn highest_seqno_wins() {
         assert!(a.device(&format!("/dev/{vg}/new")).is_ok());
     }
 }
+
+/// Dashes in VG and LV names (the `/dev/mapper` form doubles them) and LVs fragmented by
+/// create, remove and extend.
+#[test]
+fn fragmented_lvs_and_dashed_names() {
+    let t = tag();
+    let vg = format!("sk-dash-{t}");
+    let img = TempImage::new("lvm-frag", 48 << 20);
+    let mut lab = Lab::default();
+    let l = lab.attach(img.path(), None);
+    lab.vg(&vg, &[&l], &["-s", "1M"]);
+    for (n, s) in [("lv-a", "6M"), ("lv-b", "5M"), ("lv-c", "4M"), ("x", "3M")] {
+        lvm("lvcreate", &["-an", "-Zn", "-y", "-n", n, "-L", s, &vg]);
+    }
+    lvm("lvremove", &["-f", &format!("{vg}/lv-b")]);
+    lvm("lvextend", &["-L", "+9M", &format!("{vg}/lv-a")]);
+    lvm("lvextend", &["-L", "+2M", &format!("{vg}/lv-c")]);
+    lvm("lvextend", &["-L", "+3M", &format!("{vg}/lv-a")]);
+    let lay = layout(&vg);
+    assert!(lay["lv-a"].len() >= 3, "lv-a not fragmented: {:?}", lay["lv-a"]);
+    assert!(lay["lv-c"].len() >= 2, "lv-c not fragmented: {:?}", lay["lv-c"]);
+    let names: HashMap<String, String> = [(l.clone(), "/dev/sda".to_string())].into();
+    let files: Files = [(l.clone(), (img.path().to_string(), 0))].into();
+    {
+        let (mut a, _) = appliance(&[img.path()], false);
+        compare_reports(&mut a, &vg, &names);
+    }
+    lab.detach();
+    let src = tree(6);
+    let fs = ext4(&src, 18 << 20);
+    scatter(&lay["lv-a"], &files, &std::fs::read(fs.path()).unwrap());
+    let c_bytes = pseudo(6 << 20, 8);
+    scatter(&lay["lv-c"], &files, &c_bytes);
+
+    let (mut a, _) = appliance(&[img.path()], false);
+    let dashed = |lv: &str| format!("/dev/mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--"));
+    let fss = filesystems(&mut a);
+    let devs: Vec<&str> = fss.iter().map(|f| f.device.as_str()).collect();
+    let (la, lc, lx) = (
+        format!("/dev/{vg}/lv-a"),
+        format!("/dev/{vg}/lv-c"),
+        format!("/dev/{vg}/x"),
+    );
+    assert_eq!(devs, ["/dev/sda", la.as_str(), lc.as_str(), lx.as_str()]);
+    assert_eq!(fss[1].fstype, "ext4");
+    mount(&mut a, &dashed("lv-a"), "/", true);
+    assert_eq!(check_tree(&mut a, &src, "/"), 4);
+    // The mounts list the canonical name.
+    let Reply::Mounts(m) = a.handle(Request::Mounts).unwrap() else { panic!() };
+    assert_eq!(m[0].device, la);
+    // Raw bytes across lv-c's segment boundary, by both names.
+    for name in [lc.clone(), dashed("lv-c")] {
+        let Reply::Data(Bytes(d)) = a
+            .handle(Request::PreadDevice { device: name, offset: (4 << 20) - 1000, len: 5000 })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(d == c_bytes[(4 << 20) - 1000..(4 << 20) + 4000]);
+    }
+    // Single-dash spellings of the mapper name do not resolve.
+    assert!(a.device(&format!("/dev/mapper/{vg}-lv-a")).is_err());
+    assert!(a.device(&dashed("x")).is_ok());
+}
+
+/// The metadata text lies across the end of the circular metadata area (many metadata
+/// changes in a small area).
+#[test]
+fn wrapped_metadata_area() {
+    let t = tag();
+    let vg = format!("skwr{t}");
+    let img = TempImage::new("lvm-wrap", 32 << 20);
+    let mut lab = Lab::default();
+    let l = lab.attach(img.path(), None);
+    lvm("pvcreate", &["-ff", "-y", "--metadatasize", "16k", "--dataalignment", "64k", &l]);
+    lvm("vgcreate", &["-s", "1M", &vg, &l]);
+    lab.vgs.push(vg.clone());
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "keep", "-L", "8M", &vg]);
+    // (mda offset, mda size, text offset, text size) from the PV's own headers.
+    let locn = || {
+        let b = std::fs::read(img.path()).unwrap();
+        let s = &b[512..1024];
+        assert_eq!(&s[..8], b"LABELONE");
+        let h = 512 + u32::from_le_bytes(s[20..24].try_into().unwrap()) as usize;
+        let le = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let mut o = h + 40;
+        while le(o) != 0 {
+            o += 16;
+        }
+        let (mo, ms) = (le(o + 16), le(o + 24));
+        let m = mo as usize;
+        (mo, ms, le(m + 40), le(m + 48))
+    };
+    let mut wrapped = false;
+    for i in 0..400 {
+        let n = format!("tmp{i}");
+        lvm("lvcreate", &["-an", "-Zn", "-y", "-n", &n, "-L", "1M", &vg]);
+        let (_, ms, off, size) = locn();
+        if off + size > ms {
+            wrapped = true;
+            break;
+        }
+        lvm("lvremove", &["-f", &format!("{vg}/{n}")]);
+    }
+    assert!(wrapped, "the metadata never wrapped");
+    let lay = layout(&vg);
+    let names: HashMap<String, String> = [(l.clone(), "/dev/sda".to_string())].into();
+    let files: Files = [(l.clone(), (img.path().to_string(), 0))].into();
+    let (mut a, _) = appliance(&[img.path()], false);
+    compare_reports(&mut a, &vg, &names);
+    lab.detach();
+    let src = tree(7);
+    let fs = ext4(&src, 8 << 20);
+    scatter(&lay["keep"], &files, &std::fs::read(fs.path()).unwrap());
+    let (mut a, _) = appliance(&[img.path()], false);
+    mount(&mut a, &format!("/dev/{vg}/keep"), "/", true);
+    assert_eq!(check_tree(&mut a, &src, "/"), 4);
+}
+
+/// A VG with one of its two PVs missing: LVs entirely on the present PV work, the others
+/// fail naming the missing PV's UUID.
+#[test]
+fn missing_pv() {
+    let t = tag();
+    let vg = format!("skmi{t}");
+    let (ia, ib) = (TempImage::new("lvm-a", 24 << 20), TempImage::new("lvm-b", 24 << 20));
+    let mut lab = Lab::default();
+    let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
+    lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "ona", "-L", "8M", &vg, &la]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "onb", "-L", "4M", &vg, &lb]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "both", "-L", "30M", &vg]);
+    let lay = layout(&vg);
+    let uuid_b = report("pvs", "pv_name,pv_uuid", &[&lb])[0]["pv_uuid"].clone();
+    let files: Files = [(la.clone(), (ia.path().to_string(), 0))].into();
+    lab.detach();
+    let src = tree(8);
+    let fs = ext4(&src, 8 << 20);
+    scatter(&lay["ona"], &files, &std::fs::read(fs.path()).unwrap());
+
+    let (mut a, _) = appliance(&[ia.path()], false);
+    let Reply::Vgs(v) = a.handle(Request::Vgs).unwrap() else { panic!() };
+    assert_eq!(v[0].missing_pvs, [uuid_b.clone()]);
+    assert_eq!(&v[0].attr[3..4], "p");
+    let Reply::Pvs(p) = a.handle(Request::Pvs).unwrap() else { panic!() };
+    assert!(p.iter().any(|p| p.uuid == uuid_b && p.name == "[unknown]" && p.attr == "a-m"));
+    mount(&mut a, &format!("/dev/{vg}/ona"), "/", true);
+    assert_eq!(check_tree(&mut a, &src, "/"), 4);
+    for lv in ["onb", "both"] {
+        let e = a.device(&format!("/dev/{vg}/{lv}")).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.message.contains(&uuid_b), "{e}");
+    }
+    let fss = filesystems(&mut a);
+    let unknown: Vec<(&str, u64)> = fss
+        .iter()
+        .filter(|f| f.fstype == "unknown")
+        .map(|f| (f.device.as_str(), f.size))
+        .collect();
+    let (b, o) = (format!("/dev/{vg}/both"), format!("/dev/{vg}/onb"));
+    assert_eq!(unknown, [(b.as_str(), 30 << 20), (o.as_str(), 4 << 20)]);
+    let Reply::Lvs(l) = a.handle(Request::Lvs).unwrap() else { panic!() };
+    assert!(l.iter().all(|l| (l.lv_name == "ona") == l.error.is_none()));
+    assert!(l.iter().any(|l| l.lv_name == "both" && &l.attr[8..9] == "p"));
+}
