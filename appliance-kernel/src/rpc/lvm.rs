@@ -79,7 +79,7 @@ impl Appliance {
             if let Some((v, l)) = scan.find(name)
                 && let Some(vg) = scan.vgs.get(v)
                 && let Some(lv) = vg.meta.lvs.get(l)
-                && lv.visible()
+                && vg.meta.is_visible(lv)
             {
                 return alloc::format!("/dev/{}/{}", vg.meta.name, lv.name);
             }

@@ -239,7 +239,7 @@ impl Scan {
             .meta
             .lvs
             .iter()
-            .position(|l| l.name == lvn && l.visible())?;
+            .position(|l| l.name == lvn && vg.meta.is_visible(l))?;
         Some((vi, li))
     }
 
@@ -270,7 +270,7 @@ impl Scan {
         let mut out = Vec::new();
         for (vi, vg) in self.vgs.iter().enumerate() {
             for (li, lv) in vg.meta.lvs.iter().enumerate() {
-                if !lv.visible() || lv.segtype() == "thin-pool" {
+                if !vg.meta.is_visible(lv) || lv.segtype() == "thin-pool" {
                     continue;
                 }
                 let size = lv
@@ -437,7 +437,7 @@ impl Scan {
                     max_lv: m.max_lv,
                     max_pv: m.max_pv,
                     pv_count: m.pvs.len() as u64,
-                    lv_count: m.lvs.iter().filter(|l| l.visible()).count() as u64,
+                    lv_count: m.lvs.iter().filter(|l| m.is_visible(l)).count() as u64,
                     snap_count: m
                         .lvs
                         .iter()
@@ -464,6 +464,10 @@ impl Scan {
         for v in &self.vgs {
             let roles = roles(&v.meta);
             for ((lv, layout), role) in v.meta.lvs.iter().zip(&v.layouts).zip(&roles) {
+                // The internal snapshot LV: `lvs` shows the snapshot as its COW LV.
+                if lv.segtype() == "snapshot" {
+                    continue;
+                }
                 let snap_of_cow = v.meta.lvs.iter().find_map(|l| match l.segments.first() {
                     Some(SegMeta {
                         kind: SegKind::Snapshot { origin, cow },
@@ -498,7 +502,7 @@ impl Scan {
                     pool,
                     mirror_log,
                     tags: lv.tags.clone(),
-                    hidden: !lv.visible(),
+                    hidden: !v.meta.is_visible(lv),
                     devices: lv_devices(v, &self.pvs, lv),
                     error: layout.as_ref().err().map(|e| e.message.clone()),
                 });
@@ -710,6 +714,7 @@ fn lv_devices(v: &Vg, pvs: &[FoundPv], lv: &LvMeta) -> Vec<String> {
                     out.push(format!("{l}({le})"));
                 }
             }
+            SegKind::ThinPool { data, .. } => out.push(format!("{data}(0)")),
             _ => {}
         }
     }

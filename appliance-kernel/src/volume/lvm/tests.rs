@@ -925,3 +925,180 @@ fn missing_pv() {
     assert!(l.iter().all(|l| (l.lv_name == "ona") == l.error.is_none()));
     assert!(l.iter().any(|l| l.lv_name == "both" && &l.attr[8..9] == "p"));
 }
+
+/// An LV section for `vgcfgrestore`: one segment, `seg` its body.
+fn lv_text(name: &str, id: u32, visible: bool, count: u64, seg: &str) -> String {
+    format!(
+        "{name} {{\nid = \"skiffL-{id:04}-aaaa-aaaa-aaaa-aaaa-aaaaaa\"\nstatus = [\"READ\", \"WRITE\"{}]\nflags = []\nsegment_count = 1\nsegment1 {{\nstart_extent = 0\nextent_count = {count}\n{seg}\n}}\n}}\n",
+        if visible { ", \"VISIBLE\"" } else { "" }
+    )
+}
+
+fn linear(pv: &str, pe: u64) -> String {
+    format!("type = \"striped\"\nstripe_count = 1\nstripes = [\"{pv}\", {pe}]")
+}
+
+/// raid1, mirror, thin pool and thin volume, snapshot: LVM cannot create them without
+/// device-mapper, so their metadata is written by `vgcfgrestore` (which validates it)
+/// from the VG's own backup plus the new LVs. raid1 and mirror read from the first
+/// healthy leg and write to every leg; the others are listed and refused by type.
+#[test]
+fn raid1_mirror_thin_snapshot() {
+    let t = tag();
+    let vg = format!("skrd{t}");
+    let (ia, ib) = (TempImage::new("lvm-a", 40 << 20), TempImage::new("lvm-b", 40 << 20));
+    let mut lab = Lab::default();
+    let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
+    lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
+    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "base", "-L", "4M", &vg, &la]);
+    let backup = TempImage::new("lvm-backup", 0);
+    lvm("vgcfgbackup", &["-f", backup.path(), &vg]);
+    let text = std::fs::read_to_string(backup.path()).unwrap();
+    let (pv_a, pv_b) = {
+        let pvs = report("pvs", "pv_name,pv_uuid", &["-S", &format!("vg_name={vg}")]);
+        let u = |l: &str| pvs.iter().find(|r| r["pv_name"] == l).unwrap()["pv_uuid"].clone();
+        (u(&la), u(&lb))
+    };
+    // pv0/pv1 in the text are whichever PV has that id.
+    let key = |uuid: &str| {
+        let at = text.find(&format!("id = \"{uuid}\"")).unwrap();
+        let head = &text[..at];
+        let open = head.rfind('{').unwrap();
+        head[..open].split_whitespace().last().unwrap().to_string()
+    };
+    let (ka, kb) = (key(&pv_a), key(&pv_b));
+    let mut lvs = String::new();
+    // raid1: leg 0 on disk b, leg 1 on disk a.
+    lvs += &lv_text("r1", 1, true, 8, "type = \"raid1\"\ndevice_count = 2\nregion_size = 1024\nraids = [\"r1_rmeta_0\", \"r1_rimage_0\", \"r1_rmeta_1\", \"r1_rimage_1\"]");
+    lvs += &lv_text("r1_rmeta_0", 2, false, 1, &linear(&kb, 0));
+    lvs += &lv_text("r1_rimage_0", 3, false, 8, &linear(&kb, 1));
+    lvs += &lv_text("r1_rmeta_1", 4, false, 1, &linear(&ka, 4));
+    lvs += &lv_text("r1_rimage_1", 5, false, 8, &linear(&ka, 5));
+    // mirror with a log.
+    lvs += &lv_text("m1", 6, true, 4, "type = \"mirror\"\nmirror_count = 2\nmirror_log = \"m1_mlog\"\nregion_size = 1024\nmirrors = [\"m1_mimage_0\", 0, \"m1_mimage_1\", 0]");
+    lvs += &lv_text("m1_mlog", 7, false, 1, &linear(&ka, 13));
+    lvs += &lv_text("m1_mimage_0", 8, false, 4, &linear(&ka, 14));
+    lvs += &lv_text("m1_mimage_1", 9, false, 4, &linear(&kb, 9));
+    // A thin pool and a thin volume.
+    lvs += &lv_text("tp", 10, true, 4, "type = \"thin-pool\"\nmetadata = \"tp_tmeta\"\npool = \"tp_tdata\"\ntransaction_id = 1\nchunk_size = 128\ndiscards = \"passdown\"\nzero_new_blocks = 0");
+    lvs += &lv_text("tp_tmeta", 11, false, 1, &linear(&kb, 13));
+    lvs += &lv_text("tp_tdata", 12, false, 4, &linear(&ka, 18));
+    lvs += &lv_text("thin1", 13, true, 16, "type = \"thin\"\nthin_pool = \"tp\"\ntransaction_id = 0\ndevice_id = 1");
+    // A snapshot of "base": its COW store and the snapshot segment.
+    lvs += &lv_text("snap", 14, true, 2, &linear(&kb, 14));
+    lvs += &lv_text("snapshot0", 15, false, 4, "type = \"snapshot\"\nchunk_size = 8\norigin = \"base\"\ncow_store = \"snap\"");
+    let at = text.find("logical_volumes {").unwrap() + "logical_volumes {".len();
+    let new_text = format!("{}\n{lvs}{}", &text[..at], &text[at..]);
+    std::fs::write(backup.path(), new_text).unwrap();
+    lvm("vgcfgrestore", &["--force", "-f", backup.path(), &vg]);
+
+    let lay = layout(&vg);
+    let names: HashMap<String, String> = [
+        (la.clone(), "/dev/sda".to_string()),
+        (lb.clone(), "/dev/sdb".to_string()),
+    ]
+    .into();
+    let files: Files = [
+        (la.clone(), (ia.path().to_string(), 0)),
+        (lb.clone(), (ib.path().to_string(), 0)),
+    ]
+    .into();
+    {
+        let (mut a, _) = appliance(&[ia.path(), ib.path()], false);
+        compare_reports(&mut a, &vg, &names);
+    }
+    lab.detach();
+    // The same filesystem in every leg, as a synced raid1 or mirror has it.
+    let (r_src, m_src) = (tree(9), tree(10));
+    let r_fs = std::fs::read(ext4(&r_src, 8 << 20).path()).unwrap();
+    let m_fs = std::fs::read(ext4(&m_src, 4 << 20).path()).unwrap();
+    for leg in ["r1_rimage_0", "r1_rimage_1"] {
+        scatter(&lay[leg], &files, &r_fs);
+    }
+    for leg in ["m1_mimage_0", "m1_mimage_1"] {
+        scatter(&lay[leg], &files, &m_fs);
+    }
+    let base = pseudo(4 << 20, 11);
+    scatter(&lay["base"], &files, &base);
+
+    let imgs = [ia.path(), ib.path()];
+    let (mut a, devs) = appliance(&imgs, true);
+    let n = |lv: &str| format!("/dev/{vg}/{lv}");
+    let fss = filesystems(&mut a);
+    let listed: Vec<(&str, &str)> = fss
+        .iter()
+        .skip(2)
+        .map(|f| (f.device.as_str(), f.fstype.as_str()))
+        .collect();
+    let want = [
+        (n("base"), "unknown"),
+        (n("m1"), "ext4"),
+        (n("r1"), "ext4"),
+        (n("snap"), "unknown"),
+        (n("thin1"), "unknown"),
+    ];
+    let want: Vec<(&str, &str)> = want.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    assert_eq!(listed, want, "hidden LVs and thin pools are not listed");
+    for (lv, what) in [("thin1", "thin"), ("tp", "thin-pool"), ("snap", "snapshot")] {
+        let e = a.device(&n(lv)).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Unsupported, "{lv}: {e}");
+        assert!(e.message.contains(what), "{e}");
+    }
+    // The origin reads, but refuses writes (they would bypass the snapshot).
+    let Reply::Data(Bytes(d)) = a
+        .handle(Request::PreadDevice { device: n("base"), offset: 3 << 20, len: 1 << 20 })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(d == base[3 << 20..]);
+    let e = a
+        .handle(Request::PwriteDevice { device: n("base"), offset: 0, data: Bytes(vec![0]) })
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ReadOnly);
+
+    mount(&mut a, &n("r1"), "/", false);
+    mount(&mut a, &n("m1"), "/boot", false);
+    assert_eq!(check_tree(&mut a, &r_src, "/"), 4);
+    assert_eq!(check_tree(&mut a, &m_src, "/boot"), 4);
+    // Writes go to every leg.
+    write_file(&mut a, "/leg.bin", &pseudo(400_000, 12));
+    write_file(&mut a, "/boot/leg.bin", &pseudo(100_000, 13));
+    a.handle(Request::Shutdown).unwrap();
+    save(&imgs, &devs);
+    for (legs, len, size) in [
+        (["r1_rimage_0", "r1_rimage_1"], 400_000, 8u64 << 20),
+        (["m1_mimage_0", "m1_mimage_1"], 100_000, 4 << 20),
+    ] {
+        let bytes: Vec<Vec<u8>> = legs.iter().map(|l| gather(&lay[*l], &files, size)).collect();
+        assert!(bytes[0] == bytes[1], "{legs:?} differ after writes");
+        let out = TempImage::new("lvm-leg", size);
+        std::fs::write(out.path(), &bytes[0]).unwrap();
+        run("e2fsck", &["-fn", out.path()], None);
+        assert_eq!(debugfs_cat(out.path(), "/leg.bin").len(), len);
+    }
+
+    // Disk b gone: raid1 reads from its first healthy leg (leg 1, on disk a) and refuses
+    // writes; the mirror likewise.
+    let (mut a, _) = appliance(&[ia.path()], true);
+    for (lv, src, mnt) in [("r1", &r_src, "/"), ("m1", &m_src, "/boot")] {
+        let d = a.device(&n(lv)).unwrap();
+        assert!(d.borrow().readonly(), "{lv} with a leg missing must be read-only");
+        mount(&mut a, &n(lv), mnt, false);
+        assert_eq!(check_tree(&mut a, src, mnt), 4);
+        let e = a
+            .handle(Request::PwriteDevice { device: n(lv), offset: 0, data: Bytes(vec![0]) })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ReadOnly);
+    }
+    let e = a
+        .handle(Request::WriteFile {
+            path: "/x".into(),
+            offset: 0,
+            data: Bytes(vec![1]),
+            truncate: true,
+            mode: 0o644,
+        })
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ReadOnly);
+}
