@@ -68,7 +68,23 @@ impl Appliance {
         if !lv_shaped(name) {
             return None;
         }
-        self.lvm().open_name(name)
+        let scan = self.lvm();
+        if let Some(r) = scan.open_name(name) {
+            return Some(r);
+        }
+        // No such LV: say why when some LVM metadata could not be read.
+        let why: Vec<String> = scan
+            .errors
+            .iter()
+            .take(4)
+            .map(|(dev, e)| alloc::format!("{dev}: {}", e.message))
+            .collect();
+        (!why.is_empty()).then(|| {
+            Err(Error::new(
+                wire::ErrorKind::NotFound,
+                alloc::format!("no such device: {name} (unreadable LVM: {})", why.join("; ")),
+            ))
+        })
     }
 
     /// `/dev/VG/LV` for an LV named either way (mapper names of visible LVs are turned into

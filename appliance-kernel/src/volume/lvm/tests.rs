@@ -1102,3 +1102,229 @@ fn raid1_mirror_thin_snapshot() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::ReadOnly);
 }
+
+/// (text start, text length, raw_locn offset) of a one-PV image whose label is in
+/// sector 1 and whose first metadata area holds an unwrapped text.
+fn mda_locn(img: &[u8]) -> (usize, usize, usize) {
+    let s = &img[512..1024];
+    assert_eq!(&s[..8], b"LABELONE");
+    let le = |o: usize| u64::from_le_bytes(img[o..o + 8].try_into().unwrap()) as usize;
+    let mut o = 512 + u32::from_le_bytes(s[20..24].try_into().unwrap()) as usize + 40;
+    while le(o) != 0 {
+        o += 16;
+    }
+    let mda = le(o + 16);
+    let (off, len) = (le(mda + 40), le(mda + 48));
+    (mda + off, len, mda + 40)
+}
+
+/// Replaces the metadata text of a one-PV image, with valid checksums (or not).
+fn set_text(img: &mut [u8], text: &[u8], fix_sum: bool) {
+    let (start, _, locn) = mda_locn(img);
+    img[start..start + text.len()].copy_from_slice(text);
+    img[locn + 8..locn + 16].copy_from_slice(&(text.len() as u64).to_le_bytes());
+    if fix_sum {
+        img[locn + 16..locn + 20].copy_from_slice(&label::crc(text).to_le_bytes());
+    }
+    let mda = locn - 40;
+    let sum = label::crc(&img[mda + 4..mda + 512]);
+    img[mda..mda + 4].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Edits the section of LV `lv` in a metadata text.
+fn edit_lv(text: &str, lv: &str, f: impl Fn(&str) -> String) -> String {
+    let at = text.find(&format!("\n{lv} {{\n")).unwrap();
+    let end = at + text[at..].find("\n}\n}").unwrap() + 2;
+    format!("{}{}{}", &text[..at], f(&text[at..end]), &text[end..])
+}
+
+fn replace_num(sec: &str, key: &str, new: &str) -> String {
+    let at = sec.find(key).unwrap();
+    let line_end = at + sec[at..].find('\n').unwrap();
+    format!("{}{key} = {new}{}", &sec[..at], &sec[line_end..])
+}
+
+/// The first PE of a one-stripe LV section.
+fn stripe_pe(sec: &str) -> String {
+    let at = sec.find("stripes = [").unwrap();
+    let list = &sec[at..at + sec[at..].find(']').unwrap()];
+    list.rsplit(',').next().unwrap().trim().to_string()
+}
+
+fn set_stripe_pe(sec: &str, pe: &str) -> String {
+    let at = sec.find("stripes = [").unwrap();
+    let close = at + sec[at..].find(']').unwrap();
+    let comma = at + sec[at..close].rfind(',').unwrap();
+    format!("{}, {pe}\n{}", &sec[..comma], &sec[close..])
+}
+
+/// Lying or broken metadata: clear errors, never a panic or a hang, and what is sound
+/// still works.
+#[test]
+fn corrupt_metadata() {
+    let t = tag();
+    let vg = format!("skco{t}");
+    let img = TempImage::new("lvm-co", 32 << 20);
+    let mut lab = Lab::default();
+    let l = lab.attach(img.path(), None);
+    lab.vg(&vg, &[&l], &["-s", "1M"]);
+    for (n, s) in [("good", "8M"), ("victim", "4M"), ("other", "4M")] {
+        lvm("lvcreate", &["-an", "-Zn", "-y", "-n", n, "-L", s, &vg]);
+    }
+    let lay = layout(&vg);
+    let files: Files = [(l.clone(), (img.path().to_string(), 0))].into();
+    lab.detach();
+    let src = tree(20);
+    let fs = ext4(&src, 8 << 20);
+    scatter(&lay["good"], &files, &std::fs::read(fs.path()).unwrap());
+    let base = std::fs::read(img.path()).unwrap();
+    let (start, len, _) = mda_locn(&base);
+    let text = String::from_utf8(base[start..start + len].to_vec()).unwrap();
+    let text = text.trim_end_matches('\0').to_string();
+    let other_pe = stripe_pe(&text[text.find("\nother {").unwrap()..]);
+
+    // (case, new text or None for a raw change, change, LVs that must still work, LV
+    // errors expected as (LV, kind, text in the message)).
+    type Raw = fn(&mut Vec<u8>);
+    let cases: Vec<(&str, Option<String>, Option<Raw>, Vec<&str>, Vec<(&str, ErrorKind, &str)>)> = vec![
+        (
+            "segment beyond its PV",
+            Some(edit_lv(&text, "victim", |s| set_stripe_pe(s, "100000"))),
+            None,
+            vec!["good", "other"],
+            vec![("victim", ErrorKind::Corrupt, "beyond")],
+        ),
+        (
+            "PV claims more extents than its device has",
+            Some(edit_lv(
+                &text.replacen("pe_count = ", "pe_count = 1000 #", 1),
+                "victim",
+                |s| set_stripe_pe(s, "500"),
+            )),
+            None,
+            vec!["good", "other"],
+            vec![("victim", ErrorKind::Corrupt, "data area")],
+        ),
+        (
+            "overlapping extents",
+            Some(edit_lv(&text, "victim", |s| set_stripe_pe(s, &other_pe))),
+            None,
+            vec!["good"],
+            vec![
+                ("victim", ErrorKind::Corrupt, "overlap"),
+                ("other", ErrorKind::Corrupt, "overlap"),
+            ],
+        ),
+        (
+            "extent count that overflows",
+            Some(edit_lv(&text, "victim", |s| {
+                replace_num(s, "extent_count", "9223372036854775807")
+            })),
+            None,
+            vec!["good", "other"],
+            vec![("victim", ErrorKind::Corrupt, "")],
+        ),
+        (
+            "stripe count that lies",
+            Some(edit_lv(&text, "victim", |s| replace_num(s, "stripe_count", "3"))),
+            None,
+            vec!["good", "other"],
+            vec![("victim", ErrorKind::Corrupt, "stripe")],
+        ),
+        (
+            "segments with a gap",
+            Some(edit_lv(&text, "victim", |s| replace_num(s, "start_extent", "1"))),
+            None,
+            vec!["good", "other"],
+            vec![("victim", ErrorKind::Corrupt, "tile")],
+        ),
+        (
+            "raid1 whose leg is itself",
+            Some(edit_lv(&text, "victim", |s| {
+                let seg = s.find("type = ").unwrap();
+                let end = s.rfind(']').unwrap();
+                format!(
+                    "{}type = \"raid1\"\nraids = [\"victim\", \"victim\"{}",
+                    &s[..seg],
+                    &s[end..]
+                )
+            })),
+            None,
+            vec!["good", "other"],
+            vec![("victim", ErrorKind::Corrupt, "")],
+        ),
+        ("number too large", Some(edit_lv(&text, "victim", |s| replace_num(s, "extent_count", "99999999999999999999"))), None, vec![], vec![]),
+        (
+            "text that never ends",
+            Some(text[..text.find("\n}\n# Generated").unwrap()].to_string()),
+            None,
+            vec![],
+            vec![],
+        ),
+        ("unbalanced braces", Some(format!("{text}\n}}\n")), None, vec![], vec![]),
+        (
+            "sections nested too deep",
+            Some(text.replacen("seqno", &format!("{}{}\nseqno", "x {".repeat(64), "}".repeat(64)), 1)),
+            None,
+            vec![],
+            vec![],
+        ),
+        ("text checksum wrong", None, Some(|i: &mut Vec<u8>| {
+            let (s, _, _) = mda_locn(i);
+            i[s + 5] ^= 1;
+        }), vec![], vec![]),
+        ("metadata area header checksum wrong", None, Some(|i: &mut Vec<u8>| {
+            let (_, _, locn) = mda_locn(i);
+            i[locn + 2] ^= 1;
+        }), vec![], vec![]),
+        ("text length past the area", None, Some(|i: &mut Vec<u8>| {
+            let (_, _, locn) = mda_locn(i);
+            i[locn + 8..locn + 16].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+            let mda = locn - 40;
+            let sum = label::crc(&i[mda + 4..mda + 512]);
+            i[mda..mda + 4].copy_from_slice(&sum.to_le_bytes());
+        }), vec![], vec![]),
+        ("label checksum wrong", None, Some(|i: &mut Vec<u8>| i[512 + 40] ^= 1), vec![], vec![]),
+    ];
+    for (what, new_text, raw, working, broken) in cases {
+        let mut v = base.clone();
+        if let Some(t) = new_text {
+            set_text(&mut v, t.as_bytes(), true);
+        }
+        if let Some(f) = raw {
+            f(&mut v);
+        }
+        let mut a = Appliance::new();
+        a.set_disk(0, shared(MemDisk::new(v.clone(), true)));
+        let _ = a.handle(Request::Pvs).unwrap();
+        let Reply::Vgs(vgs) = a.handle(Request::Vgs).unwrap() else { panic!() };
+        let Reply::Lvs(lvs) = a.handle(Request::Lvs).unwrap() else { panic!() };
+        let _ = filesystems(&mut a);
+        if working.is_empty() && broken.is_empty() {
+            // The VG is unusable: no VG, and naming its LVs says why.
+            assert!(vgs.is_empty(), "{what}: {vgs:?}");
+            let e = a.device(&format!("/dev/{vg}/good")).err().unwrap();
+            assert_eq!(e.kind, ErrorKind::NotFound, "{what}");
+            assert!(e.message.contains("lvm"), "{what}: {e}");
+            eprintln!("{what}: {e}");
+            continue;
+        }
+        assert_eq!(vgs.len(), 1, "{what}");
+        for lv in working {
+            assert!(lvs.iter().any(|l| l.lv_name == lv && l.error.is_none()), "{what}: {lv}");
+            if lv == "good" {
+                mount(&mut a, &format!("/dev/{vg}/good"), "/", true);
+                assert_eq!(check_tree(&mut a, &src, "/"), 4, "{what}");
+                umount(&mut a, "/");
+            } else {
+                a.device(&format!("/dev/{vg}/{lv}")).unwrap();
+            }
+        }
+        for (lv, kind, msg) in broken {
+            let e = a.device(&format!("/dev/{vg}/{lv}")).err().unwrap();
+            assert_eq!(e.kind, kind, "{what}: {lv}: {e}");
+            assert!(e.message.contains(msg) && e.message.contains(lv), "{what}: {e}");
+            eprintln!("{what}: {e}");
+        }
+    }
+}
