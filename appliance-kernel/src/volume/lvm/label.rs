@@ -45,7 +45,7 @@ const fn make_table() -> [u32; 256] {
             };
             k += 1;
         }
-        table[i] = c;
+        table[i] = c; // OK to unwrap: i < 256, the table's length
         i += 1;
     }
     table
@@ -57,8 +57,7 @@ static TABLE: [u32; 256] = make_table();
 /// `crc` (start with [`crc_start`]).
 pub fn crc_update(mut crc: u32, data: &[u8]) -> u32 {
     for &b in data {
-        // The index is masked to 0..=255.
-        crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
+        crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8); // OK to unwrap: index masked to 0..=255
     }
     crc
 }
