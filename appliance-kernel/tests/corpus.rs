@@ -363,7 +363,10 @@ impl Drop for LvmLab {
         let _ = std::fs::remove_file(format!("/etc/lvm/backup/{}", self.vg));
         if let Ok(rd) = std::fs::read_dir("/etc/lvm/archive") {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&format!("{}_", self.vg)) {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}_", self.vg))
+                {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -388,7 +391,10 @@ fn lvm_cmd(cmd: &str, args: &[&str]) -> std::process::Output {
 /// through the appliance's LV device).
 fn lvm_image(t: &Tmp) -> (Vec<u8>, String) {
     let img = t.0.join("lvm.img");
-    std::fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
     let out = Command::new("losetup")
         .args(["-f", "--show"])
         .arg(&img)
@@ -401,7 +407,18 @@ fn lvm_image(t: &Tmp) -> (Vec<u8>, String) {
         vg: vg.clone(),
         dev: Some(dev.clone()),
     };
-    lvm_cmd("pvcreate", &["-ff", "-y", "--metadatasize", "16k", "--dataalignment", "64k", &dev]);
+    lvm_cmd(
+        "pvcreate",
+        &[
+            "-ff",
+            "-y",
+            "--metadatasize",
+            "16k",
+            "--dataalignment",
+            "64k",
+            &dev,
+        ],
+    );
     lvm_cmd("vgcreate", &["-s", "256k", &vg, &dev]);
     for (n, s) in [("root", "512k"), ("gap", "256k")] {
         lvm_cmd("lvcreate", &["-an", "-Zn", "-y", "-n", n, "-L", s, &vg]);
@@ -433,8 +450,14 @@ fn lvm_image(t: &Tmp) -> (Vec<u8>, String) {
 /// checksum.
 fn lvm_fix_checksums(img: &mut [u8]) {
     use appliance::volume::lvm::label::crc;
-    let le64 = |b: &[u8], o: usize| b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()));
-    let Some(hdr) = img.get(532..536).map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize) else {
+    let le64 = |b: &[u8], o: usize| {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+    };
+    let Some(hdr) = img
+        .get(532..536)
+        .map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize)
+    else {
         return;
     };
     let mut o = 512 + hdr.min(400) + 40;
@@ -486,15 +509,18 @@ fn exercise_lvm(img: Vec<u8>) -> usize {
         Ok(Reply::Filesystems(f)) => f,
         _ => Vec::new(),
     };
-    for f in fss.iter().filter(|f| f.device.matches('/').count() == 3).take(16) {
-        if a
-            .handle(Request::Mount {
-                device: f.device.clone(),
-                mountpoint: "/".to_string(),
-                readonly: true,
-                fstype: None,
-            })
-            .is_err()
+    for f in fss
+        .iter()
+        .filter(|f| f.device.matches('/').count() == 3)
+        .take(16)
+    {
+        if a.handle(Request::Mount {
+            device: f.device.clone(),
+            mountpoint: "/".to_string(),
+            readonly: true,
+            fstype: None,
+        })
+        .is_err()
         {
             continue;
         }

@@ -82,7 +82,10 @@ impl Appliance {
         (!why.is_empty()).then(|| {
             Err(Error::new(
                 wire::ErrorKind::NotFound,
-                alloc::format!("no such device: {name} (unreadable LVM: {})", why.join("; ")),
+                alloc::format!(
+                    "no such device: {name} (unreadable LVM: {})",
+                    why.join("; ")
+                ),
             ))
         })
     }

@@ -5,9 +5,9 @@
 
 mod devices;
 mod files;
-mod lvm;
 #[cfg(test)]
 mod fs_tests;
+mod lvm;
 
 pub use devices::partition_name;
 pub use files::{MAX_DEPTH, MAX_DIR_VISITS, MAX_FIND_NAMES};
@@ -15,12 +15,12 @@ pub use files::{MAX_DEPTH, MAX_DIR_VISITS, MAX_FIND_NAMES};
 use crate::block::{SharedDevice, check_range, disk_name};
 use crate::fs::vfs::MountTable;
 use crate::volume::lvm::Scan;
-use alloc::rc::Rc;
-use core::cell::RefCell;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use wire::{Bytes, Device, Error, ErrorKind, MAX_CHUNK, Reply, Request};
 
 /// One attached disk.

@@ -176,16 +176,12 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let mut out = Vec::new();
         loop {
-            let b = self
-                .peek()
-                .ok_or_else(|| self.err("string never ends"))?;
+            let b = self.peek().ok_or_else(|| self.err("string never ends"))?;
             self.pos += 1;
             match b {
                 b'"' => break,
                 b'\\' => {
-                    let c = self
-                        .peek()
-                        .ok_or_else(|| self.err("string never ends"))?;
+                    let c = self.peek().ok_or_else(|| self.err("string never ends"))?;
                     self.pos += 1;
                     out.push(c);
                 }
@@ -374,7 +370,12 @@ mod tests {
             b"vg { a = - }",
         ] {
             let e = parse(bad).unwrap_err();
-            assert_eq!(e.kind, ErrorKind::Corrupt, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                e.kind,
+                ErrorKind::Corrupt,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = "a{".repeat(MAX_DEPTH + 2) + &"}".repeat(MAX_DEPTH + 2);
         assert!(parse(deep.as_bytes()).is_err());

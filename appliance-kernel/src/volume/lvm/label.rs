@@ -222,7 +222,12 @@ pub struct MdaText {
 /// buffer when it wraps, with the text's checksum checked. `Ok(None)`: the area holds no
 /// metadata or is ignored.
 pub fn read_mda(dev: &SharedDevice, area: Area, max_text: usize) -> Result<Option<MdaText>, Error> {
-    let h = read(dev, area.offset, MDA_HEADER_SIZE as usize, "metadata area header")?;
+    let h = read(
+        dev,
+        area.offset,
+        MDA_HEADER_SIZE as usize,
+        "metadata area header",
+    )?;
     let stored = le32(&h, 0).unwrap_or_default();
     if crc(h.get(4..).unwrap_or_default()) != stored {
         return Err(corrupt(format!(

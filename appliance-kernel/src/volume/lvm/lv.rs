@@ -37,7 +37,10 @@ pub struct Piece {
 pub enum Target {
     /// Areas are (device index, byte offset of the area on it); `stripe` is the chunk
     /// size in bytes (unused with a single area).
-    Striped { stripe: u64, areas: Vec<(usize, u64)> },
+    Striped {
+        stripe: u64,
+        areas: Vec<(usize, u64)>,
+    },
     /// Legs are (leg mapping, byte offset in the leg of this piece's start); only the legs
     /// that are available.
     Mirror { legs: Vec<(Rc<Mapping>, u64)> },
@@ -112,9 +115,12 @@ impl Mapping {
                             let at = base.checked_add(inp).ok_or_else(|| {
                                 internal(String::from("lvm: leg offset overflows"))
                             })?;
-                            match leg.io(devs, at, part.sub(0, want).ok_or_else(|| {
-                                internal(String::from("lvm: buffer range"))
-                            })?) {
+                            match leg.io(
+                                devs,
+                                at,
+                                part.sub(0, want)
+                                    .ok_or_else(|| internal(String::from("lvm: buffer range")))?,
+                            ) {
                                 Ok(()) => {
                                     last = None;
                                     break;

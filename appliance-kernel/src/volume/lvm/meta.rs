@@ -48,11 +48,7 @@ impl VgMeta {
         self.lvs.iter().any(|l| {
             l.segments.iter().any(|s| match &s.kind {
                 SegKind::Snapshot { origin, cow } => {
-                    *cow == lv.name
-                        && self
-                            .lvs
-                            .iter()
-                            .any(|o| o.name == *origin && o.visible())
+                    *cow == lv.name && self.lvs.iter().any(|o| o.name == *origin && o.visible())
                 }
                 _ => false,
             })
@@ -143,6 +139,8 @@ pub enum SegKind {
     ThinPool {
         data: String,
         metadata: String,
+        /// `zero_new_blocks`.
+        zero: bool,
     },
     Thin {
         pool: String,
@@ -175,7 +173,9 @@ impl SegKind {
                 .map(|(l, _)| l.as_str())
                 .chain(log.as_deref())
                 .collect(),
-            SegKind::ThinPool { data, metadata } => alloc::vec![data.as_str(), metadata.as_str()],
+            SegKind::ThinPool { data, metadata, .. } => {
+                alloc::vec![data.as_str(), metadata.as_str()]
+            }
             SegKind::Thin { .. } => Vec::new(),
             SegKind::Snapshot { cow, .. } => alloc::vec![cow.as_str()],
             SegKind::Cache { refs } | SegKind::Other { refs } => {
@@ -248,7 +248,10 @@ pub fn parse_vg(top: &Section) -> Result<VgMeta, Error> {
                 status: strings(p, "status"),
                 flags: strings(p, "flags"),
                 tags: strings(p, "tags"),
-                dev_size: p.int("dev_size").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                dev_size: p
+                    .int("dev_size")
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
                 pe_start: num(p, "pe_start", &pw)?,
                 pe_count: num(p, "pe_count", &pw)?,
             };
@@ -272,8 +275,14 @@ pub fn parse_vg(top: &Section) -> Result<VgMeta, Error> {
         status: strings(vg, "status"),
         flags: strings(vg, "flags"),
         tags: strings(vg, "tags"),
-        max_lv: vg.int("max_lv").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-        max_pv: vg.int("max_pv").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        max_lv: vg
+            .int("max_lv")
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        max_pv: vg
+            .int("max_pv")
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
         alloc: vg.str("allocation_policy").unwrap_or("normal").to_string(),
         pvs,
         lvs,
@@ -348,7 +357,7 @@ fn parse_segments(l: &Section, what: &str) -> Result<Vec<SegMeta>, Error> {
 
 /// `[ "name", n, "name", n ]` → pairs.
 fn pairs(list: &[Value], sw: &str, key: &str) -> Result<Vec<(String, u64)>, Error> {
-    if list.len() % 2 != 0 || list.len() / 2 > MAX_STRIPES {
+    if !list.len().is_multiple_of(2) || list.len() / 2 > MAX_STRIPES {
         return Err(corrupt(format!(
             "lvm: {sw}: {key} has {} entries",
             list.len()
@@ -387,7 +396,7 @@ fn parse_kind(s: &Section, t: &str, extent_count: u64, sw: &str) -> Result<SegKi
                     areas.len()
                 )));
             }
-            if extent_count % count != 0 {
+            if !extent_count.is_multiple_of(count) {
                 return Err(corrupt(format!(
                     "lvm: {sw}: {extent_count} extents do not divide into {count} stripes"
                 )));
@@ -405,7 +414,7 @@ fn parse_kind(s: &Section, t: &str, extent_count: u64, sw: &str) -> Result<SegKi
         }
         "raid1" => {
             let list = names(s.list("raids").unwrap_or(&[]));
-            if list.is_empty() || list.len() % 2 != 0 {
+            if list.is_empty() || !list.len().is_multiple_of(2) {
                 return Err(corrupt(format!("lvm: {sw}: malformed raids")));
             }
             let (mut metas, mut images) = (Vec::new(), Vec::new());
@@ -430,6 +439,7 @@ fn parse_kind(s: &Section, t: &str, extent_count: u64, sw: &str) -> Result<SegKi
         "thin-pool" => SegKind::ThinPool {
             data: need("pool")?,
             metadata: need("metadata")?,
+            zero: s.int("zero_new_blocks").is_some_and(|z| z != 0),
         },
         "thin" => SegKind::Thin {
             pool: need("thin_pool")?,

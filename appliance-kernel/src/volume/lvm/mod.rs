@@ -193,9 +193,10 @@ impl Scan {
             let vg_index = scan.vgs.len();
             let mut pv_found = Vec::with_capacity(meta.pvs.len());
             for p in &meta.pvs {
-                let found = scan.pvs.iter().position(|f| {
-                    f.label.uuid == p.id && f.vg.is_none_or(|v| v == vg_index)
-                });
+                let found = scan
+                    .pvs
+                    .iter()
+                    .position(|f| f.label.uuid == p.id && f.vg.is_none_or(|v| v == vg_index));
                 if let Some(i) = found
                     && let Some(f) = scan.pvs.get_mut(i)
                 {
@@ -438,11 +439,7 @@ impl Scan {
                     max_pv: m.max_pv,
                     pv_count: m.pvs.len() as u64,
                     lv_count: m.lvs.iter().filter(|l| m.is_visible(l)).count() as u64,
-                    snap_count: m
-                        .lvs
-                        .iter()
-                        .filter(|l| l.segtype() == "snapshot")
-                        .count() as u64,
+                    snap_count: m.lvs.iter().filter(|l| l.segtype() == "snapshot").count() as u64,
                     seqno: m.seqno,
                     tags: m.tags.clone(),
                     mda_count: v.mda_count as u64,
@@ -553,7 +550,7 @@ fn roles(m: &VgMeta) -> Vec<Role> {
                         set(l, Role::MirrorLog);
                     }
                 }
-                SegKind::ThinPool { data, metadata } => {
+                SegKind::ThinPool { data, metadata, .. } => {
                     set(data, Role::PoolData);
                     set(metadata, Role::PoolMeta);
                 }
@@ -563,8 +560,7 @@ fn roles(m: &VgMeta) -> Vec<Role> {
                 }
                 SegKind::Other { refs } | SegKind::Cache { refs } => {
                     for n in refs {
-                        if n.contains("_rmeta_") || n.ends_with("_cmeta") || n.ends_with("_tmeta")
-                        {
+                        if n.contains("_rmeta_") || n.ends_with("_cmeta") || n.ends_with("_tmeta") {
                             set(n, Role::RaidMeta);
                         } else if n.contains("_rimage_") {
                             set(n, Role::RaidImage);
@@ -619,7 +615,9 @@ fn lv_attr(v: &Vg, lv: &LvMeta, role: Role) -> String {
     let parent_raid = matches!(role, Role::RaidImage | Role::RaidMeta)
         && v.meta.lvs.iter().any(|l| {
             l.segtype().starts_with("raid")
-                && l.segments.iter().any(|s| s.kind.sub_lvs().contains(&lv.name.as_str()))
+                && l.segments
+                    .iter()
+                    .any(|s| s.kind.sub_lvs().contains(&lv.name.as_str()))
         });
     let target = match role {
         Role::Origin | Role::SnapshotCow => 's',
@@ -635,10 +633,20 @@ fn lv_attr(v: &Vg, lv: &LvMeta, role: Role) -> String {
             _ => '-',
         },
     };
-    let zero = matches!(
-        lv.segments.first().map(|s| &s.kind),
-        Some(SegKind::ThinPool { .. })
-    ) && lv.flags.iter().any(|f| f == "ZERO");
+    // Zeroing of new blocks: a thin pool's, which its thin volumes show too.
+    let pool_zero = |l: &LvMeta| {
+        matches!(
+            l.segments.first().map(|s| &s.kind),
+            Some(SegKind::ThinPool { zero: true, .. })
+        )
+    };
+    let zero = pool_zero(lv)
+        || match lv.segments.first().map(|s| &s.kind) {
+            Some(SegKind::Thin { pool, .. }) => {
+                v.meta.lvs.iter().any(|p| p.name == *pool && pool_zero(p))
+            }
+            _ => false,
+        };
     let partial = lv_pvs(v, lv, 0)
         .iter()
         .any(|&i| v.pv_found.get(i).is_none_or(Option::is_none));
@@ -723,6 +731,9 @@ fn lv_devices(v: &Vg, pvs: &[FoundPv], lv: &LvMeta) -> Vec<String> {
 
 /// Works out the layouts of a VG's LVs: checks extents (within each PV's data area and
 /// size, no two LVs on the same PV extent), then maps each LV.
+/// A worked-out layout; `None` while being worked out.
+type Memo = Option<Result<Rc<Mapping>, Error>>;
+
 struct Layouts<'a> {
     pvs: &'a [FoundPv],
     vg: &'a Vg,
@@ -730,7 +741,7 @@ struct Layouts<'a> {
     /// Per LV: an extent problem found by [`Layouts::check_extents`].
     bad: Vec<Option<Error>>,
     /// Per LV: its layout once worked out (`Some(None)` while being worked out: a cycle).
-    memo: core::cell::RefCell<Vec<Option<Option<Result<Rc<Mapping>, Error>>>>>,
+    memo: core::cell::RefCell<Vec<Option<Memo>>>,
 }
 
 impl<'a> Layouts<'a> {
@@ -786,10 +797,12 @@ impl<'a> Layouts<'a> {
     fn data_range(&self, found: usize) -> Option<(u64, u64)> {
         let f = self.pvs.get(found)?;
         let dev_size = f.dev.borrow().size();
-        let da = f.label.data_areas.first().copied().unwrap_or(Area {
-            offset: 0,
-            size: 0,
-        });
+        let da = f
+            .label
+            .data_areas
+            .first()
+            .copied()
+            .unwrap_or(Area { offset: 0, size: 0 });
         let end = if da.size == 0 {
             dev_size
         } else {
@@ -924,9 +937,10 @@ impl<'a> Layouts<'a> {
         if role == Role::SnapshotCow {
             return Err(meta::unsupported(&m.name, &lv.name, "snapshot"));
         }
-        let ext = m.extent_size.checked_mul(512).ok_or_else(|| {
-            corrupt(format!("lvm: VG {}: extent size overflows", m.name))
-        })?;
+        let ext = m
+            .extent_size
+            .checked_mul(512)
+            .ok_or_else(|| corrupt(format!("lvm: VG {}: extent size overflows", m.name)))?;
         let mut pieces = Vec::with_capacity(lv.segments.len());
         let mut ro_reason = None;
         if role == Role::Origin {
@@ -980,20 +994,21 @@ impl<'a> Layouts<'a> {
                             .ok_or_else(|| {
                                 corrupt(format!("lvm: LV {name}: PV offset overflows"))
                             })?;
-                        if self.pvs.get(found).is_some_and(|f| f.dev.borrow().readonly()) {
+                        if self
+                            .pvs
+                            .get(found)
+                            .is_some_and(|f| f.dev.borrow().readonly())
+                        {
                             ro_reason.get_or_insert_with(|| {
                                 format!("lvm: LV {name} lies on a read-only disk")
                             });
                         }
                         out.push((found, off));
                     }
-                    let stripe = stripe_size.checked_mul(512).ok_or_else(|| {
-                        corrupt(format!("lvm: LV {name}: stripe size overflows"))
-                    })?;
-                    Target::Striped {
-                        stripe,
-                        areas: out,
-                    }
+                    let stripe = stripe_size
+                        .checked_mul(512)
+                        .ok_or_else(|| corrupt(format!("lvm: LV {name}: stripe size overflows")))?;
+                    Target::Striped { stripe, areas: out }
                 }
                 SegKind::Raid1 { images, .. } => {
                     let legs: Vec<(String, u64)> =
@@ -1068,9 +1083,9 @@ impl<'a> Layouts<'a> {
             }
         }
         if ok.is_empty() {
-            return Err(first_err.unwrap_or_else(|| {
-                corrupt(format!("lvm: LV {name}: no usable leg"))
-            }));
+            return Err(
+                first_err.unwrap_or_else(|| corrupt(format!("lvm: LV {name}: no usable leg")))
+            );
         }
         if let Some(e) = first_err {
             ro_reason.get_or_insert_with(|| {

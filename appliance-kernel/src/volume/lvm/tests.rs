@@ -59,7 +59,12 @@ impl Lab {
     fn attach(&mut self, img: &str, range: Option<(u64, u64)>) -> String {
         let mut args = vec!["-f".to_string(), "--show".to_string()];
         if let Some((o, s)) = range {
-            args.extend(["-o".into(), o.to_string(), "--sizelimit".into(), s.to_string()]);
+            args.extend([
+                "-o".into(),
+                o.to_string(),
+                "--sizelimit".into(),
+                s.to_string(),
+            ]);
         }
         args.push(img.to_string());
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -166,10 +171,11 @@ struct Seg {
 /// Every segment of every LV of `vg` (hidden ones included, by bare name).
 fn layout(vg: &str) -> HashMap<String, Vec<Seg>> {
     let ext = num(&report("vgs", "vg_extent_size", &[vg])[0], "vg_extent_size");
-    let pe_start: HashMap<String, u64> = report("pvs", "pv_name,pe_start", &["-S", &format!("vg_name={vg}")])
-        .iter()
-        .map(|r| (r["pv_name"].clone(), num(r, "pe_start")))
-        .collect();
+    let pe_start: HashMap<String, u64> =
+        report("pvs", "pv_name,pe_start", &["-S", &format!("vg_name={vg}")])
+            .iter()
+            .map(|r| (r["pv_name"].clone(), num(r, "pe_start")))
+            .collect();
     let mut out: HashMap<String, Vec<Seg>> = HashMap::new();
     for r in report(
         "lvs",
@@ -208,7 +214,11 @@ fn walk(segs: &[Seg], len: u64, mut f: impl FnMut(&str, u64, std::ops::Range<usi
             } else {
                 let c = o / s.stripe;
                 let a = &s.areas[(c % n) as usize];
-                (&a.0, a.1 + (c / n) * s.stripe + o % s.stripe, s.stripe - o % s.stripe)
+                (
+                    &a.0,
+                    a.1 + (c / n) * s.stripe + o % s.stripe,
+                    s.stripe - o % s.stripe,
+                )
             };
             let run = run.min(len - (s.start + o));
             let lo = (s.start + o) as usize;
@@ -270,7 +280,17 @@ fn ext4(src: &TempDir, size: u64) -> TempImage {
     let img = TempImage::new("lvm-fs", size);
     run(
         "mkfs.ext4",
-        &["-q", "-F", "-b", "4096", "-E", "root_owner=0:0", "-d", src.path(), img.path()],
+        &[
+            "-q",
+            "-F",
+            "-b",
+            "4096",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            src.path(),
+            img.path(),
+        ],
         None,
     );
     img
@@ -440,7 +460,12 @@ fn compare_reports(a: &mut Appliance, vg: &str, names: &HashMap<String, String>)
         let e = segs
             .entry(r["lv_name"].clone())
             .or_insert_with(|| (r["segtype"].clone(), Vec::new()));
-        e.1.extend(r["devices"].split(',').filter(|s| !s.is_empty()).map(str::to_string));
+        e.1.extend(
+            r["devices"]
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
     }
     let mine: Vec<_> = lvs.iter().filter(|l| l.vg == vg).collect();
     assert_eq!(mine.len(), want.len(), "lvs: {mine:#?} vs {want:#?}");
@@ -458,7 +483,11 @@ fn compare_reports(a: &mut Appliance, vg: &str, names: &HashMap<String, String>)
         let (segtype, devs) = &segs[&w["lv_name"]];
         assert_eq!(&l.segtype, segtype, "{bare} segtype");
         assert_eq!(l.seg_count, num(w, "seg_count"), "{bare} seg_count");
-        assert_eq!(l.origin.as_deref().unwrap_or(""), w["origin"], "{bare} origin");
+        assert_eq!(
+            l.origin.as_deref().unwrap_or(""),
+            w["origin"],
+            "{bare} origin"
+        );
         assert_eq!(l.pool.as_deref().unwrap_or(""), w["pool_lv"], "{bare} pool");
         let log = w["mirror_log"].trim_matches(['[', ']']);
         assert_eq!(l.mirror_log.as_deref().unwrap_or(""), log, "{bare} log");
@@ -501,8 +530,14 @@ fn debian_layout() {
     let mut lab = Lab::default();
     let l = lab.attach(img.path(), Some((p2_off, p2_size)));
     lab.vg(&vg, &[&l], &[]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "root", "-L", "72M", &vg]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "swap_1", "-L", "16M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "root", "-L", "72M", &vg],
+    );
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "swap_1", "-L", "16M", &vg],
+    );
     let lay = layout(&vg);
     let names: HashMap<String, String> = [(l.clone(), "/dev/sda2".to_string())].into();
     let files: Files = [(l.clone(), (img.path().to_string(), p2_off))].into();
@@ -510,7 +545,10 @@ fn debian_layout() {
     // /boot, root and swap filesystems made by the real tools.
     let boot_src = tree(1);
     let boot = ext4(&boot_src, 16 << 20);
-    let mut f = std::fs::OpenOptions::new().write(true).open(img.path()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(img.path())
+        .unwrap();
     f.seek(SeekFrom::Start(2048 * 512)).unwrap();
     f.write_all(&std::fs::read(boot.path()).unwrap()).unwrap();
     drop(f);
@@ -541,9 +579,15 @@ fn debian_layout() {
             (swap_name.as_str(), "swap"),
         ]
     );
-    assert_eq!(fss[2].uuid.as_deref(), Some(blkid_uuid(root.path()).as_str()));
+    assert_eq!(
+        fss[2].uuid.as_deref(),
+        Some(blkid_uuid(root.path()).as_str())
+    );
     assert_eq!(fss[2].size, 72 << 20);
-    assert_eq!(fss[3].uuid.as_deref(), Some(blkid_uuid(swap.path()).as_str()));
+    assert_eq!(
+        fss[3].uuid.as_deref(),
+        Some(blkid_uuid(swap.path()).as_str())
+    );
 
     mount(&mut a, &root_name, "/", true);
     mount(&mut a, "/dev/sda1", "/boot", true);
@@ -581,6 +625,13 @@ fn debian_layout() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::ReadOnly);
     assert!(a.device(&format!("/dev/{vg}/nope")).is_err());
+    // Removing the disk drops the mounts of the LVs on it.
+    a.remove_disk(0);
+    let Reply::Mounts(m) = a.handle(Request::Mounts).unwrap() else {
+        panic!()
+    };
+    assert!(m.is_empty(), "{m:?}");
+    assert!(a.device(&root_name).is_err());
     assert!(a.device(&format!("/dev/{vg}x/root")).is_err());
 }
 
@@ -613,16 +664,35 @@ fn debugfs_cat(img: &str, path: &str) -> Vec<u8> {
 fn two_disks_striped_spanning_and_writes() {
     let t = tag();
     let vg = format!("skst{t}");
-    let (ia, ib) = (TempImage::new("lvm-a", 64 << 20), TempImage::new("lvm-b", 64 << 20));
+    let (ia, ib) = (
+        TempImage::new("lvm-a", 64 << 20),
+        TempImage::new("lvm-b", 64 << 20),
+    );
     let mut lab = Lab::default();
     let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
     lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-i2", "-I64k", "-n", "st", "-L", "24M", &vg]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "fat", "-L", "16M", &vg]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "span", "-L", "60M", &vg]);
+    lvm(
+        "lvcreate",
+        &[
+            "-an", "-Zn", "-y", "-i2", "-I64k", "-n", "st", "-L", "24M", &vg,
+        ],
+    );
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "fat", "-L", "16M", &vg],
+    );
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "span", "-L", "60M", &vg],
+    );
     let lay = layout(&vg);
     assert_eq!(lay["st"][0].areas.len(), 2);
-    assert_eq!(lay["span"].len(), 2, "span should cross the disks: {:?}", lay["span"]);
+    assert_eq!(
+        lay["span"].len(),
+        2,
+        "span should cross the disks: {:?}",
+        lay["span"]
+    );
     assert_ne!(lay["span"][0].areas[0].0, lay["span"][1].areas[0].0);
     let names: HashMap<String, String> = [
         (la.clone(), "/dev/sda".to_string()),
@@ -644,10 +714,23 @@ fn two_disks_striped_spanning_and_writes() {
     let st_fs = ext4(&st_src, 24 << 20);
     scatter(&lay["st"], &files, &std::fs::read(st_fs.path()).unwrap());
     let span_fs = ext4(&span_src, 60 << 20);
-    scatter(&lay["span"], &files, &std::fs::read(span_fs.path()).unwrap());
+    scatter(
+        &lay["span"],
+        &files,
+        &std::fs::read(span_fs.path()).unwrap(),
+    );
     let fat_fs = TempImage::new("lvm-fat", 16 << 20);
     run("mkfs.vfat", &["-F", "16", fat_fs.path()], None);
-    run("mcopy", &["-i", fat_fs.path(), &format!("{}/medium.dat", span_src.path()), "::/MEDIUM.DAT"], None);
+    run(
+        "mcopy",
+        &[
+            "-i",
+            fat_fs.path(),
+            &format!("{}/medium.dat", span_src.path()),
+            "::/MEDIUM.DAT",
+        ],
+        None,
+    );
     scatter(&lay["fat"], &files, &std::fs::read(fat_fs.path()).unwrap());
 
     let imgs = [ia.path(), ib.path()];
@@ -662,7 +745,11 @@ fn two_disks_striped_spanning_and_writes() {
     let (st, fat, span) = (n("st"), n("fat"), n("span"));
     assert_eq!(
         lv_fs,
-        [(fat.as_str(), "vfat"), (span.as_str(), "ext4"), (st.as_str(), "ext4")]
+        [
+            (fat.as_str(), "vfat"),
+            (span.as_str(), "ext4"),
+            (st.as_str(), "ext4")
+        ]
     );
     assert_eq!(fss[0].fstype, "LVM2_member");
     mount(&mut a, &st, "/", false);
@@ -678,7 +765,12 @@ fn two_disks_striped_spanning_and_writes() {
     umount(&mut a, "/boot");
     mount(&mut a, &fat, "/boot", false);
     assert_eq!(
-        a.handle(Request::Pread { path: "/boot/MEDIUM.DAT".into(), offset: 0, len: 200_000 }).unwrap(),
+        a.handle(Request::Pread {
+            path: "/boot/MEDIUM.DAT".into(),
+            offset: 0,
+            len: 200_000
+        })
+        .unwrap(),
         Reply::Data(Bytes(std::fs::read(span_src.0.join("medium.dat")).unwrap()))
     );
     write_file(&mut a, "/boot/HELLO.TXT", b"fat through lvm\n");
@@ -707,10 +799,18 @@ fn two_disks_striped_spanning_and_writes() {
     let (mut a, devs) = appliance(&imgs, true);
     let pattern = pseudo(300_000, 3);
     let off = (1 << 20) + 12_345;
-    a.handle(Request::PwriteDevice { device: st.clone(), offset: off, data: Bytes(pattern.clone()) })
-        .unwrap();
+    a.handle(Request::PwriteDevice {
+        device: st.clone(),
+        offset: off,
+        data: Bytes(pattern.clone()),
+    })
+    .unwrap();
     let Reply::Data(Bytes(back)) = a
-        .handle(Request::PreadDevice { device: st.clone(), offset: off, len: 300_000 })
+        .handle(Request::PreadDevice {
+            device: st.clone(),
+            offset: off,
+            len: 300_000,
+        })
         .unwrap()
     else {
         panic!()
@@ -720,7 +820,14 @@ fn two_disks_striped_spanning_and_writes() {
     let whole = gather(&lay["st"], &files, 24 << 20);
     assert!(whole[off as usize..off as usize + pattern.len()] == pattern[..]);
     // Out of range is refused.
-    assert!(a.handle(Request::PreadDevice { device: st, offset: 24 << 20, len: 1 }).is_err());
+    assert!(
+        a.handle(Request::PreadDevice {
+            device: st,
+            offset: 24 << 20,
+            len: 1
+        })
+        .is_err()
+    );
 }
 
 /// PVs of one VG disagree (one holds older metadata): the highest seqno wins.
@@ -728,13 +835,22 @@ fn two_disks_striped_spanning_and_writes() {
 fn highest_seqno_wins() {
     let t = tag();
     let vg = format!("sksq{t}");
-    let (ia, ib) = (TempImage::new("lvm-a", 16 << 20), TempImage::new("lvm-b", 16 << 20));
+    let (ia, ib) = (
+        TempImage::new("lvm-a", 16 << 20),
+        TempImage::new("lvm-b", 16 << 20),
+    );
     let mut lab = Lab::default();
     let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
     lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "old", "-L", "4M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "old", "-L", "4M", &vg],
+    );
     let stale = std::fs::read(ia.path()).unwrap();
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "new", "-L", "4M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "new", "-L", "4M", &vg],
+    );
     let names: HashMap<String, String> = [
         (la.clone(), "/dev/sdb".to_string()),
         (lb.clone(), "/dev/sda".to_string()),
@@ -750,10 +866,14 @@ fn highest_seqno_wins() {
     std::fs::write(ia.path(), &stale).unwrap();
     for order in [[ia.path(), ib.path()], [ib.path(), ia.path()]] {
         let (mut a, _) = appliance(&order, false);
-        let Reply::Vgs(v) = a.handle(Request::Vgs).unwrap() else { panic!() };
+        let Reply::Vgs(v) = a.handle(Request::Vgs).unwrap() else {
+            panic!()
+        };
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].seqno, seqno);
-        let Reply::Lvs(l) = a.handle(Request::Lvs).unwrap() else { panic!() };
+        let Reply::Lvs(l) = a.handle(Request::Lvs).unwrap() else {
+            panic!()
+        };
         let mut names: Vec<_> = l.iter().map(|l| l.lv_name.as_str()).collect();
         names.sort();
         assert_eq!(names, ["new", "old"]);
@@ -779,8 +899,16 @@ fn fragmented_lvs_and_dashed_names() {
     lvm("lvextend", &["-L", "+2M", &format!("{vg}/lv-c")]);
     lvm("lvextend", &["-L", "+3M", &format!("{vg}/lv-a")]);
     let lay = layout(&vg);
-    assert!(lay["lv-a"].len() >= 3, "lv-a not fragmented: {:?}", lay["lv-a"]);
-    assert!(lay["lv-c"].len() >= 2, "lv-c not fragmented: {:?}", lay["lv-c"]);
+    assert!(
+        lay["lv-a"].len() >= 3,
+        "lv-a not fragmented: {:?}",
+        lay["lv-a"]
+    );
+    assert!(
+        lay["lv-c"].len() >= 2,
+        "lv-c not fragmented: {:?}",
+        lay["lv-c"]
+    );
     let names: HashMap<String, String> = [(l.clone(), "/dev/sda".to_string())].into();
     let files: Files = [(l.clone(), (img.path().to_string(), 0))].into();
     {
@@ -795,7 +923,13 @@ fn fragmented_lvs_and_dashed_names() {
     scatter(&lay["lv-c"], &files, &c_bytes);
 
     let (mut a, _) = appliance(&[img.path()], false);
-    let dashed = |lv: &str| format!("/dev/mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--"));
+    let dashed = |lv: &str| {
+        format!(
+            "/dev/mapper/{}-{}",
+            vg.replace('-', "--"),
+            lv.replace('-', "--")
+        )
+    };
     let fss = filesystems(&mut a);
     let devs: Vec<&str> = fss.iter().map(|f| f.device.as_str()).collect();
     let (la, lc, lx) = (
@@ -808,12 +942,18 @@ fn fragmented_lvs_and_dashed_names() {
     mount(&mut a, &dashed("lv-a"), "/", true);
     assert_eq!(check_tree(&mut a, &src, "/"), 4);
     // The mounts list the canonical name.
-    let Reply::Mounts(m) = a.handle(Request::Mounts).unwrap() else { panic!() };
+    let Reply::Mounts(m) = a.handle(Request::Mounts).unwrap() else {
+        panic!()
+    };
     assert_eq!(m[0].device, la);
     // Raw bytes across lv-c's segment boundary, by both names.
     for name in [lc.clone(), dashed("lv-c")] {
         let Reply::Data(Bytes(d)) = a
-            .handle(Request::PreadDevice { device: name, offset: (4 << 20) - 1000, len: 5000 })
+            .handle(Request::PreadDevice {
+                device: name,
+                offset: (4 << 20) - 1000,
+                len: 5000,
+            })
             .unwrap()
         else {
             panic!()
@@ -834,10 +974,24 @@ fn wrapped_metadata_area() {
     let img = TempImage::new("lvm-wrap", 32 << 20);
     let mut lab = Lab::default();
     let l = lab.attach(img.path(), None);
-    lvm("pvcreate", &["-ff", "-y", "--metadatasize", "16k", "--dataalignment", "64k", &l]);
+    lvm(
+        "pvcreate",
+        &[
+            "-ff",
+            "-y",
+            "--metadatasize",
+            "16k",
+            "--dataalignment",
+            "64k",
+            &l,
+        ],
+    );
     lvm("vgcreate", &["-s", "1M", &vg, &l]);
     lab.vgs.push(vg.clone());
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "keep", "-L", "8M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "keep", "-L", "8M", &vg],
+    );
     // (mda offset, mda size, text offset, text size) from the PV's own headers.
     let locn = || {
         let b = std::fs::read(img.path()).unwrap();
@@ -885,13 +1039,25 @@ fn wrapped_metadata_area() {
 fn missing_pv() {
     let t = tag();
     let vg = format!("skmi{t}");
-    let (ia, ib) = (TempImage::new("lvm-a", 24 << 20), TempImage::new("lvm-b", 24 << 20));
+    let (ia, ib) = (
+        TempImage::new("lvm-a", 24 << 20),
+        TempImage::new("lvm-b", 24 << 20),
+    );
     let mut lab = Lab::default();
     let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
     lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "ona", "-L", "8M", &vg, &la]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "onb", "-L", "4M", &vg, &lb]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "both", "-L", "30M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "ona", "-L", "8M", &vg, &la],
+    );
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "onb", "-L", "4M", &vg, &lb],
+    );
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "both", "-L", "30M", &vg],
+    );
     let lay = layout(&vg);
     let uuid_b = report("pvs", "pv_name,pv_uuid", &[&lb])[0]["pv_uuid"].clone();
     let files: Files = [(la.clone(), (ia.path().to_string(), 0))].into();
@@ -901,11 +1067,18 @@ fn missing_pv() {
     scatter(&lay["ona"], &files, &std::fs::read(fs.path()).unwrap());
 
     let (mut a, _) = appliance(&[ia.path()], false);
-    let Reply::Vgs(v) = a.handle(Request::Vgs).unwrap() else { panic!() };
-    assert_eq!(v[0].missing_pvs, [uuid_b.clone()]);
+    let Reply::Vgs(v) = a.handle(Request::Vgs).unwrap() else {
+        panic!()
+    };
+    assert_eq!(v[0].missing_pvs, std::slice::from_ref(&uuid_b));
     assert_eq!(&v[0].attr[3..4], "p");
-    let Reply::Pvs(p) = a.handle(Request::Pvs).unwrap() else { panic!() };
-    assert!(p.iter().any(|p| p.uuid == uuid_b && p.name == "[unknown]" && p.attr == "a-m"));
+    let Reply::Pvs(p) = a.handle(Request::Pvs).unwrap() else {
+        panic!()
+    };
+    assert!(
+        p.iter()
+            .any(|p| p.uuid == uuid_b && p.name == "[unknown]" && p.attr == "a-m")
+    );
     mount(&mut a, &format!("/dev/{vg}/ona"), "/", true);
     assert_eq!(check_tree(&mut a, &src, "/"), 4);
     for lv in ["onb", "both"] {
@@ -921,9 +1094,14 @@ fn missing_pv() {
         .collect();
     let (b, o) = (format!("/dev/{vg}/both"), format!("/dev/{vg}/onb"));
     assert_eq!(unknown, [(b.as_str(), 30 << 20), (o.as_str(), 4 << 20)]);
-    let Reply::Lvs(l) = a.handle(Request::Lvs).unwrap() else { panic!() };
+    let Reply::Lvs(l) = a.handle(Request::Lvs).unwrap() else {
+        panic!()
+    };
     assert!(l.iter().all(|l| (l.lv_name == "ona") == l.error.is_none()));
-    assert!(l.iter().any(|l| l.lv_name == "both" && &l.attr[8..9] == "p"));
+    assert!(
+        l.iter()
+            .any(|l| l.lv_name == "both" && &l.attr[8..9] == "p")
+    );
 }
 
 /// An LV section for `vgcfgrestore`: one segment, `seg` its body.
@@ -946,11 +1124,17 @@ fn linear(pv: &str, pe: u64) -> String {
 fn raid1_mirror_thin_snapshot() {
     let t = tag();
     let vg = format!("skrd{t}");
-    let (ia, ib) = (TempImage::new("lvm-a", 40 << 20), TempImage::new("lvm-b", 40 << 20));
+    let (ia, ib) = (
+        TempImage::new("lvm-a", 40 << 20),
+        TempImage::new("lvm-b", 40 << 20),
+    );
     let mut lab = Lab::default();
     let (la, lb) = (lab.attach(ia.path(), None), lab.attach(ib.path(), None));
     lab.vg(&vg, &[&la, &lb], &["-s", "1M"]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "base", "-L", "4M", &vg, &la]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "base", "-L", "4M", &vg, &la],
+    );
     let backup = TempImage::new("lvm-backup", 0);
     lvm("vgcfgbackup", &["-f", backup.path(), &vg]);
     let text = std::fs::read_to_string(backup.path()).unwrap();
@@ -969,24 +1153,54 @@ fn raid1_mirror_thin_snapshot() {
     let (ka, kb) = (key(&pv_a), key(&pv_b));
     let mut lvs = String::new();
     // raid1: leg 0 on disk b, leg 1 on disk a.
-    lvs += &lv_text("r1", 1, true, 8, "type = \"raid1\"\ndevice_count = 2\nregion_size = 1024\nraids = [\"r1_rmeta_0\", \"r1_rimage_0\", \"r1_rmeta_1\", \"r1_rimage_1\"]");
+    lvs += &lv_text(
+        "r1",
+        1,
+        true,
+        8,
+        "type = \"raid1\"\ndevice_count = 2\nregion_size = 1024\nraids = [\"r1_rmeta_0\", \"r1_rimage_0\", \"r1_rmeta_1\", \"r1_rimage_1\"]",
+    );
     lvs += &lv_text("r1_rmeta_0", 2, false, 1, &linear(&kb, 0));
     lvs += &lv_text("r1_rimage_0", 3, false, 8, &linear(&kb, 1));
     lvs += &lv_text("r1_rmeta_1", 4, false, 1, &linear(&ka, 4));
     lvs += &lv_text("r1_rimage_1", 5, false, 8, &linear(&ka, 5));
     // mirror with a log.
-    lvs += &lv_text("m1", 6, true, 4, "type = \"mirror\"\nmirror_count = 2\nmirror_log = \"m1_mlog\"\nregion_size = 1024\nmirrors = [\"m1_mimage_0\", 0, \"m1_mimage_1\", 0]");
+    lvs += &lv_text(
+        "m1",
+        6,
+        true,
+        4,
+        "type = \"mirror\"\nmirror_count = 2\nmirror_log = \"m1_mlog\"\nregion_size = 1024\nmirrors = [\"m1_mimage_0\", 0, \"m1_mimage_1\", 0]",
+    );
     lvs += &lv_text("m1_mlog", 7, false, 1, &linear(&ka, 13));
     lvs += &lv_text("m1_mimage_0", 8, false, 4, &linear(&ka, 14));
     lvs += &lv_text("m1_mimage_1", 9, false, 4, &linear(&kb, 9));
     // A thin pool and a thin volume.
-    lvs += &lv_text("tp", 10, true, 4, "type = \"thin-pool\"\nmetadata = \"tp_tmeta\"\npool = \"tp_tdata\"\ntransaction_id = 1\nchunk_size = 128\ndiscards = \"passdown\"\nzero_new_blocks = 0");
+    lvs += &lv_text(
+        "tp",
+        10,
+        true,
+        4,
+        "type = \"thin-pool\"\nmetadata = \"tp_tmeta\"\npool = \"tp_tdata\"\ntransaction_id = 1\nchunk_size = 128\ndiscards = \"passdown\"\nzero_new_blocks = 1",
+    );
     lvs += &lv_text("tp_tmeta", 11, false, 1, &linear(&kb, 13));
     lvs += &lv_text("tp_tdata", 12, false, 4, &linear(&ka, 18));
-    lvs += &lv_text("thin1", 13, true, 16, "type = \"thin\"\nthin_pool = \"tp\"\ntransaction_id = 0\ndevice_id = 1");
+    lvs += &lv_text(
+        "thin1",
+        13,
+        true,
+        16,
+        "type = \"thin\"\nthin_pool = \"tp\"\ntransaction_id = 0\ndevice_id = 1",
+    );
     // A snapshot of "base": its COW store and the snapshot segment.
     lvs += &lv_text("snap", 14, true, 2, &linear(&kb, 14));
-    lvs += &lv_text("snapshot0", 15, false, 4, "type = \"snapshot\"\nchunk_size = 8\norigin = \"base\"\ncow_store = \"snap\"");
+    lvs += &lv_text(
+        "snapshot0",
+        15,
+        false,
+        4,
+        "type = \"snapshot\"\nchunk_size = 8\norigin = \"base\"\ncow_store = \"snap\"",
+    );
     let at = text.find("logical_volumes {").unwrap() + "logical_volumes {".len();
     let new_text = format!("{}\n{lvs}{}", &text[..at], &text[at..]);
     std::fs::write(backup.path(), new_text).unwrap();
@@ -1046,14 +1260,22 @@ fn raid1_mirror_thin_snapshot() {
     }
     // The origin reads, but refuses writes (they would bypass the snapshot).
     let Reply::Data(Bytes(d)) = a
-        .handle(Request::PreadDevice { device: n("base"), offset: 3 << 20, len: 1 << 20 })
+        .handle(Request::PreadDevice {
+            device: n("base"),
+            offset: 3 << 20,
+            len: 1 << 20,
+        })
         .unwrap()
     else {
         panic!()
     };
     assert!(d == base[3 << 20..]);
     let e = a
-        .handle(Request::PwriteDevice { device: n("base"), offset: 0, data: Bytes(vec![0]) })
+        .handle(Request::PwriteDevice {
+            device: n("base"),
+            offset: 0,
+            data: Bytes(vec![0]),
+        })
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::ReadOnly);
 
@@ -1070,7 +1292,10 @@ fn raid1_mirror_thin_snapshot() {
         (["r1_rimage_0", "r1_rimage_1"], 400_000, 8u64 << 20),
         (["m1_mimage_0", "m1_mimage_1"], 100_000, 4 << 20),
     ] {
-        let bytes: Vec<Vec<u8>> = legs.iter().map(|l| gather(&lay[*l], &files, size)).collect();
+        let bytes: Vec<Vec<u8>> = legs
+            .iter()
+            .map(|l| gather(&lay[*l], &files, size))
+            .collect();
         assert!(bytes[0] == bytes[1], "{legs:?} differ after writes");
         let out = TempImage::new("lvm-leg", size);
         std::fs::write(out.path(), &bytes[0]).unwrap();
@@ -1083,11 +1308,18 @@ fn raid1_mirror_thin_snapshot() {
     let (mut a, _) = appliance(&[ia.path()], true);
     for (lv, src, mnt) in [("r1", &r_src, "/"), ("m1", &m_src, "/boot")] {
         let d = a.device(&n(lv)).unwrap();
-        assert!(d.borrow().readonly(), "{lv} with a leg missing must be read-only");
+        assert!(
+            d.borrow().readonly(),
+            "{lv} with a leg missing must be read-only"
+        );
         mount(&mut a, &n(lv), mnt, false);
         assert_eq!(check_tree(&mut a, src, mnt), 4);
         let e = a
-            .handle(Request::PwriteDevice { device: n(lv), offset: 0, data: Bytes(vec![0]) })
+            .handle(Request::PwriteDevice {
+                device: n(lv),
+                offset: 0,
+                data: Bytes(vec![0]),
+            })
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::ReadOnly);
     }
@@ -1186,7 +1418,14 @@ fn corrupt_metadata() {
     // (case, new text or None for a raw change, change, LVs that must still work, LV
     // errors expected as (LV, kind, text in the message)).
     type Raw = fn(&mut Vec<u8>);
-    let cases: Vec<(&str, Option<String>, Option<Raw>, Vec<&str>, Vec<(&str, ErrorKind, &str)>)> = vec![
+    type Case<'a> = (
+        &'a str,
+        Option<String>,
+        Option<Raw>,
+        Vec<&'a str>,
+        Vec<(&'a str, ErrorKind, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "segment beyond its PV",
             Some(edit_lv(&text, "victim", |s| set_stripe_pe(s, "100000"))),
@@ -1226,14 +1465,18 @@ fn corrupt_metadata() {
         ),
         (
             "stripe count that lies",
-            Some(edit_lv(&text, "victim", |s| replace_num(s, "stripe_count", "3"))),
+            Some(edit_lv(&text, "victim", |s| {
+                replace_num(s, "stripe_count", "3")
+            })),
             None,
             vec!["good", "other"],
             vec![("victim", ErrorKind::Corrupt, "stripe")],
         ),
         (
             "segments with a gap",
-            Some(edit_lv(&text, "victim", |s| replace_num(s, "start_extent", "1"))),
+            Some(edit_lv(&text, "victim", |s| {
+                replace_num(s, "start_extent", "1")
+            })),
             None,
             vec!["good", "other"],
             vec![("victim", ErrorKind::Corrupt, "tile")],
@@ -1253,7 +1496,15 @@ fn corrupt_metadata() {
             vec!["good", "other"],
             vec![("victim", ErrorKind::Corrupt, "")],
         ),
-        ("number too large", Some(edit_lv(&text, "victim", |s| replace_num(s, "extent_count", "99999999999999999999"))), None, vec![], vec![]),
+        (
+            "number too large",
+            Some(edit_lv(&text, "victim", |s| {
+                replace_num(s, "extent_count", "99999999999999999999")
+            })),
+            None,
+            vec![],
+            vec![],
+        ),
         (
             "text that never ends",
             Some(text[..text.find("\n}\n# Generated").unwrap()].to_string()),
@@ -1261,30 +1512,64 @@ fn corrupt_metadata() {
             vec![],
             vec![],
         ),
-        ("unbalanced braces", Some(format!("{text}\n}}\n")), None, vec![], vec![]),
         (
-            "sections nested too deep",
-            Some(text.replacen("seqno", &format!("{}{}\nseqno", "x {".repeat(64), "}".repeat(64)), 1)),
+            "unbalanced braces",
+            Some(format!("{text}\n}}\n")),
             None,
             vec![],
             vec![],
         ),
-        ("text checksum wrong", None, Some(|i: &mut Vec<u8>| {
-            let (s, _, _) = mda_locn(i);
-            i[s + 5] ^= 1;
-        }), vec![], vec![]),
-        ("metadata area header checksum wrong", None, Some(|i: &mut Vec<u8>| {
-            let (_, _, locn) = mda_locn(i);
-            i[locn + 2] ^= 1;
-        }), vec![], vec![]),
-        ("text length past the area", None, Some(|i: &mut Vec<u8>| {
-            let (_, _, locn) = mda_locn(i);
-            i[locn + 8..locn + 16].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
-            let mda = locn - 40;
-            let sum = label::crc(&i[mda + 4..mda + 512]);
-            i[mda..mda + 4].copy_from_slice(&sum.to_le_bytes());
-        }), vec![], vec![]),
-        ("label checksum wrong", None, Some(|i: &mut Vec<u8>| i[512 + 40] ^= 1), vec![], vec![]),
+        (
+            "sections nested too deep",
+            Some(text.replacen(
+                "seqno",
+                &format!("{}{}\nseqno", "x {".repeat(64), "}".repeat(64)),
+                1,
+            )),
+            None,
+            vec![],
+            vec![],
+        ),
+        (
+            "text checksum wrong",
+            None,
+            Some(|i: &mut Vec<u8>| {
+                let (s, _, _) = mda_locn(i);
+                i[s + 5] ^= 1;
+            }),
+            vec![],
+            vec![],
+        ),
+        (
+            "metadata area header checksum wrong",
+            None,
+            Some(|i: &mut Vec<u8>| {
+                let (_, _, locn) = mda_locn(i);
+                i[locn + 2] ^= 1;
+            }),
+            vec![],
+            vec![],
+        ),
+        (
+            "text length past the area",
+            None,
+            Some(|i: &mut Vec<u8>| {
+                let (_, _, locn) = mda_locn(i);
+                i[locn + 8..locn + 16].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+                let mda = locn - 40;
+                let sum = label::crc(&i[mda + 4..mda + 512]);
+                i[mda..mda + 4].copy_from_slice(&sum.to_le_bytes());
+            }),
+            vec![],
+            vec![],
+        ),
+        (
+            "label checksum wrong",
+            None,
+            Some(|i: &mut Vec<u8>| i[512 + 40] ^= 1),
+            vec![],
+            vec![],
+        ),
     ];
     for (what, new_text, raw, working, broken) in cases {
         let mut v = base.clone();
@@ -1297,8 +1582,12 @@ fn corrupt_metadata() {
         let mut a = Appliance::new();
         a.set_disk(0, shared(MemDisk::new(v.clone(), true)));
         let _ = a.handle(Request::Pvs).unwrap();
-        let Reply::Vgs(vgs) = a.handle(Request::Vgs).unwrap() else { panic!() };
-        let Reply::Lvs(lvs) = a.handle(Request::Lvs).unwrap() else { panic!() };
+        let Reply::Vgs(vgs) = a.handle(Request::Vgs).unwrap() else {
+            panic!()
+        };
+        let Reply::Lvs(lvs) = a.handle(Request::Lvs).unwrap() else {
+            panic!()
+        };
         let _ = filesystems(&mut a);
         if working.is_empty() && broken.is_empty() {
             // The VG is unusable: no VG, and naming its LVs says why.
@@ -1311,7 +1600,10 @@ fn corrupt_metadata() {
         }
         assert_eq!(vgs.len(), 1, "{what}");
         for lv in working {
-            assert!(lvs.iter().any(|l| l.lv_name == lv && l.error.is_none()), "{what}: {lv}");
+            assert!(
+                lvs.iter().any(|l| l.lv_name == lv && l.error.is_none()),
+                "{what}: {lv}"
+            );
             if lv == "good" {
                 mount(&mut a, &format!("/dev/{vg}/good"), "/", true);
                 assert_eq!(check_tree(&mut a, &src, "/"), 4, "{what}");
@@ -1323,7 +1615,10 @@ fn corrupt_metadata() {
         for (lv, kind, msg) in broken {
             let e = a.device(&format!("/dev/{vg}/{lv}")).err().unwrap();
             assert_eq!(e.kind, kind, "{what}: {lv}: {e}");
-            assert!(e.message.contains(msg) && e.message.contains(lv), "{what}: {e}");
+            assert!(
+                e.message.contains(msg) && e.message.contains(lv),
+                "{what}: {e}"
+            );
             eprintln!("{what}: {e}");
         }
     }
