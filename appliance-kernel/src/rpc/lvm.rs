@@ -98,7 +98,7 @@ impl Appliance {
             if let Some((v, l)) = scan.find(name)
                 && let Some(vg) = scan.vgs.get(v)
                 && let Some(lv) = vg.meta.lvs.get(l)
-                && vg.meta.is_visible(lv)
+                && vg.lv_visible(l)
             {
                 return alloc::format!("/dev/{}/{}", vg.meta.name, lv.name);
             }

@@ -38,24 +38,6 @@ pub struct VgMeta {
     pub lvs: Vec<LvMeta>,
 }
 
-impl VgMeta {
-    /// Whether `lv` is user-visible: `VISIBLE`, or the COW store of a snapshot of a
-    /// visible origin (LVM hides the COW LV in the metadata but lists it as the snapshot).
-    pub fn is_visible(&self, lv: &LvMeta) -> bool {
-        if lv.visible() {
-            return true;
-        }
-        self.lvs.iter().any(|l| {
-            l.segments.iter().any(|s| match &s.kind {
-                SegKind::Snapshot { origin, cow } => {
-                    *cow == lv.name && self.lvs.iter().any(|o| o.name == *origin && o.visible())
-                }
-                _ => false,
-            })
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PvMeta {
     /// The key the segments use (`pv0`).

@@ -75,6 +75,77 @@ pub struct Vg {
     pub layouts: Vec<Result<Rc<Mapping>, Error>>,
     /// Metadata areas (on present PVs) that carried this VG.
     pub mda_count: usize,
+    /// PV key (`pv0`) → index in `meta.pvs`.
+    pv_keys: BTreeMap<String, usize>,
+    /// Per entry of `meta.pvs`: extents allocated to LVs.
+    pv_alloc: Vec<u64>,
+    /// Per entry of `meta.lvs`: whether `lvs` shows it without `-a`.
+    visible: Vec<bool>,
+}
+
+impl Vg {
+    fn new(meta: VgMeta, pv_found: Vec<Option<usize>>, mda_count: usize) -> Vg {
+        let pv_keys: BTreeMap<String, usize> = meta
+            .pvs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.key.clone(), i))
+            .collect();
+        let mut pv_alloc = vec![0u64; meta.pvs.len()];
+        for lv in &meta.lvs {
+            for s in &lv.segments {
+                if let SegKind::Striped { areas, .. } = &s.kind {
+                    let per = s.extent_count / (areas.len().max(1) as u64);
+                    for (k, _) in areas {
+                        if let Some(a) = pv_keys.get(k).and_then(|&i| pv_alloc.get_mut(i)) {
+                            *a = a.saturating_add(per);
+                        }
+                    }
+                }
+            }
+        }
+        // A snapshot's COW LV is hidden in the metadata but listed as the snapshot when
+        // its origin is visible.
+        let mut visible: Vec<bool> = meta.lvs.iter().map(LvMeta::visible).collect();
+        let idx: BTreeMap<&str, usize> = meta
+            .lvs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.as_str(), i))
+            .collect();
+        for lv in &meta.lvs {
+            for s in &lv.segments {
+                if let SegKind::Snapshot { origin, cow } = &s.kind
+                    && idx
+                        .get(origin.as_str())
+                        .and_then(|&o| meta.lvs.get(o))
+                        .is_some_and(LvMeta::visible)
+                    && let Some(v) = idx.get(cow.as_str()).and_then(|&c| visible.get_mut(c))
+                {
+                    *v = true;
+                }
+            }
+        }
+        Vg {
+            meta,
+            pv_found,
+            layouts: Vec::new(),
+            mda_count,
+            pv_keys,
+            pv_alloc,
+            visible,
+        }
+    }
+
+    /// Index in `meta.pvs` of the PV the segments call `key`.
+    pub fn pv_index(&self, key: &str) -> Option<usize> {
+        self.pv_keys.get(key).copied()
+    }
+
+    /// Whether LV `i` is user-visible (listed by `lvs` without `-a`, named `/dev/VG/LV`).
+    pub fn lv_visible(&self, i: usize) -> bool {
+        self.visible.get(i).copied().unwrap_or(false)
+    }
 }
 
 /// The result of scanning every device for LVM.
@@ -204,12 +275,7 @@ impl Scan {
                 }
                 pv_found.push(found);
             }
-            let mut vg = Vg {
-                meta,
-                pv_found,
-                layouts: Vec::new(),
-                mda_count,
-            };
+            let mut vg = Vg::new(meta, pv_found, mda_count);
             vg.layouts = Layouts::new(&scan.pvs, &vg).all();
             scan.vgs.push(vg);
         }
@@ -240,7 +306,8 @@ impl Scan {
             .meta
             .lvs
             .iter()
-            .position(|l| l.name == lvn && vg.meta.is_visible(l))?;
+            .enumerate()
+            .position(|(i, l)| l.name == lvn && vg.lv_visible(i))?;
         Some((vi, li))
     }
 
@@ -271,7 +338,7 @@ impl Scan {
         let mut out = Vec::new();
         for (vi, vg) in self.vgs.iter().enumerate() {
             for (li, lv) in vg.meta.lvs.iter().enumerate() {
-                if !vg.meta.is_visible(lv) || lv.segtype() == "thin-pool" {
+                if !vg.lv_visible(li) || lv.segtype() == "thin-pool" {
                     continue;
                 }
                 let size = lv
@@ -305,20 +372,10 @@ impl Scan {
 
     /// PV extents allocated (to any LV, hidden ones included) of meta PV `key` in `vg`.
     fn allocated(vg: &Vg, key: &str) -> u64 {
-        let mut n = 0u64;
-        for lv in &vg.meta.lvs {
-            for s in &lv.segments {
-                if let SegKind::Striped { areas, .. } = &s.kind {
-                    let per = s.extent_count / (areas.len().max(1) as u64);
-                    for (k, _) in areas {
-                        if k == key {
-                            n = n.saturating_add(per);
-                        }
-                    }
-                }
-            }
-        }
-        n
+        vg.pv_index(key)
+            .and_then(|i| vg.pv_alloc.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn ext_bytes(vg: &Vg) -> u64 {
@@ -438,7 +495,7 @@ impl Scan {
                     max_lv: m.max_lv,
                     max_pv: m.max_pv,
                     pv_count: m.pvs.len() as u64,
-                    lv_count: m.lvs.iter().filter(|l| m.is_visible(l)).count() as u64,
+                    lv_count: (0..m.lvs.len()).filter(|&i| v.lv_visible(i)).count() as u64,
                     snap_count: m.lvs.iter().filter(|l| l.segtype() == "snapshot").count() as u64,
                     seqno: m.seqno,
                     tags: m.tags.clone(),
@@ -460,18 +517,39 @@ impl Scan {
         let mut out = Vec::new();
         for v in &self.vgs {
             let roles = roles(&v.meta);
-            for ((lv, layout), role) in v.meta.lvs.iter().zip(&v.layouts).zip(&roles) {
+            let partial = partial_lvs(v);
+            // Snapshot COW LV → its origin.
+            let cow_origin: BTreeMap<&str, &str> = v
+                .meta
+                .lvs
+                .iter()
+                .filter_map(|l| match l.segments.first().map(|s| &s.kind) {
+                    Some(SegKind::Snapshot { origin, cow }) => {
+                        Some((cow.as_str(), origin.as_str()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let zero_pools: alloc::collections::BTreeSet<&str> = v
+                .meta
+                .lvs
+                .iter()
+                .filter(|l| {
+                    matches!(
+                        l.segments.first().map(|s| &s.kind),
+                        Some(SegKind::ThinPool { zero: true, .. })
+                    )
+                })
+                .map(|l| l.name.as_str())
+                .collect();
+            for (li, ((lv, layout), role)) in
+                v.meta.lvs.iter().zip(&v.layouts).zip(&roles).enumerate()
+            {
                 // The internal snapshot LV: `lvs` shows the snapshot as its COW LV.
                 if lv.segtype() == "snapshot" {
                     continue;
                 }
-                let snap_of_cow = v.meta.lvs.iter().find_map(|l| match l.segments.first() {
-                    Some(SegMeta {
-                        kind: SegKind::Snapshot { origin, cow },
-                        ..
-                    }) if *cow == lv.name => Some(origin.clone()),
-                    _ => None,
-                });
+                let snap_of_cow = cow_origin.get(lv.name.as_str()).map(|o| String::from(*o));
                 let first = lv.segments.first().map(|s| &s.kind);
                 let (pool, thin_origin) = match first {
                     Some(SegKind::Thin { pool, origin }) => (Some(pool.clone()), origin.clone()),
@@ -491,7 +569,13 @@ impl Scan {
                     lv_name: lv.name.clone(),
                     vg: v.meta.name.clone(),
                     uuid: lv.id.clone(),
-                    attr: lv_attr(v, lv, *role),
+                    attr: lv_attr(
+                        lv,
+                        *role,
+                        partial.get(li).copied().unwrap_or(false),
+                        zero_pools.contains(lv.name.as_str())
+                            || pool.as_deref().is_some_and(|p| zero_pools.contains(p)),
+                    ),
                     size: lv.extent_count().saturating_mul(Self::ext_bytes(v)),
                     segtype,
                     seg_count: lv.segments.len() as u64,
@@ -499,7 +583,7 @@ impl Scan {
                     pool,
                     mirror_log,
                     tags: lv.tags.clone(),
-                    hidden: !v.meta.is_visible(lv),
+                    hidden: !v.lv_visible(li),
                     devices: lv_devices(v, &self.pvs, lv),
                     error: layout.as_ref().err().map(|e| e.message.clone()),
                 });
@@ -508,8 +592,6 @@ impl Scan {
         out
     }
 }
-
-use meta::SegMeta;
 
 fn alloc_char(policy: &str) -> char {
     match policy {
@@ -583,7 +665,9 @@ fn roles(m: &VgMeta) -> Vec<Role> {
 
 /// `lv_attr` as `lvs` prints it, for what the metadata tells (state, open and health
 /// positions are `-`: nothing is activated here).
-fn lv_attr(v: &Vg, lv: &LvMeta, role: Role) -> String {
+/// `zero`: new blocks are zeroed (a thin pool's `zero_new_blocks`, shown by its thin
+/// volumes too).
+fn lv_attr(lv: &LvMeta, role: Role, partial: bool, zero: bool) -> String {
     let t = lv.segtype();
     let raid = t.starts_with("raid");
     let kind = match role {
@@ -612,13 +696,9 @@ fn lv_attr(v: &Vg, lv: &LvMeta, role: Role) -> String {
         policy = policy.to_ascii_uppercase();
     }
     // The target type: what the LV or the LV it is part of maps to.
+    // Raid legs (LVM names them `_rimage_N`, `_rmeta_N`) map to the raid target.
     let parent_raid = matches!(role, Role::RaidImage | Role::RaidMeta)
-        && v.meta.lvs.iter().any(|l| {
-            l.segtype().starts_with("raid")
-                && l.segments
-                    .iter()
-                    .any(|s| s.kind.sub_lvs().contains(&lv.name.as_str()))
-        });
+        && (lv.name.contains("_rimage_") || lv.name.contains("_rmeta_"));
     let target = match role {
         Role::Origin | Role::SnapshotCow => 's',
         Role::MirrorImage | Role::MirrorLog => 'm',
@@ -633,23 +713,7 @@ fn lv_attr(v: &Vg, lv: &LvMeta, role: Role) -> String {
             _ => '-',
         },
     };
-    // Zeroing of new blocks: a thin pool's, which its thin volumes show too.
-    let pool_zero = |l: &LvMeta| {
-        matches!(
-            l.segments.first().map(|s| &s.kind),
-            Some(SegKind::ThinPool { zero: true, .. })
-        )
-    };
-    let zero = pool_zero(lv)
-        || match lv.segments.first().map(|s| &s.kind) {
-            Some(SegKind::Thin { pool, .. }) => {
-                v.meta.lvs.iter().any(|p| p.name == *pool && pool_zero(p))
-            }
-            _ => false,
-        };
-    let partial = lv_pvs(v, lv, 0)
-        .iter()
-        .any(|&i| v.pv_found.get(i).is_none_or(Option::is_none));
+
     let skip = lv
         .status
         .iter()
@@ -664,33 +728,66 @@ fn lv_attr(v: &Vg, lv: &LvMeta, role: Role) -> String {
     )
 }
 
-/// Indices in `v.meta.pvs` of every PV an LV's data lies on (through sub-LVs).
-fn lv_pvs(v: &Vg, lv: &LvMeta, depth: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    if depth > MAX_LV_DEPTH {
-        return out;
-    }
-    for s in &lv.segments {
-        match &s.kind {
-            SegKind::Striped { areas, .. } => {
-                for (k, _) in areas {
-                    if let Some(i) = v.meta.pvs.iter().position(|p| &p.key == k) {
-                        out.push(i);
+/// Per LV of a VG: whether some of its data lies (directly or through sub-LVs) on a
+/// missing PV. Each LV is looked at once (memoised, cycles and over-deep stacks count as
+/// not partial), so hostile stacking cannot blow up.
+fn partial_lvs(v: &Vg) -> Vec<bool> {
+    let m = &v.meta;
+    let idx: BTreeMap<&str, usize> = m
+        .lvs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
+    // 0: not looked at, 1: in progress, 2: complete, 3: partial.
+    let mut state = vec![0u8; m.lvs.len()];
+    fn visit(
+        v: &Vg,
+        idx: &BTreeMap<&str, usize>,
+        state: &mut Vec<u8>,
+        i: usize,
+        depth: usize,
+    ) -> bool {
+        match state.get(i).copied() {
+            Some(2) | Some(1) | None => return false,
+            Some(3) => return true,
+            _ => {}
+        }
+        if depth > MAX_LV_DEPTH {
+            return false;
+        }
+        if let Some(s) = state.get_mut(i) {
+            *s = 1;
+        }
+        let missing = |k: &str| {
+            v.pv_index(k)
+                .is_none_or(|p| v.pv_found.get(p).is_none_or(Option::is_none))
+        };
+        let mut partial = false;
+        if let Some(lv) = v.meta.lvs.get(i) {
+            for s in &lv.segments {
+                match &s.kind {
+                    SegKind::Striped { areas, .. } => {
+                        partial |= areas.iter().any(|(k, _)| missing(k));
                     }
-                }
-            }
-            other => {
-                for n in other.sub_lvs() {
-                    if let Some(sub) = v.meta.lvs.iter().find(|l| l.name == n) {
-                        out.extend(lv_pvs(v, sub, depth + 1));
+                    other => {
+                        for n in other.sub_lvs() {
+                            if let Some(&sub) = idx.get(n) {
+                                partial |= visit(v, idx, state, sub, depth + 1);
+                            }
+                        }
                     }
                 }
             }
         }
+        if let Some(s) = state.get_mut(i) {
+            *s = if partial { 3 } else { 2 };
+        }
+        partial
     }
-    out.sort_unstable();
-    out.dedup();
-    out
+    (0..m.lvs.len())
+        .map(|i| visit(v, &idx, &mut state, i, 0))
+        .collect()
 }
 
 /// `devices` as `lvs -o devices` prints it: `/dev/sda2(0)` per area (the PV's device,
@@ -702,10 +799,7 @@ fn lv_devices(v: &Vg, pvs: &[FoundPv], lv: &LvMeta) -> Vec<String> {
             SegKind::Striped { areas, .. } => {
                 for (k, pe) in areas {
                     let dev = v
-                        .meta
-                        .pvs
-                        .iter()
-                        .position(|p| &p.key == k)
+                        .pv_index(k)
                         .and_then(|i| v.pv_found.get(i).copied().flatten())
                         .and_then(|f| pvs.get(f))
                         .map_or("[unknown]", |f| f.name.as_str());
@@ -824,7 +918,7 @@ impl<'a> Layouts<'a> {
                 };
                 let per = s.extent_count / (areas.len().max(1) as u64);
                 for (k, pe) in areas {
-                    let Some(pi) = m.pvs.iter().position(|p| &p.key == k) else {
+                    let Some(pi) = self.vg.pv_index(k) else {
                         problem.get_or_insert_with(|| {
                             corrupt(format!(
                                 "lvm: LV {}: segment {} names unknown PV {k}",
@@ -967,11 +1061,10 @@ impl<'a> Layouts<'a> {
                 SegKind::Striped { stripe_size, areas } => {
                     let mut out = Vec::with_capacity(areas.len());
                     for (k, pe) in areas {
-                        let (pi, p) = m
-                            .pvs
-                            .iter()
-                            .enumerate()
-                            .find(|(_, p)| &p.key == k)
+                        let (pi, p) = self
+                            .vg
+                            .pv_index(k)
+                            .and_then(|i| Some((i, m.pvs.get(i)?)))
                             .ok_or_else(|| corrupt(format!("lvm: LV {name}: unknown PV {k}")))?;
                         let missing = p.flags.iter().any(|f| f == "MISSING");
                         let found = self

@@ -1623,3 +1623,52 @@ fn corrupt_metadata() {
         }
     }
 }
+
+/// Hostile stacking: LVs whose raid1 legs are 64 copies of the next LV, 300 deep, plus
+/// a cycle, and many LVs on a missing PV. Everything is worked out once per LV: the
+/// scan and the reports finish at once, with clear errors.
+#[test]
+fn hostile_stacking_is_linear() {
+    let mut t = String::from(
+        "vg {\nid = \"x\"\nseqno = 1\nextent_size = 8\nstatus = [\"READ\", \"WRITE\"]\n\
+         physical_volumes {\npv0 {\nid = \"missing\"\npe_start = 2048\npe_count = 100000\n}\n}\n\
+         logical_volumes {\n",
+    );
+    let n = 300;
+    for i in 0..n {
+        let next = format!("l{}", (i + 1) % n);
+        let raids: Vec<String> = (0..64).map(|_| format!("\"m\", \"{next}\"")).collect();
+        t += &format!(
+            "l{i} {{\nid = \"{i}\"\nstatus = [\"READ\", \"WRITE\", \"VISIBLE\"]\nsegment1 {{\n\
+             start_extent = 0\nextent_count = 1\ntype = \"raid1\"\nraids = [{}]\n}}\n}}\n",
+            raids.join(", ")
+        );
+    }
+    for i in 0..2000 {
+        t += &format!(
+            "s{i} {{\nid = \"s{i}\"\nstatus = [\"READ\", \"VISIBLE\"]\nsegment1 {{\nstart_extent = 0\n\
+             extent_count = 1\ntype = \"striped\"\nstripe_count = 1\nstripes = [\"pv0\", {i}]\n}}\n}}\n"
+        );
+    }
+    t += "}\n}\n";
+    let started = std::time::Instant::now();
+    let meta = meta::parse_vg(&config::parse(t.as_bytes()).unwrap()).unwrap();
+    let mut vg = Vg::new(meta, vec![None], 1);
+    vg.layouts = Layouts::new(&[], &vg).all();
+    let scan = Scan {
+        pvs: Vec::new(),
+        vgs: vec![vg],
+        errors: Vec::new(),
+    };
+    let lvs = scan.lv_report();
+    let _ = scan.vg_report();
+    let _ = scan.pv_report();
+    let _ = scan.listed_lvs();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(lvs.len(), n + 2000);
+    assert!(lvs.iter().all(|l| l.error.is_some()));
+    let s0 = lvs.iter().find(|l| l.lv_name == "s0").unwrap();
+    assert!(s0.error.as_deref().unwrap().contains("missing"), "{s0:?}");
+    assert_eq!(&s0.attr[8..9], "p");
+    assert_eq!(&s0.attr[1..2], "r");
+}
