@@ -19,6 +19,7 @@ have sfdisk || pkgs+=(fdisk)
 have sgdisk || pkgs+=(gdisk)
 have mkntfs || pkgs+=(ntfs-3g)
 have setfattr || pkgs+=(attr)
+have pvcreate || pkgs+=(lvm2)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -215,6 +215,14 @@ pub enum Request {
     // ---- hotplug ----
     /// Rescan the PCI buses for added or removed disks: [`Reply::Devices`].
     Rescan,
+
+    // ---- LVM ----
+    /// [`Reply::Pvs`]: every LVM physical volume (like `pvs-full`).
+    Pvs,
+    /// [`Reply::Vgs`]: every LVM volume group (like `vgs-full`).
+    Vgs,
+    /// [`Reply::Lvs`]: every LVM logical volume, hidden ones included (like `lvs-full`).
+    Lvs,
 }
 
 /// Successful answers. Append only.
@@ -233,6 +241,9 @@ pub enum Reply {
     StatVfs(StatVfs),
     Names(Vec<String>),
     Bool(bool),
+    Pvs(Vec<PhysicalVolume>),
+    Vgs(Vec<VolumeGroup>),
+    Lvs(Vec<LogicalVolume>),
 }
 
 /// Which kind of partition table a disk carries.
@@ -270,6 +281,88 @@ pub struct Filesystem {
     pub uuid: Option<String>,
     /// Size of the device in bytes.
     pub size: u64,
+}
+
+/// An LVM physical volume (`pvs -o pv_all`). Sizes in bytes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PhysicalVolume {
+    /// The device it is on, `/dev/sda2`; `[unknown]` for a PV its VG lists but that is
+    /// missing.
+    pub name: String,
+    pub uuid: String,
+    /// `lvm2`.
+    pub fmt: String,
+    /// The VG it belongs to; empty for an orphan.
+    pub vg: String,
+    /// Usable size (its extents), or the device size for an orphan.
+    pub size: u64,
+    pub dev_size: u64,
+    pub free: u64,
+    pub used: u64,
+    /// `pv_attr`: (a)llocatable, e(x)ported, (m)issing.
+    pub attr: String,
+    pub pe_count: u64,
+    pub pe_alloc_count: u64,
+    /// Offset of the first extent on the device.
+    pub pe_start: u64,
+    pub mda_count: u32,
+    pub tags: Vec<String>,
+}
+
+/// An LVM volume group (`vgs -o vg_all`). Sizes in bytes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeGroup {
+    pub name: String,
+    pub uuid: String,
+    pub fmt: String,
+    /// `vg_attr`: `wz--n-` and the like.
+    pub attr: String,
+    pub size: u64,
+    pub free: u64,
+    pub extent_size: u64,
+    pub extent_count: u64,
+    pub free_count: u64,
+    pub max_lv: u64,
+    pub max_pv: u64,
+    pub pv_count: u64,
+    /// Visible LVs.
+    pub lv_count: u64,
+    pub snap_count: u64,
+    pub seqno: u64,
+    pub tags: Vec<String>,
+    /// Metadata areas (on present PVs) holding the current metadata.
+    pub mda_count: u64,
+    /// UUIDs of the PVs the VG lists that were not found.
+    pub missing_pvs: Vec<String>,
+}
+
+/// An LVM logical volume (`lvs -a -o lv_all`). Sizes in bytes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LogicalVolume {
+    /// `/dev/VG/LV`.
+    pub name: String,
+    /// The LV's own name, `LV`.
+    pub lv_name: String,
+    pub vg: String,
+    pub uuid: String,
+    /// `lv_attr` (activation state, open and health positions are `-`).
+    pub attr: String,
+    pub size: u64,
+    /// Of the first segment: `linear`, `striped`, `raid1`, `thin`, ...
+    pub segtype: String,
+    pub seg_count: u64,
+    /// Snapshot (or thin snapshot) origin.
+    pub origin: Option<String>,
+    /// Thin pool of a thin volume.
+    pub pool: Option<String>,
+    pub mirror_log: Option<String>,
+    pub tags: Vec<String>,
+    /// Hidden (raid and mirror legs, pool data/metadata): not listed as a filesystem.
+    pub hidden: bool,
+    /// `lvs -o devices`: `/dev/sda2(0)`, or `LV_rimage_0(0)`.
+    pub devices: Vec<String>,
+    /// Why the LV cannot be opened (unsupported type, missing PV, corrupt layout).
+    pub error: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

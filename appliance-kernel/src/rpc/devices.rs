@@ -35,11 +35,15 @@ impl Appliance {
         part::scan(dev)
     }
 
-    /// Resolves a device name: a whole disk (`/dev/sda`) or one of its partitions
-    /// (`/dev/sda1`, a [`Window`] over the disk).
+    /// Resolves a device name: a whole disk (`/dev/sda`), one of its partitions
+    /// (`/dev/sda1`, a [`Window`] over the disk), or an LVM logical volume (`/dev/VG/LV`,
+    /// `/dev/mapper/VG-LV`).
     pub fn device(&self, name: &str) -> Result<SharedDevice, Error> {
         if let Some(d) = self.disks().find(|d| d.name == name) {
             return Ok(d.dev.clone());
+        }
+        if let Some(lv) = self.lv_device(name) {
+            return lv;
         }
         let (_, disk, number) = self
             .split_partition_name(name)
@@ -110,6 +114,19 @@ impl Appliance {
                 _ => out.push(entry(d.name.clone(), &d.dev)),
             }
         }
+        // LVM logical volumes after the partitions, as libguestfs lists them.
+        for (name, dev, size) in self.lvm().listed_lvs() {
+            match dev {
+                Ok(dev) => out.push(entry(name, &dev)),
+                Err(_) => out.push(Filesystem {
+                    device: name,
+                    fstype: String::from("unknown"),
+                    label: None,
+                    uuid: None,
+                    size,
+                }),
+            }
+        }
         out
     }
 
@@ -151,6 +168,8 @@ impl Appliance {
         readonly: bool,
         fstype: Option<&str>,
     ) -> Result<(), Error> {
+        let canonical = self.canonical_device(device);
+        let device = canonical.as_str();
         // The same device, or a disk and one of its partitions, cannot both be mounted.
         let overlaps = |a: &str, b: &str| {
             a.strip_prefix(b)

@@ -7,16 +7,20 @@ mod devices;
 mod files;
 #[cfg(test)]
 mod fs_tests;
+mod lvm;
 
 pub use devices::partition_name;
 pub use files::{MAX_DEPTH, MAX_DIR_VISITS, MAX_FIND_NAMES};
 
 use crate::block::{SharedDevice, check_range, disk_name};
 use crate::fs::vfs::MountTable;
+use crate::volume::lvm::Scan;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use wire::{Bytes, Device, Error, ErrorKind, MAX_CHUNK, Reply, Request};
 
 /// One attached disk.
@@ -31,6 +35,8 @@ pub struct Disk {
 pub struct Appliance {
     disks: Vec<Option<Disk>>,
     mounts: MountTable,
+    /// The LVM scan of the disks, made on first use (see `rpc/lvm.rs`).
+    lvm: RefCell<Option<Rc<Scan>>>,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -51,15 +57,21 @@ impl Appliance {
             name: disk_name(slot),
             dev,
         });
+        self.invalidate_lvm();
     }
 
     /// Detaches disk `slot`; later calls naming it (or its partitions) fail with
     /// `NotFound`, and filesystems mounted from it are dropped unsynced.
     pub fn remove_disk(&mut self, slot: usize) -> Option<Disk> {
+        let name = self.disks.get(slot)?.as_ref()?.name.clone();
+        // LVs with a PV on the disk go with it.
+        let lvs = self.lv_names_on_disk(&name);
         let disk = self.disks.get_mut(slot).and_then(Option::take)?;
+        self.invalidate_lvm();
         self.mounts.forget(|dev| {
             dev.strip_prefix(disk.name.as_str())
                 .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
+                || lvs.iter().any(|l| l == dev)
         });
         Some(disk)
     }
@@ -150,6 +162,8 @@ impl Appliance {
                     return Err(err(ErrorKind::ReadOnly, format!("{device} is read-only")));
                 }
                 check_range(offset, data.len(), dev.size())?;
+                // A label or the LVM metadata may have changed.
+                self.invalidate_lvm();
                 dev.write_at(offset, &data)?;
                 Ok(Reply::Written(data.len() as u64))
             }
@@ -238,6 +252,9 @@ impl Appliance {
                 self.truncate(&path, size)?;
                 Ok(Reply::Unit)
             }
+            Request::Pvs => Ok(Reply::Pvs(self.pvs())),
+            Request::Vgs => Ok(Reply::Vgs(self.vgs())),
+            Request::Lvs => Ok(Reply::Lvs(self.lvs())),
         }
     }
 }
