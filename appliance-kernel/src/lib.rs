@@ -11,3 +11,4 @@ pub mod block;
 pub mod fs;
 pub mod part;
 pub mod rpc;
+pub mod volume;

@@ -38,6 +38,9 @@ impl Appliance {
     /// Resolves a device name: a whole disk (`/dev/sda`) or one of its partitions
     /// (`/dev/sda1`, a [`Window`] over the disk).
     pub fn device(&self, name: &str) -> Result<SharedDevice, Error> {
+        if let Some(d) = self.luks_device(name) {
+            return Ok(d);
+        }
         if let Some(d) = self.disks().find(|d| d.name == name) {
             return Ok(d.dev.clone());
         }
@@ -109,6 +112,9 @@ impl Appliance {
                 }
                 _ => out.push(entry(d.name.clone(), &d.dev)),
             }
+        }
+        for (name, dev) in self.luks_mapped() {
+            out.push(entry(name, &dev));
         }
         out
     }

@@ -7,6 +7,7 @@ mod devices;
 mod files;
 #[cfg(test)]
 mod fs_tests;
+mod luks;
 
 pub use devices::partition_name;
 pub use files::{MAX_DEPTH, MAX_DIR_VISITS, MAX_FIND_NAMES};
@@ -31,6 +32,7 @@ pub struct Disk {
 pub struct Appliance {
     disks: Vec<Option<Disk>>,
     mounts: MountTable,
+    luks: luks::LuksState,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -57,6 +59,7 @@ impl Appliance {
     /// `NotFound`, and filesystems mounted from it are dropped unsynced.
     pub fn remove_disk(&mut self, slot: usize) -> Option<Disk> {
         let disk = self.disks.get_mut(slot).and_then(Option::take)?;
+        self.luks_forget_disk(&disk.name);
         self.mounts.forget(|dev| {
             dev.strip_prefix(disk.name.as_str())
                 .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
@@ -238,6 +241,19 @@ impl Appliance {
                 self.truncate(&path, size)?;
                 Ok(Reply::Unit)
             }
+            Request::LuksOpen { device, key, name } => {
+                let key = zeroize::Zeroizing::new(key.0);
+                Ok(Reply::Text(self.luks_open(
+                    &device,
+                    &key,
+                    name.as_deref(),
+                )?))
+            }
+            Request::LuksClose { name } => {
+                self.luks_close(&name)?;
+                Ok(Reply::Unit)
+            }
+            Request::LuksInfo => Ok(Reply::LuksInfo(self.luks_info())),
         }
     }
 }
