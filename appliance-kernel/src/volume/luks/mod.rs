@@ -199,9 +199,11 @@ fn read_bytes(dev: &SharedDevice, offset: u64, len: usize, what: &str) -> Result
     Ok(buf)
 }
 
-/// True when `dev` starts with a LUKS header (either version's magic at 0).
+/// True when `dev` carries a LUKS header: the magic at 0, or a LUKS2 secondary header
+/// (the primary may be wiped).
 pub fn is_luks(dev: &SharedDevice) -> bool {
     read_bytes(dev, 0, 8, "magic").is_ok_and(|b| b.get(..6) == Some(&MAGIC[..]))
+        || luks2::has_secondary(dev)
 }
 
 impl LuksHeader {
@@ -337,10 +339,11 @@ impl LuksHeader {
         };
         let mut too_large: Option<Error> = None;
         let mut skipped: Vec<String> = Vec::new();
+        let mut tried = false;
         for k in slots {
             match self.try_keyslot(dev, k, passphrase, limits) {
                 Ok(Some(key)) => return Ok(key),
-                Ok(None) => {}
+                Ok(None) => tried = true,
                 Err(e) if e.kind == ErrorKind::TooLarge => {
                     too_large
                         .get_or_insert(err(e.kind, format!("keyslot {}: {}", k.id, e.message)));
@@ -350,6 +353,10 @@ impl LuksHeader {
         }
         if let Some(e) = too_large {
             return Err(e);
+        }
+        if !tried && !skipped.is_empty() {
+            // No keyslot could even be tried: the header is the problem, not the key.
+            return Err(err(ErrorKind::Corrupt, skipped.join("; ")));
         }
         let mut msg = String::from("no key available with this passphrase");
         if !skipped.is_empty() {
