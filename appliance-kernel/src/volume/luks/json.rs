@@ -122,7 +122,7 @@ impl Parser<'_> {
         }
     }
 
-    fn expect(&mut self, c: u8, what: &'static str) -> Result<(), JsonError> {
+    fn eat(&mut self, c: u8, what: &'static str) -> Result<(), JsonError> {
         if self.bump() == Some(c) {
             Ok(())
         } else {
@@ -180,7 +180,7 @@ impl Parser<'_> {
             }
             let k = self.string()?;
             self.ws();
-            self.expect(b':', "expected ':'")?;
+            self.eat(b':', "expected ':'")?;
             let v = self.value(depth + 1)?;
             members.push((k, v));
             self.ws();

@@ -354,7 +354,10 @@ pub fn from_json(
     let area_max = area_min.saturating_add(keyslots_size);
     let mut keyslots = Vec::new();
     for (id, k) in numbered(&root, "keyslots")? {
-        let ctx = |e: Error| err(e.kind, format!("LUKS2 keyslot {id}: {}", e.message));
+        let ctx = |e: Error| {
+            let m = e.message.trim_start_matches("LUKS2 metadata: ");
+            err(e.kind, format!("LUKS2 keyslot {id}: {m}"))
+        };
         if string(k.get("type"), "keyslot type").map_err(ctx)? != "luks2" {
             continue;
         }
