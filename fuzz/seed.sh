@@ -12,3 +12,16 @@ truncate -s 1M "$t/mbr.img"; echo ',256K,83' | sfdisk -q "$t/mbr.img"
 truncate -s 1M "$t/gpt.img"; sgdisk -n 1:34:+256K "$t/gpt.img" >/dev/null
 cp "$t/ext4.img" "$t/fat.img" corpus/filesystems/
 cp "$t/mbr.img" "$t/gpt.img" "$t/fat.img" corpus/partitions/
+# LUKS1 and LUKS2 headers (passphrase "fuzz", cheap KDFs within the target's limits),
+# and a LUKS2 JSON area on its own.
+mkdir -p corpus/luks
+truncate -s 1100K "$t/luks1.img"
+printf fuzz | cryptsetup luksFormat -q --batch-mode --key-file=- --type luks1 \
+  --cipher aes-cbc-essiv:sha256 --key-size 256 --pbkdf-force-iterations 1000 \
+  --align-payload 8 "$t/luks1.img"
+truncate -s 320K "$t/luks2.img"
+printf fuzz | cryptsetup luksFormat -q --batch-mode --key-file=- --type luks2 \
+  --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --luks2-metadata-size 16k \
+  --luks2-keyslots-size 256k --offset 576 "$t/luks2.img" >/dev/null 2>&1
+dd if="$t/luks2.img" of="$t/luks2.json" bs=4096 skip=1 count=3 status=none
+cp "$t/luks1.img" "$t/luks2.img" "$t/luks2.json" corpus/luks/

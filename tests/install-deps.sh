@@ -17,6 +17,9 @@ have mkfs.vfat || pkgs+=(dosfstools)
 have mcopy || pkgs+=(mtools)
 have sfdisk || pkgs+=(fdisk)
 have sgdisk || pkgs+=(gdisk)
+have cryptsetup || pkgs+=(cryptsetup-bin)
+# LUKS payload oracle: OpenSSL's AES-XTS/CBC through Python's cryptography package.
+/usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || pkgs+=(python3-cryptography)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)
