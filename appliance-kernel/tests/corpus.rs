@@ -397,8 +397,7 @@ fn luks_image(t: &Tmp, args: &[&str], size: u64) -> Vec<u8> {
     assert!(d.size() >= fs.len() as u64, "payload too small");
     d.write_at(0, &fs).unwrap();
     drop(d);
-    let data = m.borrow().data.clone();
-    data
+    m.borrow().data.clone()
 }
 
 /// Recomputes the SHA-256 checksums of both LUKS2 header copies (when the primary's

@@ -485,4 +485,22 @@ mod tests {
             assert_eq!(disk_slot(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn luks_requests_round_trip_and_hide_the_key() {
+        let call = Call {
+            id: 7,
+            request: Request::LuksOpen {
+                device: "/dev/sda2".into(),
+                key: Bytes(b"s3cret-passphrase".to_vec()),
+                name: None,
+            },
+        };
+        let frame = encode_frame(&call).unwrap();
+        let back: Call = decode(&frame[4..]).unwrap();
+        assert_eq!(back, call);
+        assert!(!format!("{call:?}").contains("s3cret"));
+        let e = Error::new(ErrorKind::PermissionDenied, "/dev/sda2: no key");
+        assert_eq!(e.to_string(), "permission denied: /dev/sda2: no key");
+    }
 }

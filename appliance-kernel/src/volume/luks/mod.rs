@@ -236,6 +236,12 @@ impl LuksHeader {
                 format!("segment sector size {} is invalid", s.sector_size),
             ));
         }
+        if s.offset == 0 {
+            return Err(err(
+                ErrorKind::Unsupported,
+                "detached LUKS headers (payload offset 0) are not supported",
+            ));
+        }
         if !s.offset.is_multiple_of(512) {
             return Err(err(
                 ErrorKind::Corrupt,

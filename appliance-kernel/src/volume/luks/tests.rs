@@ -589,6 +589,12 @@ fn corrupted_luks1_headers() {
     let e = LuksHeader::read(&disk_of(&img)).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unsupported);
     assert!(e.message.contains("serpent-xts-plain64"), "{e}");
+    // A detached header (payload offset 0) is refused by name.
+    std::fs::write(&img.0, &pristine).unwrap();
+    patch(&img, 104, &0u32.to_be_bytes());
+    let e = LuksHeader::read(&disk_of(&img)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(e.message.contains("detached"), "{e}");
     // Damaged key material: the key does not verify, a clean refusal.
     std::fs::write(&img.0, &pristine).unwrap();
     patch(&img, 8 * 512 + 1000, b"garbage");
