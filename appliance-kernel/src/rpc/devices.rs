@@ -35,8 +35,9 @@ impl Appliance {
         part::scan(dev)
     }
 
-    /// Resolves a device name: a whole disk (`/dev/sda`) or one of its partitions
-    /// (`/dev/sda1`, a [`Window`] over the disk).
+    /// Resolves a device name: a whole disk (`/dev/sda`), one of its partitions
+    /// (`/dev/sda1`, a [`Window`] over the disk) or an opened LUKS mapping
+    /// (`/dev/mapper/<name>`).
     pub fn device(&self, name: &str) -> Result<SharedDevice, Error> {
         if let Some(d) = self.luks_device(name) {
             return Ok(d);
