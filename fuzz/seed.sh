@@ -15,3 +15,16 @@ truncate -s 2M "$t/ntfs.img"; mkntfs -F -Q -q -c 512 -L seed "$t/ntfs.img" 2>/de
 ntfscp -q "$t/ntfs.img" "$t/src/a.txt" /a.txt
 cp "$t/ext4.img" "$t/fat.img" "$t/ntfs.img" corpus/filesystems/
 cp "$t/mbr.img" "$t/gpt.img" "$t/fat.img" corpus/partitions/
+# LUKS1 and LUKS2 headers (passphrase "fuzz", cheap KDFs within the target's limits),
+# and a LUKS2 JSON area on its own.
+mkdir -p corpus/luks
+truncate -s 1100K "$t/luks1.img"
+printf fuzz | cryptsetup luksFormat -q --batch-mode --key-file=- --type luks1 \
+  --cipher aes-cbc-essiv:sha256 --key-size 256 --pbkdf-force-iterations 1000 \
+  --align-payload 8 "$t/luks1.img"
+truncate -s 320K "$t/luks2.img"
+printf fuzz | cryptsetup luksFormat -q --batch-mode --key-file=- --type luks2 \
+  --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --luks2-metadata-size 16k \
+  --luks2-keyslots-size 256k --offset 576 "$t/luks2.img" >/dev/null 2>&1
+dd if="$t/luks2.img" of="$t/luks2.json" bs=4096 skip=1 count=3 status=none
+cp "$t/luks1.img" "$t/luks2.img" "$t/luks2.json" corpus/luks/

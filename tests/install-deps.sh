@@ -20,6 +20,9 @@ have sgdisk || pkgs+=(gdisk)
 have mkntfs || pkgs+=(ntfs-3g)
 have setfattr || pkgs+=(attr)
 have pvcreate || pkgs+=(lvm2)
+have cryptsetup || pkgs+=(cryptsetup-bin)
+# LUKS payload oracle: OpenSSL's AES-XTS/CBC through Python's cryptography package.
+/usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || pkgs+=(python3-cryptography)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -3,10 +3,13 @@
 //! and read recursively (`find` + `pread` of every file). Pass: no panic, no hang (each
 //! variant runs in a thread with a time limit) and the image bytes unchanged.
 //!
-//! Images are built with the real tools (`mkfs.ext4 -d`, `mkfs.vfat` + `mcopy`/`mmd`).
+//! Images are built with the real tools (`mkfs.ext4 -d`, `mkfs.vfat` + `mcopy`/`mmd`,
+//! `cryptsetup luksFormat` for LUKS1/LUKS2 around an ext4 payload, unlocked and read).
 
+use appliance::block::BlockDevice;
 use appliance::block::{MemDisk, SharedDevice, shared};
 use appliance::rpc::Appliance;
+use appliance::volume::luks::{self, Limits};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc;
@@ -317,15 +320,25 @@ fn run_corpus(name: &str, base: Vec<u8>, fstype: &'static str, seed: u32, hot: u
         "{name}: pristine image read {pristine_reads} files"
     );
     let vs = variants(&base, seed, 170, 40, hot);
+    run_variants(name, vs, move |img, i| {
+        exercise(img, if i % 2 == 0 { None } else { Some(fstype) })
+    })
+}
+
+/// Runs `f` on every variant (with its index) in its own thread with the time limit.
+fn run_variants(
+    name: &str,
+    vs: Vec<(String, Vec<u8>)>,
+    f: impl Fn(Vec<u8>, usize) -> usize + Send + Copy + 'static,
+) -> usize {
     let total = vs.len();
     let mut fully_read = 0;
     for (i, (what, img)) in vs.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel();
-        let detect = i % 2 == 0;
         let handle = std::thread::Builder::new()
             .name(format!("{name} {what}"))
             .spawn(move || {
-                let r = exercise(img, if detect { None } else { Some(fstype) });
+                let r = f(img, i);
                 let _ = tx.send(r);
             })
             .unwrap();
@@ -658,4 +671,223 @@ fn lvm_corpus() {
     }
     eprintln!("lvm: {total} variants, {fully_read} files read in full");
     assert!(total >= 200);
+}
+
+// ---- LUKS ----
+
+const LUKS_PASS: &str = "corpus passphrase";
+
+/// A LUKS image made by `cryptsetup luksFormat` with `args`, its payload (from `offset`)
+/// filled with the ext4 image written through the appliance's own `LuksDevice`.
+fn luks_image(t: &Tmp, args: &[&str], size: u64) -> Vec<u8> {
+    let img = t.0.join("luks.img");
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let mut c = Command::new("cryptsetup");
+    c.args(["luksFormat", "--batch-mode", "--key-file", "-"])
+        .args(args)
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().expect("cryptsetup");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(LUKS_PASS.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "cryptsetup luksFormat {args:?}"
+    );
+    let fs = ext4_image(t);
+    let m = std::rc::Rc::new(std::cell::RefCell::new(MemDisk::new(
+        std::fs::read(&img).unwrap(),
+        false,
+    )));
+    let dev: SharedDevice = m.clone();
+    let (_, mut d) = luks::open(dev, LUKS_PASS.as_bytes(), None, &Limits::default()).unwrap();
+    assert!(d.size() >= fs.len() as u64, "payload too small");
+    d.write_at(0, &fs).unwrap();
+    drop(d);
+    m.borrow().data.clone()
+}
+
+/// Recomputes the SHA-256 checksums of both LUKS2 header copies (when the primary's
+/// size field still makes sense), so that mutated JSON reaches the metadata parser.
+fn fix_luks2_checksums(v: &mut [u8]) {
+    use sha2::{Digest, Sha256};
+    let Some(size) = v
+        .get(8..16)
+        .map(|s| u64::from_be_bytes(s.try_into().unwrap()))
+    else {
+        return;
+    };
+    if !(16384..=(4 << 20)).contains(&size) || !size.is_power_of_two() {
+        return;
+    }
+    let size = size as usize;
+    for off in [0, size] {
+        if v.len() < off + size {
+            return;
+        }
+        v[off + 448..off + 512].fill(0);
+        let sum = Sha256::digest(&v[off..off + size]);
+        v[off + 448..off + 480].copy_from_slice(&sum);
+    }
+}
+
+/// LuksInfo, LuksOpen (tight KDF limits: a flipped iteration count must not take
+/// minutes), then mount the mapping read-only and read every file. Returns the files
+/// read in full; the disk must be unchanged.
+fn exercise_luks(img: Vec<u8>) -> usize {
+    let dev = shared(MemDisk::new(img.clone(), true));
+    let mut a = Appliance::new();
+    a.set_luks_limits(Limits {
+        max_pbkdf2_iterations: 20_000,
+        max_argon2_time: 16,
+        max_argon2_memory_kib: 8 << 10,
+    });
+    a.set_disk(0, dev.clone());
+    let _ = a.handle(Request::LuksInfo);
+    let _ = a.handle(Request::Filesystems);
+    let mut read_ok = 0;
+    let opened = a.handle(Request::LuksOpen {
+        device: "/dev/sda".to_string(),
+        key: Bytes(LUKS_PASS.as_bytes().to_vec()),
+        name: None,
+    });
+    if let Ok(Reply::Text(m)) = opened {
+        let _ = a.handle(Request::Filesystems);
+        let _ = a.handle(Request::LuksInfo);
+        let mounted = a.handle(Request::Mount {
+            device: m.clone(),
+            mountpoint: "/".to_string(),
+            readonly: true,
+            fstype: None,
+        });
+        if mounted.is_ok()
+            && let Ok(Reply::Names(names)) = a.handle(Request::Find {
+                path: "/".to_string(),
+            })
+        {
+            for n in names {
+                let path = format!("/{n}");
+                let mut off = 0u64;
+                while let Ok(Reply::Data(Bytes(d))) = a.handle(Request::Pread {
+                    path: path.clone(),
+                    offset: off,
+                    len: 64 * 1024,
+                }) {
+                    if d.is_empty() {
+                        read_ok += 1;
+                        break;
+                    }
+                    off += d.len() as u64;
+                    if off >= READ_CAP {
+                        break;
+                    }
+                }
+            }
+            assert!(a.handle(Request::LuksClose { name: m.clone() }).is_err());
+            let _ = a.handle(Request::Umount {
+                mountpoint: "/".to_string(),
+            });
+        }
+        let _ = a.handle(Request::LuksClose { name: m });
+    }
+    let _ = a.handle(Request::Shutdown);
+    assert!(dump(&dev) == img, "a read-only disk was modified");
+    read_ok
+}
+
+fn run_luks_corpus(name: &str, base: Vec<u8>, seed: u32, hot: usize, luks2: bool) -> usize {
+    let pristine_reads = exercise_luks(base.clone());
+    assert!(
+        pristine_reads >= 5,
+        "{name}: pristine image read {pristine_reads} files"
+    );
+    let mut vs = variants(&base, seed, 170, 40, hot);
+    if luks2 {
+        // Flips in the JSON metadata with both checksums made valid again.
+        let json_end = 4096 + base[4096..].iter().position(|&b| b == 0).unwrap();
+        let mut rng = seed ^ 0x9E37_79B9;
+        for i in 0..120 {
+            let mut v = base.clone();
+            let mut what = Vec::new();
+            for _ in 0..1 + i % 3 {
+                rng ^= rng << 13;
+                rng ^= rng >> 17;
+                rng ^= rng << 5;
+                let off = 4096 + rng as usize % (json_end - 4096);
+                let bit = (rng >> 24) % 7; // keep it ASCII
+                v[off] ^= 1 << bit;
+                what.push(format!("{off}.{bit}"));
+            }
+            fix_luks2_checksums(&mut v);
+            vs.push((format!("json#{i} [{}]", what.join(" ")), v));
+        }
+    }
+    run_variants(name, vs, |img, _| exercise_luks(img))
+}
+
+#[test]
+fn luks1_corpus() {
+    assert!(
+        have("cryptsetup") && have("mkfs.ext4"),
+        "cryptsetup is needed"
+    );
+    let t = Tmp::new("luks1");
+    let img = luks_image(
+        &t,
+        &[
+            "--type",
+            "luks1",
+            "--cipher",
+            "aes-cbc-essiv:sha256",
+            "--key-size",
+            "256",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--align-payload",
+            "8",
+        ],
+        (2056 * 512) + (1 << 20),
+    );
+    let n = run_luks_corpus("luks1", img, 0x1A5C_0001, 4096, false);
+    assert!(n >= 200);
+}
+
+#[test]
+fn luks2_corpus() {
+    assert!(
+        have("cryptsetup") && have("mkfs.ext4"),
+        "cryptsetup is needed"
+    );
+    let t = Tmp::new("luks2");
+    let img = luks_image(
+        &t,
+        &[
+            "--type",
+            "luks2",
+            "--pbkdf",
+            "argon2id",
+            "--pbkdf-memory",
+            "1024",
+            "--pbkdf-force-iterations",
+            "4",
+            "--luks2-metadata-size",
+            "16k",
+            "--luks2-keyslots-size",
+            "256k",
+            "--offset",
+            "576",
+            "--sector-size",
+            "4096",
+        ],
+        294_912 + (1 << 20),
+    );
+    let n = run_luks_corpus("luks2", img, 0x1A5C_0002, 36 * 1024, true);
+    assert!(n >= 300);
 }

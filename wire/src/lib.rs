@@ -223,6 +223,23 @@ pub enum Request {
     Vgs,
     /// [`Reply::Lvs`]: every LVM logical volume, hidden ones included (like `lvs-full`).
     Lvs,
+    // ---- LUKS ----
+    /// Unlock the LUKS device `device` with the passphrase `key` and map it as
+    /// `/dev/mapper/<name>` (default `luks-<UUID>`, libguestfs' name): [`Reply::Text`]
+    /// with the mapped device's name. A wrong key is [`ErrorKind::PermissionDenied`].
+    LuksOpen {
+        device: String,
+        key: Bytes,
+        name: Option<String>,
+    },
+    /// Drop the mapping `/dev/mapper/<name>` (`name` with or without the prefix):
+    /// [`Reply::Unit`]. Refused while it is mounted.
+    LuksClose {
+        name: String,
+    },
+    /// [`Reply::LuksInfo`]: every LUKS device on the disks and partitions, so the host
+    /// can ask for keys and size the appliance's memory.
+    LuksInfo,
 }
 
 /// Successful answers. Append only.
@@ -244,6 +261,7 @@ pub enum Reply {
     Pvs(Vec<PhysicalVolume>),
     Vgs(Vec<VolumeGroup>),
     Lvs(Vec<LogicalVolume>),
+    LuksInfo(Vec<LuksVolume>),
 }
 
 /// Which kind of partition table a disk carries.
@@ -419,6 +437,54 @@ pub struct StatVfs {
     pub name_max: u64,
 }
 
+/// A LUKS device found on a disk or partition ([`Request::LuksInfo`]).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LuksVolume {
+    /// `/dev/sda2`, ...
+    pub device: String,
+    /// The header's UUID (empty when the header could not be read).
+    pub uuid: String,
+    /// 1 or 2 (0 when the header could not be read).
+    pub version: u32,
+    /// LUKS2 label, if any.
+    pub label: Option<String>,
+    /// dm-crypt notation: `aes-xts-plain64`, `aes-cbc-essiv:sha256`, ...
+    pub cipher: String,
+    /// Volume key size in bits.
+    pub key_bits: u32,
+    /// Encryption sector size in bytes (512 for LUKS1).
+    pub sector_size: u32,
+    /// Byte offset of the encrypted payload on the device.
+    pub payload_offset: u64,
+    /// The active keyslots.
+    pub keyslots: Vec<LuksKeyslot>,
+    /// Bytes of appliance memory an unlock needs at most (the largest Argon2 keyslot
+    /// plus working buffers).
+    pub required_memory: u64,
+    /// `/dev/mapper/<name>` when this device is open.
+    pub mapped: Option<String>,
+    /// Why the header could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+/// One active LUKS keyslot and its key-derivation parameters.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LuksKeyslot {
+    pub slot: u32,
+    /// `pbkdf2`, `argon2i` or `argon2id`.
+    pub kdf: String,
+    /// PBKDF2's hash (`sha256`, ...); `None` for Argon2.
+    pub hash: Option<String>,
+    /// PBKDF2 iterations or Argon2 time cost.
+    pub iterations: u32,
+    /// Argon2 memory cost in KiB (0 for PBKDF2).
+    pub memory_kib: u32,
+    /// Argon2 lanes (1 for PBKDF2).
+    pub parallel: u32,
+    /// LUKS2 priority: 0 ignore, 1 normal, 2 prefer (1 for LUKS1).
+    pub priority: u32,
+}
+
 /// An errno-like failure class. Append only.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -438,6 +504,8 @@ pub enum ErrorKind {
     TooLarge,
     Loop,
     Internal,
+    /// A key or passphrase was refused (a LUKS unlock with a wrong key).
+    PermissionDenied,
 }
 
 impl ErrorKind {
@@ -459,6 +527,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too large",
             ErrorKind::Loop => "too many levels of symbolic links",
             ErrorKind::Internal => "internal error",
+            ErrorKind::PermissionDenied => "permission denied",
         }
     }
 }
@@ -507,5 +576,23 @@ mod tests {
         for bad in ["/dev/sda1", "/dev/sd", "/dev/sdA", "/dev/vda", "sda"] {
             assert_eq!(disk_slot(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn luks_requests_round_trip_and_hide_the_key() {
+        let call = Call {
+            id: 7,
+            request: Request::LuksOpen {
+                device: "/dev/sda2".into(),
+                key: Bytes(b"s3cret-passphrase".to_vec()),
+                name: None,
+            },
+        };
+        let frame = encode_frame(&call).unwrap();
+        let back: Call = decode(&frame[4..]).unwrap();
+        assert_eq!(back, call);
+        assert!(!format!("{call:?}").contains("s3cret"));
+        let e = Error::new(ErrorKind::PermissionDenied, "/dev/sda2: no key");
+        assert_eq!(e.to_string(), "permission denied: /dev/sda2: no key");
     }
 }

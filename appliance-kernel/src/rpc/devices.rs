@@ -30,15 +30,43 @@ impl Appliance {
         })
     }
 
+    /// Every plain block device: the partitions of partitioned disks and the other disks
+    /// whole, as `(name, disk, device)`. What volume layers (LVM, LUKS) look for their
+    /// headers on, besides each other's devices.
+    pub(super) fn plain_devices(&self) -> Vec<(String, String, SharedDevice)> {
+        let mut out = Vec::new();
+        for d in self.disks() {
+            match Self::scan_disk(&d.dev) {
+                Ok(parts) if !parts.is_empty() => {
+                    for p in parts {
+                        if let Ok(w) = Window::new(d.dev.clone(), p.start, p.size) {
+                            out.push((
+                                partition_name(&d.name, p.number),
+                                d.name.clone(),
+                                shared(w),
+                            ));
+                        }
+                    }
+                }
+                _ => out.push((d.name.clone(), d.name.clone(), d.dev.clone())),
+            }
+        }
+        out
+    }
+
     /// The partitions of one disk (empty when it has no table).
     fn scan_disk(dev: &SharedDevice) -> Result<Vec<PartEntry>, Error> {
         part::scan(dev)
     }
 
     /// Resolves a device name: a whole disk (`/dev/sda`), one of its partitions
-    /// (`/dev/sda1`, a [`Window`] over the disk), or an LVM logical volume (`/dev/VG/LV`,
+    /// (`/dev/sda1`, a [`Window`] over the disk), an opened LUKS mapping
+    /// (`/dev/mapper/<name>`), or an LVM logical volume (`/dev/VG/LV`,
     /// `/dev/mapper/VG-LV`).
     pub fn device(&self, name: &str) -> Result<SharedDevice, Error> {
+        if let Some(d) = self.luks_device(name) {
+            return Ok(d);
+        }
         if let Some(d) = self.disks().find(|d| d.name == name) {
             return Ok(d.dev.clone());
         }
@@ -126,6 +154,10 @@ impl Appliance {
                     size,
                 }),
             }
+        }
+        // Opened LUKS mappings last (they may sit on a partition or on an LV).
+        for (name, dev) in self.luks_mapped() {
+            out.push(entry(name, &dev));
         }
         out
     }

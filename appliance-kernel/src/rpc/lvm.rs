@@ -6,9 +6,7 @@
 //! metadata.
 
 use super::Appliance;
-use super::devices::partition_name;
-use crate::block::{SharedDevice, Window, shared};
-use crate::part;
+use crate::block::SharedDevice;
 use crate::volume::lvm::{self, Scan, Source};
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -22,28 +20,16 @@ pub(super) fn lv_shaped(name: &str) -> bool {
 }
 
 impl Appliance {
-    /// Every device that may be a PV: partitions of partitioned disks, other disks whole.
+    /// Every device that may be a PV: partitions of partitioned disks, other disks whole,
+    /// and opened LUKS mappings (LVM on LUKS).
     fn lvm_sources(&self) -> Vec<Source> {
-        let mut out = Vec::new();
-        for d in self.disks() {
-            match part::scan(&d.dev) {
-                Ok(parts) if !parts.is_empty() => {
-                    for p in parts {
-                        if let Ok(w) = Window::new(d.dev.clone(), p.start, p.size) {
-                            out.push(Source {
-                                name: partition_name(&d.name, p.number),
-                                disk: d.name.clone(),
-                                dev: shared(w),
-                            });
-                        }
-                    }
-                }
-                _ => out.push(Source {
-                    name: d.name.clone(),
-                    disk: d.name.clone(),
-                    dev: d.dev.clone(),
-                }),
-            }
+        let mut out: Vec<Source> = self
+            .plain_devices()
+            .into_iter()
+            .map(|(name, disk, dev)| Source { name, disk, dev })
+            .collect();
+        for (name, disk, dev) in self.luks_sources() {
+            out.push(Source { name, disk, dev });
         }
         out
     }

@@ -7,6 +7,7 @@ mod devices;
 mod files;
 #[cfg(test)]
 mod fs_tests;
+mod luks;
 mod lvm;
 
 pub use devices::partition_name;
@@ -37,6 +38,7 @@ pub struct Appliance {
     mounts: MountTable,
     /// The LVM scan of the disks, made on first use (see `rpc/lvm.rs`).
     lvm: RefCell<Option<Rc<Scan>>>,
+    luks: luks::LuksState,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -68,6 +70,7 @@ impl Appliance {
         let lvs = self.lv_names_on_disk(&name);
         let disk = self.disks.get_mut(slot).and_then(Option::take)?;
         self.invalidate_lvm();
+        self.luks_forget_disk(&disk.name);
         self.mounts.forget(|dev| {
             dev.strip_prefix(disk.name.as_str())
                 .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
@@ -255,6 +258,19 @@ impl Appliance {
             Request::Pvs => Ok(Reply::Pvs(self.pvs())),
             Request::Vgs => Ok(Reply::Vgs(self.vgs())),
             Request::Lvs => Ok(Reply::Lvs(self.lvs())),
+            Request::LuksOpen { device, key, name } => {
+                let key = zeroize::Zeroizing::new(key.0);
+                Ok(Reply::Text(self.luks_open(
+                    &device,
+                    &key,
+                    name.as_deref(),
+                )?))
+            }
+            Request::LuksClose { name } => {
+                self.luks_close(&name)?;
+                Ok(Reply::Unit)
+            }
+            Request::LuksInfo => Ok(Reply::LuksInfo(self.luks_info())),
         }
     }
 }
