@@ -772,6 +772,11 @@ impl BtrfsFs {
         &self.v.sb.label
     }
 
+    /// Filesystem UUID (what `blkid` reports as `UUID`).
+    pub fn uuid(&self) -> String {
+        uuid_string(&self.v.sb.fsid)
+    }
+
     /// Resolves `path` (absolute within the mounted subvolume) to an inode. Symlinks in
     /// the middle are always followed, a final one when `follow`.
     fn resolve(&mut self, path: &str, follow: bool) -> FsResult<(Loc, InodeItem)> {

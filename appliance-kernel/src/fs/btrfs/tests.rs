@@ -262,3 +262,347 @@ fn plain_image_matches_source_and_kernel() {
         assert_eq!((st.ino, st.size, st.nlink as u64), (root.ino(), root.size(), root.nlink()));
     }
 }
+
+/// `btrfs inspect-internal dump-tree` of one tree, as text.
+fn dump_tree(img: &TempImage, tree: &str) -> String {
+    run("btrfs", &["inspect-internal", "dump-tree", "-t", tree, img.path()], None)
+}
+
+/// Regular file extents listed by dump-tree: (ino, file offset, disk bytenr, disk bytes,
+/// compression).
+fn dump_extents(dump: &str) -> Vec<(u64, u64, u64, u64, u8)> {
+    let mut out = Vec::new();
+    let lines: Vec<&str> = dump.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.trim().split_once(" key (").map(|x| x.1) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split([' ', ')']).collect();
+        if f.get(1) != Some(&"EXTENT_DATA") || !lines[i + 1].contains("type 1 (regular)") {
+            continue;
+        }
+        let disk: Vec<&str> = lines[i + 2].split_whitespace().collect();
+        let comp: Vec<&str> = lines[i + 4].split_whitespace().collect();
+        out.push((
+            f[0].parse().unwrap(),
+            f[2].parse().unwrap(),
+            disk[4].parse().unwrap(),
+            disk[6].parse().unwrap(),
+            comp[2].parse().unwrap(),
+        ));
+    }
+    out
+}
+
+/// Physical offsets of every copy of `logical` (`btrfs-map-logical`).
+fn physical(img: &TempImage, logical: u64) -> Vec<u64> {
+    run("btrfs-map-logical", &["-l", &logical.to_string(), img.path()], None)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"mirror")).then(|| w[5].parse().unwrap())
+        })
+        .collect()
+}
+
+fn super_field(img: &TempImage, name: &str) -> u64 {
+    let d = run("btrfs", &["inspect-internal", "dump-super", img.path()], None);
+    d.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("dump-super has no {name}"))
+}
+
+/// Every csum / compression / profile combination reads back like the source and like
+/// the kernel, and the images really hold the compressed extents the test is about.
+#[test]
+fn feature_matrix_matches_source_and_kernel() {
+    let src = TempDir::new("btrfs-src-matrix");
+    build_source(&src.0, 40);
+    let cases: &[(&[&str], Option<u8>)] = &[
+        (&["--csum", "crc32c", "--compress", "zstd", "-m", "dup"], Some(COMPRESS_ZSTD)),
+        (&["--csum", "xxhash", "--compress", "lzo", "-m", "single"], Some(COMPRESS_LZO)),
+        (&["--csum", "sha256", "--compress", "zlib", "-m", "dup"], Some(COMPRESS_ZLIB)),
+        (&["--csum", "blake2", "--compress", "zstd:15", "-n", "4096", "-s", "4096"], Some(COMPRESS_ZSTD)),
+        (&["--csum", "crc32c", "--compress", "lzo", "-d", "dup", "-m", "dup"], Some(COMPRESS_LZO)),
+        (&["--csum", "xxhash", "-M"], None),
+        (&["--compress", "zlib:9", "-n", "65536"], Some(COMPRESS_ZLIB)),
+    ];
+    for (args, comp) in cases {
+        let img = mkfs(&src.0, args);
+        let extents = dump_extents(&dump_tree(&img, "fs"));
+        assert!(!extents.is_empty(), "{args:?}: no regular extents");
+        if let Some(c) = comp {
+            let n = extents.iter().filter(|e| e.4 == *c).count();
+            assert!(n >= 5, "{args:?}: only {n} compressed extents");
+        }
+        let mut fs = open(&img, None);
+        let n = compare(&mut fs, "/", &src.0, Strict { inodes: false });
+        assert!(n > 40, "{args:?}: compared {n}");
+        if let Some(m) = LoopMount::new(&img.0, "ro") {
+            compare(&mut fs, "/", m.path(), Strict { inodes: true });
+        }
+    }
+}
+
+/// Deep trees: thousands of entries in one directory on 4 KiB nodes (a three-level fs
+/// tree), listed in index order and looked up by name hash.
+#[test]
+fn many_files_deep_tree() {
+    let src = TempDir::new("btrfs-src-many");
+    std::fs::create_dir_all(src.0.join("d")).unwrap();
+    for i in 0..5000 {
+        std::fs::write(src.0.join(format!("d/entry-{i:05}-{}", "n".repeat(i % 40))), i.to_string())
+            .unwrap();
+    }
+    let img = mkfs(&src.0, &["-n", "4096"]);
+    let dump = dump_tree(&img, "fs");
+    assert!(dump.contains("node ") && dump.contains(" level 2 "), "expected a 3-level fs tree");
+    let mut fs = open(&img, None);
+    let entries = fs.read_dir("/d").unwrap();
+    assert_eq!(entries.len(), 5000);
+    // DIR_INDEX order is creation order; mkfs adds entries in readdir order of the
+    // source, which the kernel mount lists the same way.
+    if let Some(m) = LoopMount::new(&img.0, "ro") {
+        let kernel: Vec<String> = std::fs::read_dir(m.path().join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let ours: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(ours, kernel, "directory order differs from the kernel's");
+        compare(&mut fs, "/", m.path(), Strict { inodes: true });
+    }
+    compare(&mut fs, "/", &src.0, Strict { inodes: false });
+    for i in (0..5000).step_by(997) {
+        let p = format!("/d/entry-{i:05}-{}", "n".repeat(i % 40));
+        assert_eq!(fs.read(&p, 0, 100).unwrap(), i.to_string().as_bytes());
+    }
+    assert_eq!(fs.stat("/d/entry-00000-x", false).unwrap_err().kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn symlinks_resolve_inside_the_filesystem() {
+    let src = TempDir::new("btrfs-src-links");
+    build_source(&src.0, 0);
+    let img = mkfs(&src.0, &[]);
+    let mut fs = open(&img, None);
+    let st = fs.stat("/link-rel", true).unwrap();
+    assert_eq!((st.file_type, st.size), (FileType::Regular, 12));
+    assert_eq!(fs.read("/link-rel", 0, 100).unwrap(), b"hello btrfs\n");
+    assert_eq!(fs.read("/dir/link-up", 0, 4).unwrap(), b"line");
+    assert_eq!(fs.stat("/link-abs", true).unwrap().file_type, FileType::Directory);
+    assert_eq!(fs.read("/link-abs/deep/file", 0, 100).unwrap(), b"deep down\n");
+    assert_eq!(fs.read("/link-chain", 0, 100).unwrap(), b"deep down\n");
+    assert_eq!(fs.read_link("/link-chain").unwrap(), "link-abs/deep/../deep/file");
+    assert_eq!(fs.read_link("/long-link").unwrap(), "x".repeat(300));
+    assert_eq!(fs.stat("/dangling", true).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(fs.stat("/dangling", false).unwrap().file_type, FileType::Symlink);
+    assert_eq!(fs.stat("/loop-a", true).unwrap_err().kind, ErrorKind::Loop);
+    assert_eq!(fs.stat("/loop-a/x", false).unwrap_err().kind, ErrorKind::Loop);
+    assert_eq!(fs.read_link("/small.txt").unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(fs.read("/dir", 0, 1).unwrap_err().kind, ErrorKind::IsADirectory);
+    assert_eq!(fs.read_dir("/small.txt").unwrap_err().kind, ErrorKind::NotADirectory);
+    assert_eq!(fs.stat("/small.txt/x", false).unwrap_err().kind, ErrorKind::NotADirectory);
+    assert_eq!(fs.stat("/fifo", false).unwrap().file_type, FileType::Fifo);
+    assert!(fs.read_dir("/empty-dir").unwrap().is_empty());
+}
+
+#[test]
+fn writes_are_refused_naming_btrfs() {
+    let src = TempDir::new("btrfs-src-ro");
+    std::fs::write(src.0.join("f"), b"x").unwrap();
+    let img = mkfs(&src.0, &[]);
+    let before = std::fs::read(&img.0).unwrap();
+    let mut fs = open(&img, None);
+    let errs = [
+        fs.write("/f", 0, b"y", false, 0o644).unwrap_err(),
+        fs.write("/new", 0, b"y", true, 0o644).unwrap_err(),
+        fs.mkdir("/d", 0o755).unwrap_err(),
+        fs.unlink("/f").unwrap_err(),
+        fs.rmdir("/").unwrap_err(),
+        fs.rename("/f", "/g").unwrap_err(),
+        fs.chmod("/f", 0o600).unwrap_err(),
+        fs.symlink("f", "/l").unwrap_err(),
+        fs.truncate("/f", 0).unwrap_err(),
+    ];
+    for e in errs {
+        assert_eq!(e.kind, ErrorKind::ReadOnly);
+        assert!(e.message.contains("btrfs"), "{}", e.message);
+    }
+    fs.sync().unwrap();
+    assert!(std::fs::read(&img.0).unwrap() == before);
+    // Through the dispatcher too, and probe says btrfs.
+    let mut a = crate::rpc::Appliance::new();
+    a.set_disk(0, img.disk());
+    a.mount("/dev/sda", "/", false, None).unwrap();
+    let m = a.handle(wire::Request::Mounts).unwrap();
+    assert!(format!("{m:?}").contains("btrfs"), "{m:?}");
+    assert!(format!("{m:?}").contains("readonly: true"), "{m:?}");
+}
+
+#[test]
+fn probe_label_and_uuid_match_blkid() {
+    let src = TempDir::new("btrfs-src-probe");
+    std::fs::write(src.0.join("f"), b"x").unwrap();
+    let img = mkfs(&src.0, &["-L", "my-root", "-U", "0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b"]);
+    let p = crate::fs::probe::probe(&img.disk());
+    let b = blkid(img.path());
+    assert_eq!(Some(&p.fstype), b.get("TYPE"));
+    assert_eq!(p.label.as_ref(), b.get("LABEL"));
+    assert_eq!(p.uuid.as_ref(), b.get("UUID"));
+    assert_eq!(p.uuid.as_deref(), Some("0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b"));
+    let fs = open(&img, None);
+    assert_eq!(fs.label(), "my-root");
+    assert_eq!(fs.uuid(), "0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b");
+}
+
+/// `btrfs subvolume list` lines: id → (gen, top level, path).
+fn kernel_subvolumes(mnt: &Path) -> Map<u64, (u64, u64, String)> {
+    run("btrfs", &["subvolume", "list", mnt.to_str().unwrap()], None)
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            // ID 256 gen 6 top level 5 path root
+            (
+                w[1].parse().unwrap(),
+                (w[3].parse().unwrap(), w[6].parse().unwrap(), w[8..].join(" ")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn subvolumes_default_named_nested_and_listed() {
+    let src = TempDir::new("btrfs-src-subvol");
+    let p = |s: &str| src.0.join(s);
+    for d in ["root/etc", "root/usr/bin", "home/user/docs", "var/lib/machines/vm1/data", "srv"] {
+        std::fs::create_dir_all(p(d)).unwrap();
+    }
+    std::fs::write(p("root/etc/hostname"), b"guest\n").unwrap();
+    std::fs::write(p("root/usr/bin/tool"), text(300_000)).unwrap();
+    std::fs::write(p("home/user/docs/notes.txt"), b"notes").unwrap();
+    std::fs::write(p("var/lib/machines/vm1/data/disk"), noise(5, 200_000)).unwrap();
+    std::fs::write(p("srv/plain-dir-file"), b"srv").unwrap();
+    std::fs::write(p("top-file"), b"top").unwrap();
+    let img = mkfs(
+        &src.0,
+        &[
+            "--subvol", "rw:home",
+            "--subvol", "default:root",
+            "--subvol", "ro:var/lib/machines",
+            "--subvol", "var/lib/machines/vm1",
+            "--compress", "zstd",
+        ],
+    );
+    // Default subvolume at /.
+    let mut fs = open(&img, None);
+    compare(&mut fs, "/", &p("root"), Strict { inodes: false });
+    assert_eq!(fs.stat("/", true).unwrap().ino, 256);
+    assert!(fs.stat("/home", false).is_err());
+    let default_id = fs.subvolume_id();
+    // Named subvolumes, with and without a leading slash, nested ones included.
+    for (name, host) in [
+        ("home", "home"),
+        ("/var/lib/machines", "var/lib/machines"),
+        ("var/lib/machines/vm1", "var/lib/machines/vm1"),
+        ("/", ""),
+    ] {
+        let mut fs = open(&img, Some(name));
+        compare(&mut fs, "/", &p(host), Strict { inodes: false });
+    }
+    // Nested subvolumes are directories with inode 256 when walking the top level.
+    let mut top = open(&img, Some("/"));
+    assert_eq!(top.subvolume_id(), FS_TREE_OBJECTID);
+    for d in ["/home", "/root", "/var/lib/machines", "/var/lib/machines/vm1"] {
+        let st = top.stat(d, false).unwrap();
+        assert_eq!((st.file_type, st.ino), (FileType::Directory, 256), "{d}");
+    }
+    assert_ne!(top.stat("/var/lib", false).unwrap().ino, 256);
+    assert_eq!(top.read("/var/lib/machines/vm1/data/disk", 0, 1 << 20).unwrap(), noise(5, 200_000));
+    // Paths that are not subvolumes.
+    let e = BtrfsFs::open(img.disk(), Some("var")).err().unwrap();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
+    let e = BtrfsFs::open(img.disk(), Some("nope")).err().unwrap();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    // The listing.
+    let list = list_subvolumes(img.disk()).unwrap();
+    let by_path: Map<String, &Subvolume> = list.iter().map(|s| (s.path.clone(), s)).collect();
+    assert_eq!(
+        by_path.keys().cloned().collect::<Vec<_>>(),
+        ["home", "root", "var/lib/machines", "var/lib/machines/vm1"]
+    );
+    assert_eq!(by_path["root"].id, default_id);
+    assert!(by_path["var/lib/machines"].readonly);
+    assert!(!by_path["home"].readonly);
+    assert_eq!(by_path["var/lib/machines/vm1"].parent_id, by_path["var/lib/machines"].id);
+    // Against dump-tree's ROOT_BACKREF items: (id, parent, name).
+    let dump = dump_tree(&img, "root");
+    let lines: Vec<&str> = dump.lines().collect();
+    let mut backrefs = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(k) = l.split_once(" key (").map(|x| x.1) else { continue };
+        let f: Vec<&str> = k.split([' ', ')']).collect();
+        if f[1] != "ROOT_BACKREF" {
+            continue;
+        }
+        let id: u64 = f[0].parse().unwrap();
+        let parent: u64 = f[2].parse().unwrap();
+        let name = lines[i + 1].rsplit("name ").next().unwrap();
+        let s = list.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(s.parent_id, parent);
+        assert!(s.path.ends_with(name), "{} vs {name}", s.path);
+        backrefs += 1;
+    }
+    assert_eq!(backrefs, list.len());
+    // Against `btrfs subvolume list` and the kernel's view of each subvolume.
+    if let Some(m) = LoopMount::new(&img.0, "ro,subvolid=5") {
+        let k = kernel_subvolumes(m.path());
+        let ours: Map<u64, (u64, u64, String)> = list
+            .iter()
+            .map(|s| (s.id, (s.generation, s.parent_id, s.path.clone())))
+            .collect();
+        assert_eq!(ours, k);
+        compare(&mut top, "/", m.path(), Strict { inodes: true });
+        let ro = run("btrfs", &["subvolume", "list", "-r", m.path().to_str().unwrap()], None);
+        let ro_ids: Vec<u64> = ro.lines().map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+        let ours_ro: Vec<u64> = list.iter().filter(|s| s.readonly).map(|s| s.id).collect();
+        assert_eq!(ours_ro, ro_ids);
+    }
+    if let Some(m) = LoopMount::new(&img.0, "ro") {
+        let mut fs = open(&img, None);
+        compare(&mut fs, "/", m.path(), Strict { inodes: true });
+    }
+}
+
+/// `statvfs` equals what Linux reports for a read-write mount of the same image.
+#[test]
+fn statvfs_matches_kernel() {
+    let src = TempDir::new("btrfs-src-df");
+    build_source(&src.0, 50);
+    for args in [&[][..], &["-m", "single"][..], &["-d", "dup", "-m", "dup"][..], &["-M"][..], &["--compress", "zstd"][..]] {
+        let img = mkfs(&src.0, args);
+        let mut fs = open(&img, None);
+        let st = fs.statvfs().unwrap();
+        let total = super_field(&img, "total_bytes");
+        let used = super_field(&img, "bytes_used");
+        assert_eq!(st.block_size, 4096);
+        assert_eq!(st.name_max, 255);
+        assert!(st.blocks <= total / 4096 && st.blocks >= total / 4096 / 2, "{args:?}");
+        assert!(st.blocks - st.blocks_free >= used / 4096, "{args:?}: {st:?} used {used}");
+        assert!(st.blocks_avail <= st.blocks_free, "{args:?}: {st:?}");
+        // The kernel, on a copy mounted read-write (see `statvfs` for why not ro).
+        let copy = TempImage::new("btrfs-df-copy", 0);
+        std::fs::copy(&img.0, &copy.0).unwrap();
+        if let Some(m) = LoopMount::new(&copy.0, "rw") {
+            let out = run("stat", &["-f", "-c", "%S %b %f %a", m.path().to_str().unwrap()], None);
+            let k: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            assert_eq!(
+                vec![st.block_size, st.blocks, st.blocks_free, st.blocks_avail],
+                k,
+                "{args:?}"
+            );
+        }
+    }
+}
