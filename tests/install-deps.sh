@@ -17,6 +17,9 @@ have mkfs.vfat || pkgs+=(dosfstools)
 have mcopy || pkgs+=(mtools)
 have sfdisk || pkgs+=(fdisk)
 have sgdisk || pkgs+=(gdisk)
+# btrfs-progs >= 6.x (bookworm-backports): mkfs.btrfs --rootdir --subvol --compress.
+# (Matched on the captured help text: `| grep -q` would SIGPIPE mkfs.btrfs under pipefail.)
+case "$(mkfs.btrfs --help 2>&1 || true)" in *--compress*) ;; *) pkgs+=(btrfs-progs) ;; esac
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -1,9 +1,10 @@
-//! Corpus test: deterministic bit-flipped and truncated variants of small ext4 and FAT
-//! images, each mounted read-only through the RPC dispatcher on a read-only disk, listed
+//! Corpus test: deterministic bit-flipped and truncated variants of small ext4, FAT and
+//! btrfs images, each mounted read-only through the RPC dispatcher on a read-only disk, listed
 //! and read recursively (`find` + `pread` of every file). Pass: no panic, no hang (each
 //! variant runs in a thread with a time limit) and the image bytes unchanged.
 //!
-//! Images are built with the real tools (`mkfs.ext4 -d`, `mkfs.vfat` + `mcopy`/`mmd`).
+//! Images are built with the real tools (`mkfs.ext4 -d`, `mkfs.vfat` + `mcopy`/`mmd`,
+//! `mkfs.btrfs --rootdir`).
 
 use appliance::block::{MemDisk, SharedDevice, shared};
 use appliance::rpc::Appliance;
@@ -344,4 +345,145 @@ fn ext4_corpus() {
     let img = ext4_image(&t);
     let n = run_corpus("ext4", img, "ext4", 0x5EED_0E47, 96 * 1024);
     assert!(n >= 200);
+}
+
+/// A small btrfs image (single metadata, so a flipped block has no good mirror) of the
+/// source tree, with a compressed file, and the physical ranges of its tree blocks.
+fn btrfs_image(t: &Tmp, compress: &str) -> (Vec<u8>, Vec<(usize, usize)>) {
+    let src = source_tree(t, true);
+    std::fs::write(
+        src.join("dir/compressible.txt"),
+        "all work and no play makes a dull image\n".repeat(5000),
+    )
+    .unwrap();
+    let img = t.0.join("btrfs.img");
+    std::fs::File::create(&img).unwrap().set_len(256 << 20).unwrap();
+    run(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "--shrink", "-m", "single", "-n", "4096", "--compress", compress])
+        .arg("--rootdir")
+        .arg(&src)
+        .arg(&img));
+    let dump = Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let mut blocks = Vec::new();
+    for l in String::from_utf8_lossy(&dump.stdout).lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if (w.first() == Some(&"leaf") || w.first() == Some(&"node")) && w.get(2) == Some(&"items") {
+            let map = Command::new("btrfs-map-logical")
+                .args(["-l", w[1]])
+                .arg(&img)
+                .output()
+                .unwrap();
+            for m in String::from_utf8_lossy(&map.stdout).lines() {
+                let f: Vec<&str> = m.split_whitespace().collect();
+                if f.first() == Some(&"mirror") {
+                    blocks.push((f[5].parse().unwrap(), 4096));
+                }
+            }
+        }
+    }
+    blocks.push((0x10000, 4096)); // the superblock
+    blocks.sort();
+    blocks.dedup();
+    (std::fs::read(img).unwrap(), blocks)
+}
+
+/// btrfs variants: flips inside tree blocks and the superblock with the checksums
+/// recomputed afterwards (so they reach the parsers), flips left unsealed (checksums
+/// must catch them), flips anywhere, and truncations.
+fn btrfs_variants(base: &[u8], blocks: &[(usize, usize)], seed: u32) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    for i in 0..200 {
+        let mut v = base.to_vec();
+        let mut what = Vec::new();
+        let nbits = 1 + rng.below(if i % 5 == 0 { 24 } else { 3 });
+        for _ in 0..nbits {
+            let off = if i % 10 == 9 {
+                rng.below(v.len())
+            } else {
+                let (start, len) = blocks[rng.below(blocks.len())];
+                // Skip the checksum field: flips there only test the checksum.
+                start + 32 + rng.below(len - 32)
+            };
+            let bit = rng.below(8);
+            v[off] ^= 1 << bit;
+            what.push(format!("{off}.{bit}"));
+        }
+        let sealed = i % 4 != 3;
+        if sealed {
+            appliance::fs::btrfs::reseal_checksums(&mut v);
+        }
+        out.push((
+            format!("flip#{i}{} [{}]", if sealed { " sealed" } else { "" }, what.join(" ")),
+            v,
+        ));
+    }
+    for i in 0..30 {
+        let len = if i % 2 == 0 {
+            rng.below(blocks.last().map_or(base.len(), |b| b.0 + b.1).min(base.len()))
+        } else {
+            rng.below(base.len())
+        };
+        out.push((format!("truncate#{i} to {len}"), base[..len].to_vec()));
+    }
+    out
+}
+
+fn run_variants(name: &str, base: Vec<u8>, vs: Vec<(String, Vec<u8>)>, fstype: &'static str) -> usize {
+    let pristine_reads = exercise(base, Some(fstype));
+    assert!(pristine_reads >= 5, "{name}: pristine image read {pristine_reads} files");
+    let total = vs.len();
+    let mut fully_read = 0;
+    for (i, (what, img)) in vs.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel();
+        let detect = i % 2 == 0;
+        let handle = std::thread::Builder::new()
+            .name(format!("{name} {what}"))
+            .spawn(move || {
+                let r = exercise(img, if detect { None } else { Some(fstype) });
+                let _ = tx.send(r);
+            })
+            .unwrap();
+        match rx.recv_timeout(LIMIT) {
+            Ok(n) => {
+                fully_read += n;
+                handle.join().unwrap();
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let e = handle.join().unwrap_err();
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("{name} {what}: panicked: {msg}");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{name} {what}: did not finish within {LIMIT:?}");
+            }
+        }
+    }
+    eprintln!("{name}: {total} variants, {fully_read} files read in full");
+    total
+}
+
+#[test]
+fn btrfs_corpus() {
+    assert!(
+        have("mkfs.btrfs") && have("btrfs-map-logical"),
+        "btrfs-progs is needed"
+    );
+    let mut total = 0;
+    for (compress, seed) in [("zstd", 0xB7F5_0001u32), ("lzo", 0xB7F5_0002), ("zlib", 0xB7F5_0003)] {
+        let t = Tmp::new(&format!("btrfs-{compress}"));
+        let (img, blocks) = btrfs_image(&t, compress);
+        assert!(blocks.len() >= 8, "{compress}: only {} tree blocks found", blocks.len());
+        let vs = btrfs_variants(&img, &blocks, seed);
+        total += run_variants(&format!("btrfs-{compress}"), img, vs, "btrfs");
+    }
+    assert!(total >= 600);
 }

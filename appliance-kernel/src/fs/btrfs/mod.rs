@@ -1378,3 +1378,37 @@ impl FileSystem for BtrfsFs {
         Err(read_only())
     }
 }
+
+/// For fuzzing and mutation tests: recomputes, in a raw image of a single-device btrfs,
+/// the superblock's checksum and that of every node-size-aligned block that carries this
+/// filesystem's UUID (the tree blocks), so that mutated bytes reach the parsers behind
+/// the checksums instead of stopping at them. Does nothing to an image without a
+/// readable superblock.
+pub fn reseal_checksums(image: &mut [u8]) {
+    let sb_range = SUPER_OFFSET as usize..SUPER_OFFSET as usize + SUPER_SIZE;
+    let Some(Ok(sb)) = image.get(sb_range.clone()).map(Superblock::parse) else {
+        return;
+    };
+    let Ok(csum) = CsumType::from_disk(sb.csum_type) else {
+        return;
+    };
+    let seal = |block: &mut [u8]| {
+        let c = csum.compute(block.get(32..).unwrap_or(&[]));
+        if let Some(head) = block.get_mut(..csum.size()) {
+            for (o, b) in head.iter_mut().zip(c.iter()) {
+                *o = *b;
+            }
+        }
+    };
+    let ns = sb.nodesize as usize;
+    let mut off = 0usize;
+    while let Some(block) = image.get_mut(off..off.saturating_add(ns)) {
+        if block.get(0x20..0x30) == Some(&sb.metadata_uuid[..]) {
+            seal(block);
+        }
+        off += ns;
+    }
+    if let Some(block) = image.get_mut(sb_range) {
+        seal(block);
+    }
+}
