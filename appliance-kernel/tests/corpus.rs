@@ -357,9 +357,22 @@ fn btrfs_image(t: &Tmp, compress: &str) -> (Vec<u8>, Vec<(usize, usize)>) {
     )
     .unwrap();
     let img = t.0.join("btrfs.img");
-    std::fs::File::create(&img).unwrap().set_len(256 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
     run(Command::new("mkfs.btrfs")
-        .args(["-q", "-f", "--shrink", "-m", "single", "-n", "4096", "--compress", compress])
+        .args([
+            "-q",
+            "-f",
+            "--shrink",
+            "-m",
+            "single",
+            "-n",
+            "4096",
+            "--compress",
+            compress,
+        ])
         .arg("--rootdir")
         .arg(&src)
         .arg(&img));
@@ -371,7 +384,8 @@ fn btrfs_image(t: &Tmp, compress: &str) -> (Vec<u8>, Vec<(usize, usize)>) {
     let mut blocks = Vec::new();
     for l in String::from_utf8_lossy(&dump.stdout).lines() {
         let w: Vec<&str> = l.split_whitespace().collect();
-        if (w.first() == Some(&"leaf") || w.first() == Some(&"node")) && w.get(2) == Some(&"items") {
+        if (w.first() == Some(&"leaf") || w.first() == Some(&"node")) && w.get(2) == Some(&"items")
+        {
             let map = Command::new("btrfs-map-logical")
                 .args(["-l", w[1]])
                 .arg(&img)
@@ -418,13 +432,22 @@ fn btrfs_variants(base: &[u8], blocks: &[(usize, usize)], seed: u32) -> Vec<(Str
             appliance::fs::btrfs::reseal_checksums(&mut v);
         }
         out.push((
-            format!("flip#{i}{} [{}]", if sealed { " sealed" } else { "" }, what.join(" ")),
+            format!(
+                "flip#{i}{} [{}]",
+                if sealed { " sealed" } else { "" },
+                what.join(" ")
+            ),
             v,
         ));
     }
     for i in 0..30 {
         let len = if i % 2 == 0 {
-            rng.below(blocks.last().map_or(base.len(), |b| b.0 + b.1).min(base.len()))
+            rng.below(
+                blocks
+                    .last()
+                    .map_or(base.len(), |b| b.0 + b.1)
+                    .min(base.len()),
+            )
         } else {
             rng.below(base.len())
         };
@@ -433,9 +456,17 @@ fn btrfs_variants(base: &[u8], blocks: &[(usize, usize)], seed: u32) -> Vec<(Str
     out
 }
 
-fn run_variants(name: &str, base: Vec<u8>, vs: Vec<(String, Vec<u8>)>, fstype: &'static str) -> usize {
+fn run_variants(
+    name: &str,
+    base: Vec<u8>,
+    vs: Vec<(String, Vec<u8>)>,
+    fstype: &'static str,
+) -> usize {
     let pristine_reads = exercise(base, Some(fstype));
-    assert!(pristine_reads >= 5, "{name}: pristine image read {pristine_reads} files");
+    assert!(
+        pristine_reads >= 5,
+        "{name}: pristine image read {pristine_reads} files"
+    );
     let total = vs.len();
     let mut fully_read = 0;
     for (i, (what, img)) in vs.into_iter().enumerate() {
@@ -478,10 +509,18 @@ fn btrfs_corpus() {
         "btrfs-progs is needed"
     );
     let mut total = 0;
-    for (compress, seed) in [("zstd", 0xB7F5_0001u32), ("lzo", 0xB7F5_0002), ("zlib", 0xB7F5_0003)] {
+    for (compress, seed) in [
+        ("zstd", 0xB7F5_0001u32),
+        ("lzo", 0xB7F5_0002),
+        ("zlib", 0xB7F5_0003),
+    ] {
         let t = Tmp::new(&format!("btrfs-{compress}"));
         let (img, blocks) = btrfs_image(&t, compress);
-        assert!(blocks.len() >= 8, "{compress}: only {} tree blocks found", blocks.len());
+        assert!(
+            blocks.len() >= 8,
+            "{compress}: only {} tree blocks found",
+            blocks.len()
+        );
         let vs = btrfs_variants(&img, &blocks, seed);
         total += run_variants(&format!("btrfs-{compress}"), img, vs, "btrfs");
     }

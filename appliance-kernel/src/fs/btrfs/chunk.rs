@@ -69,10 +69,6 @@ impl ChunkMap {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.chunks.len()
-    }
-
     pub fn chunks(&self) -> impl Iterator<Item = &Chunk> {
         self.chunks.values()
     }
@@ -101,7 +97,7 @@ impl ChunkMap {
             )));
         }
         if item.ty & BG_RAID10 != 0
-            && (item.sub_stripes == 0 || n % item.sub_stripes as usize != 0)
+            && (item.sub_stripes == 0 || !n.is_multiple_of(item.sub_stripes as usize))
         {
             return Err(corrupt(format!(
                 "{}: {n} stripes in groups of {}",
@@ -134,9 +130,7 @@ impl ChunkMap {
     pub fn chunk(&self, logical: u64) -> FsResult<&Chunk> {
         match self.chunks.range(..=logical).next_back() {
             Some((_, c)) if c.end() > logical => Ok(c),
-            _ => Err(corrupt(format!(
-                "logical address {logical} is in no chunk"
-            ))),
+            _ => Err(corrupt(format!("logical address {logical} is in no chunk"))),
         }
     }
 
@@ -227,8 +221,8 @@ fn no_copy(logical: u64, mirror: usize) -> Error {
 pub fn load_sys_array(map: &mut ChunkMap, array: &[u8]) -> FsResult<()> {
     let mut off = 0usize;
     while off < array.len() {
-        let key = Key::parse(array, off)
-            .ok_or_else(|| corrupt("system chunk array: truncated key"))?;
+        let key =
+            Key::parse(array, off).ok_or_else(|| corrupt("system chunk array: truncated key"))?;
         off += 17;
         if key.ty != CHUNK_ITEM_KEY {
             return Err(corrupt(format!(

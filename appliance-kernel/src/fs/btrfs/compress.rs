@@ -72,13 +72,7 @@ fn zstd(src: &[u8], limit: usize) -> Result<Vec<u8>, String> {
         let done = dec
             .decode_blocks(&mut input, BlockDecodingStrategy::UptoBlocks(1))
             .map_err(|e| format!("zstd: {e}"))?;
-        loop {
-            let Some(rest) = out.get_mut(filled..) else {
-                break;
-            };
-            if rest.is_empty() {
-                break;
-            }
+        while let Some(rest) = out.get_mut(filled..).filter(|r| !r.is_empty()) {
             let n = dec.read(rest).map_err(|e| format!("zstd: {e:?}"))?;
             if n == 0 {
                 break;

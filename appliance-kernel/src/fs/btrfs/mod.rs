@@ -63,6 +63,11 @@ const MAX_COMPRESSED_DISK: u64 = 128 * 1024;
 /// Subvolumes listed at most, and nesting followed when building their paths.
 const MAX_SUBVOLUMES: usize = 1 << 16;
 const MAX_NESTING: usize = 4096;
+/// Directory back-reference lookups made while building all subvolume paths.
+const MAX_PATH_LOOKUPS: usize = 1 << 18;
+/// Inline extent bytes gathered for one read at most (a legitimate file has one inline
+/// extent, smaller than a tree block).
+const MAX_INLINE_PER_READ: usize = 1 << 20;
 /// Subvolume roots remembered.
 const ROOT_CACHE: usize = 1024;
 
@@ -124,8 +129,6 @@ pub fn list_subvolumes(dev: SharedDevice) -> FsResult<Vec<Subvolume>> {
 struct SubvolRoot {
     tree: TreeRoot,
     root_dirid: u64,
-    generation: u64,
-    flags: u64,
 }
 
 /// An inode: which subvolume tree, which objectid.
@@ -247,7 +250,10 @@ impl Volume {
         let ri = RootItem::parse(it.data())
             .ok_or_else(|| corrupt(format!("root item of tree {id}: truncated")))?;
         if ri.level >= MAX_LEVEL {
-            return Err(corrupt(format!("root item of tree {id}: level {}", ri.level)));
+            return Err(corrupt(format!(
+                "root item of tree {id}: level {}",
+                ri.level
+            )));
         }
         Ok(Some(SubvolRoot {
             tree: TreeRoot {
@@ -256,8 +262,6 @@ impl Volume {
                 generation: ri.generation,
             },
             root_dirid: ri.root_dirid,
-            generation: ri.generation,
-            flags: ri.flags,
         }))
     }
 
@@ -292,7 +296,11 @@ impl Volume {
     /// top level when there is none.
     fn default_subvol(&mut self) -> FsResult<u64> {
         let rt = self.root_tree;
-        let key = Key::new(ROOT_TREE_DIR_OBJECTID, DIR_ITEM_KEY, name_hash(b"default").into());
+        let key = Key::new(
+            ROOT_TREE_DIR_OBJECTID,
+            DIR_ITEM_KEY,
+            name_hash(b"default").into(),
+        );
         let Some(it) = self.r.lookup(&rt, &key)? else {
             return Ok(FS_TREE_OBJECTID);
         };
@@ -386,7 +394,11 @@ impl Volume {
     /// INODE_EXTREF).
     fn parent_of(&mut self, subvol: u64, ino: u64) -> FsResult<(u64, String)> {
         let tree = self.subvol_tree(subvol)?;
-        let bad = || corrupt(format!("inode {ino} of subvolume {subvol}: bad back reference"));
+        let bad = || {
+            corrupt(format!(
+                "inode {ino} of subvolume {subvol}: bad back reference"
+            ))
+        };
         if let Some(it) = self
             .r
             .find_le(&tree, &Key::new(ino, INODE_REF_KEY, u64::MAX))?
@@ -410,8 +422,9 @@ impl Volume {
         Err(bad())
     }
 
-    /// Path of directory `dirid` inside subvolume `subvol`, relative to its top.
-    fn dir_path(&mut self, subvol: u64, dirid: u64) -> FsResult<String> {
+    /// Path of directory `dirid` inside subvolume `subvol`, relative to its top. Each
+    /// step up costs one of `budget`'s lookups.
+    fn dir_path(&mut self, subvol: u64, dirid: u64, budget: &mut usize) -> FsResult<String> {
         let top = self
             .subvol_root(subvol)?
             .ok_or_else(|| corrupt(format!("subvolume {subvol} has no root")))?
@@ -424,6 +437,9 @@ impl Volume {
                     "subvolume {subvol}: directory {dirid} nested too deeply (a cycle?)"
                 )));
             }
+            *budget = budget.checked_sub(1).ok_or_else(|| {
+                corrupt("too many directory lookups while building subvolume paths")
+            })?;
             let (parent, name) = self.parent_of(subvol, cur)?;
             parts.push(name);
             cur = parent;
@@ -444,7 +460,7 @@ impl Volume {
             &Key::new(FIRST_FREE_OBJECTID, 0, 0),
             &Key::new(LAST_FREE_OBJECTID, u8::MAX, u64::MAX),
             &mut |k, d| {
-                if items.len() >= MAX_SUBVOLUMES {
+                if items.len() + backrefs.len() >= 2 * MAX_SUBVOLUMES {
                     return Err(corrupt("root tree: too many subvolumes"));
                 }
                 match k.ty {
@@ -474,13 +490,14 @@ impl Volume {
             },
         )?;
         let mut paths: BTreeMap<u64, String> = BTreeMap::new();
+        let mut budget = MAX_PATH_LOOKUPS;
         let mut out = Vec::new();
         for (id, generation, flags) in items {
             let Some((parent, _, _)) = backrefs.get(&id) else {
                 continue; // Deleted, not yet cleaned: `btrfs subvolume list` skips it too.
             };
             let parent = *parent;
-            let path = self.subvol_path(id, &backrefs, &mut paths)?;
+            let path = self.subvol_path(id, &backrefs, &mut paths, &mut budget)?;
             out.push(Subvolume {
                 id,
                 parent_id: parent,
@@ -498,6 +515,7 @@ impl Volume {
         id: u64,
         backrefs: &BTreeMap<u64, (u64, u64, String)>,
         memo: &mut BTreeMap<u64, String>,
+        budget: &mut usize,
     ) -> FsResult<String> {
         // The chain from `id` up to the top level (or a subvolume already known).
         let mut chain = Vec::new();
@@ -517,7 +535,7 @@ impl Volume {
             let Some((parent, dirid, name)) = backrefs.get(&sv) else {
                 return Err(corrupt(format!("subvolume {sv} has no back reference")));
             };
-            let dir = self.dir_path(*parent, *dirid)?;
+            let dir = self.dir_path(*parent, *dirid, budget)?;
             let mut p = base.clone();
             for part in [dir.as_str(), name.as_str()] {
                 if part.is_empty() {
@@ -580,7 +598,10 @@ impl Volume {
         let cs = self.r.csum.size();
         let first = self
             .r
-            .find_le(&root, &Key::new(EXTENT_CSUM_OBJECTID, EXTENT_CSUM_KEY, start))?
+            .find_le(
+                &root,
+                &Key::new(EXTENT_CSUM_OBJECTID, EXTENT_CSUM_KEY, start),
+            )?
             .filter(|it| it.key.objectid == EXTENT_CSUM_OBJECTID && it.key.ty == EXTENT_CSUM_KEY)
             .map_or(start, |it| it.key.offset);
         r_walk(
@@ -590,7 +611,7 @@ impl Volume {
             &Key::new(EXTENT_CSUM_OBJECTID, EXTENT_CSUM_KEY, end - 1),
             &mut |k, d| {
                 let item_start = k.offset;
-                if item_start % ss != 0 {
+                if !item_start.is_multiple_of(ss) {
                     return Err(corrupt(format!(
                         "csum item at {item_start}: not sector aligned"
                     )));
@@ -600,7 +621,10 @@ impl Volume {
                 let lo = start.saturating_sub(item_start) / ss;
                 let hi = count.min(end.saturating_sub(item_start).div_ceil(ss));
                 for j in lo..hi {
-                    let sector = item_start + j * ss;
+                    let Some(sector) = j.checked_mul(ss).and_then(|x| x.checked_add(item_start))
+                    else {
+                        break;
+                    };
                     if sector < start || sector >= end {
                         continue;
                     }
@@ -903,6 +927,7 @@ impl BtrfsFs {
             .filter(|it| it.key.objectid == ino && it.key.ty == EXTENT_DATA_KEY)
             .map_or(0, |it| it.key.offset);
         let mut extents: Vec<Extent> = Vec::new();
+        let mut inline_bytes = 0usize;
         r_walk(
             &mut self.v.r,
             &tree,
@@ -915,7 +940,16 @@ impl BtrfsFs {
                 let fe = FileExtent::parse(d)
                     .ok_or_else(|| corrupt(format!("{path}: truncated file extent item")))?;
                 let inline = if fe.ty == FILE_EXTENT_INLINE {
-                    d.get(FILE_EXTENT_INLINE_DATA..).unwrap_or(&[]).to_vec()
+                    // Only an inline extent reaching into the read is needed.
+                    if k.offset.saturating_add(fe.ram_bytes) <= offset {
+                        return Ok(true);
+                    }
+                    let data = d.get(FILE_EXTENT_INLINE_DATA..).unwrap_or(&[]);
+                    inline_bytes = inline_bytes.saturating_add(data.len());
+                    if inline_bytes > MAX_INLINE_PER_READ {
+                        return Err(corrupt(format!("{path}: too many inline extents")));
+                    }
+                    data.to_vec()
                 } else {
                     Vec::new()
                 };
@@ -976,8 +1010,9 @@ impl BtrfsFs {
                     &e.inline
                 } else {
                     let ram = usize::try_from(fe.ram_bytes).unwrap_or(usize::MAX);
-                    data = compress::decompress(fe.compression, &e.inline, ram, self.v.r.sectorsize)
-                        .map_err(|m| corrupt(format!("{}: {m}", what())))?;
+                    data =
+                        compress::decompress(fe.compression, &e.inline, ram, self.v.r.sectorsize)
+                            .map_err(|m| corrupt(format!("{}: {m}", what())))?;
                     &data
                 };
                 copy_from(dest, src, within);
@@ -1001,7 +1036,11 @@ impl BtrfsFs {
                 Ok(())
             }
             _ => {
-                if fe.offset.checked_add(fe.num_bytes).is_none_or(|l| l > fe.disk_num_bytes) {
+                if fe
+                    .offset
+                    .checked_add(fe.num_bytes)
+                    .is_none_or(|l| l > fe.disk_num_bytes)
+                {
                     return Err(corrupt(format!(
                         "{}: {}+{} beyond its {} bytes on disk",
                         what(),
@@ -1074,7 +1113,7 @@ impl BtrfsFs {
             )));
         }
         let ss = self.v.r.sectorsize as u64;
-        if fe.disk_bytenr % ss != 0 {
+        if !fe.disk_bytenr.is_multiple_of(ss) {
             return Err(corrupt(format!("{}: unaligned on disk", what())));
         }
         let span = fe.disk_num_bytes.next_multiple_of(ss);
@@ -1085,13 +1124,13 @@ impl BtrfsFs {
         raw.truncate(fe.disk_num_bytes as usize);
         let data = compress::decompress(fe.compression, &raw, fe.ram_bytes as usize, ss as usize)
             .map_err(|m| {
-                corrupt(format!(
-                    "{}: {} extent at logical {}: {m}",
-                    what(),
-                    compress::name(fe.compression),
-                    fe.disk_bytenr
-                ))
-            })?;
+            corrupt(format!(
+                "{}: {} extent at logical {}: {m}",
+                what(),
+                compress::name(fe.compression),
+                fe.disk_bytenr
+            ))
+        })?;
         let data: Rc<[u8]> = Rc::from(data);
         self.last_extent = Some((fe.disk_bytenr, fe.disk_num_bytes, data.clone()));
         Ok(data)
@@ -1119,7 +1158,9 @@ impl BtrfsFs {
             .collect();
         let (mut used, mut data_free) = (0u64, 0u64);
         // Linux takes the data factor from the last data profile in its raid table order.
-        let order = [BG_RAID10, BG_RAID1, BG_DUP, BG_RAID0, 0, BG_RAID5, BG_RAID6, BG_RAID1C3, BG_RAID1C4];
+        let order = [
+            BG_RAID10, BG_RAID1, BG_DUP, BG_RAID0, 0, BG_RAID5, BG_RAID6, BG_RAID1C3, BG_RAID1C4,
+        ];
         let mut data_profile: Option<usize> = None;
         for (logical, length, ty, copies) in chunks {
             let Some(it) = self
@@ -1162,7 +1203,11 @@ impl BtrfsFs {
         let nodesize = self.v.r.nodesize as u64;
         // Bytes to insert `n` items: a path of 8 blocks, twice over (COW and split).
         let insert = |n: u64| nodesize * u64::from(MAX_LEVEL) * 2 * n;
-        let mut roots = vec![EXTENT_TREE_OBJECTID, CSUM_TREE_OBJECTID, FREE_SPACE_TREE_OBJECTID];
+        let mut roots = vec![
+            EXTENT_TREE_OBJECTID,
+            CSUM_TREE_OBJECTID,
+            FREE_SPACE_TREE_OBJECTID,
+        ];
         if self.v.sb.compat_ro_flags & COMPAT_RO_BLOCK_GROUP_TREE != 0 {
             roots.push(BLOCK_GROUP_TREE_OBJECTID);
         }
@@ -1267,10 +1312,17 @@ impl FileSystem for BtrfsFs {
                 let Some(item) = items.first() else {
                     return Err(corrupt(format!("{path}: empty directory index item")));
                 };
-                if item.name.contains(&b'/') || item.name.contains(&0) || item.name == b"." || item.name == b".." {
+                if item.name.contains(&b'/')
+                    || item.name.contains(&0)
+                    || item.name == b"."
+                    || item.name == b".."
+                {
                     return Err(corrupt(format!("{path}: invalid name in directory")));
                 }
-                raw.push((String::from_utf8_lossy(item.name).into_owned(), item.location));
+                raw.push((
+                    String::from_utf8_lossy(item.name).into_owned(),
+                    item.location,
+                ));
                 Ok(true)
             },
         )?;

@@ -26,16 +26,13 @@ pub const SYS_CHUNK_ARRAY_MAX: usize = 2048;
 const SYS_CHUNK_ARRAY_OFF: usize = 0x32B;
 
 // Tree (objectid) numbers.
-pub const ROOT_TREE_OBJECTID: u64 = 1;
 pub const EXTENT_TREE_OBJECTID: u64 = 2;
-pub const CHUNK_TREE_OBJECTID: u64 = 3;
 pub const FS_TREE_OBJECTID: u64 = 5;
 pub const ROOT_TREE_DIR_OBJECTID: u64 = 6;
 pub const CSUM_TREE_OBJECTID: u64 = 7;
 pub const FREE_SPACE_TREE_OBJECTID: u64 = 10;
 pub const BLOCK_GROUP_TREE_OBJECTID: u64 = 11;
 pub const DEV_ITEMS_OBJECTID: u64 = 1;
-pub const FIRST_CHUNK_TREE_OBJECTID: u64 = 256;
 /// First objectid of a subvolume (and of an inode).
 pub const FIRST_FREE_OBJECTID: u64 = 256;
 /// Last objectid a subvolume can have (-256 as u64).
@@ -96,8 +93,6 @@ pub const COMPAT_RO_FREE_SPACE_TREE: u64 = 1 << 0;
 
 // Block group / chunk type bits.
 pub const BG_DATA: u64 = 1 << 0;
-pub const BG_SYSTEM: u64 = 1 << 1;
-pub const BG_METADATA: u64 = 1 << 2;
 pub const BG_RAID0: u64 = 1 << 3;
 pub const BG_RAID1: u64 = 1 << 4;
 pub const BG_DUP: u64 = 1 << 5;
@@ -217,8 +212,6 @@ pub struct Superblock {
     pub root: u64,
     pub chunk_root: u64,
     pub total_bytes: u64,
-    pub bytes_used: u64,
-    pub num_devices: u64,
     pub sectorsize: u32,
     pub nodesize: u32,
     pub chunk_root_generation: u64,
@@ -255,7 +248,9 @@ impl Superblock {
         if !sectorsize.is_power_of_two() || !(4096..=65536).contains(&sectorsize) {
             return Err(bad(&format!("bad sector size {sectorsize}")));
         }
-        if !nodesize.is_power_of_two() || !(4096..=65536).contains(&nodesize) || nodesize < sectorsize
+        if !nodesize.is_power_of_two()
+            || !(4096..=65536).contains(&nodesize)
+            || nodesize < sectorsize
         {
             return Err(bad(&format!("bad node size {nodesize}")));
         }
@@ -288,8 +283,6 @@ impl Superblock {
             root: field(0x50)?,
             chunk_root: field(0x58)?,
             total_bytes: field(0x70)?,
-            bytes_used: field(0x78)?,
-            num_devices: field(0x88)?,
             sectorsize,
             nodesize,
             chunk_root_generation: field(0xA4)?,
@@ -310,7 +303,6 @@ pub struct Header {
     pub fsid: [u8; 16],
     pub bytenr: u64,
     pub generation: u64,
-    pub owner: u64,
     pub nritems: u32,
     pub level: u8,
 }
@@ -321,7 +313,6 @@ impl Header {
             fsid: uuid16(b, 0x20)?,
             bytenr: le64(b, 0x30)?,
             generation: le64(b, 0x50)?,
-            owner: le64(b, 0x58)?,
             nritems: le32(b, 0x60)?,
             level: u8_at(b, 0x64)?,
         })
@@ -432,7 +423,6 @@ impl RootItem {
 #[derive(Clone, Debug)]
 pub struct DirItem<'a> {
     pub location: Key,
-    pub ty: u8,
     pub name: &'a [u8],
 }
 
@@ -447,11 +437,8 @@ pub fn parse_dir_items(b: &[u8]) -> FsResult<Vec<DirItem<'_>>> {
         let location = Key::parse(b, off).ok_or_else(bad)?;
         let data_len = le16(b, off + 25).ok_or_else(bad)? as usize;
         let name_len = le16(b, off + 27).ok_or_else(bad)? as usize;
-        let ty = u8_at(b, off + 29).ok_or_else(bad)?;
         if name_len == 0 || name_len > NAME_MAX {
-            return Err(corrupt(format!(
-                "directory item: name of {name_len} bytes"
-            )));
+            return Err(corrupt(format!("directory item: name of {name_len} bytes")));
         }
         let name_off = off + DIR_ITEM_HEADER;
         let name = b.get(name_off..name_off + name_len).ok_or_else(bad)?;
@@ -460,7 +447,7 @@ pub fn parse_dir_items(b: &[u8]) -> FsResult<Vec<DirItem<'_>>> {
             .and_then(|e| e.checked_add(data_len))
             .filter(|&e| e <= b.len())
             .ok_or_else(bad)?;
-        out.push(DirItem { location, ty, name });
+        out.push(DirItem { location, name });
         off = end;
     }
     Ok(out)

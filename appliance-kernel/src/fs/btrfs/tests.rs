@@ -8,7 +8,7 @@ use crate::block::{MemDisk, shared};
 use crate::part::testutil::{TempDir, TempImage, blkid, run};
 use std::collections::BTreeMap as Map;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Deterministic pseudo-random bytes (incompressible).
@@ -30,8 +30,11 @@ fn text(len: usize) -> Vec<u8> {
     let mut i = 0u32;
     while v.len() < len {
         v.extend_from_slice(
-            format!("line {i:06}: the quick brown fox jumps over the lazy dog {}\n", i % 7)
-                .as_bytes(),
+            format!(
+                "line {i:06}: the quick brown fox jumps over the lazy dog {}\n",
+                i % 7
+            )
+            .as_bytes(),
         );
         i += 1;
     }
@@ -66,7 +69,11 @@ fn build_source(root: &Path, many: usize) {
         f.set_len(3 << 20).unwrap();
     }
     for i in 0..many {
-        std::fs::write(p(&format!("many/file-{i:05}")), format!("file number {i}\n")).unwrap();
+        std::fs::write(
+            p(&format!("many/file-{i:05}")),
+            format!("file number {i}\n"),
+        )
+        .unwrap();
     }
     symlink("small.txt", p("link-rel")).unwrap();
     symlink("../text.log", p("dir/link-up")).unwrap();
@@ -179,7 +186,11 @@ fn compare(fs: &mut BtrfsFs, dir: &str, host: &Path, strict: Strict) -> usize {
             FileType::Directory => n += compare(fs, &path, &hp, strict),
             FileType::Symlink => {
                 let want = std::fs::read_link(&hp).unwrap();
-                assert_eq!(fs.read_link(&path).unwrap(), want.to_str().unwrap(), "{path}");
+                assert_eq!(
+                    fs.read_link(&path).unwrap(),
+                    want.to_str().unwrap(),
+                    "{path}"
+                );
                 assert_eq!(st.size, want.as_os_str().len() as u64, "{path} size");
             }
             FileType::Regular => {
@@ -195,7 +206,11 @@ fn compare(fs: &mut BtrfsFs, dir: &str, host: &Path, strict: Strict) -> usize {
                     let part = fs.read(&path, mid as u64, 12_345).unwrap();
                     assert_eq!(part, want[mid..(mid + 12_345).min(want.len())], "{path}");
                 }
-                assert!(fs.read(&path, want.len() as u64 + 10, 100).unwrap().is_empty());
+                assert!(
+                    fs.read(&path, want.len() as u64 + 10, 100)
+                        .unwrap()
+                        .is_empty()
+                );
             }
             _ => {}
         }
@@ -259,13 +274,20 @@ fn plain_image_matches_source_and_kernel() {
         compare(&mut fs, "/", m.path(), Strict { inodes: true });
         let root = std::fs::metadata(m.path()).unwrap();
         let st = fs.stat("/", true).unwrap();
-        assert_eq!((st.ino, st.size, st.nlink as u64), (root.ino(), root.size(), root.nlink()));
+        assert_eq!(
+            (st.ino, st.size, st.nlink as u64),
+            (root.ino(), root.size(), root.nlink())
+        );
     }
 }
 
 /// `btrfs inspect-internal dump-tree` of one tree, as text.
 fn dump_tree(img: &TempImage, tree: &str) -> String {
-    run("btrfs", &["inspect-internal", "dump-tree", "-t", tree, img.path()], None)
+    run(
+        "btrfs",
+        &["inspect-internal", "dump-tree", "-t", tree, img.path()],
+        None,
+    )
 }
 
 /// Regular file extents listed by dump-tree: (ino, file offset, disk bytenr, disk bytes,
@@ -296,17 +318,25 @@ fn dump_extents(dump: &str) -> Vec<(u64, u64, u64, u64, u8)> {
 
 /// Physical offsets of every copy of `logical` (`btrfs-map-logical`).
 fn physical(img: &TempImage, logical: u64) -> Vec<u64> {
-    run("btrfs-map-logical", &["-l", &logical.to_string(), img.path()], None)
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.first() == Some(&"mirror")).then(|| w[5].parse().unwrap())
-        })
-        .collect()
+    run(
+        "btrfs-map-logical",
+        &["-l", &logical.to_string(), img.path()],
+        None,
+    )
+    .lines()
+    .filter_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.first() == Some(&"mirror")).then(|| w[5].parse().unwrap())
+    })
+    .collect()
 }
 
 fn super_field(img: &TempImage, name: &str) -> u64 {
-    let d = run("btrfs", &["inspect-internal", "dump-super", img.path()], None);
+    let d = run(
+        "btrfs",
+        &["inspect-internal", "dump-super", img.path()],
+        None,
+    );
     d.lines()
         .find_map(|l| {
             let mut w = l.split_whitespace();
@@ -322,13 +352,49 @@ fn feature_matrix_matches_source_and_kernel() {
     let src = TempDir::new("btrfs-src-matrix");
     build_source(&src.0, 40);
     let cases: &[(&[&str], Option<u8>)] = &[
-        (&["--csum", "crc32c", "--compress", "zstd", "-m", "dup"], Some(COMPRESS_ZSTD)),
-        (&["--csum", "xxhash", "--compress", "lzo", "-m", "single"], Some(COMPRESS_LZO)),
-        (&["--csum", "sha256", "--compress", "zlib", "-m", "dup"], Some(COMPRESS_ZLIB)),
-        (&["--csum", "blake2", "--compress", "zstd:15", "-n", "4096", "-s", "4096"], Some(COMPRESS_ZSTD)),
-        (&["--csum", "crc32c", "--compress", "lzo", "-d", "dup", "-m", "dup"], Some(COMPRESS_LZO)),
+        (
+            &["--csum", "crc32c", "--compress", "zstd", "-m", "dup"],
+            Some(COMPRESS_ZSTD),
+        ),
+        (
+            &["--csum", "xxhash", "--compress", "lzo", "-m", "single"],
+            Some(COMPRESS_LZO),
+        ),
+        (
+            &["--csum", "sha256", "--compress", "zlib", "-m", "dup"],
+            Some(COMPRESS_ZLIB),
+        ),
+        (
+            &[
+                "--csum",
+                "blake2",
+                "--compress",
+                "zstd:15",
+                "-n",
+                "4096",
+                "-s",
+                "4096",
+            ],
+            Some(COMPRESS_ZSTD),
+        ),
+        (
+            &[
+                "--csum",
+                "crc32c",
+                "--compress",
+                "lzo",
+                "-d",
+                "dup",
+                "-m",
+                "dup",
+            ],
+            Some(COMPRESS_LZO),
+        ),
         (&["--csum", "xxhash", "-M"], None),
-        (&["--compress", "zlib:9", "-n", "65536"], Some(COMPRESS_ZLIB)),
+        (
+            &["--compress", "zlib:9", "-n", "65536"],
+            Some(COMPRESS_ZLIB),
+        ),
     ];
     for (args, comp) in cases {
         let img = mkfs(&src.0, args);
@@ -354,12 +420,18 @@ fn many_files_deep_tree() {
     let src = TempDir::new("btrfs-src-many");
     std::fs::create_dir_all(src.0.join("d")).unwrap();
     for i in 0..5000 {
-        std::fs::write(src.0.join(format!("d/entry-{i:05}-{}", "n".repeat(i % 40))), i.to_string())
-            .unwrap();
+        std::fs::write(
+            src.0.join(format!("d/entry-{i:05}-{}", "n".repeat(i % 40))),
+            i.to_string(),
+        )
+        .unwrap();
     }
     let img = mkfs(&src.0, &["-n", "4096"]);
     let dump = dump_tree(&img, "fs");
-    assert!(dump.contains("node ") && dump.contains(" level 2 "), "expected a 3-level fs tree");
+    assert!(
+        dump.contains("node ") && dump.contains(" level 2 "),
+        "expected a 3-level fs tree"
+    );
     let mut fs = open(&img, None);
     let entries = fs.read_dir("/d").unwrap();
     assert_eq!(entries.len(), 5000);
@@ -379,7 +451,10 @@ fn many_files_deep_tree() {
         let p = format!("/d/entry-{i:05}-{}", "n".repeat(i % 40));
         assert_eq!(fs.read(&p, 0, 100).unwrap(), i.to_string().as_bytes());
     }
-    assert_eq!(fs.stat("/d/entry-00000-x", false).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        fs.stat("/d/entry-00000-x", false).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
 }
 
 #[test]
@@ -392,19 +467,49 @@ fn symlinks_resolve_inside_the_filesystem() {
     assert_eq!((st.file_type, st.size), (FileType::Regular, 12));
     assert_eq!(fs.read("/link-rel", 0, 100).unwrap(), b"hello btrfs\n");
     assert_eq!(fs.read("/dir/link-up", 0, 4).unwrap(), b"line");
-    assert_eq!(fs.stat("/link-abs", true).unwrap().file_type, FileType::Directory);
-    assert_eq!(fs.read("/link-abs/deep/file", 0, 100).unwrap(), b"deep down\n");
+    assert_eq!(
+        fs.stat("/link-abs", true).unwrap().file_type,
+        FileType::Directory
+    );
+    assert_eq!(
+        fs.read("/link-abs/deep/file", 0, 100).unwrap(),
+        b"deep down\n"
+    );
     assert_eq!(fs.read("/link-chain", 0, 100).unwrap(), b"deep down\n");
-    assert_eq!(fs.read_link("/link-chain").unwrap(), "link-abs/deep/../deep/file");
+    assert_eq!(
+        fs.read_link("/link-chain").unwrap(),
+        "link-abs/deep/../deep/file"
+    );
     assert_eq!(fs.read_link("/long-link").unwrap(), "x".repeat(300));
-    assert_eq!(fs.stat("/dangling", true).unwrap_err().kind, ErrorKind::NotFound);
-    assert_eq!(fs.stat("/dangling", false).unwrap().file_type, FileType::Symlink);
+    assert_eq!(
+        fs.stat("/dangling", true).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        fs.stat("/dangling", false).unwrap().file_type,
+        FileType::Symlink
+    );
     assert_eq!(fs.stat("/loop-a", true).unwrap_err().kind, ErrorKind::Loop);
-    assert_eq!(fs.stat("/loop-a/x", false).unwrap_err().kind, ErrorKind::Loop);
-    assert_eq!(fs.read_link("/small.txt").unwrap_err().kind, ErrorKind::InvalidArgument);
-    assert_eq!(fs.read("/dir", 0, 1).unwrap_err().kind, ErrorKind::IsADirectory);
-    assert_eq!(fs.read_dir("/small.txt").unwrap_err().kind, ErrorKind::NotADirectory);
-    assert_eq!(fs.stat("/small.txt/x", false).unwrap_err().kind, ErrorKind::NotADirectory);
+    assert_eq!(
+        fs.stat("/loop-a/x", false).unwrap_err().kind,
+        ErrorKind::Loop
+    );
+    assert_eq!(
+        fs.read_link("/small.txt").unwrap_err().kind,
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        fs.read("/dir", 0, 1).unwrap_err().kind,
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(
+        fs.read_dir("/small.txt").unwrap_err().kind,
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        fs.stat("/small.txt/x", false).unwrap_err().kind,
+        ErrorKind::NotADirectory
+    );
     assert_eq!(fs.stat("/fifo", false).unwrap().file_type, FileType::Fifo);
     assert!(fs.read_dir("/empty-dir").unwrap().is_empty());
 }
@@ -446,13 +551,24 @@ fn writes_are_refused_naming_btrfs() {
 fn probe_label_and_uuid_match_blkid() {
     let src = TempDir::new("btrfs-src-probe");
     std::fs::write(src.0.join("f"), b"x").unwrap();
-    let img = mkfs(&src.0, &["-L", "my-root", "-U", "0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b"]);
+    let img = mkfs(
+        &src.0,
+        &[
+            "-L",
+            "my-root",
+            "-U",
+            "0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b",
+        ],
+    );
     let p = crate::fs::probe::probe(&img.disk());
     let b = blkid(img.path());
     assert_eq!(Some(&p.fstype), b.get("TYPE"));
     assert_eq!(p.label.as_ref(), b.get("LABEL"));
     assert_eq!(p.uuid.as_ref(), b.get("UUID"));
-    assert_eq!(p.uuid.as_deref(), Some("0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b"));
+    assert_eq!(
+        p.uuid.as_deref(),
+        Some("0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b")
+    );
     let fs = open(&img, None);
     assert_eq!(fs.label(), "my-root");
     assert_eq!(fs.uuid(), "0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b");
@@ -467,7 +583,11 @@ fn kernel_subvolumes(mnt: &Path) -> Map<u64, (u64, u64, String)> {
             // ID 256 gen 6 top level 5 path root
             (
                 w[1].parse().unwrap(),
-                (w[3].parse().unwrap(), w[6].parse().unwrap(), w[8..].join(" ")),
+                (
+                    w[3].parse().unwrap(),
+                    w[6].parse().unwrap(),
+                    w[8..].join(" "),
+                ),
             )
         })
         .collect()
@@ -477,7 +597,13 @@ fn kernel_subvolumes(mnt: &Path) -> Map<u64, (u64, u64, String)> {
 fn subvolumes_default_named_nested_and_listed() {
     let src = TempDir::new("btrfs-src-subvol");
     let p = |s: &str| src.0.join(s);
-    for d in ["root/etc", "root/usr/bin", "home/user/docs", "var/lib/machines/vm1/data", "srv"] {
+    for d in [
+        "root/etc",
+        "root/usr/bin",
+        "home/user/docs",
+        "var/lib/machines/vm1/data",
+        "srv",
+    ] {
         std::fs::create_dir_all(p(d)).unwrap();
     }
     std::fs::write(p("root/etc/hostname"), b"guest\n").unwrap();
@@ -489,11 +615,16 @@ fn subvolumes_default_named_nested_and_listed() {
     let img = mkfs(
         &src.0,
         &[
-            "--subvol", "rw:home",
-            "--subvol", "default:root",
-            "--subvol", "ro:var/lib/machines",
-            "--subvol", "var/lib/machines/vm1",
-            "--compress", "zstd",
+            "--subvol",
+            "rw:home",
+            "--subvol",
+            "default:root",
+            "--subvol",
+            "ro:var/lib/machines",
+            "--subvol",
+            "var/lib/machines/vm1",
+            "--compress",
+            "zstd",
         ],
     );
     // Default subvolume at /.
@@ -515,12 +646,21 @@ fn subvolumes_default_named_nested_and_listed() {
     // Nested subvolumes are directories with inode 256 when walking the top level.
     let mut top = open(&img, Some("/"));
     assert_eq!(top.subvolume_id(), FS_TREE_OBJECTID);
-    for d in ["/home", "/root", "/var/lib/machines", "/var/lib/machines/vm1"] {
+    for d in [
+        "/home",
+        "/root",
+        "/var/lib/machines",
+        "/var/lib/machines/vm1",
+    ] {
         let st = top.stat(d, false).unwrap();
         assert_eq!((st.file_type, st.ino), (FileType::Directory, 256), "{d}");
     }
     assert_ne!(top.stat("/var/lib", false).unwrap().ino, 256);
-    assert_eq!(top.read("/var/lib/machines/vm1/data/disk", 0, 1 << 20).unwrap(), noise(5, 200_000));
+    assert_eq!(
+        top.read("/var/lib/machines/vm1/data/disk", 0, 1 << 20)
+            .unwrap(),
+        noise(5, 200_000)
+    );
     // Paths that are not subvolumes.
     let e = BtrfsFs::open(img.disk(), Some("var")).err().unwrap();
     assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
@@ -536,13 +676,18 @@ fn subvolumes_default_named_nested_and_listed() {
     assert_eq!(by_path["root"].id, default_id);
     assert!(by_path["var/lib/machines"].readonly);
     assert!(!by_path["home"].readonly);
-    assert_eq!(by_path["var/lib/machines/vm1"].parent_id, by_path["var/lib/machines"].id);
+    assert_eq!(
+        by_path["var/lib/machines/vm1"].parent_id,
+        by_path["var/lib/machines"].id
+    );
     // Against dump-tree's ROOT_BACKREF items: (id, parent, name).
     let dump = dump_tree(&img, "root");
     let lines: Vec<&str> = dump.lines().collect();
     let mut backrefs = 0;
     for (i, l) in lines.iter().enumerate() {
-        let Some(k) = l.split_once(" key (").map(|x| x.1) else { continue };
+        let Some(k) = l.split_once(" key (").map(|x| x.1) else {
+            continue;
+        };
         let f: Vec<&str> = k.split([' ', ')']).collect();
         if f[1] != "ROOT_BACKREF" {
             continue;
@@ -565,8 +710,15 @@ fn subvolumes_default_named_nested_and_listed() {
             .collect();
         assert_eq!(ours, k);
         compare(&mut top, "/", m.path(), Strict { inodes: true });
-        let ro = run("btrfs", &["subvolume", "list", "-r", m.path().to_str().unwrap()], None);
-        let ro_ids: Vec<u64> = ro.lines().map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+        let ro = run(
+            "btrfs",
+            &["subvolume", "list", "-r", m.path().to_str().unwrap()],
+            None,
+        );
+        let ro_ids: Vec<u64> = ro
+            .lines()
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+            .collect();
         let ours_ro: Vec<u64> = list.iter().filter(|s| s.readonly).map(|s| s.id).collect();
         assert_eq!(ours_ro, ro_ids);
     }
@@ -581,7 +733,13 @@ fn subvolumes_default_named_nested_and_listed() {
 fn statvfs_matches_kernel() {
     let src = TempDir::new("btrfs-src-df");
     build_source(&src.0, 50);
-    for args in [&[][..], &["-m", "single"][..], &["-d", "dup", "-m", "dup"][..], &["-M"][..], &["--compress", "zstd"][..]] {
+    for args in [
+        &[][..],
+        &["-m", "single"][..],
+        &["-d", "dup", "-m", "dup"][..],
+        &["-M"][..],
+        &["--compress", "zstd"][..],
+    ] {
         let img = mkfs(&src.0, args);
         let mut fs = open(&img, None);
         let st = fs.statvfs().unwrap();
@@ -589,14 +747,24 @@ fn statvfs_matches_kernel() {
         let used = super_field(&img, "bytes_used");
         assert_eq!(st.block_size, 4096);
         assert_eq!(st.name_max, 255);
-        assert!(st.blocks <= total / 4096 && st.blocks >= total / 4096 / 2, "{args:?}");
-        assert!(st.blocks - st.blocks_free >= used / 4096, "{args:?}: {st:?} used {used}");
+        assert!(
+            st.blocks <= total / 4096 && st.blocks >= total / 4096 / 2,
+            "{args:?}"
+        );
+        assert!(
+            st.blocks - st.blocks_free >= used / 4096,
+            "{args:?}: {st:?} used {used}"
+        );
         assert!(st.blocks_avail <= st.blocks_free, "{args:?}: {st:?}");
         // The kernel, on a copy mounted read-write (see `statvfs` for why not ro).
         let copy = TempImage::new("btrfs-df-copy", 0);
         std::fs::copy(&img.0, &copy.0).unwrap();
         if let Some(m) = LoopMount::new(&copy.0, "rw") {
-            let out = run("stat", &["-f", "-c", "%S %b %f %a", m.path().to_str().unwrap()], None);
+            let out = run(
+                "stat",
+                &["-f", "-c", "%S %b %f %a", m.path().to_str().unwrap()],
+                None,
+            );
             let k: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
             assert_eq!(
                 vec![st.block_size, st.blocks, st.blocks_free, st.blocks_avail],
@@ -623,7 +791,11 @@ fn assert_corrupt<T>(r: FsResult<T>, needle: &str) {
         Ok(_) => panic!("expected a Corrupt error mentioning {needle:?}"),
         Err(e) => {
             assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
-            assert!(e.message.contains(needle), "{:?} lacks {needle:?}", e.message);
+            assert!(
+                e.message.contains(needle),
+                "{:?} lacks {needle:?}",
+                e.message
+            );
         }
     }
 }
@@ -686,7 +858,10 @@ fn corrupt_images_are_errors_not_panics() {
     let mut fs = open_bytes(b.clone()).unwrap();
     assert_eq!(fs.read("/small.txt", 0, 10).unwrap(), b"hello\n");
     b[copies[1] as usize + 300] ^= 0x40;
-    assert_corrupt(open_bytes(b), &format!("tree block {root}: crc32c checksum mismatch"));
+    assert_corrupt(
+        open_bytes(b),
+        &format!("tree block {root}: crc32c checksum mismatch"),
+    );
 
     // File data: a flipped bit in an uncompressed and in a compressed extent is Corrupt
     // naming the file; other files still read.
@@ -705,7 +880,13 @@ fn corrupt_images_are_errors_not_panics() {
         b[phys + 100] ^= 0x01;
         let mut bad = open_bytes(b).unwrap();
         let r = bad.read(&format!("/{name}"), e.1, 4096);
-        assert_corrupt(r, &format!("/{name}: extent at file offset {}: data crc32c checksum mismatch", e.1));
+        assert_corrupt(
+            r,
+            &format!(
+                "/{name}: extent at file offset {}: data crc32c checksum mismatch",
+                e.1
+            ),
+        );
         assert_eq!(bad.read("/small.txt", 0, 10).unwrap(), b"hello\n");
     }
     assert!(fs.read("/random.bin", 0, 1 << 20).unwrap() == noise(11, 300 * 1024));
@@ -734,7 +915,10 @@ fn corrupt_images_are_errors_not_panics() {
         blk[d + 238] = 1;
         reseal(&mut b, p, nodesize);
     }
-    assert_corrupt(open_bytes(b), &format!("tree block {root}: level 1 where 0 was expected"));
+    assert_corrupt(
+        open_bytes(b),
+        &format!("tree block {root}: level 1 where 0 was expected"),
+    );
 
     // A leaf item claiming a huge size, and a leaf claiming a huge item count.
     for (field, value, needle) in [
@@ -758,7 +942,8 @@ fn corrupt_images_are_errors_not_panics() {
     b[stripe0..stripe0 + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
     reseal(&mut b, 0x10000, 4096);
     assert!(open_bytes(b.clone()).is_ok());
-    b[stripe0 + STRIPE_SIZE..stripe0 + STRIPE_SIZE + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
+    b[stripe0 + STRIPE_SIZE..stripe0 + STRIPE_SIZE + 8]
+        .copy_from_slice(&(1u64 << 50).to_le_bytes());
     reseal(&mut b, 0x10000, 4096);
     assert_corrupt(open_bytes(b), "past the end of the device");
     let mut b = base.clone();
@@ -784,7 +969,11 @@ fn kernel_written_image() {
             .current_dir(m)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     {
         let Some(m) = LoopMount::new(&img.0, "rw,compress=zstd,max_inline=2048") else {
@@ -796,16 +985,46 @@ fn kernel_written_image() {
         std::fs::write(p.join("inline-z"), text(1900)).unwrap();
         sh(p, "sync");
         // Overwrite the middles: the original extents are now referenced at offsets.
-        sh(p, "dd if=/dev/zero of=text bs=1000 seek=150 count=40 conv=notrunc status=none");
-        sh(p, "dd if=/dev/urandom of=plain bs=4096 seek=20 count=3 conv=notrunc status=none");
-        sh(p, "fallocate -l 1M prealloc && fallocate -o 2M -l 512K prealloc && truncate -s 5M prealloc");
-        sh(p, "printf data | dd of=prealloc bs=1 seek=1500000 conv=notrunc status=none");
-        sh(p, "ln text hard-link && mkdir -p d/e && ln -s ../text d/e/up && rm seed");
-        sh(p, "btrfs -q subvolume create sv && cp plain sv/copy && mkdir sv/x");
-        sh(p, "btrfs property set sv compression lzo && cp text sv/lzo-text");
-        sh(p, "mkdir -p snaps && btrfs -q subvolume snapshot -r sv snaps/sv-1");
-        sh(p, "btrfs -q subvolume snapshot sv snaps/sv-rw && echo changed > snaps/sv-rw/copy");
-        sh(p, "btrfs -q subvolume create sv/nested && echo n > sv/nested/f");
+        sh(
+            p,
+            "dd if=/dev/zero of=text bs=1000 seek=150 count=40 conv=notrunc status=none",
+        );
+        sh(
+            p,
+            "dd if=/dev/urandom of=plain bs=4096 seek=20 count=3 conv=notrunc status=none",
+        );
+        sh(
+            p,
+            "fallocate -l 1M prealloc && fallocate -o 2M -l 512K prealloc && truncate -s 5M prealloc",
+        );
+        sh(
+            p,
+            "printf data | dd of=prealloc bs=1 seek=1500000 conv=notrunc status=none",
+        );
+        sh(
+            p,
+            "ln text hard-link && mkdir -p d/e && ln -s ../text d/e/up && rm seed",
+        );
+        sh(
+            p,
+            "btrfs -q subvolume create sv && cp plain sv/copy && mkdir sv/x",
+        );
+        sh(
+            p,
+            "btrfs property set sv compression lzo && cp text sv/lzo-text",
+        );
+        sh(
+            p,
+            "mkdir -p snaps && btrfs -q subvolume snapshot -r sv snaps/sv-1",
+        );
+        sh(
+            p,
+            "btrfs -q subvolume snapshot sv snaps/sv-rw && echo changed > snaps/sv-rw/copy",
+        );
+        sh(
+            p,
+            "btrfs -q subvolume create sv/nested && echo n > sv/nested/f",
+        );
         sh(p, "btrfs subvolume set-default sv");
         sh(p, "sync");
     }
@@ -814,18 +1033,23 @@ fn kernel_written_image() {
     assert!(dump.contains("(inline)") && dump.contains("compression 3 (zstd)"));
     // Extents referenced at an offset (the overwritten middles).
     assert!(
-        dump.lines().any(|l| l.contains("extent data offset") && !l.contains("offset 0 ")),
+        dump.lines()
+            .any(|l| l.contains("extent data offset") && !l.contains("offset 0 ")),
         "no extent referenced at an offset"
     );
     let mut fs = open(&img, None);
-    let Some(m) = LoopMount::new(&img.0, "ro") else { return };
+    let Some(m) = LoopMount::new(&img.0, "ro") else {
+        return;
+    };
     let n = compare(&mut fs, "/", m.path(), Strict { inodes: true });
     assert!(n >= 5, "{n}");
     let st = fs.stat("/snaps", false);
     assert!(st.is_err(), "default subvolume is sv, which has no snaps");
     drop(m);
     let mut top = open(&img, Some("/"));
-    let Some(m) = LoopMount::new(&img.0, "ro,subvolid=5") else { return };
+    let Some(m) = LoopMount::new(&img.0, "ro,subvolid=5") else {
+        return;
+    };
     let n = compare(&mut top, "/", m.path(), Strict { inodes: true });
     assert!(n >= 15, "{n}");
     let ours: Map<u64, (u64, u64, String)> = top
@@ -837,4 +1061,110 @@ fn kernel_written_image() {
     assert_eq!(ours, kernel_subvolumes(m.path()));
     let zeros = top.read("/prealloc", 0, 1 << 20).unwrap();
     assert!(zeros.iter().all(|&b| b == 0) && zeros.len() == 1 << 20);
+}
+
+/// A loop device over an image file, detached on drop.
+struct LoopDev(String);
+
+impl LoopDev {
+    fn new(img: &Path) -> Option<LoopDev> {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(img)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("note: no loop devices here; skipping");
+            return None;
+        }
+        Some(LoopDev(
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ))
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+/// A two-device filesystem (RAID1 metadata, RAID0 data) read from one device: the tree
+/// comes from the local RAID1 copy, RAID0 data is read where its stripe is local, and a
+/// stripe on the missing device is a clear `Unsupported` error naming it. The pieces each
+/// device can serve are complementary and match the data the kernel wrote.
+#[test]
+fn multi_device_reads_what_is_local() {
+    let d1 = TempImage::new("btrfs-dev1", 300 << 20);
+    let d2 = TempImage::new("btrfs-dev2", 300 << 20);
+    run(
+        "mkfs.btrfs",
+        &[
+            "-q",
+            "-f",
+            "-d",
+            "raid0",
+            "-m",
+            "raid1",
+            d1.path(),
+            d2.path(),
+        ],
+        None,
+    );
+    let big = noise(77, 2 << 20);
+    {
+        let Some(l1) = LoopDev::new(&d1.0) else {
+            return;
+        };
+        let Some(l2) = LoopDev::new(&d2.0) else {
+            return;
+        };
+        let Some(m) = LoopMount::new(
+            Path::new(&l1.0),
+            &format!("rw,device={},device={}", l1.0, l2.0),
+        ) else {
+            return;
+        };
+        std::fs::write(m.path().join("small"), b"tiny").unwrap();
+        std::fs::write(m.path().join("big"), &big).unwrap();
+        std::fs::create_dir(m.path().join("dir")).unwrap();
+        drop(m);
+    }
+    let mut served = vec![0u8; big.len() / 4096];
+    for (devid, img) in [(1u8, &d1), (2u8, &d2)] {
+        let mut fs = open(img, None);
+        let mut names: Vec<String> = fs
+            .read_dir("/")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["big", "dir", "small"]);
+        assert_eq!(fs.read("/small", 0, 100).unwrap(), b"tiny");
+        let e = fs.read("/big", 0, big.len()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
+        let other = 3 - devid;
+        assert!(
+            e.message
+                .contains(&format!("device {other}, which is not attached")),
+            "{e}"
+        );
+        for (i, slot) in served.iter_mut().enumerate() {
+            let off = i * 4096;
+            match fs.read("/big", off as u64, 4096) {
+                Ok(d) => {
+                    assert_eq!(d, big[off..off + 4096], "device {devid}, offset {off}");
+                    assert_eq!(*slot, 0, "offset {off} served by both devices");
+                    *slot = devid;
+                }
+                Err(e) => assert_eq!(e.kind, ErrorKind::Unsupported, "{e}"),
+            }
+        }
+    }
+    assert!(
+        served.iter().all(|&d| d != 0),
+        "some 4 KiB pieces were served by neither device"
+    );
+    assert!(served.contains(&1) && served.contains(&2));
 }

@@ -10,9 +10,9 @@
 //! and a pointer cycle (a block pointing at itself or an ancestor) is a level mismatch.
 
 use super::chunk::ChunkMap;
+use super::corrupt;
 use super::csum::CsumType;
 use super::ondisk::*;
-use super::corrupt;
 use crate::block::SharedDevice;
 use crate::fs::FsResult;
 use alloc::collections::BTreeMap;
@@ -116,7 +116,11 @@ impl NodeCache {
 
     fn insert(&mut self, bytenr: u64, node: Node) {
         if self.map.len() >= self.cap {
-            let oldest = self.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k);
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k);
             if let Some(k) = oldest {
                 self.map.remove(&k);
             }
@@ -182,7 +186,9 @@ impl Reader {
             self.dev
                 .borrow_mut()
                 .read_at(m.physical, piece)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("btrfs: reading {at}: {}", e.message)))?;
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("btrfs: reading {at}: {}", e.message))
+                })?;
             done += n;
         }
         Ok(())
@@ -335,7 +341,9 @@ impl Reader {
             if let Some(next) = node.key(i + 1).filter(|_| i + 1 < node.nritems) {
                 hi = Some(next);
             }
-            let (ptr, generation) = node.child(i).ok_or_else(|| corrupt("truncated key pointer"))?;
+            let (ptr, generation) = node
+                .child(i)
+                .ok_or_else(|| corrupt("truncated key pointer"))?;
             let child = self.read_node(ptr, node.level - 1, generation)?;
             self.check_child(&child, &first, hi.as_ref(), ptr)?;
             node = child;
@@ -397,7 +405,9 @@ impl Reader {
             }
             let next = if i + 1 < n { node.key(i + 1) } else { None };
             let child_hi = next.as_ref().or(hi);
-            let (ptr, generation) = node.child(i).ok_or_else(|| corrupt("truncated key pointer"))?;
+            let (ptr, generation) = node
+                .child(i)
+                .ok_or_else(|| corrupt("truncated key pointer"))?;
             let child = self.read_node(ptr, node.level - 1, generation)?;
             self.check_child(&child, &first, child_hi, ptr)?;
             if !self.walk_node(&child, child_hi, min, max, f)? {
