@@ -959,9 +959,15 @@ fn corrupt_images_are_errors_not_panics() {
 /// skipped (with a note) where btrfs cannot be mounted.
 #[test]
 fn kernel_written_image() {
+    // Default features (holes implicit) and without NO_HOLES (explicit hole extents).
+    kernel_written(&[], "");
+    kernel_written(&["-O", "^no-holes"], "disk byte 0 nr 0");
+}
+
+fn kernel_written(mkfs_args: &[&str], must_contain: &str) {
     let src = TempDir::new("btrfs-src-kw");
     std::fs::write(src.0.join("seed"), b"seed").unwrap();
-    let img = mkfs(&src.0, &[]);
+    let img = mkfs(&src.0, mkfs_args);
     let sh = |m: &Path, script: &str| {
         let out = Command::new("sh")
             .arg("-c")
@@ -1030,6 +1036,7 @@ fn kernel_written_image() {
     }
     let dump = dump_tree(&img, "fs");
     assert!(dump.contains("type 2 (prealloc)"), "no prealloc extent");
+    assert!(dump.contains(must_contain), "{mkfs_args:?}: no {must_contain:?}");
     assert!(dump.contains("(inline)") && dump.contains("compression 3 (zstd)"));
     // Extents referenced at an offset (the overwritten middles).
     assert!(
