@@ -395,6 +395,12 @@ fn feature_matrix_matches_source_and_kernel() {
             &["--compress", "zlib:9", "-n", "65536"],
             Some(COMPRESS_ZLIB),
         ),
+        // 16 KiB sectors: lzo segments and data csums per 16 KiB (Linux on x86 may refuse
+        // to mount it; the source is the oracle then).
+        (
+            &["-s", "16384", "-n", "16384", "--compress", "lzo"],
+            Some(COMPRESS_LZO),
+        ),
     ];
     for (args, comp) in cases {
         let img = mkfs(&src.0, args);
@@ -572,6 +578,30 @@ fn probe_label_and_uuid_match_blkid() {
     let fs = open(&img, None);
     assert_eq!(fs.label(), "my-root");
     assert_eq!(fs.uuid(), "0b9f2c3e-1d2a-4e5f-8a9b-0c1d2e3f4a5b");
+    // A changed fsid with the old one kept as the metadata UUID (btrfstune -M): tree
+    // blocks still carry the old UUID, blkid and the reader report the new one.
+    run(
+        "btrfstune",
+        &[
+            "-f",
+            "-M",
+            "5a5a5a5a-1111-4222-8333-444455556666",
+            img.path(),
+        ],
+        None,
+    );
+    let b = blkid(img.path());
+    assert_eq!(
+        b.get("UUID").map(String::as_str),
+        Some("5a5a5a5a-1111-4222-8333-444455556666")
+    );
+    let mut fs = open(&img, None);
+    assert_eq!(fs.uuid(), "5a5a5a5a-1111-4222-8333-444455556666");
+    assert_eq!(fs.read("/f", 0, 10).unwrap(), b"x");
+    assert_eq!(
+        crate::fs::probe::probe(&img.disk()).uuid.as_ref(),
+        b.get("UUID")
+    );
 }
 
 /// `btrfs subvolume list` lines: id → (gen, top level, path).
@@ -739,6 +769,7 @@ fn statvfs_matches_kernel() {
         &["-d", "dup", "-m", "dup"][..],
         &["-M"][..],
         &["--compress", "zstd"][..],
+        &["-O", "block-group-tree", "--csum", "sha256"][..],
     ] {
         let img = mkfs(&src.0, args);
         let mut fs = open(&img, None);
@@ -1036,7 +1067,10 @@ fn kernel_written(mkfs_args: &[&str], must_contain: &str) {
     }
     let dump = dump_tree(&img, "fs");
     assert!(dump.contains("type 2 (prealloc)"), "no prealloc extent");
-    assert!(dump.contains(must_contain), "{mkfs_args:?}: no {must_contain:?}");
+    assert!(
+        dump.contains(must_contain),
+        "{mkfs_args:?}: no {must_contain:?}"
+    );
     assert!(dump.contains("(inline)") && dump.contains("compression 3 (zstd)"));
     // Extents referenced at an offset (the overwritten middles).
     assert!(
