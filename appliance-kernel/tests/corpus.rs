@@ -387,7 +387,7 @@ fn btrfs_image(t: &Tmp, compress: &str) -> (Vec<u8>, Vec<(usize, usize)>) {
         if (w.first() == Some(&"leaf") || w.first() == Some(&"node")) && w.get(2) == Some(&"items")
         {
             let map = Command::new("btrfs-map-logical")
-                .args(["-l", w[1]])
+                .args(["-l", w[1], "-b", "4096"])
                 .arg(&img)
                 .output()
                 .unwrap();
