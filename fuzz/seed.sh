@@ -12,6 +12,6 @@ truncate -s 1M "$t/mbr.img"; echo ',256K,83' | sfdisk -q "$t/mbr.img"
 truncate -s 1M "$t/gpt.img"; sgdisk -n 1:34:+256K "$t/gpt.img" >/dev/null
 truncate -s 256M "$t/btrfs.img"
 mkfs.btrfs -q -f --shrink -m single -n 4096 --compress zstd --rootdir "$t/src" "$t/btrfs.img"
-cp "$t/ext4.img" "$t/fat.img" "$t/btrfs.img" corpus/filesystems/
+cp "$t/ext4.img" "$t/fat.img" corpus/filesystems/
 cp "$t/btrfs.img" corpus/btrfs/
 cp "$t/mbr.img" "$t/gpt.img" "$t/fat.img" corpus/partitions/
