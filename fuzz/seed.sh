@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PATH="/usr/sbin:/sbin:$PATH"
 t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
-mkdir -p "$t/src/d" corpus/filesystems corpus/partitions
+mkdir -p "$t/src/d" corpus/filesystems corpus/partitions corpus/btrfs
 echo hello > "$t/src/a.txt"; echo world > "$t/src/d/b.txt"; ln -s a.txt "$t/src/l"
 mkfs.ext4 -q -F -b 1024 -N 32 -O ^has_journal -d "$t/src" "$t/ext4.img" 256 >/dev/null 2>&1
 mkfs.vfat -C "$t/fat.img" 128 >/dev/null; mcopy -i "$t/fat.img" "$t/src/a.txt" ::/
@@ -13,7 +13,10 @@ truncate -s 1M "$t/gpt.img"; sgdisk -n 1:34:+256K "$t/gpt.img" >/dev/null
 # NTFS: 2 MiB, 512-byte clusters; files copied in with ntfscp (no FUSE needed).
 truncate -s 2M "$t/ntfs.img"; mkntfs -F -Q -q -c 512 -L seed "$t/ntfs.img" 2>/dev/null
 ntfscp -q "$t/ntfs.img" "$t/src/a.txt" /a.txt
+truncate -s 256M "$t/btrfs.img"
+mkfs.btrfs -q -f --shrink -m single -n 4096 --compress zstd --rootdir "$t/src" "$t/btrfs.img"
 cp "$t/ext4.img" "$t/fat.img" "$t/ntfs.img" corpus/filesystems/
+cp "$t/btrfs.img" corpus/btrfs/
 cp "$t/mbr.img" "$t/gpt.img" "$t/fat.img" corpus/partitions/
 # LUKS1 and LUKS2 headers (passphrase "fuzz", cheap KDFs within the target's limits),
 # and a LUKS2 JSON area on its own.

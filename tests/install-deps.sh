@@ -23,6 +23,9 @@ have pvcreate || pkgs+=(lvm2)
 have cryptsetup || pkgs+=(cryptsetup-bin)
 # LUKS payload oracle: OpenSSL's AES-XTS/CBC through Python's cryptography package.
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || pkgs+=(python3-cryptography)
+# btrfs-progs >= 6.x (bookworm-backports): mkfs.btrfs --rootdir --subvol --compress.
+# (Matched on the captured help text: `| grep -q` would SIGPIPE mkfs.btrfs under pipefail.)
+case "$(mkfs.btrfs --help 2>&1 || true)" in *--compress*) ;; *) pkgs+=(btrfs-progs) ;; esac
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -1,10 +1,11 @@
-//! Corpus test: deterministic bit-flipped and truncated variants of small ext4 and FAT
-//! images, each mounted read-only through the RPC dispatcher on a read-only disk, listed
+//! Corpus test: deterministic bit-flipped and truncated variants of small ext4, FAT,
+//! NTFS, btrfs, LVM and LUKS images, each mounted read-only through the RPC dispatcher on a read-only disk, listed
 //! and read recursively (`find` + `pread` of every file). Pass: no panic, no hang (each
 //! variant runs in a thread with a time limit) and the image bytes unchanged.
 //!
 //! Images are built with the real tools (`mkfs.ext4 -d`, `mkfs.vfat` + `mcopy`/`mmd`,
-//! `cryptsetup luksFormat` for LUKS1/LUKS2 around an ext4 payload, unlocked and read).
+//! `mkfs.btrfs --rootdir`, `cryptsetup luksFormat` for LUKS1/LUKS2 around an ext4 payload,
+//! unlocked and read).
 
 use appliance::block::BlockDevice;
 use appliance::block::{MemDisk, SharedDevice, shared};
@@ -314,12 +315,23 @@ fn variants(
 /// hang, naming the variant.
 fn run_corpus(name: &str, base: Vec<u8>, fstype: &'static str, seed: u32, hot: usize) -> usize {
     // The pristine image must mount and read all its files.
-    let pristine_reads = exercise(base.clone(), Some(fstype));
+    let vs = variants(&base, seed, 170, 40, hot);
+    run_fs_variants(name, base, vs, fstype)
+}
+
+/// Checks the pristine `base` reads, then runs the filesystem variants `vs` (mounted with
+/// the type detected, or named `fstype`, in turn).
+fn run_fs_variants(
+    name: &str,
+    base: Vec<u8>,
+    vs: Vec<(String, Vec<u8>)>,
+    fstype: &'static str,
+) -> usize {
+    let pristine_reads = exercise(base, Some(fstype));
     assert!(
         pristine_reads >= 5,
         "{name}: pristine image read {pristine_reads} files"
     );
-    let vs = variants(&base, seed, 170, 40, hot);
     run_variants(name, vs, move |img, i| {
         exercise(img, if i % 2 == 0 { None } else { Some(fstype) })
     })
@@ -890,4 +902,138 @@ fn luks2_corpus() {
     );
     let n = run_luks_corpus("luks2", img, 0x1A5C_0002, 36 * 1024, true);
     assert!(n >= 300);
+}
+
+/// A small btrfs image (single metadata, so a flipped block has no good mirror) of the
+/// source tree, with a compressed file, and the physical ranges of its tree blocks.
+fn btrfs_image(t: &Tmp, compress: &str) -> (Vec<u8>, Vec<(usize, usize)>) {
+    let src = source_tree(t, true);
+    std::fs::write(
+        src.join("dir/compressible.txt"),
+        "all work and no play makes a dull image\n".repeat(5000),
+    )
+    .unwrap();
+    let img = t.0.join("btrfs.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    run(Command::new("mkfs.btrfs")
+        .args([
+            "-q",
+            "-f",
+            "--shrink",
+            "-m",
+            "single",
+            "-n",
+            "4096",
+            "--compress",
+            compress,
+        ])
+        .arg("--rootdir")
+        .arg(&src)
+        .arg(&img));
+    let dump = Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let mut blocks = Vec::new();
+    for l in String::from_utf8_lossy(&dump.stdout).lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if (w.first() == Some(&"leaf") || w.first() == Some(&"node")) && w.get(2) == Some(&"items")
+        {
+            let map = Command::new("btrfs-map-logical")
+                .args(["-l", w[1], "-b", "4096"])
+                .arg(&img)
+                .output()
+                .unwrap();
+            for m in String::from_utf8_lossy(&map.stdout).lines() {
+                let f: Vec<&str> = m.split_whitespace().collect();
+                if f.first() == Some(&"mirror") {
+                    blocks.push((f[5].parse().unwrap(), 4096));
+                }
+            }
+        }
+    }
+    blocks.push((0x10000, 4096)); // the superblock
+    blocks.sort();
+    blocks.dedup();
+    (std::fs::read(img).unwrap(), blocks)
+}
+
+/// btrfs variants: flips inside tree blocks and the superblock with the checksums
+/// recomputed afterwards (so they reach the parsers), flips left unsealed (checksums
+/// must catch them), flips anywhere, and truncations.
+fn btrfs_variants(base: &[u8], blocks: &[(usize, usize)], seed: u32) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    for i in 0..200 {
+        let mut v = base.to_vec();
+        let mut what = Vec::new();
+        let nbits = 1 + rng.below(if i % 5 == 0 { 24 } else { 3 });
+        for _ in 0..nbits {
+            let off = if i % 10 == 9 {
+                rng.below(v.len())
+            } else {
+                let (start, len) = blocks[rng.below(blocks.len())];
+                // Skip the checksum field: flips there only test the checksum.
+                start + 32 + rng.below(len - 32)
+            };
+            let bit = rng.below(8);
+            v[off] ^= 1 << bit;
+            what.push(format!("{off}.{bit}"));
+        }
+        let sealed = i % 4 != 3;
+        if sealed {
+            appliance::fs::btrfs::reseal_checksums(&mut v);
+        }
+        out.push((
+            format!(
+                "flip#{i}{} [{}]",
+                if sealed { " sealed" } else { "" },
+                what.join(" ")
+            ),
+            v,
+        ));
+    }
+    for i in 0..30 {
+        let len = if i % 2 == 0 {
+            rng.below(
+                blocks
+                    .last()
+                    .map_or(base.len(), |b| b.0 + b.1)
+                    .min(base.len()),
+            )
+        } else {
+            rng.below(base.len())
+        };
+        out.push((format!("truncate#{i} to {len}"), base[..len].to_vec()));
+    }
+    out
+}
+
+#[test]
+fn btrfs_corpus() {
+    assert!(
+        have("mkfs.btrfs") && have("btrfs-map-logical"),
+        "btrfs-progs is needed"
+    );
+    let mut total = 0;
+    for (compress, seed) in [
+        ("zstd", 0xB7F5_0001u32),
+        ("lzo", 0xB7F5_0002),
+        ("zlib", 0xB7F5_0003),
+    ] {
+        let t = Tmp::new(&format!("btrfs-{compress}"));
+        let (img, blocks) = btrfs_image(&t, compress);
+        assert!(
+            blocks.len() >= 8,
+            "{compress}: only {} tree blocks found",
+            blocks.len()
+        );
+        let vs = btrfs_variants(&img, &blocks, seed);
+        total += run_fs_variants(&format!("btrfs-{compress}"), img, vs, "btrfs");
+    }
+    assert!(total >= 600);
 }

@@ -42,26 +42,74 @@ fn backing_files_are_refused_by_default_and_checked_when_allowed() {
     // The classic attack: a qcow2 whose backing file is a host secret.
     let secret = p("secret.raw");
     std::fs::write(&secret, b"root:$6$hash-of-the-host:19000:0:99999:7:::\n").unwrap();
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", s(&secret), "-F", "raw", s(&p("evil.qcow2"))]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        s(&secret),
+        "-F",
+        "raw",
+        s(&p("evil.qcow2")),
+    ]);
     refused(
-        &["pread-device", "-a", s(&p("evil.qcow2")), "/dev/sda", "0", "64"],
+        &[
+            "pread-device",
+            "-a",
+            s(&p("evil.qcow2")),
+            "/dev/sda",
+            "0",
+            "64",
+        ],
         &["refusing", "evil.qcow2", s(&secret), "backing=allow"],
     );
     // Pseudo-protocols and network names are never followed, even when allowed.
     for (name, backing) in [
-        ("json.qcow2", format!("json:{{\"driver\":\"file\",\"filename\":\"{}\"}}", s(&secret))),
+        (
+            "json.qcow2",
+            format!(
+                "json:{{\"driver\":\"file\",\"filename\":\"{}\"}}",
+                s(&secret)
+            ),
+        ),
         ("nbd.qcow2", "nbd://127.0.0.1:10809/x".to_string()),
         ("http.qcow2", "http://127.0.0.1/x.img".to_string()),
     ] {
-        qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", &backing, "-F", "raw", s(&p(name)), "1M"]);
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            &backing,
+            "-F",
+            "raw",
+            s(&p(name)),
+            "1M",
+        ]);
         let spec = format!("{},backing=allow", s(&p(name)));
         refused(&["devices", "-a", &spec], &["refusing", "protocol"]);
-        refused(&["devices", "-a", s(&p(name))], &["refusing", "backing=allow"]);
+        refused(
+            &["devices", "-a", s(&p(name))],
+            &["refusing", "backing=allow"],
+        );
     }
     // A backing file without a format (qemu would probe it): refused, and not reported as
     // a missing image.
     let base = raw_image(dir.path(), "base.raw", 1 << 20, 1);
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", s(&p("nofmt.qcow2"))]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "base.raw",
+        "-F",
+        "raw",
+        s(&p("nofmt.qcow2")),
+    ]);
     let mut bytes = std::fs::read(p("nofmt.qcow2")).unwrap();
     let at = bytes
         .windows(4)
@@ -75,8 +123,29 @@ fn backing_files_are_refused_by_default_and_checked_when_allowed() {
     assert!(!stderr(&o).contains("not found"), "{}", stderr(&o));
     // A loop a -> b -> a.
     qemu_img(&["create", "-q", "-f", "qcow2", s(&p("a.qcow2")), "1M"]);
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", s(&p("b.qcow2"))]);
-    qemu_img(&["rebase", "-q", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", s(&p("a.qcow2"))]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "a.qcow2",
+        "-F",
+        "qcow2",
+        s(&p("b.qcow2")),
+    ]);
+    qemu_img(&[
+        "rebase",
+        "-q",
+        "-u",
+        "-f",
+        "qcow2",
+        "-b",
+        "b.qcow2",
+        "-F",
+        "qcow2",
+        s(&p("a.qcow2")),
+    ]);
     let spec = format!("{},backing=allow", s(&p("a.qcow2")));
     refused(&["devices", "-a", &spec], &["refusing", "loops"]);
     // Too deep: 18 layers.
@@ -84,7 +153,17 @@ fn backing_files_are_refused_by_default_and_checked_when_allowed() {
     let mut fmt = "raw";
     for i in 0..18 {
         let name = format!("deep{i}.qcow2");
-        qemu_img(&["create", "-q", "-f", "qcow2", "-b", &below, "-F", fmt, s(&p(&name))]);
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            &below,
+            "-F",
+            fmt,
+            s(&p(&name)),
+        ]);
         below = name;
         fmt = "qcow2";
     }
@@ -101,9 +180,29 @@ fn a_relative_chain_of_three_reads_like_qemu_img_says() {
     let size = 4 << 20;
     raw_image(&sub, "l0.raw", size, 7);
     // Each layer changes some clusters, through qemu's own writer (qemu-io).
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "l0.raw", "-F", "raw", s(&sub.join("l1.qcow2"))]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "l0.raw",
+        "-F",
+        "raw",
+        s(&sub.join("l1.qcow2")),
+    ]);
     qemu_io(&sub.join("l1.qcow2"), "write -P 0xa1 65536 131072");
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "l1.qcow2", "-F", "qcow2", s(&sub.join("l2.qcow2"))]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "l1.qcow2",
+        "-F",
+        "qcow2",
+        s(&sub.join("l2.qcow2")),
+    ]);
     qemu_io(&sub.join("l2.qcow2"), "write -P 0xb2 1048576 4096");
     let top = sub.join("l2.qcow2");
     let want = contents(&top, "qcow2");
@@ -114,7 +213,10 @@ fn a_relative_chain_of_three_reads_like_qemu_img_says() {
         .launch()
         .unwrap();
     let got = s.pread_device("/dev/sda", 0, size as u64).unwrap();
-    assert!(got == want, "the chain reads differently from qemu-img convert");
+    assert!(
+        got == want,
+        "the chain reads differently from qemu-img convert"
+    );
     let chain: Vec<(PathBuf, String)> = s.chains()[0]
         .1
         .iter()
@@ -172,24 +274,45 @@ fn external_data_files_are_refused_unless_allowed() {
     ]);
     let bytes = pattern(1 << 20, 3);
     std::fs::write(&data, &bytes).unwrap();
-    refused(&["devices", "-a", s(&img)], &["refusing", "external data file", "ext.data"]);
+    refused(
+        &["devices", "-a", s(&img)],
+        &["refusing", "external data file", "ext.data"],
+    );
     let spec = format!("{},backing=allow", s(&img));
-    let o = skiff_cli(&["pread-device", "-a", &spec, "/dev/sda", "4096", "8192"], b"");
+    let o = skiff_cli(
+        &["pread-device", "-a", &spec, "/dev/sda", "4096", "8192"],
+        b"",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(o.stdout == bytes[4096..4096 + 8192], "data file read wrongly");
+    assert!(
+        o.stdout == bytes[4096..4096 + 8192],
+        "data file read wrongly"
+    );
 }
 
 #[test]
 fn bad_paths_fail_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     refused(&["devices", "-a", s(&fifo)], &["refusing", "FIFO"]);
     let sock = dir.path().join("sock");
     let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     refused(&["devices", "-a", s(&sock)], &["refusing", "socket"]);
-    refused(&["devices", "-a", "/dev/zero"], &["refusing", "character device"]);
-    refused(&["devices", "-a", s(dir.path())], &["refusing", "directory"]);
+    refused(
+        &["devices", "-a", "/dev/zero"],
+        &["refusing", "character device"],
+    );
+    refused(
+        &["devices", "-a", s(dir.path())],
+        &["refusing", "directory"],
+    );
     let link = dir.path().join("dangling.img");
     std::os::unix::fs::symlink(dir.path().join("gone.img"), &link).unwrap();
     refused(&["devices", "-a", s(&link)], &["refusing", "dangling"]);
@@ -213,7 +336,17 @@ fn bad_paths_fail_at_once() {
         .unwrap();
     assert!(out.status.success(), "losetup: {out:?}");
     let loopdev = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let o = skiff_cli(&["pread-device", "-a", &format!("{loopdev},format=raw"), "/dev/sda", "0", "4096"], b"");
+    let o = skiff_cli(
+        &[
+            "pread-device",
+            "-a",
+            &format!("{loopdev},format=raw"),
+            "/dev/sda",
+            "0",
+            "4096",
+        ],
+        b"",
+    );
     let _ = Command::new("losetup").args(["-d", &loopdev]).status();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(o.stdout == pattern(2 << 20, 9)[..4096]);
@@ -225,7 +358,17 @@ fn qemu_opens_nothing_itself_and_is_confined() {
     let dir = tempfile::tempdir().unwrap();
     let img = raw_image(dir.path(), "disk.raw", 1 << 20, 5);
     let q = dir.path().join("top.qcow2");
-    qemu_img(&["create", "-q", "-f", "qcow2", "-b", "disk.raw", "-F", "raw", s(&q)]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "disk.raw",
+        "-F",
+        "raw",
+        s(&q),
+    ]);
     let mut sess = builder()
         .add_drive(&q, DriveOptions::writable().allow_backing())
         .launch()
@@ -233,7 +376,10 @@ fn qemu_opens_nothing_itself_and_is_confined() {
     let pid = sess.qemu_pid().unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline);
-    assert!(!cmdline.contains("top.qcow2") && !cmdline.contains("disk.raw"), "{cmdline}");
+    assert!(
+        !cmdline.contains("top.qcow2") && !cmdline.contains("disk.raw"),
+        "{cmdline}"
+    );
     assert!(cmdline.contains("/dev/fdset/"), "{cmdline}");
     // Every fd of qemu that is a file names one of the two images (passed by skiff) or
     // something qemu makes itself (anonymous memory, eventfds, pipes, sockets, /dev/null).
@@ -266,15 +412,24 @@ fn qemu_opens_nothing_itself_and_is_confined() {
             .split_whitespace()
             .map(|u| u.parse().unwrap())
             .collect();
-        assert!(uid.iter().all(|&u| u >= skiff::confine::UID_BASE), "{uid:?}");
+        assert!(
+            uid.iter().all(|&u| u >= skiff::confine::UID_BASE),
+            "{uid:?}"
+        );
         let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
         assert_eq!(root, Path::new(skiff::confine::EMPTY_DIR));
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
     }
     // It still reads and writes.
     sess.pwrite_device("/dev/sda", 512, &[7u8; 512]).unwrap();
-    assert_eq!(sess.pread_device("/dev/sda", 512, 512).unwrap(), vec![7u8; 512]);
-    assert_eq!(sess.pread_device("/dev/sda", 0, 512).unwrap(), pattern(512, 5));
+    assert_eq!(
+        sess.pread_device("/dev/sda", 512, 512).unwrap(),
+        vec![7u8; 512]
+    );
+    assert_eq!(
+        sess.pread_device("/dev/sda", 0, 512).unwrap(),
+        pattern(512, 5)
+    );
     sess.shutdown().unwrap();
     // The write went to the overlay, never to the read-only backing file.
     assert!(std::fs::read(&img).unwrap() == pattern(1 << 20, 5));
@@ -288,7 +443,18 @@ fn a_header_repointed_during_a_write_session_is_an_error() {
     // The same header naming a host file, prepared aside.
     let evil = dir.path().join("evil.qcow2");
     std::fs::copy(&img, &evil).unwrap();
-    qemu_img(&["rebase", "-q", "-u", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", s(&evil)]);
+    qemu_img(&[
+        "rebase",
+        "-q",
+        "-u",
+        "-f",
+        "qcow2",
+        "-b",
+        "/etc/passwd",
+        "-F",
+        "raw",
+        s(&evil),
+    ]);
     let sess = builder()
         .add_drive(&img, DriveOptions::writable().format(Format::Qcow2))
         .launch()
@@ -349,7 +515,10 @@ fn qemus_of(parent: u32) -> Vec<u32> {
             std::fs::read_to_string(format!("/proc/{q}/status"))
                 .unwrap_or_default()
                 .lines()
-                .any(|l| l.strip_prefix("PPid:").is_some_and(|v| v.trim() == parent.to_string()))
+                .any(|l| {
+                    l.strip_prefix("PPid:")
+                        .is_some_and(|v| v.trim() == parent.to_string())
+                })
         })
         .collect()
 }
@@ -371,7 +540,14 @@ fn kill_9_mid_upload_leaves_no_qemu_and_a_clean_filesystem() {
     let img = guests::small_ext4(dir.path(), "g.img", "victim");
     // Room for the upload.
     qemu_img(&["resize", "-q", "-f", "raw", s(&img), "96M"]);
-    assert!(Command::new("resize2fs").args(["-f", s(&img)]).output().unwrap().status.success());
+    assert!(
+        Command::new("resize2fs")
+            .args(["-f", s(&img)])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     let big = dir.path().join("big.bin");
     std::fs::write(&big, pattern(60 << 20, 11)).unwrap();
     for round in 0..3u64 {
@@ -405,9 +581,20 @@ fn kill_9_of_a_pooled_each_leaves_no_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let mut imgs = Vec::new();
     for i in 0..6 {
-        imgs.push(guests::small_ext4(dir.path(), &format!("g{i}.img"), &format!("h{i}")));
+        imgs.push(guests::small_ext4(
+            dir.path(),
+            &format!("g{i}.img"),
+            &format!("h{i}"),
+        ));
     }
-    let mut args: Vec<String> = vec!["--timeout".into(), "120".into(), "each".into(), "--pool".into(), "-j".into(), "2".into()];
+    let mut args: Vec<String> = vec![
+        "--timeout".into(),
+        "120".into(),
+        "each".into(),
+        "--pool".into(),
+        "-j".into(),
+        "2".into(),
+    ];
     args.extend(imgs.iter().map(|p| p.display().to_string()));
     args.extend(["--".into(), "cat".into(), "/etc/hostname".into()]);
     let mut child = Command::new(skiff_bin())
@@ -454,9 +641,15 @@ fn guest_missing_mountpoint(dir: &Path) -> PathBuf {
     let ext4 = work.path().join("root.ext4");
     guests::mkfs_ext4(&root, &ext4, "8M", &["-U", guests::DEBIAN_ROOT_UUID]);
     let esp = work.path().join("esp.vfat");
-    guests::run("mkfs.vfat", &["-C", "-F", "16", "-i", "12AB34CD", s(&esp), "8192"]);
+    guests::run(
+        "mkfs.vfat",
+        &["-C", "-F", "16", "-i", "12AB34CD", s(&esp), "8192"],
+    );
     let img = dir.join("lost-esp.img");
-    std::fs::File::create(&img).unwrap().set_len(24 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(24 << 20)
+        .unwrap();
     guests::sfdisk(
         &img,
         "label: gpt\nstart=2048, size=16384, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n\
@@ -485,10 +678,25 @@ fn a_missing_mountpoint_is_a_warning_not_a_failure() {
     let w = doc["warnings"].as_array().unwrap();
     assert_eq!(w.len(), 1, "{doc}");
     assert!(w[0].as_str().unwrap().contains("/boot/efi"), "{doc}");
-    assert!(doc["names"].as_array().unwrap().iter().any(|n| n == "hostname"));
+    assert!(
+        doc["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "hostname")
+    );
     // -m is not forgiving: what the user asked for must mount.
     let o = skiff_cli(
-        &["cat", "-a", s(&img), "-m", "/dev/sda2", "-m", "/dev/sda1:/boot/efi", "/etc/hostname"],
+        &[
+            "cat",
+            "-a",
+            s(&img),
+            "-m",
+            "/dev/sda2",
+            "-m",
+            "/dev/sda1:/boot/efi",
+            "/etc/hostname",
+        ],
         b"",
     );
     assert!(!o.status.success());

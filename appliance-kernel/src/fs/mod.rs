@@ -5,6 +5,7 @@
 //! [`wire::Error`] on failure: a corrupt structure is `Corrupt`, a missing feature
 //! `Unsupported` (naming it), never a panic.
 
+pub mod btrfs;
 pub mod ext4;
 pub mod fat;
 pub mod ntfs;

@@ -3,7 +3,7 @@
 
 use super::{Appliance, err};
 use crate::block::{SharedDevice, Window, shared};
-use crate::fs::{FileSystem, FsResult, ext4, fat, ntfs, probe};
+use crate::fs::{FileSystem, FsResult, btrfs, ext4, fat, ntfs, probe};
 use crate::part::{self, PartEntry};
 use alloc::boxed::Box;
 use alloc::format;
@@ -181,6 +181,7 @@ impl Appliance {
             "ext2" | "ext3" | "ext4" => ext4::mount(dev, readonly),
             "vfat" | "fat" | "msdos" => fat::mount(dev, readonly),
             "ntfs" | "ntfs-3g" => ntfs::mount(dev, readonly),
+            "btrfs" => btrfs::mount(dev, readonly),
             "unknown" => Err(err(
                 ErrorKind::Unsupported,
                 format!("{device}: no filesystem recognised"),
