@@ -11,6 +11,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use wire::{Error, ErrorKind, Filesystem, Partition};
 
+/// libguestfs' prefix for a btrfs subvolume as a mountable: `btrfsvol:/dev/sda3/home`.
+pub const BTRFSVOL: &str = "btrfsvol:";
+
 /// `/dev/sda` + 1 → `/dev/sda1`.
 pub fn partition_name(disk: &str, number: u32) -> String {
     format!("{disk}{number}")
@@ -159,7 +162,44 @@ impl Appliance {
         for (name, dev) in self.luks_mapped() {
             out.push(entry(name, &dev));
         }
+        // The subvolumes of every btrfs, as libguestfs names them: `btrfsvol:DEV/PATH`.
+        let mut subvols = Vec::new();
+        for f in out.iter().filter(|f| f.fstype == "btrfs") {
+            let Ok(dev) = self.device(&f.device) else {
+                continue;
+            };
+            for sv in btrfs::list_subvolumes(dev).unwrap_or_default() {
+                subvols.push(Filesystem {
+                    device: format!("{BTRFSVOL}{}/{}", f.device, sv.path),
+                    ..f.clone()
+                });
+            }
+        }
+        out.extend(subvols);
         out
+    }
+
+    /// Splits `btrfsvol:DEVICE/SUBVOLUME` into the device (the shortest prefix that names
+    /// a device: device names may hold `/` themselves, `/dev/VG/LV`) and the subvolume.
+    fn split_btrfsvol(&self, name: &str) -> Result<(String, SharedDevice, String), Error> {
+        let rest = name.strip_prefix(BTRFSVOL).unwrap_or(name);
+        let bad = || {
+            err(
+                ErrorKind::NotFound,
+                format!("{name}: expected btrfsvol:/dev/DEVICE/SUBVOLUME with an existing device"),
+            )
+        };
+        for (i, _) in rest.match_indices('/').skip(2) {
+            let (dev, sub) = rest.split_at(i);
+            let sub = sub.trim_start_matches('/');
+            if sub.is_empty() {
+                break;
+            }
+            if let Ok(d) = self.device(dev) {
+                return Ok((String::from(dev), d, String::from(sub)));
+            }
+        }
+        Err(bad())
     }
 
     /// Opens the filesystem on `device` with the given or detected type.
@@ -220,6 +260,17 @@ impl Appliance {
                     m.device, m.mountpoint
                 ),
             ));
+        }
+        if device.starts_with(BTRFSVOL) {
+            let (_, dev, subvol) = self.split_btrfsvol(device)?;
+            if fstype.is_some_and(|t| t != "btrfs") {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    format!("{device} is a btrfs subvolume, not {fstype:?}"),
+                ));
+            }
+            let fs = btrfs::mount_subvol(dev, true, Some(&subvol))?;
+            return self.mounts.mount(device, mountpoint, fs);
         }
         let dev = self.device(device)?;
         let readonly = readonly || dev.borrow().readonly();

@@ -71,10 +71,19 @@ impl Appliance {
         let disk = self.disks.get_mut(slot).and_then(Option::take)?;
         self.invalidate_lvm();
         self.luks_forget_disk(&disk.name);
-        self.mounts.forget(|dev| {
+        let on_disk = |dev: &str| {
             dev.strip_prefix(disk.name.as_str())
                 .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
                 || lvs.iter().any(|l| l == dev)
+        };
+        self.mounts.forget(|dev| {
+            // A btrfs subvolume goes with the device under it (`btrfsvol:DEV/PATH`).
+            match dev.strip_prefix(devices::BTRFSVOL) {
+                Some(rest) => rest
+                    .match_indices('/')
+                    .any(|(i, _)| rest.get(..i).is_some_and(on_disk)),
+                None => on_disk(dev),
+            }
         });
         Some(disk)
     }

@@ -1270,3 +1270,84 @@ fn decompressors_survive_mutated_extents() {
         }
     }
 }
+
+/// Subvolumes through the dispatcher, named as libguestfs names them:
+/// `btrfsvol:DEVICE/PATH` in `filesystems`, mountable by that name, gone with the disk.
+#[test]
+fn btrfsvol_names_through_the_dispatcher() {
+    use crate::rpc::Appliance;
+    use alloc::string::ToString;
+    use wire::{Reply, Request};
+    let src = TempDir::new("btrfs-src-btrfsvol");
+    let p = |s: &str| src.0.join(s);
+    for d in ["root/etc", "home/user"] {
+        std::fs::create_dir_all(p(d)).unwrap();
+    }
+    std::fs::write(p("root/etc/hostname"), b"fedora\n").unwrap();
+    std::fs::write(p("home/user/notes"), b"mine\n").unwrap();
+    let img = mkfs(&src.0, &["--subvol", "default:root", "--subvol", "rw:home"]);
+    let mut a = Appliance::new();
+    a.set_disk(0, img.disk());
+    let Reply::Filesystems(fss) = a.handle(Request::Filesystems).unwrap() else {
+        panic!()
+    };
+    let names: Vec<(&str, &str)> = fss
+        .iter()
+        .map(|f| (f.device.as_str(), f.fstype.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("/dev/sda", "btrfs"),
+            ("btrfsvol:/dev/sda/root", "btrfs"),
+            ("btrfsvol:/dev/sda/home", "btrfs"),
+        ]
+    );
+    assert_eq!(fss[1].uuid, fss[0].uuid);
+    let mount = |a: &mut Appliance, dev: &str, mp: &str| {
+        a.handle(Request::Mount {
+            device: dev.to_string(),
+            mountpoint: mp.to_string(),
+            readonly: true,
+            fstype: None,
+        })
+    };
+    let cat = |a: &mut Appliance, path: &str| match a.handle(Request::Pread {
+        path: path.to_string(),
+        offset: 0,
+        len: 100,
+    }) {
+        Ok(Reply::Data(d)) => d.0,
+        other => panic!("{path}: {other:?}"),
+    };
+    // The guest's own layout: root subvolume at /, home at /home.
+    mount(&mut a, "btrfsvol:/dev/sda/root", "/").unwrap();
+    std::fs::create_dir_all(p("root/home")).ok();
+    assert_eq!(cat(&mut a, "/etc/hostname"), b"fedora\n");
+    // /home does not exist in the root subvolume: mounting there is refused, and the
+    // subvolume mounts elsewhere (at / of another appliance) fine.
+    assert!(mount(&mut a, "btrfsvol:/dev/sda/home", "/home").is_err());
+    let mut b = Appliance::new();
+    b.set_disk(0, img.disk());
+    mount(&mut b, "btrfsvol:/dev/sda/home", "/").unwrap();
+    assert_eq!(cat(&mut b, "/user/notes"), b"mine\n");
+    let Reply::Mounts(m) = b.handle(Request::Mounts).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m[0].device, "btrfsvol:/dev/sda/home");
+    assert_eq!(m[0].fstype, "btrfs");
+    // Bad names.
+    for bad in [
+        "btrfsvol:/dev/sdz/home",
+        "btrfsvol:/dev/sda",
+        "btrfsvol:/dev/sda/nope",
+    ] {
+        assert!(mount(&mut b, bad, "/x").is_err(), "{bad}");
+    }
+    // The subvolume's mount goes with its disk.
+    b.remove_disk(0);
+    let Reply::Mounts(m) = b.handle(Request::Mounts).unwrap() else {
+        panic!()
+    };
+    assert!(m.is_empty(), "{m:?}");
+}
