@@ -9,6 +9,7 @@ pub mod ext4;
 pub mod fat;
 pub mod probe;
 pub mod vfs;
+pub mod xfs;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -3,7 +3,7 @@
 
 use super::{Appliance, err};
 use crate::block::{SharedDevice, Window, shared};
-use crate::fs::{FileSystem, FsResult, ext4, fat, probe};
+use crate::fs::{FileSystem, FsResult, ext4, fat, probe, xfs};
 use crate::part::{self, PartEntry};
 use alloc::boxed::Box;
 use alloc::format;
@@ -131,6 +131,7 @@ impl Appliance {
         match t {
             "ext2" | "ext3" | "ext4" => ext4::mount(dev, readonly),
             "vfat" | "fat" | "msdos" => fat::mount(dev, readonly),
+            "xfs" => xfs::mount(dev, readonly),
             "unknown" => Err(err(
                 ErrorKind::Unsupported,
                 format!("{device}: no filesystem recognised"),
