@@ -63,7 +63,7 @@ impl XfsFs {
 
     /// Directory block `dablk` (a file block number, aligned to the directory block
     /// size) with its 512-byte address, or `None` when it is a hole.
-    fn dir_block(&mut self, dir: &Inode, dablk: u64) -> FsResult<Option<(Rc<Vec<u8>>, u64)>> {
+    pub(super) fn dir_block(&mut self, dir: &Inode, dablk: u64) -> FsResult<Option<(Rc<Vec<u8>>, u64)>> {
         let ino = dir.ino;
         let n = self.dirblk_fsbs();
         let bsize = self.sb.dir_blk_size() as usize;
