@@ -104,6 +104,10 @@ impl XfsFs {
     /// the right until `to` is covered and (for later reads) `WINDOW_TARGET` extents.
     fn bmbt_window(&mut self, inode: &Inode, from: u64, to: u64) -> FsResult<Window> {
         let ino = inode.ino;
+        #[cfg(test)]
+        {
+            self.window_loads += 1;
+        }
         let mut node = bmap::parse_root(&self.sb, ino, &inode.fork)?;
         let (mut exts, mut right) = loop {
             let i = node.child_for(from);

@@ -112,8 +112,8 @@ impl<R: FnMut(u64, &mut [u8]) -> FsResult<()>> Log<R> {
         Ok(hi)
     }
 
-    /// The head: the block the next record would be written at.
-    fn find_head(&mut self) -> FsResult<Option<u64>> {
+    /// The head: the block the next record would be written at (`None`: zeroed log).
+    pub fn find_head(&mut self) -> FsResult<Option<u64>> {
         let n = self.n;
         let first = self.cycle(0)?;
         if first == 0 {

@@ -74,6 +74,9 @@ pub struct XfsFs {
     windows: Vec<Rc<extents::Window>>,
     /// The file last read: its path and inode, so chunked reads skip the path walk.
     last_file: Option<(String, Rc<Inode>)>,
+    /// Block map windows loaded from a btree (a test hook for the window cache).
+    #[cfg(test)]
+    window_loads: usize,
 }
 
 fn ro_error() -> Error {
@@ -119,6 +122,8 @@ impl XfsFs {
             old: BTreeMap::new(),
             windows: Vec::new(),
             last_file: None,
+            #[cfg(test)]
+            window_loads: 0,
         };
         for agno in 0..fs.sb.ag_count.min(EAGER_AG_CHECKS) {
             fs.check_ag(agno)?;

@@ -426,7 +426,13 @@ fn long_target() -> String {
 fn standard_tree(node_entries: usize, remote_link: bool) -> N {
     let small = |i: usize| file(format!("content {i}\n").as_bytes());
     let short_dir = dir(vec![kid("a", small(1)), kid("b", small(2)), kid("sub", dir(vec![]))]);
-    let block_dir = dir((0..30).map(|i| kid(&format!("blk-{i:02}"), small(i))).collect());
+    // Too many for a shortform directory even in a 2 KiB inode, few enough for one
+    // 4 KiB directory block.
+    let block_dir = dir(
+        (0..70)
+            .map(|i| kid(&format!("block-entry-{i:02}-padding"), small(i)))
+            .collect(),
+    );
     let leaf_dir = dir(
         (0..400)
             .map(|i| kid(&format!("leaf-entry-with-a-longer-name-{i:05}"), small(i)))
@@ -596,4 +602,429 @@ fn v5_defaults() {
     }
     drop(fs);
     check_standard(&img, 6000, false, "node+btree");
+}
+
+#[test]
+fn v4_crc0() {
+    // v4 has no remote symlink header, so mkfs -p writes its long symlinks correctly.
+    let img = make_image(
+        "xfs-v4",
+        96 << 20,
+        &["-m", "crc=0", "-L", "skiff-v4"],
+        &standard_tree(3000, true),
+    );
+    let fs = open(img.path());
+    assert_eq!(fs.sb.version, 4);
+    assert!(fs.sb.ftype);
+    assert_eq!(fs.sb.inode_size, 256);
+    drop(fs);
+    check_standard(&img, 3000, true, "node+btree");
+}
+
+#[test]
+fn v4_without_ftype() {
+    let img = make_image(
+        "xfs-v4-noftype",
+        96 << 20,
+        &["-m", "crc=0", "-n", "ftype=0"],
+        &standard_tree(2000, true),
+    );
+    assert!(!open(img.path()).sb.ftype);
+    check_standard(&img, 2000, true, "node+btree");
+}
+
+/// v5 variants: each option set gets the standard tree and every check.
+fn v5_variant(tag: &str, opts: &[&str], check: impl Fn(&XfsFs)) {
+    let img = make_image(tag, 128 << 20, opts, &standard_tree(2500, false));
+    check(&open(img.path()));
+    let mut fs = open(img.path());
+    let kind = dir_kind(&mut fs, "/node");
+    assert!(kind.starts_with("node"), "{tag}: /node is {kind}");
+    drop(fs);
+    check_standard(&img, 2500, false, kind);
+}
+
+#[test]
+fn v5_rmapbt_reflink() {
+    v5_variant("xfs-rmap", &["-m", "rmapbt=1,reflink=1"], |fs| {
+        assert!(fs.sb.feature_names().contains(&"rmapbt"));
+        assert!(fs.sb.feature_names().contains(&"reflink"));
+    });
+}
+
+#[test]
+fn v5_dir_blocks_8k() {
+    v5_variant("xfs-n8k", &["-n", "size=8192"], |fs| {
+        assert_eq!(fs.sb.dir_blk_size(), 8192);
+    });
+}
+
+#[test]
+fn v5_many_small_ags_no_bigtime() {
+    v5_variant("xfs-ag8", &["-d", "agcount=8", "-m", "bigtime=0"], |fs| {
+        assert_eq!(fs.sb.ag_count, 8);
+        assert!(!fs.sb.feature_names().contains(&"bigtime"));
+    });
+}
+
+#[test]
+fn v5_1k_blocks_nrext64() {
+    v5_variant(
+        "xfs-1k",
+        &["-b", "size=1024", "-i", "nrext64=1", "-n", "size=4096"],
+        |fs| {
+            assert_eq!(fs.sb.block_size, 1024);
+            assert_eq!(fs.sb.dir_blk_size(), 4096);
+            assert!(fs.sb.feature_names().contains(&"nrext64"));
+        },
+    );
+}
+
+#[test]
+fn v5_2k_inodes() {
+    v5_variant("xfs-i2k", &["-i", "size=2048"], |fs| {
+        assert_eq!(fs.sb.inode_size, 2048);
+    });
+}
+
+#[test]
+fn ascii_ci_lookup() {
+    let root = dir(vec![
+        kid("MixedCase.TXT", file(b"one")),
+        kid(
+            "big",
+            dir((0..800)
+                .map(|i| kid(&format!("Entry-Name-{i:04}"), file(b"")))
+                .collect()),
+        ),
+    ]);
+    let img = make_image("xfs-ci", 64 << 20, &["-n", "version=ci"], &root);
+    let mut fs = open(img.path());
+    assert!(fs.sb.ascii_ci);
+    check_tree(&mut fs, "/", &root);
+    assert_eq!(fs.read("/mixedcase.txt", 0, 10).unwrap(), b"one");
+    assert_eq!(fs.read("/MIXEDCASE.txt", 0, 10).unwrap(), b"one");
+    // Through the hash index of a leaf/node directory too.
+    let want = fs.stat("/big/Entry-Name-0123", true).unwrap().ino;
+    assert_eq!(fs.stat("/BIG/entry-name-0123", true).unwrap().ino, want);
+    assert!(dir_kind(&mut fs, "/big") != "block");
+    check_against_db(&mut fs, img.path(), "/big");
+}
+
+/// A v5 image whose long symlink mkfs 6.1 wrote without the remote symlink header:
+/// xfs_repair -n flags it, and so must we (and nothing else in the image).
+#[test]
+fn mkfs_protofile_remote_symlink_is_corrupt() {
+    let store = TempDir::new("xfs-store");
+    let root = dir(vec![
+        kid("ok", file(b"fine")),
+        kid("slow-link", N::Link(long_target())),
+    ]);
+    let proto = store.0.join("proto");
+    std::fs::write(&proto, protofile(&root, &store)).unwrap();
+    let img = TempImage::new("xfs-badlink", 32 << 20);
+    tool(
+        "mkfs.xfs",
+        &["-q", "-f", "-p", proto.to_str().unwrap(), img.path()],
+    );
+    let repair = Command::new("xfs_repair")
+        .args(["-n", "-f", img.path()])
+        .output()
+        .unwrap();
+    assert!(!repair.status.success());
+    assert!(String::from_utf8_lossy(&repair.stderr).contains("bad symlink header"));
+    let mut fs = open(img.path());
+    assert_eq!(fs.read("/ok", 0, 10).unwrap(), b"fine");
+    let e = fs.read_link("/slow-link").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Corrupt);
+    assert!(e.message.contains("remote block"), "{e:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Kernel-written images (loop mounts)
+
+/// A loop mount of an image file, unmounted on drop.
+struct Mounted {
+    dir: TempDir,
+    on: bool,
+}
+
+impl Mounted {
+    fn new(img: &str, opts: &str) -> Self {
+        let dir = TempDir::new("xfs-mnt");
+        let o = if opts.is_empty() {
+            String::from("loop")
+        } else {
+            format!("loop,{opts}")
+        };
+        tool("mount", &["-o", &o, img, dir.path()]);
+        Mounted { dir, on: true }
+    }
+    fn at(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.0.join(rel)
+    }
+    fn umount(mut self) {
+        tool("umount", &[self.dir.path()]);
+        self.on = false;
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.on {
+            let _ = Command::new("umount").arg(self.dir.path()).status();
+        }
+    }
+}
+
+fn logprint_state(img: &str) -> String {
+    let out = Command::new("xfs_logprint")
+        .args(["-t", img])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.lines()
+        .find(|l| l.contains("state:"))
+        .unwrap_or_else(|| panic!("xfs_logprint: {s}"))
+        .trim()
+        .to_string()
+}
+
+/// Test hook: how many bmbt windows were loaded (see `extents`).
+fn windows_loaded(fs: &XfsFs) -> usize {
+    fs.window_loads
+}
+
+#[test]
+fn kernel_written_files() {
+    use std::os::unix::fs::symlink;
+    let img = TempImage::new("xfs-kernel", 128 << 20);
+    tool("mkfs.xfs", &["-q", "-f", img.path()]);
+    // Every other 4 KiB block of a 47 MiB file: 6000 extents, a two-level bmbt.
+    const HOLES: usize = 6000;
+    let mut holes = vec![0u8; (HOLES - 1) * 8192 + 4096];
+    let orig = pseudo_random(3 << 20, 77);
+    let max_target: String = {
+        let mut t = String::new();
+        // XFS_SYMLINK_MAXLEN is 1024 with the terminating NUL.
+        while t.len() < 1023 {
+            t.push_str("/segment");
+        }
+        t.truncate(1023);
+        t
+    };
+    {
+        // allocsize=4k: no speculative preallocation filling the holes.
+        let m = Mounted::new(img.path(), "allocsize=4k");
+        let f = std::fs::File::create(m.at("holes")).unwrap();
+        for i in 0..HOLES {
+            let block = pseudo_random(4096, i as u64 + 1);
+            f.write_all_at(&block, (i * 8192) as u64).unwrap();
+            holes[i * 8192..i * 8192 + 4096].copy_from_slice(&block);
+        }
+        f.sync_all().unwrap();
+        drop(f);
+        tool(
+            "xfs_io",
+            &[
+                "-f",
+                "-c",
+                "falloc 0 1m",
+                "-c",
+                "pwrite -S 0x61 524288 4096",
+                "-c",
+                "fsync",
+                m.at("prealloc").to_str().unwrap(),
+            ],
+        );
+        let f = std::fs::File::create(m.at("sparse")).unwrap();
+        f.set_len(10 << 20).unwrap();
+        f.write_all_at(b"island", 3 << 20).unwrap();
+        drop(f);
+        std::fs::write(m.at("orig"), &orig).unwrap();
+        tool(
+            "cp",
+            &[
+                "--reflink=always",
+                m.at("orig").to_str().unwrap(),
+                m.at("clone").to_str().unwrap(),
+            ],
+        );
+        symlink(long_target(), m.at("slow-link")).unwrap();
+        symlink(&max_target, m.at("max-link")).unwrap();
+        std::fs::create_dir(m.at("made")).unwrap();
+        for i in 0..1500 {
+            std::fs::write(m.at(&format!("made/kernel-made-entry-{i:05}")), b"k").unwrap();
+        }
+        m.umount();
+    }
+    repair_clean(img.path());
+    assert!(logprint_state(img.path()).contains("<CLEAN>"));
+    let path = img.path();
+    let mut fs = open(path);
+
+    // The fragmented file: btree format with a two-level tree, per xfs_db.
+    let hino = db_ino(path, "/holes");
+    let f = db_inode(path, hino);
+    assert_eq!(f["core.format"], "3 (btree)");
+    assert_eq!(f["core.nextents"], HOLES.to_string());
+    assert_eq!(f["u3.bmbt.level"], "2");
+    let before = windows_loaded(&fs);
+    assert!(read_all(&mut fs, "/holes") == holes, "holes differ");
+    // Chunked sequential reads reuse the loaded windows: 6000 extents, 4096 a window.
+    assert!(windows_loaded(&fs) - before <= 3, "bmbt re-walked");
+    // Random access inside the tree.
+    for i in [0usize, 1, 2047, 2048, 4321, HOLES - 2] {
+        let got = fs.read("/holes", (i * 8192) as u64 + 4000, 200).unwrap();
+        assert!(got == holes[i * 8192 + 4000..i * 8192 + 4200], "holes at {i}");
+    }
+
+    // Unwritten extents read as zeros.
+    let bmap = db(path, &[&format!("inode {}", db_ino(path, "/prealloc")), "bmap"]);
+    assert!(bmap.contains("flag 1"), "no unwritten extent: {bmap}");
+    let mut want = vec![0u8; 1 << 20];
+    want[524288..524288 + 4096].fill(0x61);
+    assert!(read_all(&mut fs, "/prealloc") == want);
+
+    let sparse = read_all(&mut fs, "/sparse");
+    assert_eq!(sparse.len(), 10 << 20);
+    assert_eq!(&sparse[3 << 20..(3 << 20) + 6], b"island");
+    assert!(sparse.iter().filter(|&&b| b != 0).count() == 6);
+
+    // Shared extents: both files map the same blocks and read the same.
+    let b1 = db(path, &[&format!("inode {}", db_ino(path, "/orig")), "bmap"]);
+    let b2 = db(path, &[&format!("inode {}", db_ino(path, "/clone")), "bmap"]);
+    assert_eq!(b1, b2);
+    assert!(read_all(&mut fs, "/orig") == orig);
+    assert!(read_all(&mut fs, "/clone") == orig);
+
+    // Remote symlinks with the v5 header, written by the kernel.
+    assert_eq!(fs.read_link("/slow-link").unwrap(), long_target());
+    assert_eq!(fs.read_link("/max-link").unwrap(), max_target);
+    let st = fs.stat("/max-link", false).unwrap();
+    assert_eq!(st.size, 1023);
+    assert_eq!(
+        db_inode(path, st.ino)["core.format"],
+        "2 (extents)",
+        "max-link is not remote"
+    );
+
+    assert_eq!(check_against_db(&mut fs, path, "/made"), 1500);
+    assert_eq!(check_against_db(&mut fs, path, "/"), 8);
+
+    // Statvfs against the superblock counters and the kernel's own statfs.
+    let sb = db_sb(path);
+    let v = fs.statvfs().unwrap();
+    let n = |k: &str| sb[k].parse::<u64>().unwrap();
+    assert_eq!(v.block_size, n("blocksize"));
+    assert_eq!(v.blocks, n("dblocks") - n("logblocks"));
+    assert_eq!(v.blocks_free, n("fdblocks") - 8 * n("agcount"));
+    assert_eq!(v.blocks_avail, v.blocks_free);
+    assert!(v.files >= n("icount"));
+    assert_eq!(v.files_free, v.files - (n("icount") - n("ifree")));
+    assert_eq!(v.name_max, 255);
+    let m = Mounted::new(path, "ro,norecovery");
+    let df = tool("stat", &["-f", "-c", "%S %b %c", m.dir.path()]);
+    m.umount();
+    let df: Vec<u64> = df.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!((df[0], df[1]), (v.block_size, v.blocks), "statfs");
+}
+
+#[test]
+fn dirty_log_is_refused_until_replayed() {
+    let img = TempImage::new("xfs-dirty", 64 << 20);
+    tool("mkfs.xfs", &["-q", "-f", img.path()]);
+    let m = Mounted::new(img.path(), "");
+    std::fs::write(m.at("before"), b"before").unwrap();
+    m.umount();
+    assert!(open(img.path()).read("/before", 0, 10).unwrap() == b"before");
+
+    // Commit transactions to the log, then shut down without writing metadata back.
+    let m = Mounted::new(img.path(), "");
+    std::fs::create_dir(m.at("after")).unwrap();
+    let f = std::fs::File::create(m.at("after/file")).unwrap();
+    f.write_all_at(b"after", 0).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    std::fs::create_dir(m.at("after2")).unwrap();
+    tool("xfs_io", &["-x", "-c", "shutdown -f", m.dir.path()]);
+    m.umount();
+    assert!(logprint_state(img.path()).contains("<DIRTY>"));
+    let repair = Command::new("xfs_repair")
+        .args(["-n", "-f", img.path()])
+        .output()
+        .unwrap();
+    assert!(!repair.status.success(), "xfs_repair -n accepted a dirty log");
+    let e = open_err(img.path());
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e:?}");
+    assert!(e.message.starts_with(DIRTY_LOG_MESSAGE), "{e:?}");
+    // Through the dispatcher the refusal reaches the host as is.
+    let mut a = crate::rpc::Appliance::new();
+    a.set_disk(0, disk(img.path()));
+    let r = a.handle(wire::Request::Mount {
+        device: "/dev/sda".into(),
+        mountpoint: "/".into(),
+        readonly: true,
+        fstype: None,
+    });
+    assert!(r.unwrap_err().message.contains("the log is dirty"));
+
+    // The kernel replays it; then the image reads, with the replayed changes.
+    let m = Mounted::new(img.path(), "");
+    m.umount();
+    assert!(logprint_state(img.path()).contains("<CLEAN>"));
+    let mut fs = open(img.path());
+    assert_eq!(fs.read("/after/file", 0, 10).unwrap(), b"after");
+    assert_eq!(fs.stat("/after2", true).unwrap().file_type, FileType::Directory);
+}
+
+#[test]
+fn wrapped_log_head_matches_logprint() {
+    let img = TempImage::new("xfs-wrap", 64 << 20);
+    tool("mkfs.xfs", &["-q", "-f", img.path()]);
+    let path = img.path();
+    let sb = db_sb(path);
+    let n = |k: &str| sb[k].parse::<u64>().unwrap();
+    let log_bbs = n("logblocks") * n("blocksize") / 512;
+    let log_byte = {
+        let fs = open(path);
+        fs.sb.fsb_to_byte(fs.sb.log_start).unwrap()
+    };
+    let cycle0 = || {
+        let mut b = [0u8; 4];
+        std::fs::File::open(path)
+            .unwrap()
+            .read_exact_at(&mut b, log_byte)
+            .unwrap();
+        u32::from_be_bytes(b)
+    };
+    // Metadata-heavy rounds until the log has wrapped at least twice.
+    let mut rounds = 0;
+    while cycle0() < 3 {
+        rounds += 1;
+        assert!(rounds < 40, "the log does not wrap");
+        let m = Mounted::new(path, "");
+        let d = m.at("d");
+        std::fs::create_dir(&d).unwrap();
+        for i in 0..6000 {
+            std::fs::write(d.join(format!("{}-{i}", "n".repeat(200))), b"").unwrap();
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+        m.umount();
+    }
+    let lp = logprint_state(path);
+    assert!(lp.contains("<CLEAN>"), "{lp}");
+    let head: u64 = lp
+        .split_whitespace()
+        .skip_while(|w| *w != "head:")
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fs = open(path);
+    let io = &fs.io;
+    let read = |bb: u64, buf: &mut [u8]| io.read_into(log_byte + bb * 512, buf);
+    let mut log = logcheck::Log::new(read, log_bbs, true);
+    assert_eq!(log.find_head().unwrap(), Some(head));
+    assert_eq!(log.state().unwrap(), LogState::Clean);
 }

@@ -41,9 +41,14 @@ pub struct RecHeader {
     pub size: u32,
 }
 
-/// The cycle number stamped at the start of a basic block.
+/// The cycle number a basic block was written in: its first word, or for a record
+/// header block (whose first word is the magic) its `h_cycle`. mkfs fills the unused
+/// log with cycle-0 headers, so "never written" reads as cycle 0 either way.
 pub fn cycle_of(bb: &[u8]) -> u32 {
-    be32(bb, 0)
+    match be32(bb, 0) {
+        HEADER_MAGIC => be32(bb, 4),
+        c => c,
+    }
 }
 
 /// Decodes a record header block, `None` when `bb` does not start one or its fields
