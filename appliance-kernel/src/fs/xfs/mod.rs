@@ -79,6 +79,16 @@ pub struct XfsFs {
     window_loads: usize,
 }
 
+impl core::fmt::Debug for XfsFs {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("XfsFs")
+            .field("version", &self.sb.version)
+            .field("uuid", &self.uuid())
+            .field("label", &self.label())
+            .finish_non_exhaustive()
+    }
+}
+
 fn ro_error() -> Error {
     Error::new(
         ErrorKind::ReadOnly,

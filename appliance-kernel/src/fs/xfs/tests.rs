@@ -45,7 +45,7 @@ fn db(img: &str, cmds: &[&str]) -> String {
     tool("xfs_db", &args)
 }
 
-/// `xfs_db -x` (expert mode: writes, recomputing CRCs).
+/// `xfs_db -x` (expert mode: writes; `write -d` recomputes the CRC of what it breaks).
 fn db_write(img: &str, cmds: &[&str]) {
     let mut args = vec!["-x"];
     for c in cmds {
@@ -53,7 +53,13 @@ fn db_write(img: &str, cmds: &[&str]) {
         args.push(c);
     }
     args.push(img);
-    tool("xfs_db", &args);
+    let out = Command::new("xfs_db").args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !text.contains("error") && !text.contains("not found"),
+        "xfs_db {args:?}: {text}"
+    );
 }
 
 fn repair_clean(img: &str) {
@@ -1027,4 +1033,334 @@ fn wrapped_log_head_matches_logprint() {
     let mut log = logcheck::Log::new(read, log_bbs, true);
     assert_eq!(log.find_head().unwrap(), Some(head));
     assert_eq!(log.state().unwrap(), LogState::Clean);
+}
+
+// ---------------------------------------------------------------------------------
+// Corruption: every damaged structure is `Corrupt` naming it, never a panic
+
+/// A copy of `img` changed by `f` (given the copy's path).
+fn damaged(img: &TempImage, f: impl FnOnce(&str)) -> TempImage {
+    let copy = TempImage::new("xfs-damaged", 0);
+    std::fs::copy(img.path(), copy.path()).unwrap();
+    f(copy.path());
+    copy
+}
+
+fn flip(path: &str, at: u64) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x5A;
+    f.write_all_at(&b, at).unwrap();
+}
+
+/// Byte offset of file block `fblock` of inode `ino`, from `xfs_db bmap`.
+fn db_block_byte(img: &str, ino: u64, fblock: u64) -> u64 {
+    let sb = db_sb(img);
+    let agblocks: u64 = sb["agblocks"].parse().unwrap();
+    let bs: u64 = sb["blocksize"].parse().unwrap();
+    let out = db(img, &[&format!("inode {ino}"), "bmap"]);
+    for line in out.lines() {
+        // "data offset 0 startblock 8238 (1/46) count 1 flag 0"
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let off: u64 = f[2].parse().unwrap();
+        let count: u64 = f[7].parse().unwrap();
+        if (off..off + count).contains(&fblock) {
+            let (ag, agb) = f[5]
+                .trim_matches(|c| c == '(' || c == ')')
+                .split_once('/')
+                .unwrap();
+            let (ag, agb): (u64, u64) = (ag.parse().unwrap(), agb.parse().unwrap());
+            return (ag * agblocks + agb + (fblock - off)) * bs;
+        }
+    }
+    panic!("block {fblock} of inode {ino} is not mapped: {out}");
+}
+
+fn expect_corrupt<T>(r: FsResult<T>, what: &str) {
+    match r {
+        Err(e) if e.kind == ErrorKind::Corrupt && e.message.contains(what) => {}
+        Err(e) => panic!("expected Corrupt naming {what:?}, got {e:?}"),
+        Ok(_) => panic!("expected Corrupt naming {what:?}, got Ok"),
+    }
+}
+
+#[test]
+fn corruption_is_reported() {
+    let base = make_image("xfs-base", 64 << 20, &[], &standard_tree(6000, false));
+    let p = base.path();
+    assert_eq!(db_inode(p, db_ino(p, "/node"))["core.format"], "3 (btree)");
+    let (sect, ag_bytes) = {
+        let fs = open(p);
+        (u64::from(fs.sb.sect_size), fs.sb.ag_byte(1))
+    };
+    let ino = |path: &str| db_ino(p, path);
+    let inode_byte = |path: &str| open(p).sb.ino_to_byte(ino(path)).unwrap();
+    let leaf_dablk = ondisk::dir::LEAF_OFFSET / 4096;
+
+    // Superblock.
+    let img = damaged(&base, |d| flip(d, 0));
+    expect_corrupt(XfsFs::open(disk(img.path())), "superblock: bad magic");
+    let img = damaged(&base, |d| flip(d, 0x1F0));
+    expect_corrupt(XfsFs::open(disk(img.path())), "superblock: bad CRC");
+    let img = damaged(&base, |d| db_write(d, &["sb 0", "write -d agcount 1000"]));
+    expect_corrupt(XfsFs::open(disk(img.path())), "superblock:");
+    let img = damaged(&base, |d| db_write(d, &["sb 0", "write -d rootino 7"]));
+    expect_corrupt(XfsFs::open(disk(img.path())), "root inode");
+    // A truncated image.
+    let img = damaged(&base, |d| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(d)
+            .unwrap()
+            .set_len(40 << 20)
+            .unwrap()
+    });
+    expect_corrupt(XfsFs::open(disk(img.path())), "larger than its device");
+
+    // AG headers.
+    let img = damaged(&base, |d| flip(d, ag_bytes + sect + 0x70));
+    expect_corrupt(XfsFs::open(disk(img.path())), "AG 1 AGF: bad CRC");
+    let img = damaged(&base, |d| flip(d, 2 * ag_bytes + 2 * sect));
+    expect_corrupt(XfsFs::open(disk(img.path())), "AG 2 AGI: bad magic");
+    let img = damaged(&base, |d| db_write(d, &["agf 3", "write -d length 12"]));
+    expect_corrupt(XfsFs::open(disk(img.path())), "AG 3 AGF: length");
+
+    // An inode: only what needs it fails.
+    let img = damaged(&base, |d| flip(d, inode_byte("/hello.txt") + 0x84));
+    let mut fs = open(img.path());
+    expect_corrupt(fs.stat("/hello.txt", true), &format!("inode {}: bad CRC", ino("/hello.txt")));
+    expect_corrupt(fs.read_dir("/"), "bad CRC");
+    assert!(fs.read("/empty", 0, 1).unwrap().is_empty());
+    let img = damaged(&base, |d| {
+        db_write(d, &[&format!("inode {}", ino("/hello.txt")), "write -d core.magic 0"])
+    });
+    expect_corrupt(open(img.path()).stat("/hello.txt", true), "bad magic");
+
+    // Data fork pointers out of range.
+    let img = damaged(&base, |d| {
+        db_write(
+            d,
+            &[
+                &format!("inode {}", ino("/big.bin")),
+                "write -d u3.bmx[0].startblock 99999999",
+            ],
+        )
+    });
+    expect_corrupt(open(img.path()).read("/big.bin", 0, 10), "outside the filesystem");
+    let img = damaged(&base, |d| {
+        db_write(d, &[&format!("inode {}", ino("/big.bin")), "write -d core.nextents 1000"])
+    });
+    expect_corrupt(open(img.path()).read("/big.bin", 0, 10), "do not fit");
+    let img = damaged(&base, |d| {
+        db_write(
+            d,
+            &[&format!("inode {}", ino("/node")), "write -d u3.bmbt.ptrs[1] 987654321"],
+        )
+    });
+    expect_corrupt(open(img.path()).read_dir("/node"), "block map btree pointer");
+
+    // Directory blocks.
+    let blk = db_block_byte(p, ino("/block"), 0);
+    let img = damaged(&base, |d| flip(d, blk + 200));
+    expect_corrupt(open(img.path()).read_dir("/block"), "directory block: bad CRC");
+    let img = damaged(&base, |d| {
+        db_write(
+            d,
+            &[
+                &format!("inode {}", ino("/block")),
+                "dblock 0",
+                "write -d bu[3].inumber 999999999999",
+            ],
+        )
+    });
+    expect_corrupt(open(img.path()).read_dir("/block"), "invalid inode number");
+    let leaf = db_block_byte(p, ino("/leaf"), leaf_dablk);
+    let img = damaged(&base, |d| flip(d, leaf + 8));
+    let mut fs = open(img.path());
+    expect_corrupt(
+        fs.stat("/leaf/leaf-entry-with-a-longer-name-00007", true),
+        "leaf/node block: bad magic",
+    );
+    let node_ptr: u64 = db_inode(p, ino("/node"))["u3.bmbt.ptrs[1]"].parse().unwrap();
+    let (agno, agbno) = {
+        let fs = open(p);
+        fs.sb.split_fsb(node_ptr)
+    };
+    let bmbt_byte = (agno * db_sb(p)["agblocks"].parse::<u64>().unwrap() + agbno) * 4096;
+    let img = damaged(&base, |d| flip(d, bmbt_byte + 1000));
+    expect_corrupt(open(img.path()).read_dir("/node"), "block map block");
+
+    // A directory that contains itself.
+    let short = ino("/short");
+    let img = damaged(&base, |d| {
+        db_write(
+            d,
+            &[
+                &format!("inode {short}"),
+                &format!("write -d u3.sfdir3.list[0].inumber.i4 {short}"),
+            ],
+        )
+    });
+    let mut fs = open(img.path());
+    expect_corrupt(fs.read_dir("/short"), "contains itself");
+    expect_corrupt(fs.stat("/short/a", true), "contains itself");
+    // And one whose entry points at an inode slot outside the filesystem.
+    let img = damaged(&base, |d| {
+        db_write(
+            d,
+            &[
+                &format!("inode {short}"),
+                "write -d u3.sfdir3.list[1].inumber.i4 4000000000",
+            ],
+        )
+    });
+    expect_corrupt(open(img.path()).read_dir("/short"), "invalid inode number");
+
+    // A symlink claiming more than XFS allows.
+    let img = damaged(&base, |d| {
+        db_write(d, &[&format!("inode {}", ino("/fast-link")), "write -d core.size 5000"])
+    });
+    expect_corrupt(open(img.path()).read_link("/fast-link"), "does not fit in the inode");
+}
+
+#[test]
+fn dispatcher_probe_and_readonly() {
+    use wire::{Reply, Request};
+    let root = dir(vec![
+        kid("etc", dir(vec![kid("hostname", file(b"guest\n"))])),
+        kid("data", file(&pseudo_random(3 << 20, 5))),
+    ]);
+    let img = make_image("xfs-rpc", 64 << 20, &["-L", "skiffxfs"], &root);
+    // probe (the appliance's own detector) agrees with blkid, and so do we.
+    let ids = blkid(img.path());
+    assert_eq!(ids["TYPE"], "xfs");
+    let p = crate::fs::probe::probe(&disk(img.path()));
+    assert_eq!(p.fstype, "xfs");
+    assert_eq!(p.label.as_deref(), Some(ids["LABEL"].as_str()));
+    assert_eq!(p.uuid.as_deref(), Some(ids["UUID"].as_str()));
+    let fs = open(img.path());
+    assert_eq!(fs.label().as_deref(), Some("skiffxfs"));
+    assert_eq!(fs.uuid(), ids["UUID"]);
+    drop(fs);
+
+    let mut a = crate::rpc::Appliance::new();
+    a.set_disk(0, disk(img.path()));
+    // Asked read-write and detected: mounted read-only.
+    a.handle(Request::Mount {
+        device: "/dev/sda".into(),
+        mountpoint: "/".into(),
+        readonly: false,
+        fstype: None,
+    })
+    .unwrap();
+    let Reply::Mounts(m) = a.handle(Request::Mounts).unwrap() else {
+        panic!()
+    };
+    assert_eq!((m[0].fstype.as_str(), m[0].readonly), ("xfs", true));
+    let Reply::Names(names) = a.handle(Request::Find { path: "/".into() }).unwrap() else {
+        panic!()
+    };
+    assert_eq!(names, ["data", "etc", "etc/hostname"]);
+    let Reply::Data(wire::Bytes(d)) = a
+        .handle(Request::Pread {
+            path: "/etc/hostname".into(),
+            offset: 0,
+            len: 100,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(d, b"guest\n");
+    for req in [
+        Request::WriteFile {
+            path: "/new".into(),
+            offset: 0,
+            data: wire::Bytes(vec![1]),
+            truncate: true,
+            mode: 0o644,
+        },
+        Request::Mkdir {
+            path: "/d".into(),
+            parents: false,
+            mode: 0o755,
+        },
+        Request::Remove {
+            path: "/data".into(),
+            recursive: false,
+        },
+    ] {
+        let e = a.handle(req).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ReadOnly, "{e:?}");
+    }
+    let mut fs = open(img.path());
+    for e in [
+        fs.write("/x", 0, b"x", false, 0o644).unwrap_err(),
+        fs.mkdir("/x", 0o755).unwrap_err(),
+        fs.unlink("/data").unwrap_err(),
+        fs.rmdir("/etc").unwrap_err(),
+        fs.rename("/data", "/y").unwrap_err(),
+        fs.chmod("/data", 0o600).unwrap_err(),
+        fs.symlink("a", "/b").unwrap_err(),
+        fs.truncate("/data", 0).unwrap_err(),
+    ] {
+        assert_eq!(e.kind, ErrorKind::ReadOnly);
+        assert!(e.message.contains("xfs"), "{e:?}");
+    }
+    assert!(fs.readonly());
+    assert_eq!(fs.fstype(), "xfs");
+}
+
+/// Counts device requests.
+struct Counting(SharedDevice, std::rc::Rc<core::cell::Cell<usize>>);
+
+impl BlockDevice for Counting {
+    fn size(&self) -> u64 {
+        self.0.borrow().size()
+    }
+    fn readonly(&self) -> bool {
+        true
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.1.set(self.1.get() + 1);
+        self.0.borrow_mut().read_at(offset, buf)
+    }
+    fn write_at(&mut self, _: u64, _: &[u8]) -> Result<(), Error> {
+        Err(Error::new(ErrorKind::ReadOnly, "test disk"))
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn reads_whole_extents_and_caches_metadata() {
+    let data = pseudo_random(6 << 20, 9);
+    let root = dir(vec![kid(
+        "a",
+        dir(vec![kid("b", dir(vec![kid("big", file(&data))]))]),
+    )]);
+    let img = make_image("xfs-count", 64 << 20, &[], &root);
+    let n = std::rc::Rc::new(core::cell::Cell::new(0));
+    let mut fs = XfsFs::open(shared(Counting(disk(img.path()), n.clone()))).unwrap();
+    let ino = db_ino(img.path(), "/a/b/big");
+    let f = db_inode(img.path(), ino);
+    assert_eq!(f["core.nextents"], "1", "the test needs a contiguous file");
+    let first = fs.read("/a/b/big", 0, 1 << 20).unwrap();
+    assert!(first == data[..1 << 20]);
+    // Later chunks: one device read each (no path walk, no block map walk).
+    for i in 1..6u64 {
+        let before = n.get();
+        let d = fs.read("/a/b/big", i << 20, 1 << 20).unwrap();
+        assert!(d == data[(i as usize) << 20..((i + 1) as usize) << 20]);
+        assert_eq!(n.get() - before, 1, "chunk {i}");
+    }
+    // A second walk of the same paths hits the metadata cache only.
+    fs.last_file = None;
+    let before = n.get();
+    fs.stat("/a/b/big", true).unwrap();
+    fs.read_dir("/a/b").unwrap();
+    assert_eq!(n.get(), before);
+    assert!(fs.io.cached_bytes() <= io::CACHE_BYTES);
 }
