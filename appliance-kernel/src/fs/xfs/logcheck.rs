@@ -162,7 +162,7 @@ impl<R: FnMut(u64, &mut [u8]) -> FsResult<()>> Log<R> {
 
     /// The last record header before block `head`: (its block, header). Searches back at
     /// most one maximal record (header blocks and 256 KiB of data).
-    fn record_before(&mut self, head: u64) -> FsResult<Option<(u64, RecHeader)>> {
+    pub(super) fn record_before(&mut self, head: u64) -> FsResult<Option<(u64, RecHeader)>> {
         let n = self.n;
         let limit = n.min(8 + 512 + 8);
         let mut back = 0u64;
@@ -240,5 +240,167 @@ impl<R: FnMut(u64, &mut [u8]) -> FsResult<()>> Log<R> {
             return Ok(LogState::Clean);
         }
         Ok(LogState::Dirty("torn records at the head"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::xfs::ondisk::log::HEADER_CYCLE_SIZE;
+
+    const N: u64 = 64;
+
+    fn bb(log: &mut [u8], b: u64) -> &mut [u8] {
+        let at = (b % N) as usize * BBSIZE;
+        &mut log[at..at + BBSIZE]
+    }
+
+    /// Stamps blocks `from..to` as plain data of `cycle`.
+    fn stamp(log: &mut [u8], from: u64, to: u64, cycle: u32) {
+        for b in from..to {
+            bb(log, b)[..4].copy_from_slice(&cycle.to_be_bytes());
+        }
+    }
+
+    /// Writes a record at `at` with `data` data blocks; returns the block after it.
+    fn record(log: &mut [u8], at: u64, cycle: u32, data: u32, ops: u32, unmount: bool) -> u64 {
+        {
+            let h = bb(log, at);
+            h.fill(0);
+            h[0..4].copy_from_slice(&HEADER_MAGIC.to_be_bytes());
+            h[4..8].copy_from_slice(&cycle.to_be_bytes());
+            h[8..12].copy_from_slice(&2u32.to_be_bytes());
+            h[12..16].copy_from_slice(&(data * 512).to_be_bytes());
+            h[16..24].copy_from_slice(&((u64::from(cycle) << 32) | at).to_be_bytes());
+            h[40..44].copy_from_slice(&ops.to_be_bytes());
+            h[320..324].copy_from_slice(&(HEADER_CYCLE_SIZE as u32).to_be_bytes());
+        }
+        for i in 0..u64::from(data) {
+            let d = bb(log, at + 1 + i);
+            d.fill(0x11);
+            d[..4].copy_from_slice(&cycle.to_be_bytes());
+            if i == 0 {
+                d[4..8].copy_from_slice(&8u32.to_be_bytes());
+                d[8] = 0x69;
+                d[9] = if unmount { UNMOUNT_TRANS } else { 0x02 };
+            }
+        }
+        (at + 1 + u64::from(data)) % N
+    }
+
+    /// Stores the correct CRC in the record at `at` (one data block).
+    fn seal(log: &mut [u8], at: u64) {
+        let h = bb(log, at).to_vec();
+        let d = bb(log, at + 1).to_vec();
+        let c = record_crc(&h, &d);
+        bb(log, at)[32..36].copy_from_slice(&c.to_le_bytes());
+    }
+
+    fn check(log: &[u8]) -> (Option<u64>, FsResult<LogState>) {
+        let read = |b: u64, buf: &mut [u8]| {
+            let at = b as usize * BBSIZE;
+            buf.copy_from_slice(&log[at..at + buf.len()]);
+            Ok(())
+        };
+        let head = Log::new(read, N, true).find_head().unwrap();
+        (head, Log::new(read, N, true).state())
+    }
+
+    fn empty() -> Vec<u8> {
+        vec![0u8; N as usize * BBSIZE]
+    }
+
+    #[test]
+    fn zeroed_and_fresh_logs() {
+        let log = empty();
+        assert_eq!(check(&log), (None, Ok(LogState::Clean)));
+        let mut log = empty();
+        let next = record(&mut log, 0, 1, 1, 1, true);
+        assert_eq!(check(&log), (Some(next), Ok(LogState::Clean)));
+        // mkfs's cycle-0 filler headers after it read as never written.
+        for b in next..N {
+            record(&mut log, b, 0, 0, 0, false);
+            bb(&mut log, b)[4..8].copy_from_slice(&0u32.to_be_bytes());
+        }
+        assert_eq!(check(&log), (Some(next), Ok(LogState::Clean)));
+    }
+
+    #[test]
+    fn transactions_after_unmount_are_dirty() {
+        let mut log = empty();
+        let a = record(&mut log, 0, 1, 1, 1, true);
+        let b = record(&mut log, a, 1, 2, 3, false);
+        assert_eq!(check(&log).0, Some(b));
+        assert!(matches!(check(&log).1, Ok(LogState::Dirty(_))));
+        // A lone unmount-looking record with two operations is no unmount record.
+        let mut log = empty();
+        record(&mut log, 0, 1, 1, 2, true);
+        assert!(matches!(check(&log).1, Ok(LogState::Dirty(_))));
+        // Data blocks of the current cycle after the unmount record.
+        let mut log = empty();
+        let a = record(&mut log, 0, 1, 1, 1, true);
+        stamp(&mut log, a, a + 3, 1);
+        assert_eq!(check(&log).0, Some(a + 3));
+        assert!(matches!(check(&log).1, Ok(LogState::Dirty(_))));
+    }
+
+    #[test]
+    fn torn_record_at_head_is_skipped() {
+        let mut log = empty();
+        let a = record(&mut log, 0, 1, 1, 1, true);
+        // A record of 4 data blocks of which only 1 reached the disk.
+        record(&mut log, a, 1, 4, 3, false);
+        bb(&mut log, a + 2).fill(0);
+        bb(&mut log, a + 3).fill(0);
+        bb(&mut log, a + 4).fill(0);
+        assert_eq!(check(&log), (Some(a + 2), Ok(LogState::Clean)));
+    }
+
+    #[test]
+    fn wrapped_logs_and_holes() {
+        // Cycle 2 over the start of a log written fully in cycle 1.
+        let mut log = empty();
+        stamp(&mut log, 0, N, 1);
+        let a = record(&mut log, 0, 2, 2, 3, false);
+        let b = record(&mut log, a, 2, 1, 1, true);
+        assert_eq!(check(&log), (Some(b), Ok(LogState::Clean)));
+        // An older-cycle block before the head (a log buffer written out of order):
+        // the head moves back to it and the log is not clean.
+        bb(&mut log, 1)[..4].copy_from_slice(&1u32.to_be_bytes());
+        assert_eq!(check(&log).0, Some(1));
+        assert!(matches!(check(&log).1, Ok(LogState::Dirty(_))));
+        // One pass ending exactly at the end: the head is block 0.
+        let mut log = empty();
+        stamp(&mut log, 0, N, 1);
+        record(&mut log, N - 2, 1, 1, 1, true);
+        assert_eq!(check(&log), (Some(0), Ok(LogState::Clean)));
+        // An unmount record wrapping around the end of the log.
+        let mut log = empty();
+        stamp(&mut log, 0, N, 1);
+        let h = record(&mut log, N - 1, 2, 1, 1, true);
+        stamp(&mut log, 0, N - 1, 1);
+        bb(&mut log, 0)[..4].copy_from_slice(&2u32.to_be_bytes());
+        // Block N-1 is the header (cycle 2), block 0 its data (cycle 2).
+        assert_eq!(h, 1);
+        let (head, state) = check(&log);
+        assert_eq!(head, Some(1));
+        assert_eq!(state, Ok(LogState::Clean));
+    }
+
+    #[test]
+    fn record_crcs() {
+        let mut log = empty();
+        record(&mut log, 0, 1, 1, 1, true);
+        seal(&mut log, 0);
+        assert_eq!(check(&log).1, Ok(LogState::Clean));
+        bb(&mut log, 1)[100] ^= 1;
+        let e = check(&log).1.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Corrupt);
+        assert!(e.message.contains("bad CRC"), "{e:?}");
+        // A bad header is corrupt, not clean.
+        let mut log = empty();
+        record(&mut log, 0, 1, 1, 1, true);
+        bb(&mut log, 0)[8..12].copy_from_slice(&9u32.to_be_bytes());
+        assert_eq!(check(&log).1.unwrap_err().kind, ErrorKind::Corrupt);
     }
 }

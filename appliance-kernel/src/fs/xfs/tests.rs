@@ -392,6 +392,11 @@ fn db_ino(img: &str, path: &str) -> u64 {
         .1
 }
 
+/// The parsed inode of `path`.
+fn fs_inode(img: &str, path: &str) -> Rc<Inode> {
+    open(img).resolve(path, false).unwrap()
+}
+
 /// A directory's stored form, as the reader sees it.
 fn dir_kind(fs: &mut XfsFs, path: &str) -> &'static str {
     let d = fs.resolve(path, true).unwrap();
@@ -640,9 +645,9 @@ fn v4_without_ftype() {
 }
 
 /// v5 variants: each option set gets the standard tree and every check.
-fn v5_variant(tag: &str, opts: &[&str], check: impl Fn(&XfsFs)) {
+fn v5_variant(tag: &str, opts: &[&str], check: impl Fn(&XfsFs, &str)) {
     let img = make_image(tag, 128 << 20, opts, &standard_tree(2500, false));
-    check(&open(img.path()));
+    check(&open(img.path()), img.path());
     let mut fs = open(img.path());
     let kind = dir_kind(&mut fs, "/node");
     assert!(kind.starts_with("node"), "{tag}: /node is {kind}");
@@ -652,7 +657,7 @@ fn v5_variant(tag: &str, opts: &[&str], check: impl Fn(&XfsFs)) {
 
 #[test]
 fn v5_rmapbt_reflink() {
-    v5_variant("xfs-rmap", &["-m", "rmapbt=1,reflink=1"], |fs| {
+    v5_variant("xfs-rmap", &["-m", "rmapbt=1,reflink=1"], |fs, _| {
         assert!(fs.sb.feature_names().contains(&"rmapbt"));
         assert!(fs.sb.feature_names().contains(&"reflink"));
     });
@@ -660,14 +665,14 @@ fn v5_rmapbt_reflink() {
 
 #[test]
 fn v5_dir_blocks_8k() {
-    v5_variant("xfs-n8k", &["-n", "size=8192"], |fs| {
+    v5_variant("xfs-n8k", &["-n", "size=8192"], |fs, _| {
         assert_eq!(fs.sb.dir_blk_size(), 8192);
     });
 }
 
 #[test]
 fn v5_many_small_ags_no_bigtime() {
-    v5_variant("xfs-ag8", &["-d", "agcount=8", "-m", "bigtime=0"], |fs| {
+    v5_variant("xfs-ag8", &["-d", "agcount=8", "-m", "bigtime=0"], |fs, _| {
         assert_eq!(fs.sb.ag_count, 8);
         assert!(!fs.sb.feature_names().contains(&"bigtime"));
     });
@@ -678,17 +683,23 @@ fn v5_1k_blocks_nrext64() {
     v5_variant(
         "xfs-1k",
         &["-b", "size=1024", "-i", "nrext64=1", "-n", "size=4096"],
-        |fs| {
+        |fs, img| {
             assert_eq!(fs.sb.block_size, 1024);
             assert_eq!(fs.sb.dir_blk_size(), 4096);
             assert!(fs.sb.feature_names().contains(&"nrext64"));
+            // Inodes use the 64-bit extent counter (read at its own offset).
+            let f = db_inode(img, db_ino(img, "/big.bin"));
+            assert_eq!(f["v3.nrext64"], "1");
+            let i = fs_inode(img, "/big.bin");
+            assert_eq!(i.nextents.to_string(), f["core.nextents"]);
+            assert_ne!(i.flags2 & dinode::DIFLAG2_NREXT64, 0);
         },
     );
 }
 
 #[test]
 fn v5_2k_inodes() {
-    v5_variant("xfs-i2k", &["-i", "size=2048"], |fs| {
+    v5_variant("xfs-i2k", &["-i", "size=2048"], |fs, _| {
         assert_eq!(fs.sb.inode_size, 2048);
     });
 }
@@ -997,12 +1008,12 @@ fn wrapped_log_head_matches_logprint() {
         fs.sb.fsb_to_byte(fs.sb.log_start).unwrap()
     };
     let cycle0 = || {
-        let mut b = [0u8; 4];
+        let mut b = [0u8; 512];
         std::fs::File::open(path)
             .unwrap()
             .read_exact_at(&mut b, log_byte)
             .unwrap();
-        u32::from_be_bytes(b)
+        ondisk::log::cycle_of(&b)
     };
     // Metadata-heavy rounds until the log has wrapped at least twice.
     let mut rounds = 0;
@@ -1019,6 +1030,7 @@ fn wrapped_log_head_matches_logprint() {
         m.umount();
     }
     let lp = logprint_state(path);
+    eprintln!("{rounds} rounds: {lp}");
     assert!(lp.contains("<CLEAN>"), "{lp}");
     let head: u64 = lp
         .split_whitespace()
@@ -1033,6 +1045,10 @@ fn wrapped_log_head_matches_logprint() {
     let mut log = logcheck::Log::new(read, log_bbs, true);
     assert_eq!(log.find_head().unwrap(), Some(head));
     assert_eq!(log.state().unwrap(), LogState::Clean);
+    // The kernel's unmount record carries a CRC, which `state` verified.
+    let (_, rec) = log.record_before(head).unwrap().unwrap();
+    assert_ne!(rec.crc, 0);
+    assert_eq!(rec.num_logops, 1);
 }
 
 // ---------------------------------------------------------------------------------
