@@ -17,6 +17,7 @@ have mkfs.vfat || pkgs+=(dosfstools)
 have mcopy || pkgs+=(mtools)
 have sfdisk || pkgs+=(fdisk)
 have sgdisk || pkgs+=(gdisk)
+have mkfs.xfs || pkgs+=(xfsprogs)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -17,7 +17,7 @@ mod crc;
 mod dirs;
 mod extents;
 mod io;
-mod logcheck;
+pub mod logcheck;
 pub mod ondisk;
 
 #[cfg(test)]
