@@ -170,7 +170,10 @@ fn xfs_image(t: &Tmp, v4: bool) -> Vec<u8> {
     let pf = t.0.join("proto");
     std::fs::write(&pf, proto).unwrap();
     let img = t.0.join(if v4 { "xfs4.img" } else { "xfs5.img" });
-    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
     let opts: &[&str] = if v4 {
         &["-m", "crc=0", "-b", "size=512"]
     } else {
@@ -318,7 +321,7 @@ fn variants(
         } else {
             let i = n - flips;
             // Both very short cuts (inside the metadata) and cuts anywhere.
-            let len = if i % 2 == 0 {
+            let len = if i.is_multiple_of(2) {
                 rng.below(hot.min(base.len()))
             } else {
                 rng.below(base.len())

@@ -17,15 +17,15 @@ const fn make_tables() -> [[u32; 256]; 8] {
             c = if c & 1 != 0 { POLY ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
-        t[0][i] = c;
+        t[0][i] = c; // OK to index: constant bounds, evaluated at compile time.
         i += 1;
     }
     let mut s = 1;
     while s < 8 {
         let mut i = 0;
         while i < 256 {
-            let prev = t[s - 1][i];
-            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            let prev = t[s - 1][i]; // OK to index: constant bounds, compile time.
+            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize]; // OK to index: ditto.
             i += 1;
         }
         s += 1;

@@ -18,6 +18,9 @@ use wire::{Error, ErrorKind};
 pub const MAX_DIR_ENTRIES: usize = 1 << 20;
 /// Leaf blocks one lookup may step through (entries with the same hash spanning leaves).
 const MAX_LEAF_HOPS: usize = 64;
+/// Data blocks one listing reads at most: a directory at `MAX_DIR_ENTRIES` of the
+/// longest names needs ~70k 4 KiB blocks; a corrupt map must not make us read 32 GiB.
+const MAX_DATA_BLOCKS: u64 = 1 << 18;
 
 /// How a directory is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +66,11 @@ impl XfsFs {
 
     /// Directory block `dablk` (a file block number, aligned to the directory block
     /// size) with its 512-byte address, or `None` when it is a hole.
-    pub(super) fn dir_block(&mut self, dir: &Inode, dablk: u64) -> FsResult<Option<(Rc<Vec<u8>>, u64)>> {
+    pub(super) fn dir_block(
+        &mut self,
+        dir: &Inode,
+        dablk: u64,
+    ) -> FsResult<Option<(Rc<Vec<u8>>, u64)>> {
         let ino = dir.ino;
         let n = self.dirblk_fsbs();
         let bsize = self.sb.dir_blk_size() as usize;
@@ -77,7 +84,11 @@ impl XfsFs {
                 "directory {ino}: unwritten extent in a directory"
             )));
         }
-        let bad = || corrupt(format_args!("directory {ino}: bad block map for block {dablk}"));
+        let bad = || {
+            corrupt(format_args!(
+                "directory {ino}: bad block map for block {dablk}"
+            ))
+        };
         let start = self
             .sb
             .fsb_to_byte(first.block + (dablk.saturating_sub(first.off)))
@@ -151,9 +162,13 @@ impl XfsFs {
     /// Entries of every data block of a leaf or node directory.
     fn multi_entries(&mut self, dir: &Inode) -> FsResult<Vec<RawEntry>> {
         let n = self.dirblk_fsbs();
-        let limit = self.leaf_dablk();
+        // The data blocks lie below the directory's size (and the leaf offset).
+        let limit = self
+            .leaf_dablk()
+            .min(dir.size.div_ceil(u64::from(self.sb.block_size)));
         let mut out = Vec::new();
         let mut pos = 0u64;
+        let mut blocks = 0u64;
         while pos < limit {
             let w = self.extents(dir, pos, pos + n)?;
             let Some(e) = w.next_from(pos).copied() else {
@@ -172,6 +187,16 @@ impl XfsFs {
             if start >= e.end() {
                 pos = start;
                 continue;
+            }
+            blocks += 1;
+            if blocks > MAX_DATA_BLOCKS {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    alloc::format!(
+                        "xfs: directory {} has more than {MAX_DATA_BLOCKS} data blocks",
+                        dir.ino
+                    ),
+                ));
             }
             if let Some((buf, daddr)) = self.dir_block(dir, start)? {
                 let b = dir::parse_data_block(&self.sb, dir.ino, &buf, daddr, false)?;
@@ -256,13 +281,16 @@ impl XfsFs {
         let mut hops = 0usize;
         let mut cands: Vec<RawEntry> = Vec::new();
         loop {
-            if !(leaf_first..leaf_end).contains(&dablk) || dablk % self.dirblk_fsbs() != 0 {
+            if !(leaf_first..leaf_end).contains(&dablk) || !dablk.is_multiple_of(self.dirblk_fsbs())
+            {
                 return Err(corrupt(format_args!(
                     "directory {ino}: hash index points to block {dablk}"
                 )));
             }
             let (buf, daddr) = self.dir_block(dir, dablk)?.ok_or_else(|| {
-                corrupt(format_args!("directory {ino}: hash index block {dablk} is a hole"))
+                corrupt(format_args!(
+                    "directory {ino}: hash index block {dablk} is a hole"
+                ))
             })?;
             match dir::parse_da_block(&self.sb, ino, &buf, daddr)? {
                 DaBlock::Node { level, entries } => {
@@ -302,10 +330,10 @@ impl XfsFs {
                         if e.addr == 0 {
                             continue; // stale
                         }
-                        if let Some(c) = self.entry_at(dir, e.addr)? {
-                            if self.same_name(&c.name, name) {
-                                cands.push(c);
-                            }
+                        if let Some(c) = self.entry_at(dir, e.addr)?
+                            && self.same_name(&c.name, name)
+                        {
+                            cands.push(c);
                         }
                     }
                     // Entries with our hash may continue in the next leaf.

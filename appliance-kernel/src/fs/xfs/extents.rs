@@ -11,11 +11,13 @@ use crate::fs::FsResult;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 
-/// Extents a window gathers beyond those the request needs, for the reads that follow.
+/// Extents a window gathers beyond those the request needs, for the reads that follow
+/// (from at most `EXTRA_LEAVES` more leaf blocks).
 const WINDOW_TARGET: usize = 4096;
-/// Extents one window may hold at most (a request needs at most one per block of a
-/// 1 MiB read, and a 64 KiB directory block at most 128).
-const WINDOW_MAX: usize = 1 << 16;
+const EXTRA_LEAVES: usize = 64;
+/// Extents one window may hold at most: a request needs at most one per block (a 4 MiB
+/// read of 512-byte blocks: 8192; a 64 KiB directory block: 128), plus the extras.
+const WINDOW_MAX: usize = 16384;
 /// Windows cached.
 const MAX_WINDOWS: usize = 4;
 
@@ -54,11 +56,7 @@ impl Window {
 impl XfsFs {
     /// A window of `inode`'s data fork map covering file blocks `from..to`.
     pub(super) fn extents(&mut self, inode: &Inode, from: u64, to: u64) -> FsResult<Rc<Window>> {
-        if let Some(w) = self
-            .windows
-            .iter()
-            .find(|w| w.covers(inode.ino, from, to))
-        {
+        if let Some(w) = self.windows.iter().find(|w| w.covers(inode.ino, from, to)) {
             return Ok(w.clone());
         }
         let w = Rc::new(self.load_window(inode, from, to)?);
@@ -122,6 +120,7 @@ impl XfsFs {
             }
         };
         let lo = exts.first().map_or(from, |e| e.off.min(from));
+        let mut extra_leaves = 0usize;
         loop {
             let end = exts.last().map_or(0, Extent::end);
             if right == NULL_FSBLOCK {
@@ -132,7 +131,10 @@ impl XfsFs {
                     exts,
                 });
             }
-            if end >= to && exts.len() >= WINDOW_TARGET {
+            if end >= to {
+                extra_leaves += 1;
+            }
+            if end >= to && (exts.len() >= WINDOW_TARGET || extra_leaves > EXTRA_LEAVES) {
                 return Ok(Window {
                     ino,
                     lo,

@@ -12,17 +12,20 @@ use alloc::vec::Vec;
 use wire::{Error, ErrorKind};
 
 /// Bytes of metadata kept cached at most.
-pub const CACHE_BYTES: usize = 4 << 20;
+pub const CACHE_BYTES: usize = 2 << 20;
 /// Cached blocks at most.
-const CACHE_ENTRIES: usize = 2048;
+const CACHE_ENTRIES: usize = 1024;
 /// Largest single metadata read (a 64 KiB directory block is the largest structure).
 pub const MAX_META_READ: usize = 64 << 10;
+
+/// A cached block: its bytes and when it was last used.
+type Cached = (Rc<Vec<u8>>, u64);
 
 pub struct Io {
     dev: SharedDevice,
     size: u64,
     /// (offset, length) → (bytes, last use).
-    cache: BTreeMap<(u64, usize), (Rc<Vec<u8>>, u64)>,
+    cache: BTreeMap<(u64, usize), Cached>,
     /// last use → key: the eviction order.
     lru: BTreeMap<u64, (u64, usize)>,
     bytes: usize,

@@ -44,10 +44,11 @@ pub use logcheck::DIRTY as DIRTY_LOG_MESSAGE;
 
 /// Symlinks followed in one path resolution at most (Linux's limit).
 const MAX_SYMLINKS: usize = 40;
-/// Parsed inodes kept per cache generation.
-const INODE_CACHE: usize = 1024;
-/// Largest single read served (the RPC layer asks for at most 1 MiB).
-const MAX_READ: usize = 16 << 20;
+/// Parsed inodes kept per cache generation (each holds its data fork: <= 2 KiB).
+const INODE_CACHE: usize = 512;
+/// Largest single read served (the RPC layer asks for at most 1 MiB): shorter reads
+/// are allowed by the trait.
+const MAX_READ: usize = 4 << 20;
 /// Inode cluster read unit in bytes (XFS allocates inodes in chunks of 64, written in
 /// clusters of at least 8 KiB).
 const INODE_CLUSTER: u64 = 8192;
@@ -387,7 +388,9 @@ impl XfsFs {
             return Ok(Vec::new());
         }
         let left = inode.size - offset;
-        let want = usize::try_from(left).map_or(len, |l| l.min(len)).min(MAX_READ);
+        let want = usize::try_from(left)
+            .map_or(len, |l| l.min(len))
+            .min(MAX_READ);
         let mut out = vec![0u8; want];
         let log = self.sb.block_log;
         let bs = u64::from(self.sb.block_size);
@@ -506,7 +509,7 @@ impl FileSystem for XfsFs {
         let free = sb.fdblocks.saturating_sub(set_aside).min(blocks);
         let mut files = sb
             .icount
-            .saturating_add(free.checked_shl(sb.inopb_log).unwrap_or(u64::MAX));
+            .saturating_add(free.saturating_mul(1 << sb.inopb_log));
         if sb.imax_pct != 0 {
             let inodes_per_chunk = 64u64;
             let chunk_blocks = (inodes_per_chunk >> sb.inopb_log).max(1);

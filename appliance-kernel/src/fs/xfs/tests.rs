@@ -54,8 +54,8 @@ fn db_write(img: &str, cmds: &[&str]) {
     }
     args.push(img);
     let out = Command::new("xfs_db").args(&args).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && !text.contains("error") && !text.contains("not found"),
         "xfs_db {args:?}: {text}"
@@ -309,7 +309,11 @@ fn check_tree(fs: &mut XfsFs, path: &str, n: &N) {
     };
     let st = fs.stat(path, true).unwrap();
     assert_eq!(st.file_type, FileType::Directory, "{path}");
-    assert_eq!((st.mode, st.uid, st.gid), (u32::from(*mode), *uid, *gid), "{path}");
+    assert_eq!(
+        (st.mode, st.uid, st.gid),
+        (u32::from(*mode), *uid, *gid),
+        "{path}"
+    );
     let listed = fs.read_dir(path).unwrap();
     let mut got: Vec<&str> = listed.iter().map(|e| e.name.as_str()).collect();
     let mut want: Vec<&str> = kids.iter().map(|(k, _)| k.as_str()).collect();
@@ -334,7 +338,11 @@ fn check_tree(fs: &mut XfsFs, path: &str, n: &N) {
                 data,
             } => {
                 assert_eq!(st.file_type, FileType::Regular, "{p}");
-                assert_eq!((st.mode, st.uid, st.gid), (u32::from(*mode), *uid, *gid), "{p}");
+                assert_eq!(
+                    (st.mode, st.uid, st.gid),
+                    (u32::from(*mode), *uid, *gid),
+                    "{p}"
+                );
                 assert_eq!(st.size, data.len() as u64, "{p}");
                 assert_eq!(st.nlink, 1, "{p}");
                 assert!(read_all(fs, &p) == *data, "{p}: contents differ");
@@ -436,36 +444,37 @@ fn long_target() -> String {
 /// those without the v5 header, so v5 images get theirs from a kernel mount instead).
 fn standard_tree(node_entries: usize, remote_link: bool) -> N {
     let small = |i: usize| file(format!("content {i}\n").as_bytes());
-    let short_dir = dir(vec![kid("a", small(1)), kid("b", small(2)), kid("sub", dir(vec![]))]);
+    let short_dir = dir(vec![
+        kid("a", small(1)),
+        kid("b", small(2)),
+        kid("sub", dir(vec![])),
+    ]);
     // Too many for a shortform directory even in a 2 KiB inode, few enough for one
     // 4 KiB directory block.
-    let block_dir = dir(
-        (0..70)
-            .map(|i| kid(&format!("block-entry-{i:02}-padding"), small(i)))
-            .collect(),
-    );
-    let leaf_dir = dir(
-        (0..400)
-            .map(|i| kid(&format!("leaf-entry-with-a-longer-name-{i:05}"), small(i)))
-            .collect(),
-    );
-    let node_dir = dir(
-        (0..node_entries)
-            .map(|i| {
-                kid(
-                    &format!("node-entry-with-a-much-longer-name-to-fill-blocks-{i:06}"),
-                    file(b""),
-                )
-            })
-            .collect(),
-    );
+    let block_dir = dir((0..70)
+        .map(|i| kid(&format!("block-entry-{i:02}-padding"), small(i)))
+        .collect());
+    let leaf_dir = dir((0..400)
+        .map(|i| kid(&format!("leaf-entry-with-a-longer-name-{i:05}"), small(i)))
+        .collect());
+    let node_dir = dir((0..node_entries)
+        .map(|i| {
+            kid(
+                &format!("node-entry-with-a-much-longer-name-to-fill-blocks-{i:06}"),
+                file(b""),
+            )
+        })
+        .collect());
     let mut root = vec![
         kid("hello.txt", file(b"hello, xfs\n")),
         kid("empty", file(b"")),
-        kid("big.bin", file(&pseudo_random(5 << 20, 0x1234_5678_9ABC_DEF1))),
+        kid(
+            "big.bin",
+            file(&pseudo_random(5 << 20, 0x1234_5678_9ABC_DEF1)),
+        ),
         kid(
             "odd.bin",
-            file(&pseudo_random(123_457, 0x0DDB_A11_0DDB_A11)),
+            file(&pseudo_random(123_457, 0x000D_DBA1_10DD_BA11)),
         ),
         kid(
             "secret",
@@ -523,7 +532,10 @@ fn check_standard(img: &TempImage, node_entries: usize, remote_link: bool, expec
     // filesystem's root; `..` after a link is the link target's parent.
     let hello = fs.stat("/hello.txt", true).unwrap();
     assert_eq!(fs.stat("/fast-link", true).unwrap(), hello);
-    assert_eq!(fs.stat("/fast-link", false).unwrap().file_type, FileType::Symlink);
+    assert_eq!(
+        fs.stat("/fast-link", false).unwrap().file_type,
+        FileType::Symlink
+    );
     assert_eq!(fs.read("/fast-link", 0, 100).unwrap(), b"hello, xfs\n");
     assert_eq!(
         fs.stat("/dir-link/../a", true).unwrap(),
@@ -545,8 +557,14 @@ fn check_standard(img: &TempImage, node_entries: usize, remote_link: bool, expec
         .collect();
     assert!(names.is_empty());
     assert_eq!(fs.stat("/loop-a", true).unwrap_err().kind, ErrorKind::Loop);
-    assert_eq!(fs.stat("/loop-a", false).unwrap().file_type, FileType::Symlink);
-    assert_eq!(fs.stat("/dangling", true).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        fs.stat("/loop-a", false).unwrap().file_type,
+        FileType::Symlink
+    );
+    assert_eq!(
+        fs.stat("/dangling", true).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
     if remote_link {
         assert_eq!(fs.read_link("/slow-link").unwrap(), long_target());
     }
@@ -554,13 +572,22 @@ fn check_standard(img: &TempImage, node_entries: usize, remote_link: bool, expec
         fs.read_link("/hello.txt").unwrap_err().kind,
         ErrorKind::InvalidArgument
     );
-    assert_eq!(fs.stat("/nope", true).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        fs.stat("/nope", true).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
     assert_eq!(
         fs.stat("/hello.txt/x", true).unwrap_err().kind,
         ErrorKind::NotADirectory
     );
-    assert_eq!(fs.read("/short", 0, 10).unwrap_err().kind, ErrorKind::IsADirectory);
-    assert_eq!(fs.read("/pipe", 0, 10).unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(
+        fs.read("/short", 0, 10).unwrap_err().kind,
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(
+        fs.read("/pipe", 0, 10).unwrap_err().kind,
+        ErrorKind::InvalidArgument
+    );
     assert_eq!(
         fs.read_dir("/hello.txt").unwrap_err().kind,
         ErrorKind::NotADirectory
@@ -578,7 +605,15 @@ fn check_standard(img: &TempImage, node_entries: usize, remote_link: bool, expec
     assert!(fs.read("/hello.txt", 0, 0).unwrap().is_empty());
 
     // Inode fields against xfs_db.
-    for p in ["/secret", "/shared", "/tty", "/pipe", "/fast-link", "/node", "/big.bin"] {
+    for p in [
+        "/secret",
+        "/shared",
+        "/tty",
+        "/pipe",
+        "/fast-link",
+        "/node",
+        "/big.bin",
+    ] {
         let ino = db_ino(path, p);
         let f = db_inode(path, ino);
         let st = fs.stat(p, false).unwrap();
@@ -608,7 +643,15 @@ fn v5_defaults() {
     assert_eq!(sb["versionnum"].parse::<u16>().ok(), None); // hex, e.g. 0xb4a5
     let fs = open(img.path());
     let features = fs.sb.feature_names();
-    for f in ["crc", "ftype", "sparse", "bigtime", "finobt", "reflink", "inobtcount"] {
+    for f in [
+        "crc",
+        "ftype",
+        "sparse",
+        "bigtime",
+        "finobt",
+        "reflink",
+        "inobtcount",
+    ] {
         assert!(features.contains(&f), "{f} missing from {features:?}");
     }
     drop(fs);
@@ -672,10 +715,14 @@ fn v5_dir_blocks_8k() {
 
 #[test]
 fn v5_many_small_ags_no_bigtime() {
-    v5_variant("xfs-ag8", &["-d", "agcount=8", "-m", "bigtime=0"], |fs, _| {
-        assert_eq!(fs.sb.ag_count, 8);
-        assert!(!fs.sb.feature_names().contains(&"bigtime"));
-    });
+    v5_variant(
+        "xfs-ag8",
+        &["-d", "agcount=8", "-m", "bigtime=0"],
+        |fs, _| {
+            assert_eq!(fs.sb.ag_count, 8);
+            assert!(!fs.sb.feature_names().contains(&"bigtime"));
+        },
+    );
 }
 
 #[test]
@@ -893,11 +940,17 @@ fn kernel_written_files() {
     // Random access inside the tree.
     for i in [0usize, 1, 2047, 2048, 4321, HOLES - 2] {
         let got = fs.read("/holes", (i * 8192) as u64 + 4000, 200).unwrap();
-        assert!(got == holes[i * 8192 + 4000..i * 8192 + 4200], "holes at {i}");
+        assert!(
+            got == holes[i * 8192 + 4000..i * 8192 + 4200],
+            "holes at {i}"
+        );
     }
 
     // Unwritten extents read as zeros.
-    let bmap = db(path, &[&format!("inode {}", db_ino(path, "/prealloc")), "bmap"]);
+    let bmap = db(
+        path,
+        &[&format!("inode {}", db_ino(path, "/prealloc")), "bmap"],
+    );
     assert!(bmap.contains("flag 1"), "no unwritten extent: {bmap}");
     let mut want = vec![0u8; 1 << 20];
     want[524288..524288 + 4096].fill(0x61);
@@ -910,7 +963,10 @@ fn kernel_written_files() {
 
     // Shared extents: both files map the same blocks and read the same.
     let b1 = db(path, &[&format!("inode {}", db_ino(path, "/orig")), "bmap"]);
-    let b2 = db(path, &[&format!("inode {}", db_ino(path, "/clone")), "bmap"]);
+    let b2 = db(
+        path,
+        &[&format!("inode {}", db_ino(path, "/clone")), "bmap"],
+    );
     assert_eq!(b1, b2);
     assert!(read_all(&mut fs, "/orig") == orig);
     assert!(read_all(&mut fs, "/clone") == orig);
@@ -971,7 +1027,10 @@ fn dirty_log_is_refused_until_replayed() {
         .args(["-n", "-f", img.path()])
         .output()
         .unwrap();
-    assert!(!repair.status.success(), "xfs_repair -n accepted a dirty log");
+    assert!(
+        !repair.status.success(),
+        "xfs_repair -n accepted a dirty log"
+    );
     let e = open_err(img.path());
     assert_eq!(e.kind, ErrorKind::Unsupported, "{e:?}");
     assert!(e.message.starts_with(DIRTY_LOG_MESSAGE), "{e:?}");
@@ -992,7 +1051,10 @@ fn dirty_log_is_refused_until_replayed() {
     assert!(logprint_state(img.path()).contains("<CLEAN>"));
     let mut fs = open(img.path());
     assert_eq!(fs.read("/after/file", 0, 10).unwrap(), b"after");
-    assert_eq!(fs.stat("/after2", true).unwrap().file_type, FileType::Directory);
+    assert_eq!(
+        fs.stat("/after2", true).unwrap().file_type,
+        FileType::Directory
+    );
 }
 
 #[test]
@@ -1063,7 +1125,11 @@ fn damaged(img: &TempImage, f: impl FnOnce(&str)) -> TempImage {
 }
 
 fn flip(path: &str, at: u64) {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
     b[0] ^= 0x5A;
@@ -1145,11 +1211,20 @@ fn corruption_is_reported() {
     // An inode: only what needs it fails.
     let img = damaged(&base, |d| flip(d, inode_byte("/hello.txt") + 0x84));
     let mut fs = open(img.path());
-    expect_corrupt(fs.stat("/hello.txt", true), &format!("inode {}: bad CRC", ino("/hello.txt")));
+    expect_corrupt(
+        fs.stat("/hello.txt", true),
+        &format!("inode {}: bad CRC", ino("/hello.txt")),
+    );
     expect_corrupt(fs.read_dir("/"), "bad CRC");
     assert!(fs.read("/empty", 0, 1).unwrap().is_empty());
     let img = damaged(&base, |d| {
-        db_write(d, &[&format!("inode {}", ino("/hello.txt")), "write -d core.magic 0"])
+        db_write(
+            d,
+            &[
+                &format!("inode {}", ino("/hello.txt")),
+                "write -d core.magic 0",
+            ],
+        )
     });
     expect_corrupt(open(img.path()).stat("/hello.txt", true), "bad magic");
 
@@ -1163,23 +1238,41 @@ fn corruption_is_reported() {
             ],
         )
     });
-    expect_corrupt(open(img.path()).read("/big.bin", 0, 10), "outside the filesystem");
+    expect_corrupt(
+        open(img.path()).read("/big.bin", 0, 10),
+        "outside the filesystem",
+    );
     let img = damaged(&base, |d| {
-        db_write(d, &[&format!("inode {}", ino("/big.bin")), "write -d core.nextents 1000"])
+        db_write(
+            d,
+            &[
+                &format!("inode {}", ino("/big.bin")),
+                "write -d core.nextents 1000",
+            ],
+        )
     });
     expect_corrupt(open(img.path()).read("/big.bin", 0, 10), "do not fit");
     let img = damaged(&base, |d| {
         db_write(
             d,
-            &[&format!("inode {}", ino("/node")), "write -d u3.bmbt.ptrs[1] 987654321"],
+            &[
+                &format!("inode {}", ino("/node")),
+                "write -d u3.bmbt.ptrs[1] 987654321",
+            ],
         )
     });
-    expect_corrupt(open(img.path()).read_dir("/node"), "block map btree pointer");
+    expect_corrupt(
+        open(img.path()).read_dir("/node"),
+        "block map btree pointer",
+    );
 
     // Directory blocks.
     let blk = db_block_byte(p, ino("/block"), 0);
     let img = damaged(&base, |d| flip(d, blk + 200));
-    expect_corrupt(open(img.path()).read_dir("/block"), "directory block: bad CRC");
+    expect_corrupt(
+        open(img.path()).read_dir("/block"),
+        "directory block: bad CRC",
+    );
     let img = damaged(&base, |d| {
         db_write(
             d,
@@ -1198,7 +1291,9 @@ fn corruption_is_reported() {
         fs.stat("/leaf/leaf-entry-with-a-longer-name-00007", true),
         "leaf/node block: bad magic",
     );
-    let node_ptr: u64 = db_inode(p, ino("/node"))["u3.bmbt.ptrs[1]"].parse().unwrap();
+    let node_ptr: u64 = db_inode(p, ino("/node"))["u3.bmbt.ptrs[1]"]
+        .parse()
+        .unwrap();
     let (agno, agbno) = {
         let fs = open(p);
         fs.sb.split_fsb(node_ptr)
@@ -1235,9 +1330,18 @@ fn corruption_is_reported() {
 
     // A symlink claiming more than XFS allows.
     let img = damaged(&base, |d| {
-        db_write(d, &[&format!("inode {}", ino("/fast-link")), "write -d core.size 5000"])
+        db_write(
+            d,
+            &[
+                &format!("inode {}", ino("/fast-link")),
+                "write -d core.size 5000",
+            ],
+        )
     });
-    expect_corrupt(open(img.path()).read_link("/fast-link"), "does not fit in the inode");
+    expect_corrupt(
+        open(img.path()).read_link("/fast-link"),
+        "does not fit in the inode",
+    );
 }
 
 #[test]

@@ -57,7 +57,10 @@ pub fn check_extent(sb: &Superblock, ino: u64, e: &Extent) -> FsResult<()> {
     if e.len == 0 {
         return Err(corrupt(format_args!("inode {ino}: empty extent")));
     }
-    if e.off.checked_add(e.len).is_none_or(|end| end > MAX_FILEOFF + 1) {
+    if e.off
+        .checked_add(e.len)
+        .is_none_or(|end| end > MAX_FILEOFF + 1)
+    {
         return Err(corrupt(format_args!(
             "inode {ino}: extent at file block {} is past the largest file offset",
             e.off
@@ -191,9 +194,11 @@ pub fn parse_block(
     after: u64,
 ) -> FsResult<BtreeBlock> {
     let bs = sb.block_size as usize;
-    let buf = buf
-        .get(..bs)
-        .ok_or_else(|| corrupt(format_args!("inode {ino}: block map block {fsb}: truncated")))?;
+    let buf = buf.get(..bs).ok_or_else(|| {
+        corrupt(format_args!(
+            "inode {ino}: block map block {fsb}: truncated"
+        ))
+    })?;
     let hdr = block_hdr_len(sb);
     let magic = be32(buf, 0);
     if sb.version == 5 {

@@ -274,8 +274,7 @@ pub fn parse_data_block(
         if be16(buf, pos) == 0xFFFF {
             // An unused region: freetag, length, ..., tag (its own offset) at the end.
             let n = usize::from(be16(buf, pos + 2));
-            if n < 8 || n % 8 != 0 || pos + n > end || usize::from(be16(buf, pos + n - 2)) != pos
-            {
+            if n < 8 || n % 8 != 0 || pos + n > end || usize::from(be16(buf, pos + n - 2)) != pos {
                 return Err(corrupt(format_args!(
                     "directory {dir}: {what}: bad free region at offset {pos}"
                 )));
@@ -357,7 +356,10 @@ pub enum DaBlock {
         single: bool,
     },
     /// An interior node of the hash btree: (highest hash below, child block) pairs.
-    Node { level: u16, entries: Vec<(u32, u32)> },
+    Node {
+        level: u16,
+        entries: Vec<(u32, u32)>,
+    },
 }
 
 /// Decodes and checks a leaf or node block of directory `dir`.

@@ -141,7 +141,9 @@ pub fn parse(sb: &Superblock, ino: u64, buf: &[u8]) -> FsResult<Inode> {
             )));
         }
         if uuid_at(buf, 0xA0) != sb.meta_uuid {
-            return Err(corrupt(format_args!("inode {ino}: filesystem UUID mismatch")));
+            return Err(corrupt(format_args!(
+                "inode {ino}: filesystem UUID mismatch"
+            )));
         }
     } else if version != 1 && version != 2 {
         return Err(corrupt(format_args!(

@@ -69,7 +69,8 @@ pub fn parse_rec_header(bb: &[u8]) -> Option<RecHeader> {
         size: be32(bb, 320),
     };
     let version_ok = h.version == VERSION_1 || h.version == VERSION_2;
-    if !version_ok || h.len > MAX_RECORD_BYTES || h.cycle == 0 {
+    let size_ok = h.version == VERSION_1 || h.size <= MAX_RECORD_BYTES;
+    if !version_ok || !size_ok || h.len > MAX_RECORD_BYTES || h.cycle == 0 {
         return None;
     }
     Some(h)

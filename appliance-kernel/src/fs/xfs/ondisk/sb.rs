@@ -233,8 +233,8 @@ impl Superblock {
         }
         let dblocks = be64(buf, 0x08);
         let full = u64::from(ag_count) * u64::from(ag_blocks);
-        let min = u64::from(ag_count.saturating_sub(1)) * u64::from(ag_blocks)
-            + u64::from(MIN_AG_BLOCKS);
+        let min =
+            u64::from(ag_count.saturating_sub(1)) * u64::from(ag_blocks) + u64::from(MIN_AG_BLOCKS);
         if ag_count == 0 || dblocks > full || dblocks < min {
             return Err(corrupt(
                 "superblock: data block count does not match the allocation groups",
@@ -339,7 +339,9 @@ impl Superblock {
     pub fn ag_len(&self, agno: u32) -> u32 {
         if agno.saturating_add(1) >= self.ag_count {
             let before = u64::from(agno) * u64::from(self.ag_blocks);
-            self.dblocks.saturating_sub(before).min(u64::from(self.ag_blocks)) as u32
+            self.dblocks
+                .saturating_sub(before)
+                .min(u64::from(self.ag_blocks)) as u32
         } else {
             self.ag_blocks
         }
@@ -352,10 +354,7 @@ impl Superblock {
 
     /// Splits a filesystem block number into (AG, block within the AG).
     pub fn split_fsb(&self, fsb: u64) -> (u64, u64) {
-        (
-            fsb >> self.agblk_log,
-            fsb & ((1u64 << self.agblk_log) - 1),
-        )
+        (fsb >> self.agblk_log, fsb & ((1u64 << self.agblk_log) - 1))
     }
 
     /// True when `len` blocks from filesystem block `fsb` lie inside one allocation
@@ -409,11 +408,7 @@ impl Superblock {
         if (agbno << self.block_log) < 4 * u64::from(self.sect_size) {
             return None;
         }
-        Some(
-            self.ag_byte(agno as u32)
-                + (agbno << self.block_log)
-                + (idx << self.inode_log),
-        )
+        Some(self.ag_byte(agno as u32) + (agbno << self.block_log) + (idx << self.inode_log))
     }
 
     /// Directory block size in bytes.

@@ -34,10 +34,14 @@ pub fn parse_remote<'a>(
     let hdr = hdr_len(sb);
     if sb.version == 5 {
         if be32(buf, 0) != MAGIC {
-            return Err(corrupt(format_args!("symlink {ino}: remote block: bad magic")));
+            return Err(corrupt(format_args!(
+                "symlink {ino}: remote block: bad magic"
+            )));
         }
         if !crc::verify(buf, CRC_OFF) {
-            return Err(corrupt(format_args!("symlink {ino}: remote block: bad CRC")));
+            return Err(corrupt(format_args!(
+                "symlink {ino}: remote block: bad CRC"
+            )));
         }
         if be32(buf, 4) as usize != offset
             || be32(buf, 8) as usize != want
