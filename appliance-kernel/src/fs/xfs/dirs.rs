@@ -22,6 +22,9 @@ const MAX_LEAF_HOPS: usize = 64;
 /// longest names needs ~70k 4 KiB blocks; a corrupt map must not make us read 32 GiB.
 const MAX_DATA_BLOCKS: u64 = 1 << 18;
 
+/// Directory forms remembered at most.
+const MAX_FORMS: usize = 4096;
+
 /// How a directory is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirForm {
@@ -40,11 +43,24 @@ impl XfsFs {
         1 << self.sb.dir_blk_log
     }
 
-    /// The form of directory `dir`.
+    /// The form of directory `dir` (remembered per inode: finding it walks the
+    /// right edge of a btree-format map).
     pub(super) fn dir_form(&mut self, dir: &Inode) -> FsResult<DirForm> {
         if dir.format == FMT_LOCAL {
             return Ok(DirForm::Short);
         }
+        if let Some(f) = self.forms.get(&dir.ino) {
+            return Ok(*f);
+        }
+        let f = self.find_dir_form(dir)?;
+        if self.forms.len() >= MAX_FORMS {
+            self.forms.clear();
+        }
+        self.forms.insert(dir.ino, f);
+        Ok(f)
+    }
+
+    fn find_dir_form(&mut self, dir: &Inode) -> FsResult<DirForm> {
         let end = self.last_mapped(dir)?;
         if end == self.dirblk_fsbs() {
             if dir.size != u64::from(self.sb.dir_blk_size()) {

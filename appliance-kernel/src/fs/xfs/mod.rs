@@ -73,6 +73,8 @@ pub struct XfsFs {
     old: BTreeMap<u64, Rc<Inode>>,
     /// Block map windows of the last inodes read (see `extents`).
     windows: Vec<Rc<extents::Window>>,
+    /// The forms of directories looked at (see `dirs`).
+    forms: BTreeMap<u64, dirs::DirForm>,
     /// The file last read: its path and inode, so chunked reads skip the path walk.
     last_file: Option<(String, Rc<Inode>)>,
     /// Block map windows loaded from a btree (a test hook for the window cache).
@@ -132,6 +134,7 @@ impl XfsFs {
             young: BTreeMap::new(),
             old: BTreeMap::new(),
             windows: Vec::new(),
+            forms: BTreeMap::new(),
             last_file: None,
             #[cfg(test)]
             window_loads: 0,

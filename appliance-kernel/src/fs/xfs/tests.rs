@@ -635,9 +635,9 @@ fn check_standard(img: &TempImage, node_entries: usize, remote_link: bool, expec
 fn v5_defaults() {
     let img = make_image(
         "xfs-v5",
-        160 << 20,
+        192 << 20,
         &["-L", "skiff-v5"],
-        &standard_tree(6000, false),
+        &standard_tree(20000, false),
     );
     let sb = db_sb(img.path());
     assert_eq!(sb["versionnum"].parse::<u16>().ok(), None); // hex, e.g. 0xb4a5
@@ -655,7 +655,7 @@ fn v5_defaults() {
         assert!(features.contains(&f), "{f} missing from {features:?}");
     }
     drop(fs);
-    check_standard(&img, 6000, false, "node+btree");
+    check_standard(&img, 20000, false, "node+btree");
 }
 
 #[test]
@@ -1328,6 +1328,20 @@ fn corruption_is_reported() {
     });
     expect_corrupt(open(img.path()).read_dir("/short"), "invalid inode number");
 
+    // A file flagged as living on a realtime device (there is none here).
+    let img = damaged(&base, |d| {
+        db_write(
+            d,
+            &[
+                &format!("inode {}", ino("/hello.txt")),
+                "write -d core.realtime 1",
+            ],
+        )
+    });
+    let e = open(img.path()).read("/hello.txt", 0, 10).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e:?}");
+    assert!(e.message.contains("realtime"), "{e:?}");
+
     // A symlink claiming more than XFS allows.
     let img = damaged(&base, |d| {
         db_write(
@@ -1342,6 +1356,18 @@ fn corruption_is_reported() {
         open(img.path()).read_link("/fast-link"),
         "does not fit in the inode",
     );
+}
+
+#[test]
+fn external_log_is_unsupported() {
+    let img = TempImage::new("xfs-extlog", 64 << 20);
+    let log = TempImage::new("xfs-extlog-log", 16 << 20);
+    let logdev = format!("logdev={},size=10m", log.path());
+    tool("mkfs.xfs", &["-q", "-f", "-l", &logdev, img.path()]);
+    assert_eq!(db_sb(img.path())["logstart"], "0");
+    let e = open_err(img.path());
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e:?}");
+    assert!(e.message.contains("external log"), "{e:?}");
 }
 
 #[test]
