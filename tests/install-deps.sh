@@ -18,6 +18,7 @@ have mcopy || pkgs+=(mtools)
 have sfdisk || pkgs+=(fdisk)
 have sgdisk || pkgs+=(gdisk)
 have mkfs.xfs || pkgs+=(xfsprogs)
+have setfattr || pkgs+=(attr)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -6,10 +6,11 @@
 use super::XfsFs;
 use super::ondisk::corrupt;
 use super::ondisk::dir::{
-    self, DaBlock, FREE_OFFSET, LEAF_OFFSET, LeafEntry, MAX_DA_DEPTH, RawEntry,
+    self, DaBlock, DataBlock, FREE_OFFSET, LEAF_OFFSET, LeafEntry, MAX_DA_DEPTH, RawEntry,
 };
 use super::ondisk::inode::{FMT_LOCAL, Inode};
 use crate::fs::FsResult;
+use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use wire::{Error, ErrorKind};
@@ -24,6 +25,28 @@ const MAX_DATA_BLOCKS: u64 = 1 << 18;
 
 /// Directory forms remembered at most.
 const MAX_FORMS: usize = 4096;
+/// Entries (data entries plus hash index entries) of parsed blocks kept for lookups.
+const PARSED_ENTRIES: usize = 16384;
+
+/// Directory blocks parsed (and CRC-checked) for lookups, by (directory, block), so
+/// walking the same paths again does not parse and checksum them again.
+#[derive(Default)]
+pub struct Parsed {
+    data: BTreeMap<(u64, u64), Rc<DataBlock>>,
+    da: BTreeMap<(u64, u64), Rc<DaBlock>>,
+    entries: usize,
+}
+
+impl Parsed {
+    fn make_room(&mut self, n: usize) {
+        if self.entries + n > PARSED_ENTRIES {
+            self.data.clear();
+            self.da.clear();
+            self.entries = 0;
+        }
+        self.entries += n;
+    }
+}
 
 /// How a directory is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,11 +171,8 @@ impl XfsFs {
         let mut out = match self.dir_form(dir)? {
             DirForm::Short => self.shortform(dir)?.entries,
             DirForm::Block => {
-                let (buf, daddr) = self.dir_block(dir, 0)?.ok_or_else(|| {
-                    corrupt(format_args!("directory {ino}: block 0 is not mapped"))
-                })?;
-                let b = dir::parse_data_block(&self.sb, ino, &buf, daddr, true)?;
-                b.entries.into_iter().map(|(_, e)| e).collect()
+                let b = self.data_block(dir, 0, true)?;
+                b.entries.iter().map(|(_, e)| e.clone()).collect()
             }
             DirForm::Multi => self.multi_entries(dir)?,
         };
@@ -260,10 +280,7 @@ impl XfsFs {
                 self.pick(name, sf.entries.iter())
             }
             DirForm::Block => {
-                let (buf, daddr) = self.dir_block(dir, 0)?.ok_or_else(|| {
-                    corrupt(format_args!("directory {ino}: block 0 is not mapped"))
-                })?;
-                let b = dir::parse_data_block(&self.sb, ino, &buf, daddr, true)?;
+                let b = self.data_block(dir, 0, true)?;
                 self.pick(name, b.entries.iter().map(|(_, e)| e))
             }
             DirForm::Multi => self.hashed_lookup(dir, name)?,
@@ -303,13 +320,9 @@ impl XfsFs {
                     "directory {ino}: hash index points to block {dablk}"
                 )));
             }
-            let (buf, daddr) = self.dir_block(dir, dablk)?.ok_or_else(|| {
-                corrupt(format_args!(
-                    "directory {ino}: hash index block {dablk} is a hole"
-                ))
-            })?;
-            match dir::parse_da_block(&self.sb, ino, &buf, daddr)? {
-                DaBlock::Node { level, entries } => {
+            let da = self.da_block(dir, dablk)?;
+            match &*da {
+                &DaBlock::Node { level, ref entries } => {
                     depth += 1;
                     if level >= max_level || depth > MAX_DA_DEPTH || hops > 0 {
                         return Err(corrupt(format_args!(
@@ -324,8 +337,8 @@ impl XfsFs {
                     let (_, child) = entries.get(i).copied().unwrap_or((0, 0));
                     dablk = u64::from(child);
                 }
-                DaBlock::Leaf {
-                    entries,
+                &DaBlock::Leaf {
+                    ref entries,
                     forw,
                     single,
                 } => {
@@ -382,22 +395,51 @@ impl XfsFs {
         }
         let dablk = (byte / bsize) << self.sb.dir_blk_log;
         let within = (byte % bsize) as u32;
+        let b = self.data_block(dir, dablk, false)?;
+        let i = b.entries.partition_point(|(off, _)| *off < within);
+        match b.entries.get(i) {
+            Some((off, e)) if *off == within => Ok(Some(e.clone())),
+            _ => Err(corrupt(format_args!(
+                "directory {ino}: hash index points between entries"
+            ))),
+        }
+    }
+
+    /// Data block `dablk` of `dir`, parsed (through the lookup cache).
+    fn data_block(&mut self, dir: &Inode, dablk: u64, block_form: bool) -> FsResult<Rc<DataBlock>> {
+        let ino = dir.ino;
+        if let Some(b) = self.parsed.data.get(&(ino, dablk)) {
+            return Ok(b.clone());
+        }
+        let (buf, daddr) = self
+            .dir_block(dir, dablk)?
+            .ok_or_else(|| corrupt(format_args!("directory {ino}: block {dablk} is not mapped")))?;
+        let b = Rc::new(dir::parse_data_block(
+            &self.sb, ino, &buf, daddr, block_form,
+        )?);
+        self.parsed.make_room(b.entries.len() + b.leaf.len());
+        self.parsed.data.insert((ino, dablk), b.clone());
+        Ok(b)
+    }
+
+    /// Leaf or node block `dablk` of `dir`, parsed (through the lookup cache).
+    fn da_block(&mut self, dir: &Inode, dablk: u64) -> FsResult<Rc<DaBlock>> {
+        let ino = dir.ino;
+        if let Some(b) = self.parsed.da.get(&(ino, dablk)) {
+            return Ok(b.clone());
+        }
         let (buf, daddr) = self.dir_block(dir, dablk)?.ok_or_else(|| {
             corrupt(format_args!(
-                "directory {ino}: hash index points to unmapped block {dablk}"
+                "directory {ino}: hash index block {dablk} is a hole"
             ))
         })?;
-        let b = dir::parse_data_block(&self.sb, ino, &buf, daddr, false)?;
-        let e = b
-            .entries
-            .into_iter()
-            .find(|(off, _)| *off == within)
-            .map(|(_, e)| e);
-        if e.is_none() {
-            return Err(corrupt(format_args!(
-                "directory {ino}: hash index points between entries"
-            )));
-        }
-        Ok(e)
+        let b = Rc::new(dir::parse_da_block(&self.sb, ino, &buf, daddr)?);
+        let n = match &*b {
+            DaBlock::Leaf { entries, .. } => entries.len(),
+            DaBlock::Node { entries, .. } => entries.len(),
+        };
+        self.parsed.make_room(n);
+        self.parsed.da.insert((ino, dablk), b.clone());
+        Ok(b)
     }
 }

@@ -75,6 +75,8 @@ pub struct XfsFs {
     windows: Vec<Rc<extents::Window>>,
     /// The forms of directories looked at (see `dirs`).
     forms: BTreeMap<u64, dirs::DirForm>,
+    /// Directory blocks parsed for lookups (see `dirs`).
+    parsed: dirs::Parsed,
     /// The file last read: its path and inode, so chunked reads skip the path walk.
     last_file: Option<(String, Rc<Inode>)>,
     /// Block map windows loaded from a btree (a test hook for the window cache).
@@ -135,6 +137,7 @@ impl XfsFs {
             old: BTreeMap::new(),
             windows: Vec::new(),
             forms: BTreeMap::new(),
+            parsed: dirs::Parsed::default(),
             last_file: None,
             #[cfg(test)]
             window_loads: 0,

@@ -920,6 +920,15 @@ fn kernel_written_files() {
         for i in 0..1500 {
             std::fs::write(m.at(&format!("made/kernel-made-entry-{i:05}")), b"k").unwrap();
         }
+        // Extended attributes in the inode: the data forks (a btree root, a directory)
+        // shrink to make room.
+        let value = "v".repeat(120);
+        for p in ["holes", "made"] {
+            tool(
+                "setfattr",
+                &["-n", "user.skiff", "-v", &value, m.at(p).to_str().unwrap()],
+            );
+        }
         m.umount();
     }
     repair_clean(img.path());
@@ -933,6 +942,8 @@ fn kernel_written_files() {
     assert_eq!(f["core.format"], "3 (btree)");
     assert_eq!(f["core.nextents"], HOLES.to_string());
     assert_eq!(f["u3.bmbt.level"], "2");
+    assert_ne!(f["core.forkoff"], "0", "no attribute fork");
+    assert_ne!(db_inode(path, db_ino(path, "/made"))["core.forkoff"], "0");
     let before = windows_loaded(&fs);
     assert!(read_all(&mut fs, "/holes") == holes, "holes differ");
     // Chunked sequential reads reuse the loaded windows: 6000 extents, 4096 a window.
