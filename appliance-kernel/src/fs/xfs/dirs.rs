@@ -321,8 +321,8 @@ impl XfsFs {
                 )));
             }
             let da = self.da_block(dir, dablk)?;
-            match &*da {
-                &DaBlock::Node { level, ref entries } => {
+            match *da {
+                DaBlock::Node { level, ref entries } => {
                     depth += 1;
                     if level >= max_level || depth > MAX_DA_DEPTH || hops > 0 {
                         return Err(corrupt(format_args!(
@@ -337,7 +337,7 @@ impl XfsFs {
                     let (_, child) = entries.get(i).copied().unwrap_or((0, 0));
                     dablk = u64::from(child);
                 }
-                &DaBlock::Leaf {
+                DaBlock::Leaf {
                     ref entries,
                     forw,
                     single,
