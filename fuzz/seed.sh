@@ -31,3 +31,24 @@ printf fuzz | cryptsetup luksFormat -q --batch-mode --key-file=- --type luks2 \
   --luks2-keyslots-size 256k --offset 576 "$t/luks2.img" >/dev/null 2>&1
 dd if="$t/luks2.img" of="$t/luks2.json" bs=4096 skip=1 count=3 status=none
 cp "$t/luks1.img" "$t/luks2.img" "$t/luks2.json" corpus/luks/
+
+# xfs: structures cut from v4 and v5 images (first byte: 0 = v4 geometry, 1 = v5).
+if command -v mkfs.xfs >/dev/null; then
+  mkdir -p corpus/xfs
+  { printf 'skiff\n0 0\nd--755 0 0\nmany d--755 0 0\n'
+    for i in $(seq 1 40); do echo "entry-$i ---644 0 0 $t/src/a.txt"; done
+    printf '$\nlnk l--777 0 0 a.txt\n$\n'; } > "$t/proto"
+  for v in 4 5; do
+    img="$t/x$v.img"; opts=(); [ "$v" = 4 ] && opts=(-m crc=0 -i size=512)
+    truncate -s 64M "$img"
+    TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f "${opts[@]}" -p "$t/proto" "$img" 2>/dev/null
+    byte() { xfs_db -r -c "convert $1 $2 byte" "$img" | sed 's/ .*//'; }
+    seed() { { printf "\\x0$((v - 4))"; dd if="$img" bs=512 skip=$(($1 / 512)) count=$(($2 / 512)) 2>/dev/null; } > "corpus/xfs/v$v-$3"; }
+    many=$(xfs_db -r -c 'ls /' "$img" | awk '$6 == "many" {print $2}')
+    fsb=$(xfs_db -r -c "inode $many" -c bmap "$img" | awk '{print $5; exit}')
+    seed 0 512 sb; seed 512 512 agf; seed 1024 512 agi
+    root=$(xfs_db -r -c 'sb 0' -c 'p rootino' "$img" | awk '{print $3}')
+    seed "$(byte inode "$root")" 512 root-inode; seed "$(byte inode "$many")" 512 dir-inode
+    seed "$(byte fsb "$fsb")" 4096 dir-block
+  done
+fi

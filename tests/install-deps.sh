@@ -26,6 +26,7 @@ have cryptsetup || pkgs+=(cryptsetup-bin)
 # btrfs-progs >= 6.x (bookworm-backports): mkfs.btrfs --rootdir --subvol --compress.
 # (Matched on the captured help text: `| grep -q` would SIGPIPE mkfs.btrfs under pipefail.)
 case "$(mkfs.btrfs --help 2>&1 || true)" in *--compress*) ;; *) pkgs+=(btrfs-progs) ;; esac
+have mkfs.xfs || pkgs+=(xfsprogs)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -1,10 +1,10 @@
 //! Corpus test: deterministic bit-flipped and truncated variants of small ext4, FAT,
-//! NTFS, btrfs, LVM and LUKS images, each mounted read-only through the RPC dispatcher on a read-only disk, listed
+//! NTFS, btrfs, XFS, LVM and LUKS images, each mounted read-only through the RPC dispatcher on a read-only disk, listed
 //! and read recursively (`find` + `pread` of every file). Pass: no panic, no hang (each
 //! variant runs in a thread with a time limit) and the image bytes unchanged.
 //!
 //! Images are built with the real tools (`mkfs.ext4 -d`, `mkfs.vfat` + `mcopy`/`mmd`,
-//! `mkfs.btrfs --rootdir`, `cryptsetup luksFormat` for LUKS1/LUKS2 around an ext4 payload,
+//! `mkfs.btrfs --rootdir`, `mkfs.xfs -p`, `cryptsetup luksFormat` for LUKS1/LUKS2 around an ext4 payload,
 //! unlocked and read).
 
 use appliance::block::BlockDevice;
@@ -271,6 +271,63 @@ fn exercise(img: Vec<u8>, fstype: Option<&str>) -> usize {
     read_ok
 }
 
+/// An XFS image of the source tree (v5 or v4) made with `mkfs.xfs -p protofile`: 32 MiB
+/// (mkfs.xfs makes nothing under 16 MiB) in two AGs, so the log sits in AG 1 and the
+/// first bytes hold the AG headers, the inodes and the directories.
+fn xfs_image(t: &Tmp, v4: bool) -> Vec<u8> {
+    let src = source_tree(t, false);
+    let s = |p: &str| src.join(p).display().to_string();
+    // Protofile paths cannot hold spaces either.
+    let long = t.0.join("long.txt");
+    std::fs::copy(src.join("Another Dir/A Long File Name.txt"), &long).unwrap();
+    // Protofile names cannot hold spaces: "Another Dir" goes in as Another_Dir.
+    let mut proto = format!(
+        "skiff\n0 0\nd--755 0 0\n\
+         hello.txt ---644 0 0 {}\n\
+         empty ---644 0 0 {}\n\
+         dir d--755 0 0\n medium.bin ---644 0 0 {}\n\
+         sub d--755 0 0\n small ---644 0 0 {}\n\
+         deeper d--755 0 0\n big.dat ---644 0 0 {}\n$\n$\n\
+         rel l--777 0 0 sub/../sub/small\n$\n\
+         Another_Dir d--755 0 0\n A_Long_File_Name.txt ---644 0 0 {}\n$\n\
+         link l--777 0 0 hello.txt\n\
+         slow-link l--777 0 0 {}\n",
+        s("hello.txt"),
+        s("empty"),
+        s("dir/medium.bin"),
+        s("dir/sub/small"),
+        s("dir/sub/deeper/big.dat"),
+        long.display(),
+        "x/".repeat(50),
+    );
+    if v4 {
+        // A remote symlink (mkfs 6.1 writes v5 ones without their header).
+        proto.push_str(&format!("remote-link l--777 0 0 {}\n", "y/".repeat(300)));
+    }
+    proto.push_str("$\n");
+    let pf = t.0.join("proto");
+    std::fs::write(&pf, proto).unwrap();
+    let img = t.0.join(if v4 { "xfs4.img" } else { "xfs5.img" });
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    let opts: &[&str] = if v4 {
+        &["-m", "crc=0", "-b", "size=512"]
+    } else {
+        &["-b", "size=1024"]
+    };
+    run(Command::new("mkfs.xfs")
+        .env("TEST_DIR", "1")
+        .env("TEST_DEV", "1")
+        .env("QA_CHECK_FS", "1")
+        .args(["-q", "-f", "-d", "agcount=2", "-p"])
+        .arg(&pf)
+        .args(opts)
+        .arg(&img));
+    std::fs::read(img).unwrap()
+}
+
 /// The variants of `base`: bit flips (mostly in the metadata-heavy first `hot` bytes)
 /// and truncations.
 fn variants(
@@ -279,36 +336,39 @@ fn variants(
     flips: usize,
     truncs: usize,
     hot: usize,
-) -> Vec<(String, Vec<u8>)> {
+) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+    // Made one at a time (images of tens of MiB must not all be in memory at once), in
+    // the same order and from the same random sequence as ever.
     let mut rng = Rng(seed);
-    let mut out = Vec::new();
-    for i in 0..flips {
-        let mut v = base.to_vec();
-        let nbits = 1 + rng.below(if i % 4 == 0 { 32 } else { 4 });
-        let mut what = Vec::new();
-        for _ in 0..nbits {
-            let range = if rng.below(5) == 0 {
-                v.len()
-            } else {
-                hot.min(v.len())
-            };
-            let off = rng.below(range);
-            let bit = rng.below(8);
-            v[off] ^= 1 << bit;
-            what.push(format!("{off}.{bit}"));
-        }
-        out.push((format!("flip#{i} [{}]", what.join(" ")), v));
-    }
-    for i in 0..truncs {
-        // Both very short cuts (inside the metadata) and cuts anywhere.
-        let len = if i % 2 == 0 {
-            rng.below(hot.min(base.len()))
+    (0..flips + truncs).map(move |n| {
+        if n < flips {
+            let i = n;
+            let mut v = base.to_vec();
+            let nbits = 1 + rng.below(if i % 4 == 0 { 32 } else { 4 });
+            let mut what = Vec::new();
+            for _ in 0..nbits {
+                let range = if rng.below(5) == 0 {
+                    v.len()
+                } else {
+                    hot.min(v.len())
+                };
+                let off = rng.below(range);
+                let bit = rng.below(8);
+                v[off] ^= 1 << bit;
+                what.push(format!("{off}.{bit}"));
+            }
+            (format!("flip#{i} [{}]", what.join(" ")), v)
         } else {
-            rng.below(base.len())
-        };
-        out.push((format!("truncate#{i} to {len}"), base[..len].to_vec()));
-    }
-    out
+            let i = n - flips;
+            // Both very short cuts (inside the metadata) and cuts anywhere.
+            let len = if i.is_multiple_of(2) {
+                rng.below(hot.min(base.len()))
+            } else {
+                rng.below(base.len())
+            };
+            (format!("truncate#{i} to {len}"), base[..len].to_vec())
+        }
+    })
 }
 
 /// Runs every variant in its own thread with the time limit; fails on the first panic or
@@ -316,18 +376,18 @@ fn variants(
 fn run_corpus(name: &str, base: Vec<u8>, fstype: &'static str, seed: u32, hot: usize) -> usize {
     // The pristine image must mount and read all its files.
     let vs = variants(&base, seed, 170, 40, hot);
-    run_fs_variants(name, base, vs, fstype)
+    run_fs_variants(name, &base, vs, fstype)
 }
 
 /// Checks the pristine `base` reads, then runs the filesystem variants `vs` (mounted with
 /// the type detected, or named `fstype`, in turn).
 fn run_fs_variants(
     name: &str,
-    base: Vec<u8>,
-    vs: Vec<(String, Vec<u8>)>,
+    base: &[u8],
+    vs: impl IntoIterator<Item = (String, Vec<u8>)>,
     fstype: &'static str,
 ) -> usize {
-    let pristine_reads = exercise(base, Some(fstype));
+    let pristine_reads = exercise(base.to_vec(), Some(fstype));
     assert!(
         pristine_reads >= 5,
         "{name}: pristine image read {pristine_reads} files"
@@ -340,12 +400,13 @@ fn run_fs_variants(
 /// Runs `f` on every variant (with its index) in its own thread with the time limit.
 fn run_variants(
     name: &str,
-    vs: Vec<(String, Vec<u8>)>,
+    vs: impl IntoIterator<Item = (String, Vec<u8>)>,
     f: impl Fn(Vec<u8>, usize) -> usize + Send + Copy + 'static,
 ) -> usize {
-    let total = vs.len();
+    let mut total = 0;
     let mut fully_read = 0;
     for (i, (what, img)) in vs.into_iter().enumerate() {
+        total += 1;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name(format!("{name} {what}"))
@@ -645,7 +706,7 @@ fn lvm_corpus() {
     assert!(pristine >= 5, "lvm: pristine image read {pristine} files");
     // Flips in the label and metadata area (the first 96 KiB); every other variant gets
     // its checksums recomputed so the mutation reaches the metadata parser.
-    let mut vs = variants(&base, 0x1A7E_2001, 170, 40, 96 * 1024);
+    let mut vs: Vec<_> = variants(&base, 0x1A7E_2001, 170, 40, 96 * 1024).collect();
     for (i, (what, v)) in vs.iter_mut().enumerate() {
         if i % 2 == 1 {
             lvm_fix_checksums(v);
@@ -820,7 +881,7 @@ fn run_luks_corpus(name: &str, base: Vec<u8>, seed: u32, hot: usize, luks2: bool
         pristine_reads >= 5,
         "{name}: pristine image read {pristine_reads} files"
     );
-    let mut vs = variants(&base, seed, 170, 40, hot);
+    let mut vs: Vec<_> = variants(&base, seed, 170, 40, hot).collect();
     if luks2 {
         // Flips in the JSON metadata with both checksums made valid again.
         let json_end = 4096 + base[4096..].iter().position(|&b| b == 0).unwrap();
@@ -1033,7 +1094,19 @@ fn btrfs_corpus() {
             blocks.len()
         );
         let vs = btrfs_variants(&img, &blocks, seed);
-        total += run_fs_variants(&format!("btrfs-{compress}"), img, vs, "btrfs");
+        total += run_fs_variants(&format!("btrfs-{compress}"), &img, vs, "btrfs");
     }
     assert!(total >= 600);
+}
+
+#[test]
+fn xfs_corpus() {
+    assert!(have("mkfs.xfs"), "mkfs.xfs (xfsprogs) is needed");
+    let t = Tmp::new("xfs5");
+    let v5 = xfs_image(&t, false);
+    let n = run_corpus("xfs-v5", v5, "xfs", 0x0F5F_5005, 128 * 1024);
+    let t4 = Tmp::new("xfs4");
+    let v4 = xfs_image(&t4, true);
+    let m = run_corpus("xfs-v4", v4, "xfs", 0x0F5F_5004, 64 * 1024);
+    assert!(n + m >= 400);
 }

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         devices.extend(fss.into_iter().map(|f| f.device));
     }
     devices.dedup();
-    for fstype in [None, Some("ext4"), Some("vfat"), Some("ntfs"), Some("btrfs")] {
+    for fstype in [None, Some("ext4"), Some("vfat"), Some("ntfs"), Some("btrfs"), Some("xfs")] {
         for dev in &devices {
             let mounted = app.handle(Request::Mount {
                 device: dev.clone(),

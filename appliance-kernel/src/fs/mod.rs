@@ -11,6 +11,7 @@ pub mod fat;
 pub mod ntfs;
 pub mod probe;
 pub mod vfs;
+pub mod xfs;
 
 use alloc::string::String;
 use alloc::vec::Vec;

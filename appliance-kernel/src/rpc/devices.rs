@@ -3,7 +3,7 @@
 
 use super::{Appliance, err};
 use crate::block::{SharedDevice, Window, shared};
-use crate::fs::{FileSystem, FsResult, btrfs, ext4, fat, ntfs, probe};
+use crate::fs::{FileSystem, FsResult, btrfs, ext4, fat, ntfs, probe, xfs};
 use crate::part::{self, PartEntry};
 use alloc::boxed::Box;
 use alloc::format;
@@ -222,6 +222,7 @@ impl Appliance {
             "vfat" | "fat" | "msdos" => fat::mount(dev, readonly),
             "ntfs" | "ntfs-3g" => ntfs::mount(dev, readonly),
             "btrfs" => btrfs::mount(dev, readonly),
+            "xfs" => xfs::mount(dev, readonly),
             "unknown" => Err(err(
                 ErrorKind::Unsupported,
                 format!("{device}: no filesystem recognised"),

@@ -1,0 +1,115 @@
+//! Device access for the XFS reader: range-checked reads straight into the caller's
+//! buffer (file data), and a bounded LRU cache of metadata blocks (inode clusters,
+//! directory and btree blocks), keyed by byte offset and length.
+
+use super::ondisk::corrupt;
+use crate::block::SharedDevice;
+use crate::fs::FsResult;
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use wire::{Error, ErrorKind};
+
+/// Bytes of metadata kept cached at most.
+pub const CACHE_BYTES: usize = 2 << 20;
+/// Cached blocks at most.
+const CACHE_ENTRIES: usize = 1024;
+/// Largest single metadata read (a 64 KiB directory block is the largest structure).
+pub const MAX_META_READ: usize = 64 << 10;
+
+/// A cached block: its bytes and when it was last used.
+type Cached = (Rc<Vec<u8>>, u64);
+
+pub struct Io {
+    dev: SharedDevice,
+    size: u64,
+    /// (offset, length) → (bytes, last use).
+    cache: BTreeMap<(u64, usize), Cached>,
+    /// last use → key: the eviction order.
+    lru: BTreeMap<u64, (u64, usize)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl Io {
+    pub fn new(dev: SharedDevice) -> Self {
+        let size = dev.borrow().size();
+        Io {
+            dev,
+            size,
+            cache: BTreeMap::new(),
+            lru: BTreeMap::new(),
+            bytes: 0,
+            tick: 0,
+        }
+    }
+
+    /// Size of the device in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads `buf.len()` bytes at `off` in one device request. A range past the end of
+    /// the device is `Corrupt` (the filesystem points outside its device).
+    pub fn read_into(&self, off: u64, buf: &mut [u8]) -> FsResult<()> {
+        if off
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(corrupt(format_args!(
+                "read of {} bytes at byte {off} is past the end of the device ({} bytes)",
+                buf.len(),
+                self.size
+            )));
+        }
+        let mut d = self
+            .dev
+            .try_borrow_mut()
+            .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
+        d.read_at(off, buf)
+    }
+
+    /// Reads `len` bytes at `off` into a new buffer (not cached).
+    pub fn read_vec(&self, off: u64, len: usize) -> FsResult<Vec<u8>> {
+        let mut v = vec![0u8; len];
+        self.read_into(off, &mut v)?;
+        Ok(v)
+    }
+
+    /// Reads a metadata block through the cache.
+    pub fn meta(&mut self, off: u64, len: usize) -> FsResult<Rc<Vec<u8>>> {
+        if len > MAX_META_READ {
+            return Err(corrupt(format_args!(
+                "metadata read of {len} bytes is larger than any XFS structure"
+            )));
+        }
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some((data, used)) = self.cache.get_mut(&(off, len)) {
+            self.lru.remove(used);
+            *used = tick;
+            self.lru.insert(tick, (off, len));
+            return Ok(data.clone());
+        }
+        let data = Rc::new(self.read_vec(off, len)?);
+        while self.bytes + len > CACHE_BYTES || self.cache.len() >= CACHE_ENTRIES {
+            let Some((_, key)) = self.lru.pop_first() else {
+                break;
+            };
+            if let Some((old, _)) = self.cache.remove(&key) {
+                self.bytes -= old.len();
+            }
+        }
+        self.cache.insert((off, len), (data.clone(), tick));
+        self.lru.insert(tick, (off, len));
+        self.bytes += len;
+        Ok(data)
+    }
+
+    /// Bytes currently cached (for tests).
+    #[cfg(test)]
+    pub fn cached_bytes(&self) -> usize {
+        self.bytes
+    }
+}
