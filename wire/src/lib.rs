@@ -240,6 +240,52 @@ pub enum Request {
     /// [`Reply::LuksInfo`]: every LUKS device on the disks and partitions, so the host
     /// can ask for keys and size the appliance's memory.
     LuksInfo,
+    // ---- ownership, times, extended attributes, the clock ----
+    /// Changes the owner of `path` (not following a final symlink, like `lchown`):
+    /// [`Reply::Unit`]. Filesystems without owners (FAT) answer `Unsupported`.
+    Chown {
+        path: String,
+        uid: u32,
+        gid: u32,
+    },
+    /// Sets the access and modification times of `path` (seconds since the epoch):
+    /// [`Reply::Unit`].
+    Utimens {
+        path: String,
+        atime: i64,
+        mtime: i64,
+    },
+    /// Creates `path` empty (mode 0644) when it does not exist, then sets its times to
+    /// the appliance clock ([`Request::SetClock`]): [`Reply::Unit`]. Like `touch`.
+    Touch {
+        path: String,
+    },
+    /// The value of extended attribute `name` (`user.x`, `security.selinux`, ...) of
+    /// `path`: [`Reply::Data`].
+    Getxattr {
+        path: String,
+        name: String,
+    },
+    /// The extended attribute names of `path`: [`Reply::Names`].
+    Listxattrs {
+        path: String,
+    },
+    /// Creates or replaces extended attribute `name` of `path`: [`Reply::Unit`].
+    Setxattr {
+        path: String,
+        name: String,
+        value: Bytes,
+    },
+    /// Removes extended attribute `name` of `path`: [`Reply::Unit`].
+    Removexattr {
+        path: String,
+        name: String,
+    },
+    /// The host's wall clock (seconds since the epoch): stamped on what the appliance
+    /// changes from now on (the appliance has no clock of its own). [`Reply::Unit`].
+    SetClock {
+        now: i64,
+    },
 }
 
 /// Successful answers. Append only.

@@ -73,6 +73,42 @@ pub trait FileSystem {
     fn truncate(&mut self, _path: &str, _size: u64) -> FsResult<()> {
         Err(read_only())
     }
+    /// Changes owner and group, not following a final symlink (`lchown`).
+    fn chown(&mut self, _path: &str, _uid: u32, _gid: u32) -> FsResult<()> {
+        Err(read_only())
+    }
+    /// Sets access and modification times (seconds since the epoch).
+    fn set_times(&mut self, _path: &str, _atime: i64, _mtime: i64) -> FsResult<()> {
+        Err(read_only())
+    }
+    /// The value of extended attribute `name` (`namespace.name`).
+    fn get_xattr(&mut self, _path: &str, name: &str) -> FsResult<Vec<u8>> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            alloc::format!(
+                "{}: extended attributes ({name}) are not supported",
+                self.fstype()
+            ),
+        ))
+    }
+    /// The names of the extended attributes of `path`.
+    fn list_xattrs(&mut self, _path: &str) -> FsResult<Vec<String>> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            alloc::format!("{}: extended attributes are not supported", self.fstype()),
+        ))
+    }
+    /// Creates or replaces extended attribute `name`.
+    fn set_xattr(&mut self, _path: &str, _name: &str, _value: &[u8]) -> FsResult<()> {
+        Err(read_only())
+    }
+    /// Removes extended attribute `name`.
+    fn remove_xattr(&mut self, _path: &str, _name: &str) -> FsResult<()> {
+        Err(read_only())
+    }
+    /// The time (seconds since the epoch) to stamp on what changes from now on: the
+    /// host's clock (the appliance has none). Filesystems that stamp nothing ignore it.
+    fn set_clock(&mut self, _now: i64) {}
     /// Writes back everything buffered and flushes the device. Called at umount/shutdown.
     fn sync(&mut self) -> FsResult<()> {
         Ok(())

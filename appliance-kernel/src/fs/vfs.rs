@@ -130,6 +130,11 @@ impl MountTable {
         self.mounts.iter()
     }
 
+    /// Every mounted filesystem, to change them all (e.g. the clock).
+    pub fn filesystems_mut(&mut self) -> impl Iterator<Item = &mut Box<dyn FileSystem>> {
+        self.mounts.iter_mut().map(|m| &mut m.fs)
+    }
+
     /// The mounts as the wire reports them, in mount order.
     pub fn list(&self) -> Vec<wire::Mount> {
         self.mounts

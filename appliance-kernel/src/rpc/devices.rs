@@ -271,12 +271,12 @@ impl Appliance {
                 ));
             }
             let fs = btrfs::mount_subvol(dev, true, Some(&subvol))?;
-            return self.mounts.mount(device, mountpoint, fs);
+            return self.mount_with_clock(device, mountpoint, fs);
         }
         let dev = self.device(device)?;
         let readonly = readonly || dev.borrow().readonly();
         let fs = Self::open_fs(dev, device, fstype, readonly)?;
-        self.mounts.mount(device, mountpoint, fs)
+        self.mount_with_clock(device, mountpoint, fs)
     }
 
     /// Mounts an already opened filesystem as if it came from `device` (same checks as
@@ -287,6 +287,19 @@ impl Appliance {
         mountpoint: &str,
         fs: Box<dyn FileSystem>,
     ) -> Result<(), Error> {
+        self.mount_with_clock(device, mountpoint, fs)
+    }
+
+    /// Mounts `fs`, giving it the host's clock first when there is one.
+    fn mount_with_clock(
+        &mut self,
+        device: &str,
+        mountpoint: &str,
+        mut fs: Box<dyn FileSystem>,
+    ) -> Result<(), Error> {
+        if let Some(now) = self.clock {
+            fs.set_clock(now);
+        }
         self.mounts.mount(device, mountpoint, fs)
     }
 }

@@ -273,11 +273,101 @@ impl Appliance {
         fs.truncate(&inner, size)
     }
 
+    pub fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
+        let (fs, inner) = self.mounts.resolve(path)?;
+        fs.chown(&inner, uid, gid)
+    }
+
+    pub fn utimens(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
+        let (fs, inner) = self.mounts.resolve(path)?;
+        fs.set_times(&inner, atime, mtime)
+    }
+
+    /// `touch`: creates `path` empty (0644) if missing, then stamps both times with the
+    /// host's clock.
+    pub fn touch(&mut self, path: &str) -> FsResult<()> {
+        let now = self.clock.ok_or_else(|| {
+            err(
+                ErrorKind::InvalidArgument,
+                "touch needs the host's clock (SetClock) first",
+            )
+        })?;
+        let p = normalize(path)?;
+        let (fs, inner) = self.mounts.resolve(&p)?;
+        match fs.stat(&inner, true) {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                fs.write(&inner, 0, &[], false, 0o644)?;
+            }
+            Err(e) => return Err(e),
+        }
+        fs.set_times(&inner, now, now)
+    }
+
+    pub fn getxattr(&mut self, path: &str, name: &str) -> FsResult<Vec<u8>> {
+        check_xattr_name(name)?;
+        let (fs, inner) = self.mounts.resolve(path)?;
+        fs.get_xattr(&inner, name)
+    }
+
+    pub fn listxattrs(&mut self, path: &str) -> FsResult<Vec<String>> {
+        let (fs, inner) = self.mounts.resolve(path)?;
+        fs.list_xattrs(&inner)
+    }
+
+    pub fn setxattr(&mut self, path: &str, name: &str, value: &[u8]) -> FsResult<()> {
+        check_xattr_name(name)?;
+        if value.len() > MAX_XATTR_VALUE {
+            return Err(err(
+                ErrorKind::TooLarge,
+                format!("extended attribute values are at most {MAX_XATTR_VALUE} bytes"),
+            ));
+        }
+        let (fs, inner) = self.mounts.resolve(path)?;
+        fs.set_xattr(&inner, name, value)
+    }
+
+    pub fn removexattr(&mut self, path: &str, name: &str) -> FsResult<()> {
+        check_xattr_name(name)?;
+        let (fs, inner) = self.mounts.resolve(path)?;
+        fs.remove_xattr(&inner, name)
+    }
+
+    /// Remembers the host's clock and hands it to every mounted filesystem.
+    pub fn set_clock(&mut self, now: i64) {
+        self.clock = Some(now);
+        for fs in self.mounts.filesystems_mut() {
+            fs.set_clock(now);
+        }
+    }
+
     fn not_a_mountpoint(&self, p: &str) -> FsResult<()> {
         if self.mounts.is_mountpoint(p) {
             return Err(err(ErrorKind::Busy, format!("{p} is a mountpoint")));
         }
         Ok(())
+    }
+}
+
+/// Largest extended attribute value accepted (Linux's XATTR_SIZE_MAX).
+pub const MAX_XATTR_VALUE: usize = 65536;
+
+/// `namespace.name` with a namespace Linux knows and a name of 1..=255 bytes.
+fn check_xattr_name(name: &str) -> FsResult<()> {
+    let ok = name.len() <= 255
+        && ["user.", "trusted.", "security.", "system."]
+            .iter()
+            .any(|ns| name.strip_prefix(ns).is_some_and(|rest| !rest.is_empty()))
+        && !name.contains('\0');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorKind::InvalidArgument,
+            format!(
+                "{name:?} is not an extended attribute name (user.*, security.*, trusted.*, system.*)"
+            ),
+        ))
     }
 }
 

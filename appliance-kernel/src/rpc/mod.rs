@@ -39,6 +39,8 @@ pub struct Appliance {
     /// The LVM scan of the disks, made on first use (see `rpc/lvm.rs`).
     lvm: RefCell<Option<Rc<Scan>>>,
     luks: luks::LuksState,
+    /// The host's clock as last sent ([`Request::SetClock`]): stamped on changes.
+    clock: Option<i64>,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -280,6 +282,34 @@ impl Appliance {
                 Ok(Reply::Unit)
             }
             Request::LuksInfo => Ok(Reply::LuksInfo(self.luks_info())),
+            Request::Chown { path, uid, gid } => {
+                self.chown(&path, uid, gid)?;
+                Ok(Reply::Unit)
+            }
+            Request::Utimens { path, atime, mtime } => {
+                self.utimens(&path, atime, mtime)?;
+                Ok(Reply::Unit)
+            }
+            Request::Touch { path } => {
+                self.touch(&path)?;
+                Ok(Reply::Unit)
+            }
+            Request::Getxattr { path, name } => {
+                Ok(Reply::Data(Bytes(self.getxattr(&path, &name)?)))
+            }
+            Request::Listxattrs { path } => Ok(Reply::Names(self.listxattrs(&path)?)),
+            Request::Setxattr { path, name, value } => {
+                self.setxattr(&path, &name, &value)?;
+                Ok(Reply::Unit)
+            }
+            Request::Removexattr { path, name } => {
+                self.removexattr(&path, &name)?;
+                Ok(Reply::Unit)
+            }
+            Request::SetClock { now } => {
+                self.set_clock(now);
+                Ok(Reply::Unit)
+            }
         }
     }
 }

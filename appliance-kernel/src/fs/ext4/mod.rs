@@ -71,6 +71,17 @@ impl Ext4Fs {
             .ok_or_else(|| Error::new(ErrorKind::ReadOnly, "filesystem is mounted read-only"))
     }
 
+    /// The writer, for reading extended attributes (ext4-view does not expose them): only
+    /// read-write mounts have one.
+    fn writer_or_xattr_ro(&mut self) -> FsResult<&mut write::Ext4Writer> {
+        self.writer.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "ext4: extended attributes are readable on read-write mounts only",
+            )
+        })
+    }
+
     /// Runs a mutation on the writer, then reloads the read side so it sees the change.
     fn mutate<T>(&mut self, f: impl FnOnce(&mut write::Ext4Writer) -> FsResult<T>) -> FsResult<T> {
         self.open = None;
@@ -251,6 +262,36 @@ impl FileSystem for Ext4Fs {
 
     fn truncate(&mut self, path: &str, size: u64) -> FsResult<()> {
         self.mutate(|w| w.truncate(path, size))
+    }
+
+    fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
+        self.mutate(|w| w.chown(path, uid, gid))
+    }
+
+    fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
+        self.mutate(|w| w.set_times(path, atime, mtime))
+    }
+
+    fn get_xattr(&mut self, path: &str, name: &str) -> FsResult<Vec<u8>> {
+        self.writer_or_xattr_ro()?.get_xattr(path, name)
+    }
+
+    fn list_xattrs(&mut self, path: &str) -> FsResult<Vec<String>> {
+        self.writer_or_xattr_ro()?.list_xattrs(path)
+    }
+
+    fn set_xattr(&mut self, path: &str, name: &str, value: &[u8]) -> FsResult<()> {
+        self.mutate(|w| w.set_xattr(path, name, value))
+    }
+
+    fn remove_xattr(&mut self, path: &str, name: &str) -> FsResult<()> {
+        self.mutate(|w| w.remove_xattr(path, name))
+    }
+
+    fn set_clock(&mut self, now: i64) {
+        if let Some(w) = self.writer.as_mut() {
+            w.set_time(now);
+        }
     }
 
     fn sync(&mut self) -> FsResult<()> {

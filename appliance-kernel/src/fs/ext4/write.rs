@@ -26,6 +26,7 @@ use rsext4::{
     Clock, DirectoryEntryType, Ext4, Ext4Error, Ext4ErrorKind, Ext4Result, Ext4Timestamp,
     FileExtentTarget, FileName, FilePermissions, InodeInfo, InodeMetadataUpdate, InodeNumber,
     MountOptions, MountServices, MountedServices, MutationContext, NoopObserver, RenameOptions,
+    XattrName, XattrNamespace, XattrSetMode,
 };
 use wire::{Error, ErrorKind};
 
@@ -438,6 +439,72 @@ impl Ext4Writer {
         })
     }
 
+    /// Owner and group, not following a final symlink.
+    pub fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
+        self.with_fs("chown", |fs| {
+            let info = resolve(fs, path, false)?;
+            let update = InodeMetadataUpdate {
+                owner: Some((uid, gid)),
+                ..InodeMetadataUpdate::default()
+            };
+            fs.update_inode_metadata(info.number, update)
+                .map_err(|e| map(e, "chown"))?;
+            Ok(())
+        })
+    }
+
+    /// Access and modification times (seconds since the epoch).
+    pub fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
+        self.with_fs("utimens", |fs| {
+            let info = resolve(fs, path, true)?;
+            let update = InodeMetadataUpdate {
+                atime: Some(Ext4Timestamp::new(atime, 0)),
+                mtime: Some(Ext4Timestamp::new(mtime, 0)),
+                ..InodeMetadataUpdate::default()
+            };
+            fs.update_inode_metadata(info.number, update)
+                .map_err(|e| map(e, "utimens"))?;
+            Ok(())
+        })
+    }
+
+    pub fn get_xattr(&mut self, path: &str, name: &str) -> FsResult<Vec<u8>> {
+        let (ns, n) = xattr_namespace(name)?;
+        self.with_fs("getxattr", |fs| {
+            let info = resolve(fs, path, true)?;
+            fs.get_xattr(info.number, ns, n.as_bytes())
+                .map_err(|e| map(e, "getxattr"))
+        })
+    }
+
+    pub fn list_xattrs(&mut self, path: &str) -> FsResult<Vec<String>> {
+        self.with_fs("listxattr", |fs| {
+            let info = resolve(fs, path, true)?;
+            let names = fs
+                .list_xattrs(info.number)
+                .map_err(|e| map(e, "listxattr"))?;
+            Ok(names.iter().filter_map(xattr_full_name).collect())
+        })
+    }
+
+    pub fn set_xattr(&mut self, path: &str, name: &str, value: &[u8]) -> FsResult<()> {
+        let (ns, n) = xattr_namespace(name)?;
+        self.with_fs("setxattr", |fs| {
+            let info = resolve(fs, path, true)?;
+            fs.set_xattr(info.number, ns, n.as_bytes(), value, XattrSetMode::Upsert)
+                .map_err(|e| map(e, "setxattr"))
+        })
+    }
+
+    pub fn remove_xattr(&mut self, path: &str, name: &str) -> FsResult<()> {
+        let (ns, n) = xattr_namespace(name)?;
+        self.with_fs("removexattr", |fs| {
+            let info = resolve(fs, path, true)?;
+            fs.remove_xattr(info.number, ns, n.as_bytes())
+                .map_err(|e| map(e, "removexattr"))
+        })
+    }
+
     /// Every call already leaves the filesystem written back; this flushes the device.
     pub fn sync(&mut self) -> FsResult<()> {
         self.dev.borrow_mut().flush()
@@ -536,6 +603,35 @@ fn read_link(fs: &mut Fs, info: &InodeInfo) -> FsResult<String> {
 }
 
 /// Resolves an absolute path to its inode; `follow_last` follows a final symlink.
+/// Linux's `namespace.name` as ext4 stores it: the namespace index and the rest.
+fn xattr_namespace(name: &str) -> FsResult<(XattrNamespace, &str)> {
+    let bad = || invalid(format!("{name:?}: unknown extended attribute namespace"));
+    let (ns, rest) = name.split_once('.').ok_or_else(bad)?;
+    Ok(match (ns, rest) {
+        ("user", n) => (XattrNamespace::User, n),
+        ("trusted", n) => (XattrNamespace::Trusted, n),
+        ("security", n) => (XattrNamespace::Security, n),
+        ("system", "posix_acl_access") => (XattrNamespace::PosixAclAccess, ""),
+        ("system", "posix_acl_default") => (XattrNamespace::PosixAclDefault, ""),
+        ("system", n) => (XattrNamespace::System, n),
+        _ => return Err(bad()),
+    })
+}
+
+/// The Linux name of a stored attribute; `None` for namespaces Linux does not show.
+fn xattr_full_name(x: &XattrName) -> Option<String> {
+    let n = core::str::from_utf8(&x.name).ok()?;
+    Some(match x.namespace {
+        XattrNamespace::User => format!("user.{n}"),
+        XattrNamespace::Trusted => format!("trusted.{n}"),
+        XattrNamespace::Security => format!("security.{n}"),
+        XattrNamespace::PosixAclAccess => String::from("system.posix_acl_access"),
+        XattrNamespace::PosixAclDefault => String::from("system.posix_acl_default"),
+        XattrNamespace::System => format!("system.{n}"),
+        _ => return None,
+    })
+}
+
 fn resolve(fs: &mut Fs, path: &str, follow_last: bool) -> FsResult<InodeInfo> {
     components(path)?;
     resolve_walk(fs, path, follow_last)

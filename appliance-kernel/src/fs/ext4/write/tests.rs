@@ -850,3 +850,69 @@ fn needs_recovery_is_replayed() {
         assert_eq!(img.cat("/new"), b"new");
     }
 }
+
+#[test]
+fn chown_times_and_xattrs() {
+    for b in BLOCKS {
+        let img = image(
+            "owners",
+            b,
+            &[("/home/u/.ssh/", b""), ("/f", b"x"), ("/l", b"->f")],
+            &["-I", "256"],
+        );
+        let mut w = img.writer();
+        w.chown("/home/u/.ssh", 1000, 1001).unwrap();
+        // chown does not follow a final symlink (lchown).
+        w.chown("/l", 7, 8).unwrap();
+        w.set_times("/f", 1_700_000_000, 1_600_000_000).unwrap();
+        w.set_xattr("/f", "security.selinux", b"system_u:object_r:etc_t:s0\0")
+            .unwrap();
+        w.set_xattr("/f", "user.note", b"hello").unwrap();
+        // Replacing keeps one copy.
+        w.set_xattr("/f", "user.note", b"bye").unwrap();
+        img.fsck();
+        let st = img.stat("/home/u/.ssh");
+        assert!(
+            st.contains("User:  1000") && st.contains("Group:  1001"),
+            "{st}"
+        );
+        let st = img.stat("/l");
+        assert!(
+            st.contains("User:     7") && st.contains("Group:     8"),
+            "{st}"
+        );
+        let st = img.stat("/f");
+        assert!(
+            st.contains("User:     0"),
+            "the link's target changed owner: {st}"
+        );
+        // debugfs prints times as hex seconds and as dates.
+        assert!(
+            st.contains("0x6553f100") && st.contains("0x5f5e1000"),
+            "{st}"
+        );
+        let ea = String::from_utf8_lossy(&img.debugfs("ea_list /f")).into_owned();
+        assert!(
+            ea.contains("security.selinux") && ea.contains("user.note") && ea.contains("bye"),
+            "{ea}"
+        );
+        assert!(!ea.contains("hello"), "{ea}");
+        let mut names = w.list_xattrs("/f").unwrap();
+        names.sort();
+        assert_eq!(names, ["security.selinux", "user.note"]);
+        assert_eq!(w.get_xattr("/f", "user.note").unwrap(), b"bye");
+        w.remove_xattr("/f", "user.note").unwrap();
+        assert_eq!(kind(w.get_xattr("/f", "user.note")), ErrorKind::NotFound);
+        assert_eq!(kind(w.chown("/none", 1, 1)), ErrorKind::NotFound);
+        assert_eq!(
+            kind(w.set_xattr("/f", "bogus.x", b"1")),
+            ErrorKind::InvalidArgument
+        );
+        img.fsck();
+        let ea = String::from_utf8_lossy(&img.debugfs("ea_list /f")).into_owned();
+        assert!(
+            ea.contains("security.selinux") && !ea.contains("user.note"),
+            "{ea}"
+        );
+    }
+}
