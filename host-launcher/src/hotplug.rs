@@ -615,7 +615,11 @@ mod tests {
         use crate::qemu::{FileArg, LayerArg};
         let layer = |format, fdset, readonly| LayerArg {
             format,
-            file: FileArg { fdset, readonly },
+            file: FileArg {
+                fdset,
+                readonly,
+                block: false,
+            },
             data_file: None,
         };
         for (layers, readonly) in [
@@ -627,6 +631,7 @@ mod tests {
                         data_file: Some(FileArg {
                             fdset: 2,
                             readonly: false,
+                            block: false,
                         }),
                         ..layer(Format::Qcow2, 1, false)
                     },

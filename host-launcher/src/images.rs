@@ -598,6 +598,15 @@ fn seen_check(seen: &mut Vec<(u64, u64)>, f: &File, p: &Path) -> Result<()> {
     Ok(())
 }
 
+impl Layer {
+    /// Is the file a block device (qemu's `host_device` driver)?
+    pub fn is_block(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_block_device())
+    }
+}
+
 /// The raw fd of a layer's file.
 pub fn raw_fd(l: &Layer) -> RawFd {
     l.file.as_raw_fd()

@@ -43,6 +43,8 @@ pub struct FileArg {
     /// The fd set qemu finds the file in.
     pub fdset: u32,
     pub readonly: bool,
+    /// A block device (qemu's `host_device` driver) rather than a regular file.
+    pub block: bool,
 }
 
 /// One layer of a drive's chain (top first), with its files in fd sets.
@@ -162,7 +164,7 @@ fn expand_line(line: &str, vars: &Vars) -> Result<Option<String>> {
 
 fn file_json(f: &FileArg) -> serde_json::Value {
     serde_json::json!({
-        "driver": "file",
+        "driver": if f.block { "host_device" } else { "file" },
         "filename": format!("/dev/fdset/{}", f.fdset),
         "read-only": f.readonly,
     })
@@ -231,10 +233,12 @@ impl DriveArg {
                 file: FileArg {
                     fdset: fdset(l),
                     readonly: !l.writable,
+                    block: l.is_block(),
                 },
                 data_file: l.data_file.as_deref().map(|d| FileArg {
                     fdset: fdset(d),
                     readonly: !d.writable,
+                    block: d.is_block(),
                 }),
             })
             .collect();
@@ -370,7 +374,11 @@ mod tests {
     }
 
     fn file(fdset: u32, readonly: bool) -> FileArg {
-        FileArg { fdset, readonly }
+        FileArg {
+            fdset,
+            readonly,
+            block: false,
+        }
     }
 
     #[test]

@@ -643,7 +643,7 @@ fn guest_missing_mountpoint(dir: &Path) -> PathBuf {
     let esp = work.path().join("esp.vfat");
     guests::run(
         "mkfs.vfat",
-        &["-C", "-F", "16", "-i", "12AB34CD", s(&esp), "8192"],
+        &["-C", "-F", "12", "-i", "12AB34CD", s(&esp), "8192"],
     );
     let img = dir.join("lost-esp.img");
     std::fs::File::create(&img)

@@ -195,7 +195,16 @@ impl MountTable {
                 ));
             }
             let (below_fs, inner) = self.resolve(&mp)?;
-            let st = below_fs.stat(&inner, true)?;
+            let st = below_fs.stat(&inner, true).map_err(|e| {
+                if e.kind == ErrorKind::NotFound {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!("mountpoint {mp} does not exist"),
+                    )
+                } else {
+                    e
+                }
+            })?;
             if st.file_type != FileType::Directory {
                 return Err(Error::new(
                     ErrorKind::NotADirectory,
