@@ -7,6 +7,7 @@ mod devices;
 mod files;
 #[cfg(test)]
 mod fs_tests;
+mod inspect;
 mod luks;
 mod lvm;
 
@@ -39,6 +40,8 @@ pub struct Appliance {
     /// The LVM scan of the disks, made on first use (see `rpc/lvm.rs`).
     lvm: RefCell<Option<Rc<Scan>>>,
     luks: luks::LuksState,
+    /// The application list being paged to the host (see `rpc/inspect.rs`).
+    inspect: inspect::AppsCache,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -133,6 +136,9 @@ impl Appliance {
 
     /// Serves one request. Never panics on any input.
     pub fn handle(&mut self, req: Request) -> Result<Reply, Error> {
+        if !matches!(req, Request::Applications { .. }) {
+            self.inspect.clear();
+        }
         match req {
             Request::Ping => Ok(Reply::Unit),
             Request::Devices => Ok(Reply::Devices(self.devices())),
@@ -271,6 +277,10 @@ impl Appliance {
                 Ok(Reply::Unit)
             }
             Request::LuksInfo => Ok(Reply::LuksInfo(self.luks_info())),
+            Request::Applications { root, start } => {
+                Ok(Reply::Applications(self.applications(&root, start)?))
+            }
+            Request::WindowsFacts { root } => Ok(Reply::WindowsFacts(self.windows_facts(&root)?)),
         }
     }
 }
