@@ -19,9 +19,13 @@ pub mod source;
 pub mod sqlite;
 pub mod windows;
 
+#[cfg(test)]
+mod tests;
+
 use alloc::string::String;
 use alloc::vec::Vec;
-use wire::Application;
+use source::Reader;
+use wire::{Application, Error, ErrorKind, PackageFormat};
 
 /// The longest string kept from the guest, in bytes (cut at a character boundary).
 pub const MAX_STRING: usize = 4096;
@@ -141,7 +145,7 @@ pub fn app_text(a: &Application) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     use super::*;
 
     #[test]
@@ -164,4 +168,39 @@ pub struct DbStats {
     pub count: u64,
     /// Entries skipped as unreadable.
     pub skipped: u64,
+}
+
+/// Reads an rpm database of `format` into `sink`.
+pub fn rpm_database(
+    format: PackageFormat,
+    r: &mut Reader,
+    sink: &mut AppSink,
+) -> Result<DbStats, Error> {
+    let mut stats = DbStats::default();
+    let mut f = |blob: &[u8]| -> bool {
+        match rpm::application(blob) {
+            Ok(Some(a)) => {
+                stats.count += 1;
+                sink.push(a)
+            }
+            Ok(None) => true,
+            Err(_) => {
+                stats.skipped += 1;
+                true
+            }
+        }
+    };
+    let skipped = match format {
+        PackageFormat::RpmSqlite => sqlite::rpm_packages(r, &mut f)?,
+        PackageFormat::RpmBerkeleyDb => bdb::rpm_packages(r, &mut f)?,
+        PackageFormat::RpmNdb => ndb::rpm_packages(r, &mut f)?,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "not an rpm database",
+            ));
+        }
+    };
+    stats.skipped += skipped;
+    Ok(stats)
 }

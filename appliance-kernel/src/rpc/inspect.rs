@@ -9,7 +9,7 @@ use crate::fs::FsResult;
 use crate::fs::vfs::{MountTable, normalize};
 use crate::inspect::source::{Reader, Source};
 use crate::inspect::{
-    AppSink, DbStats, apk, app_text, bdb, dpkg, ndb, pacman, pe, regf, rpm, sqlite, windows,
+    AppSink, DbStats, apk, app_text, dpkg, pacman, pe, regf, rpm_database, windows,
 };
 use alloc::collections::BTreeSet;
 use alloc::format;
@@ -195,7 +195,7 @@ impl Appliance {
                 };
                 if seen.insert(id) {
                     dbs.push(self.read_db(format, root, &p, size, &mut |r| {
-                        rpm_db(format, r, &mut sink)
+                        rpm_database(format, r, &mut sink)
                     }));
                 }
                 break;
@@ -432,30 +432,4 @@ impl Appliance {
             })
             .collect()
     }
-}
-
-/// Reads an rpm database of `format` into `sink`.
-pub fn rpm_db(format: PackageFormat, r: &mut Reader, sink: &mut AppSink) -> Result<DbStats, Error> {
-    let mut stats = DbStats::default();
-    let mut f = |blob: &[u8]| -> bool {
-        match rpm::application(blob) {
-            Ok(Some(a)) => {
-                stats.count += 1;
-                sink.push(a)
-            }
-            Ok(None) => true,
-            Err(_) => {
-                stats.skipped += 1;
-                true
-            }
-        }
-    };
-    let skipped = match format {
-        PackageFormat::RpmSqlite => sqlite::rpm_packages(r, &mut f)?,
-        PackageFormat::RpmBerkeleyDb => bdb::rpm_packages(r, &mut f)?,
-        PackageFormat::RpmNdb => ndb::rpm_packages(r, &mut f)?,
-        _ => return Err(err(ErrorKind::InvalidArgument, "not an rpm database")),
-    };
-    stats.skipped += skipped;
-    Ok(stats)
 }
