@@ -20,6 +20,8 @@ pub mod sqlite;
 pub mod windows;
 
 #[cfg(test)]
+mod appliance_tests;
+#[cfg(test)]
 mod regf_tests;
 #[cfg(test)]
 mod tests;

@@ -215,6 +215,11 @@ fn utf16z(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A value name quoted as `.reg` files quote it.
+fn q(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 fn hex_list(b: &[u8]) -> String {
     b.iter()
         .map(|x| format!("{x:02x}"))
@@ -250,7 +255,7 @@ impl Reg {
 
     /// A REG_SZ value, written as UTF-16LE bytes (hex(1)) so any character survives.
     pub(crate) fn sz(&mut self, name: &str, v: &str) -> &mut Self {
-        writeln!(self.text, "\"{name}\"=hex(1):{}", hex_list(&utf16z(v))).unwrap();
+        writeln!(self.text, "{}=hex(1):{}", q(name), hex_list(&utf16z(v))).unwrap();
         self
     }
 
@@ -258,13 +263,13 @@ impl Reg {
         if name.is_empty() {
             writeln!(self.text, "@=hex({kind:x}):{}", hex_list(data)).unwrap();
         } else {
-            writeln!(self.text, "\"{name}\"=hex({kind:x}):{}", hex_list(data)).unwrap();
+            writeln!(self.text, "{}=hex({kind:x}):{}", q(name), hex_list(data)).unwrap();
         }
         self
     }
 
     pub(crate) fn dword(&mut self, name: &str, v: u32) -> &mut Self {
-        writeln!(self.text, "\"{name}\"=dword:{v:08x}").unwrap();
+        writeln!(self.text, "{}=dword:{v:08x}", q(name)).unwrap();
         self
     }
 

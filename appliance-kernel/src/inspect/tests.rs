@@ -85,6 +85,14 @@ fn dpkg_query(admindir: &str) -> BTreeMap<String, [String; 6]> {
         .collect()
 }
 
+/// How many packages dpkg-query says are installed in `admindir`.
+pub(crate) fn dpkg_installed_count(admindir: &str) -> usize {
+    dpkg_query(admindir)
+        .values()
+        .filter(|f| f[0] == "installed")
+        .count()
+}
+
 #[test]
 fn dpkg_status_matches_dpkg_query() {
     let host = std::fs::read("/var/lib/dpkg/status").expect("the host's dpkg status file");

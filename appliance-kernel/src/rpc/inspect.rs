@@ -21,7 +21,7 @@ use wire::{
 };
 
 /// Bytes of application strings in one reply page (the frame bound is 2 MiB).
-const PAGE_TEXT: usize = 1 << 20;
+const PAGE_TEXT: usize = if cfg!(test) { 64 << 10 } else { 1 << 20 };
 /// Per-application overhead assumed when sizing a page.
 const APP_OVERHEAD: usize = 64;
 /// Windows system root candidates, as libguestfs tries them (case-insensitively).
