@@ -145,7 +145,7 @@ impl Session {
         let mut w = match self.call(Request::WindowsFacts {
             root: root.to_string(),
         })? {
-            Reply::WindowsFacts(w) => w,
+            Reply::WindowsFacts(w) => *w,
             other => return Err(unexpected(&other)),
         };
         sanitize(&mut w.systemroot, false);

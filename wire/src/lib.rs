@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod bytes;
 pub mod frame;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -282,7 +283,7 @@ pub enum Reply {
     Lvs(Vec<LogicalVolume>),
     LuksInfo(Vec<LuksVolume>),
     Applications(Applications),
-    WindowsFacts(WindowsFacts),
+    WindowsFacts(Box<WindowsFacts>),
 }
 
 /// Which kind of partition table a disk carries.

@@ -241,7 +241,7 @@ impl<'r, 'a> Hive<'r, 'a> {
             return Err(corrupt(format!("cell {off:#x} is free")));
         }
         let len = raw.unsigned_abs() as usize;
-        if len < 8 || len > MAX_CELL || o + len as u64 > self.data_len {
+        if !(8..=MAX_CELL).contains(&len) || o + len as u64 > self.data_len {
             return Err(corrupt(format!("cell {off:#x}: bad size {len}")));
         }
         self.r.read(BASE + o + 4, len - 4)

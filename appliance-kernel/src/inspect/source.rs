@@ -16,6 +16,12 @@ pub const CHUNK: usize = 64 * 1024;
 pub const CACHE_CHUNKS: usize = 32;
 /// The largest single read a parser may ask for.
 pub const MAX_READ: usize = 4 << 20;
+/// Bytes a parser may read in all, beyond [`READ_FACTOR`] times the file's size: a
+/// structure that makes a parser read the same bytes over and over (many records
+/// sharing one big cell or overflow chain) ends with an error instead of running for
+/// hours.
+pub const READ_SLACK: u64 = 64 << 20;
+pub const READ_FACTOR: u64 = 4;
 
 /// A file's bytes: its size and reads at an offset.
 pub trait Source {
@@ -48,6 +54,9 @@ pub struct Reader<'a> {
     /// (chunk index, last use, bytes)
     chunks: Vec<(u64, u64, Vec<u8>)>,
     tick: u64,
+    /// Bytes handed out so far, and the bound.
+    delivered: u64,
+    budget: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -58,6 +67,8 @@ impl<'a> Reader<'a> {
             size,
             chunks: Vec::new(),
             tick: 0,
+            delivered: 0,
+            budget: size.saturating_mul(READ_FACTOR).saturating_add(READ_SLACK),
         }
     }
 
@@ -113,6 +124,16 @@ impl<'a> Reader<'a> {
                     ),
                 )
             })?;
+        self.delivered = self.delivered.saturating_add(buf.len() as u64);
+        if self.delivered > self.budget {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "more than {} bytes read from a {}-byte file (a structure read over and over)",
+                    self.budget, self.size
+                ),
+            ));
+        }
         let mut pos = offset;
         let mut done = 0usize;
         while pos < end {
@@ -264,6 +285,22 @@ mod tests {
         assert!(r.read(data.len() as u64 - 1, 2).is_err());
         assert!(r.read(u64::MAX - 1, 4).is_err());
         assert_eq!(r.read_upto(data.len() as u64 - 3, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn read_budget() {
+        let data = vec![7u8; 1024];
+        let mut s: &[u8] = &data;
+        let mut r = Reader::new(&mut s);
+        let mut n = 0u64;
+        let e = loop {
+            match r.read(0, 1024) {
+                Ok(_) => n += 1024,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind, ErrorKind::TooLarge);
+        assert_eq!(n, READ_FACTOR * 1024 + READ_SLACK);
     }
 
     #[test]

@@ -147,12 +147,13 @@ pub fn target(d: &[u8]) -> DriveTarget {
             };
         }
     }
-    if d.len() >= 24 && d.starts_with(b"DMIO:ID:") {
-        if let Some(g) = d.get(8..24) {
-            return DriveTarget::Gpt {
-                partition_guid: guid(g),
-            };
-        }
+    if d.len() >= 24
+        && d.starts_with(b"DMIO:ID:")
+        && let Some(g) = d.get(8..24)
+    {
+        return DriveTarget::Gpt {
+            partition_guid: guid(g),
+        };
     }
     let mut data = String::new();
     for b in d.iter().take(128) {

@@ -280,7 +280,9 @@ impl Appliance {
             Request::Applications { root, start } => {
                 Ok(Reply::Applications(self.applications(&root, start)?))
             }
-            Request::WindowsFacts { root } => Ok(Reply::WindowsFacts(self.windows_facts(&root)?)),
+            Request::WindowsFacts { root } => Ok(Reply::WindowsFacts(alloc::boxed::Box::new(
+                self.windows_facts(&root)?,
+            ))),
         }
     }
 }
