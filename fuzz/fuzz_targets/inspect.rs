@@ -61,13 +61,13 @@ fuzz_target!(|data: &[u8]| {
             let _ = rpm::application(rest);
         }
         4 => {
-            let _ = rpm_database(PackageFormat::RpmSqlite, &mut r, &mut sink);
+            let _ = rpm_database(PackageFormat::RpmSqlite, &mut r, None, &mut sink);
         }
         5 => {
-            let _ = rpm_database(PackageFormat::RpmBerkeleyDb, &mut r, &mut sink);
+            let _ = rpm_database(PackageFormat::RpmBerkeleyDb, &mut r, None, &mut sink);
         }
         6 => {
-            let _ = rpm_database(PackageFormat::RpmNdb, &mut r, &mut sink);
+            let _ = rpm_database(PackageFormat::RpmNdb, &mut r, None, &mut sink);
         }
         7 => hive(&mut r),
         8 => {

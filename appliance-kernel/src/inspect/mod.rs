@@ -174,10 +174,12 @@ pub struct DbStats {
     pub skipped: u64,
 }
 
-/// Reads an rpm database of `format` into `sink`.
-pub fn rpm_database(
+/// Reads an rpm database of `format` into `sink` (`wal`: the sqlite database's
+/// write-ahead log, if any).
+pub fn rpm_database<'r, 'a>(
     format: PackageFormat,
-    r: &mut Reader,
+    r: &'r mut Reader<'a>,
+    wal: Option<&'r mut Reader<'a>>,
     sink: &mut AppSink,
 ) -> Result<DbStats, Error> {
     let mut stats = DbStats::default();
@@ -195,7 +197,7 @@ pub fn rpm_database(
         }
     };
     let skipped = match format {
-        PackageFormat::RpmSqlite => sqlite::rpm_packages(r, &mut f)?,
+        PackageFormat::RpmSqlite => sqlite::rpm_packages(r, wal, &mut f)?,
         PackageFormat::RpmBerkeleyDb => bdb::rpm_packages(r, &mut f)?,
         PackageFormat::RpmNdb => ndb::rpm_packages(r, &mut f)?,
         _ => {

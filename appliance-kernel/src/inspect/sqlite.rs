@@ -6,11 +6,12 @@
 //! Bounded and cycle-safe: every page number is checked against the page count, a
 //! b-tree page is visited at most once and no deeper than [`MAX_DEPTH`], an overflow
 //! chain cannot be longer than its payload needs, and payloads are bounded.
-//! Not read: the write-ahead log (`-wal`): only what has been checkpointed into the
-//! main file is seen.
+//! A write-ahead log (`-wal` file) is read when given: its frames up to the last valid
+//! commit (salts and cumulative checksums checked, as SQLite's recovery does) replace
+//! the main file's pages, so changes not yet checkpointed are seen.
 
 use super::source::{Reader, Result};
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -37,12 +38,90 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
-/// An open database file.
+/// An open database file (and its write-ahead log).
 pub struct Db<'r, 'a> {
     r: &'r mut Reader<'a>,
     page_size: u64,
     usable: u64,
     pages: u64,
+    /// The log and, for each page it holds, the offset of its latest committed frame.
+    wal: Option<(&'r mut Reader<'a>, BTreeMap<u64, u64>)>,
+}
+
+const WAL_MAGIC_LE: u32 = 0x377f_0682;
+const WAL_MAGIC_BE: u32 = 0x377f_0683;
+
+/// SQLite's WAL checksum over `data` (a multiple of 8 bytes), continuing from `s`.
+fn wal_checksum(big_endian: bool, mut s: (u32, u32), data: &[u8]) -> (u32, u32) {
+    for pair in data.chunks_exact(8) {
+        let word = |b: &[u8]| -> u32 {
+            let a: [u8; 4] = b.try_into().unwrap_or_default();
+            if big_endian {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        };
+        let (x0, x1) = (
+            word(pair.get(..4).unwrap_or_default()),
+            word(pair.get(4..).unwrap_or_default()),
+        );
+        s.0 = s.0.wrapping_add(x0).wrapping_add(s.1);
+        s.1 = s.1.wrapping_add(x1).wrapping_add(s.0);
+    }
+    s
+}
+
+/// The committed frames of a write-ahead log for pages of `page_size` bytes: page
+/// number → frame data offset, and the database size (pages) at the last commit.
+/// Reading stops at the first frame whose salts or checksum do not match (the end of
+/// the valid log); a log that does not belong to the database is ignored (empty).
+pub fn read_wal(w: &mut Reader, page_size: u64) -> Result<(BTreeMap<u64, u64>, Option<u64>)> {
+    let mut committed = BTreeMap::new();
+    let Ok(h) = w.read(0, 32) else {
+        return Ok((committed, None));
+    };
+    let magic = be32(&h, 0).unwrap_or(0);
+    if magic != WAL_MAGIC_LE && magic != WAL_MAGIC_BE {
+        return Ok((committed, None));
+    }
+    let big = magic == WAL_MAGIC_BE;
+    if be32(&h, 8).map(u64::from) != Some(page_size) {
+        return Ok((committed, None));
+    }
+    let mut sum = wal_checksum(big, (0, 0), h.get(..24).unwrap_or_default());
+    if (be32(&h, 24), be32(&h, 28)) != (Some(sum.0), Some(sum.1)) {
+        return Ok((committed, None));
+    }
+    let salts = h.get(16..24).unwrap_or_default().to_vec();
+    let mut pending = BTreeMap::new();
+    let mut db_size = None;
+    let frame = 24 + page_size;
+    let mut off = 32u64;
+    while off.checked_add(frame).is_some_and(|e| e <= w.size()) {
+        let fh = w.read(off, 24)?;
+        if fh.get(8..16) != Some(&salts[..]) {
+            break;
+        }
+        let page = w.read(off + 24, page_size as usize)?;
+        sum = wal_checksum(big, sum, fh.get(..8).unwrap_or_default());
+        sum = wal_checksum(big, sum, &page);
+        if (be32(&fh, 16), be32(&fh, 20)) != (Some(sum.0), Some(sum.1)) {
+            break;
+        }
+        let pgno = u64::from(be32(&fh, 0).unwrap_or(0));
+        if pgno == 0 {
+            break;
+        }
+        pending.insert(pgno, off + 24);
+        let commit = be32(&fh, 4).unwrap_or(0);
+        if commit != 0 {
+            committed.append(&mut pending);
+            db_size = Some(u64::from(commit));
+        }
+        off += frame;
+    }
+    Ok((committed, db_size))
 }
 
 /// Reads a varint at `b[pos..]`: (value, bytes used).
@@ -106,7 +185,23 @@ impl<'r, 'a> Db<'r, 'a> {
             page_size,
             usable,
             pages,
+            wal: None,
         })
+    }
+
+    /// Opens the database with its write-ahead log `w`.
+    pub fn open_with_wal(r: &'r mut Reader<'a>, w: &'r mut Reader<'a>) -> Result<Self> {
+        let mut db = Db::open(r)?;
+        let (frames, size) = read_wal(w, db.page_size)?;
+        if let Some(size) = size {
+            // Pages past the main file exist only in the log; no more than it holds.
+            let max = (db.r.size() / db.page_size).saturating_add(frames.len() as u64);
+            db.pages = size.min(max);
+        }
+        if !frames.is_empty() {
+            db.wal = Some((w, frames));
+        }
+        Ok(db)
     }
 
     pub fn page_count(&self) -> u64 {
@@ -119,6 +214,11 @@ impl<'r, 'a> Db<'r, 'a> {
                 "page {n} out of range (1..={})",
                 self.pages
             )));
+        }
+        if let Some((w, frames)) = &mut self.wal
+            && let Some(&off) = frames.get(&n)
+        {
+            return w.read(off, self.page_size as usize);
         }
         self.r
             .read((n - 1) * self.page_size, self.page_size as usize)
@@ -315,10 +415,18 @@ pub fn record(p: &[u8]) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-/// Calls `f` with the `blob` column of every row of rpm's `Packages` table.
-/// Returns the number of rows skipped (unreadable payloads or records).
-pub fn rpm_packages(r: &mut Reader, f: &mut dyn FnMut(&[u8]) -> bool) -> Result<u64> {
-    let mut db = Db::open(r)?;
+/// Calls `f` with the `blob` column of every row of rpm's `Packages` table (with the
+/// write-ahead log `wal` applied, when given). Returns the number of rows skipped
+/// (unreadable payloads or records).
+pub fn rpm_packages<'r, 'a>(
+    r: &'r mut Reader<'a>,
+    wal: Option<&'r mut Reader<'a>>,
+    f: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<u64> {
+    let mut db = match wal {
+        Some(w) => Db::open_with_wal(r, w)?,
+        None => Db::open(r)?,
+    };
     let root = db
         .table_root("Packages")?
         .ok_or_else(|| Error::new(ErrorKind::NotFound, "sqlite: no Packages table"))?;

@@ -15,6 +15,7 @@ use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use wire::{
     Application, Applications, DriveMapping, DriveTarget, Error, ErrorKind, FileType, MAX_CHUNK,
     PackageDatabase, PackageFormat, TableKind, WindowsFacts,
@@ -39,21 +40,23 @@ impl AppsCache {
     }
 }
 
-/// A guest file read through the mount table.
-struct GuestFile<'m> {
-    mounts: &'m mut MountTable,
+/// A guest file read through the mount table (shared, so that two files can be open
+/// at once: a database and its log).
+struct GuestFile<'s, 'm> {
+    mounts: &'s RefCell<&'m mut MountTable>,
     path: String,
     size: u64,
 }
 
-impl Source for GuestFile<'_> {
+impl Source for GuestFile<'_, '_> {
     fn size(&self) -> u64 {
         self.size
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         let mut done = 0usize;
+        let mut mounts = self.mounts.borrow_mut();
         while done < buf.len() {
-            let (fs, inner) = self.mounts.resolve(&self.path)?;
+            let (fs, inner) = mounts.resolve(&self.path)?;
             let want = (buf.len() - done).min(MAX_CHUNK as usize);
             let data = fs.read(&inner, offset + done as u64, want)?;
             if data.is_empty() {
@@ -90,14 +93,6 @@ impl Appliance {
         }
         let mi = self.mounts.mount_index(path).ok()?;
         Some((st.size, (mi, st.ino)))
-    }
-
-    fn guest_file(&mut self, path: &str, size: u64) -> GuestFile<'_> {
-        GuestFile {
-            mounts: &mut self.mounts,
-            path: String::from(path),
-            size,
-        }
     }
 
     /// Finds `rel` (components) below `dir` case-insensitively, returning the path with
@@ -139,18 +134,34 @@ impl Appliance {
         None
     }
 
-    /// Runs `parse` over the file at `path`, recording the outcome as a database.
+    /// Runs `parse` over the file at `path` (and its companion `extra`, a sqlite log),
+    /// recording the outcome as a database.
     fn read_db(
         &mut self,
         format: PackageFormat,
         root: &str,
         path: &str,
         size: u64,
-        parse: &mut dyn FnMut(&mut Reader) -> Result<DbStats, Error>,
+        extra: Option<(String, u64)>,
+        parse: &mut dyn for<'x, 'y> FnMut(
+            &'y mut Reader<'x>,
+            Option<&'y mut Reader<'x>>,
+        ) -> Result<DbStats, Error>,
     ) -> PackageDatabase {
-        let mut f = self.guest_file(path, size);
+        let mounts = RefCell::new(&mut self.mounts);
+        let mut f = GuestFile {
+            mounts: &mounts,
+            path: String::from(path),
+            size,
+        };
         let mut r = Reader::new(&mut f);
-        let (stats, error) = match parse(&mut r) {
+        let mut x = extra.map(|(path, size)| GuestFile {
+            mounts: &mounts,
+            path,
+            size,
+        });
+        let mut xr = x.as_mut().map(|x| Reader::new(x as &mut dyn Source));
+        let (stats, error) = match parse(&mut r, xr.as_mut()) {
             Ok(s) => (s, None),
             Err(e) => (DbStats::default(), Some(format!("{e}"))),
         };
@@ -174,9 +185,11 @@ impl Appliance {
 
         let p = under(root, "/var/lib/dpkg/status");
         if let Some((size, _)) = self.regular_file(&p) {
-            dbs.push(self.read_db(PackageFormat::Dpkg, root, &p, size, &mut |r| {
-                dpkg::parse(r, &mut sink)
-            }));
+            dbs.push(
+                self.read_db(PackageFormat::Dpkg, root, &p, size, None, &mut |r, _| {
+                    dpkg::parse(r, &mut sink)
+                }),
+            );
         }
 
         // rpm: per directory the first database found (sqlite, ndb, BerkeleyDB: the
@@ -194,8 +207,14 @@ impl Appliance {
                     continue;
                 };
                 if seen.insert(id) {
-                    dbs.push(self.read_db(format, root, &p, size, &mut |r| {
-                        rpm_database(format, r, &mut sink)
+                    let wal = format!("{p}-wal");
+                    let wal = (format == PackageFormat::RpmSqlite)
+                        .then(|| self.regular_file(&wal))
+                        .flatten()
+                        .filter(|(size, _)| *size > 0)
+                        .map(|(size, _)| (wal, size));
+                    dbs.push(self.read_db(format, root, &p, size, wal, &mut |r, w| {
+                        rpm_database(format, r, w, &mut sink)
                     }));
                 }
                 break;
@@ -209,21 +228,28 @@ impl Appliance {
 
         let p = under(root, "/lib/apk/db/installed");
         if let Some((size, _)) = self.regular_file(&p) {
-            dbs.push(self.read_db(PackageFormat::Apk, root, &p, size, &mut |r| {
-                apk::parse(r, &mut sink)
-            }));
+            dbs.push(
+                self.read_db(PackageFormat::Apk, root, &p, size, None, &mut |r, _| {
+                    apk::parse(r, &mut sink)
+                }),
+            );
         }
 
         if let Some(sr) = self.systemroot(root)
             && let Some(p) = self.find_nocase(&sr, &["system32", "config", "software"])
             && let Some((size, _)) = self.regular_file(&p)
         {
-            dbs.push(
-                self.read_db(PackageFormat::WindowsRegistry, root, &p, size, &mut |r| {
+            dbs.push(self.read_db(
+                PackageFormat::WindowsRegistry,
+                root,
+                &p,
+                size,
+                None,
+                &mut |r, _| {
                     let mut h = regf::Hive::open(r)?;
                     windows::applications(&mut h, &mut sink)
-                }),
-            );
+                },
+            ));
         }
         let (apps, truncated) = sink.finish();
         (apps, dbs, truncated)
@@ -368,7 +394,12 @@ impl Appliance {
             } else {
                 out.system_hive = Some(rel(&p));
             }
-            let mut f = self.guest_file(&p, size);
+            let mounts = RefCell::new(&mut self.mounts);
+            let mut f = GuestFile {
+                mounts: &mounts,
+                path: p.clone(),
+                size,
+            };
             let mut r = Reader::new(&mut f);
             let res = regf::Hive::open(&mut r).and_then(|mut h| {
                 if h.dirty {
