@@ -538,3 +538,68 @@ fn apk_installed_database() {
         (1, "1.36.1", "29")
     );
 }
+
+#[test]
+fn corrupt_rpm_databases_are_named_errors() {
+    let t = TempDir::new("rpm-corrupt");
+    let (db, _) = rpm_sqlite_db(t.path());
+    let data = std::fs::read(format!("{db}/rpmdb.sqlite")).unwrap();
+    let page_size = u16::from_be_bytes([data[16], data[17]]) as usize;
+    let root = with_reader(&data, |r| {
+        sqlite::Db::open(r)
+            .unwrap()
+            .table_root("Packages")
+            .unwrap()
+            .unwrap()
+    }) as usize;
+    let fmt = wire::PackageFormat::RpmSqlite;
+    let fail = |d: &[u8]| {
+        let mut sink = AppSink::default();
+        with_reader(d, |r| rpm_database(fmt, r, None, &mut sink)).unwrap_err()
+    };
+    // The root interior page's right child pointing back at itself: a cycle.
+    let mut cyc = data.clone();
+    let at = (root - 1) * page_size + 8;
+    cyc[at..at + 4].copy_from_slice(&(root as u32).to_be_bytes());
+    let e = fail(&cyc);
+    assert_eq!(e.kind, wire::ErrorKind::Corrupt);
+    assert!(
+        e.message.contains("sqlite") && e.message.contains("cycle"),
+        "{e}"
+    );
+    // A file cut short: pages out of range.
+    let e = fail(&data[..data.len() / 3]);
+    assert_eq!(e.kind, wire::ErrorKind::Corrupt, "{e}");
+    assert!(e.message.starts_with("sqlite:"), "{e}");
+    // Not a database at all.
+    let e = fail(b"not a database, just text that is long enough to have a header.......................................");
+    assert!(e.message.contains("bad magic"), "{e}");
+    // A record whose header blob is damaged is skipped and counted, the rest read.
+    let (ok, _) = read_rpm(fmt, &data);
+    let head = run(
+        "sqlite3",
+        &[
+            &format!("{db}/rpmdb.sqlite"),
+            "select hex(blob) from Packages where length(blob) < 2000 limit 1",
+        ],
+        None,
+    );
+    let head = head.trim();
+    let head: Vec<u8> = (0..head.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&head[i..i + 2], 16).unwrap())
+        .collect();
+    let hits: Vec<usize> = data
+        .windows(head.len())
+        .enumerate()
+        .filter(|(_, w)| *w == head)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(hits.len(), 1, "the blob is stored once, in one piece");
+    let blob_at = hits[0];
+    let mut bad = data.clone();
+    bad[blob_at..blob_at + 4].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
+    let (apps, stats) = read_rpm(fmt, &bad);
+    assert_eq!(stats.skipped, 1);
+    assert_eq!(apps.len(), ok.len() - 1);
+}
