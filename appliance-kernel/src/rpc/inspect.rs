@@ -75,6 +75,10 @@ impl Source for GuestFile<'_, '_> {
     }
 }
 
+/// A database parser: the file's reader and, for a sqlite database, its log's.
+type ParseFn<'f> = dyn for<'x, 'y> FnMut(&'y mut Reader<'x>, Option<&'y mut Reader<'x>>) -> Result<DbStats, Error>
+    + 'f;
+
 /// `root` + `rel` (`rel` absolute within the root).
 fn under(root: &str, rel: &str) -> String {
     if root == "/" {
@@ -143,10 +147,7 @@ impl Appliance {
         path: &str,
         size: u64,
         extra: Option<(String, u64)>,
-        parse: &mut dyn for<'x, 'y> FnMut(
-            &'y mut Reader<'x>,
-            Option<&'y mut Reader<'x>>,
-        ) -> Result<DbStats, Error>,
+        parse: &mut ParseFn<'_>,
     ) -> PackageDatabase {
         let mounts = RefCell::new(&mut self.mounts);
         let mut f = GuestFile {
