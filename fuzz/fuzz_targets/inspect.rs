@@ -2,8 +2,8 @@
 //! 0 dpkg status, 1 apk installed, 2 pacman desc, 3 an rpm header blob, 4 rpm's sqlite
 //! database, 5 a Berkeley DB (hash/btree) Packages file, 6 an rpm ndb Packages.db,
 //! 7 a registry hive (walked, then read as SOFTWARE and SYSTEM), 8 a PE header,
-//! 9 a MountedDevices blob. Every rpm header found is decoded. No input may panic or
-//! hang.
+//! 9 a MountedDevices blob, 10 an rpm sqlite database and its write-ahead log (the
+//! bytes split in two). Every rpm header found is decoded. No input may panic or hang.
 #![no_main]
 use appliance::inspect::source::{Reader, Source};
 use appliance::inspect::{AppSink, apk, dpkg, pacman, pe, regf, rpm, rpm_database, windows};
@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let mut src: &[u8] = rest;
     let mut r = Reader::new(&mut src as &mut dyn Source);
     let mut sink = AppSink::default();
-    match mode % 10 {
+    match mode % 11 {
         0 => {
             let _ = dpkg::parse(&mut r, &mut sink);
         }
@@ -73,8 +73,15 @@ fuzz_target!(|data: &[u8]| {
         8 => {
             let _ = pe::arch(rest);
         }
-        _ => {
+        9 => {
             let _ = windows::target(rest);
+        }
+        _ => {
+            let (a, b) = rest.split_at(rest.len() / 2);
+            let (mut a, mut b): (&[u8], &[u8]) = (a, b);
+            let mut main = Reader::new(&mut a as &mut dyn Source);
+            let mut wal = Reader::new(&mut b as &mut dyn Source);
+            let _ = rpm_database(PackageFormat::RpmSqlite, &mut main, Some(&mut wal), &mut sink);
         }
     }
     let _ = sink.finish();
