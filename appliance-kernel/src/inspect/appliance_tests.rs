@@ -377,3 +377,67 @@ fn applications_and_windows_facts_through_the_dispatcher() {
         .unwrap_err();
     assert_eq!(e.kind, wire::ErrorKind::NotADirectory);
 }
+
+#[test]
+fn boot_ini_names_a_non_standard_systemroot() {
+    assert!(have("mkfs.ext4"), "e2fsprogs is needed");
+    let t = TempDir::new("inspect-bootini");
+    let root = format!("{}/root", t.path());
+    std::fs::create_dir_all(format!("{root}/Operating Systems/XP/system32/config")).unwrap();
+    std::fs::write(
+        format!("{root}/BOOT.INI"),
+        "[boot loader]\r\ntimeout=30\r\ndefault=multi(0)disk(0)rdisk(0)partition(1)\\NOPE\r\n\
+         [operating systems]\r\nmulti(0)disk(0)rdisk(0)partition(1)\\NOPE=\"Missing\" /fastdetect\r\n\
+         multi(0)disk(0)rdisk(0)partition(1)\\OPERATING SYSTEMS\\XP=\"Microsoft Windows XP Professional\" /noexecute=optin\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        format!("{root}/Operating Systems/XP/system32/cmd.exe"),
+        pe_file(),
+    )
+    .unwrap();
+    let mut r = Reg::new();
+    r.key("Microsoft\\Windows NT\\CurrentVersion")
+        .sz("ProductName", "Microsoft Windows XP")
+        .sz("CurrentVersion", "5.1")
+        .sz("CurrentBuildNumber", "2600");
+    std::fs::write(
+        format!("{root}/Operating Systems/XP/system32/config/software"),
+        r.build(t.path(), "xp-software"),
+    )
+    .unwrap();
+    let img = format!("{}/fs.img", t.path());
+    run("mkfs.ext4", &["-q", "-F", "-d", &root, &img, "8M"], None);
+    let mut app = Appliance::new();
+    app.set_disk(0, shared(MemDisk::new(std::fs::read(&img).unwrap(), true)));
+    app.handle(Request::Mount {
+        device: "/dev/sda".to_string(),
+        mountpoint: "/".to_string(),
+        readonly: true,
+        fstype: None,
+    })
+    .unwrap();
+    let Reply::WindowsFacts(w) = app
+        .handle(Request::WindowsFacts {
+            root: "/".to_string(),
+        })
+        .unwrap()
+    else {
+        panic!("not a WindowsFacts reply")
+    };
+    assert_eq!(w.systemroot, "/Operating Systems/XP");
+    assert_eq!(
+        w.software_hive.as_deref(),
+        Some("/Operating Systems/XP/system32/config/software")
+    );
+    assert_eq!(w.product_name.as_deref(), Some("Microsoft Windows XP"));
+    // No CurrentMajorVersionNumber: CurrentVersion "5.1".
+    assert_eq!((w.major_version, w.minor_version), (Some(5), Some(1)));
+    assert_eq!(w.build.as_deref(), Some("2600"));
+    assert_eq!(w.system_hive, None);
+    assert!(
+        w.warnings.iter().any(|m| m.contains("SYSTEM")),
+        "{:?}",
+        w.warnings
+    );
+}

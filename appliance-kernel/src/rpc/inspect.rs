@@ -79,6 +79,36 @@ impl Source for GuestFile<'_, '_> {
 type ParseFn<'f> = dyn for<'x, 'y> FnMut(&'y mut Reader<'x>, Option<&'y mut Reader<'x>>) -> Result<DbStats, Error>
     + 'f;
 
+/// The system root paths of a `boot.ini`'s `[operating systems]` section: the lines
+/// `multi(0)disk(0)rdisk(0)partition(1)\WINDOWS="..."` give `/WINDOWS` (the partition
+/// is not looked at: like libguestfs, the root is assumed to be on this filesystem).
+pub fn boot_ini_roots(text: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(text);
+    let mut out = Vec::new();
+    let mut in_section = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_section = line.eq_ignore_ascii_case("[operating systems]");
+            continue;
+        }
+        let lower = line.to_ascii_lowercase();
+        if !in_section || !(lower.starts_with("multi(") || lower.starts_with("scsi(")) {
+            continue;
+        }
+        let Some((arc, _)) = line.split_once('=') else {
+            continue;
+        };
+        let Some(i) = arc.rfind(')') else {
+            continue;
+        };
+        let path = arc.get(i + 1..).unwrap_or_default().replace('\\', "/");
+        if !path.is_empty() && out.len() < 16 {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// `root` + `rel` (`rel` absolute within the root).
 fn under(root: &str, rel: &str) -> String {
     if root == "/" {
@@ -123,19 +153,32 @@ impl Appliance {
     /// `system32/config` and `system32/cmd.exe` exist), with the guest's spelling.
     fn systemroot(&mut self, root: &str) -> Option<String> {
         for cand in SYSTEMROOTS {
-            let Some(sr) = self.find_nocase(root, &[cand]) else {
+            if let Some(sr) = self.is_systemroot(root, &[cand]) {
+                return Some(sr);
+            }
+        }
+        // Else the paths `boot.ini` names (libguestfs' fallback for non-standard roots).
+        let ini = self.find_nocase(root, &["boot.ini"])?;
+        let text = self.pread(&ini, 0, 64 * 1024).ok()?;
+        for path in boot_ini_roots(&text) {
+            let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+            if comps.is_empty() || comps.len() > 8 {
                 continue;
-            };
-            let config = self.find_nocase(&sr, &["system32", "config"]);
-            let cmd = self.find_nocase(&sr, &["system32", "cmd.exe"]);
-            if let (Some(config), Some(cmd)) = (config, cmd)
-                && self.is_dir(&config)
-                && self.regular_file(&cmd).is_some()
-            {
+            }
+            if let Some(sr) = self.is_systemroot(root, &comps) {
                 return Some(sr);
             }
         }
         None
+    }
+
+    /// `root/<comps>` with the guest's spelling when it holds `system32`,
+    /// `system32/config` and `system32/cmd.exe`.
+    fn is_systemroot(&mut self, root: &str, comps: &[&str]) -> Option<String> {
+        let sr = self.find_nocase(root, comps)?;
+        let config = self.find_nocase(&sr, &["system32", "config"])?;
+        let cmd = self.find_nocase(&sr, &["system32", "cmd.exe"])?;
+        (self.is_dir(&config) && self.regular_file(&cmd).is_some()).then_some(sr)
     }
 
     /// Runs `parse` over the file at `path` (and its companion `extra`, a sqlite log),
