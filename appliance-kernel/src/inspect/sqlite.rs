@@ -100,7 +100,7 @@ pub fn read_wal(w: &mut Reader, page_size: u64) -> Result<(BTreeMap<u64, u64>, O
     let mut off = 32u64;
     while off.checked_add(frame).is_some_and(|e| e <= w.size()) {
         let fh = w.read(off, 24)?;
-        if fh.get(8..16) != Some(&salts[..]) {
+        if fh.get(8..16) != Some(salts.as_slice()) {
             break;
         }
         let page = w.read(off + 24, page_size as usize)?;
