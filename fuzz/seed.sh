@@ -51,4 +51,15 @@ if command -v mkfs.xfs >/dev/null; then
     seed "$(byte inode "$root")" 512 root-inode; seed "$(byte inode "$many")" 512 dir-inode
     seed "$(byte fsb "$fsb")" 4096 dir-block
   done
+# Inspection parsers: the first byte picks the parser (see fuzz_targets/inspect.rs).
+mkdir -p corpus/inspect
+{ printf '\000'; head -c 65536 /var/lib/dpkg/status 2>/dev/null || true; } > corpus/inspect/dpkg
+printf '\001P:musl\nV:1.2.5-r0\nA:x86_64\nT:libc\n\n' > corpus/inspect/apk
+printf '\002%%NAME%%\nlinux\n\n%%VERSION%%\n1:6.9-1\n\n%%ARCH%%\nx86_64\n\n' > corpus/inspect/pacman
+if command -v rpm >/dev/null && command -v rpmbuild >/dev/null; then
+  printf 'Name: seed\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\nBuildArch: noarch\n%%description\nd\n%%files\n' > "$t/seed.spec"
+  rpmbuild -bb --quiet --define "_topdir $t/top" "$t/seed.spec" >/dev/null 2>&1
+  mkdir -p "$t/rpmdb" && rpm --initdb --dbpath "$t/rpmdb"
+  rpm -i --justdb --nodeps --noscripts --dbpath "$t/rpmdb" "$t"/top/RPMS/noarch/*.rpm 2>/dev/null
+  { printf '\004'; cat "$t/rpmdb/rpmdb.sqlite"; } > corpus/inspect/sqlite
 fi

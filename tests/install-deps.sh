@@ -27,6 +27,14 @@ have cryptsetup || pkgs+=(cryptsetup-bin)
 # (Matched on the captured help text: `| grep -q` would SIGPIPE mkfs.btrfs under pipefail.)
 case "$(mkfs.btrfs --help 2>&1 || true)" in *--compress*) ;; *) pkgs+=(btrfs-progs) ;; esac
 have mkfs.xfs || pkgs+=(xfsprogs)
+# Inspection oracles: rpm databases (rpmbuild, rpm, sqlite3, db5.3_load/db5.3_dump),
+# registry hives (hivexregedit writes them, python3-hivex reads them), `file` for PE.
+have rpmbuild || pkgs+=(rpm)
+have sqlite3 || pkgs+=(sqlite3)
+have db5.3_load || pkgs+=(db5.3-util)
+have hivexregedit || pkgs+=(libwin-hivex-perl)
+/usr/bin/python3 -c 'import hivex' >/dev/null 2>&1 || pkgs+=(python3-hivex)
+have file || pkgs+=(file)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
   [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

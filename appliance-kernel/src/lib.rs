@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod block;
 pub mod fs;
+pub mod inspect;
 pub mod part;
 pub mod rpc;
 pub mod volume;

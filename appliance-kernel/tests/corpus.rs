@@ -1110,3 +1110,305 @@ fn xfs_corpus() {
     let m = run_corpus("xfs-v4", v4, "xfs", 0x0F5F_5004, 64 * 1024);
     assert!(n + m >= 400);
 }
+
+// ---- inspection: rpm's sqlite database and registry hives ----
+
+/// An empty hive (base block, one bin with a security cell and the root key), the
+/// starting point `hivexregedit --merge` needs.
+fn empty_hive() -> Vec<u8> {
+    let mut bin = vec![0u8; 4096];
+    bin[..4].copy_from_slice(b"hbin");
+    bin[8..12].copy_from_slice(&4096u32.to_le_bytes());
+    // sk cell at 0x20: self-linked, an empty self-relative security descriptor.
+    let sk_cell = 0x20usize;
+    bin[sk_cell..sk_cell + 4].copy_from_slice(&(-48i32).to_le_bytes());
+    let sk = sk_cell + 4;
+    bin[sk..sk + 2].copy_from_slice(b"sk");
+    for (o, v) in [(4, 0x20u32), (8, 0x20), (12, 1), (16, 20)] {
+        bin[sk + o..sk + o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    bin[sk + 20..sk + 24].copy_from_slice(&[1, 0, 0x04, 0x80]);
+    // Root nk cell at 0x50.
+    let nk_cell = 0x50usize;
+    bin[nk_cell..nk_cell + 4].copy_from_slice(&(-88i32).to_le_bytes());
+    let nk = nk_cell + 4;
+    bin[nk..nk + 2].copy_from_slice(b"nk");
+    bin[nk + 2..nk + 4].copy_from_slice(&0x2cu16.to_le_bytes());
+    for (o, v) in [
+        (28, u32::MAX),
+        (32, u32::MAX),
+        (40, u32::MAX),
+        (44, 0x20),
+        (48, u32::MAX),
+    ] {
+        bin[nk + o..nk + o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    bin[nk + 72..nk + 74].copy_from_slice(&4u16.to_le_bytes());
+    bin[nk + 76..nk + 80].copy_from_slice(b"ROOT");
+    let free = nk_cell + 88;
+    bin[free..free + 4].copy_from_slice(&((4096 - free) as i32).to_le_bytes());
+    let mut base = vec![0u8; 4096];
+    base[..4].copy_from_slice(b"regf");
+    for (o, v) in [
+        (4, 1u32),
+        (8, 1),
+        (20, 1),
+        (24, 3),
+        (32, 1),
+        (36, nk_cell as u32),
+        (40, 4096),
+        (44, 1),
+    ] {
+        base[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    let sum = base[..508]
+        .chunks_exact(4)
+        .fold(0u32, |x, w| x ^ u32::from_le_bytes(w.try_into().unwrap()));
+    base[508..512].copy_from_slice(&sum.to_le_bytes());
+    base.extend(bin);
+    base
+}
+
+/// A hive made by `hivexregedit --merge` from `reg` (keys below `HKEY_LOCAL_MACHINE\X`).
+fn merged_hive(t: &Tmp, tag: &str, reg: &str) -> Vec<u8> {
+    let hive = t.0.join(format!("{tag}.hive"));
+    let file = t.0.join(format!("{tag}.reg"));
+    std::fs::write(&hive, empty_hive()).unwrap();
+    std::fs::write(
+        &file,
+        format!("Windows Registry Editor Version 5.00\n\n{reg}"),
+    )
+    .unwrap();
+    run(Command::new("hivexregedit")
+        .arg("--merge")
+        .arg(&hive)
+        .args(["--prefix", "HKEY_LOCAL_MACHINE\\X"])
+        .arg(&file));
+    std::fs::read(hive).unwrap()
+}
+
+fn sz(s: &str) -> String {
+    s.encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn software_reg() -> String {
+    let mut r = String::new();
+    for k in [
+        "Microsoft",
+        "Microsoft\\Windows NT",
+        "Microsoft\\Windows",
+        "Microsoft\\Windows\\CurrentVersion",
+        "Microsoft\\Windows\\CurrentVersion\\Uninstall",
+    ] {
+        r += &format!("[HKEY_LOCAL_MACHINE\\X\\{k}]\n\n");
+    }
+    r += &format!(
+        "[HKEY_LOCAL_MACHINE\\X\\Microsoft\\Windows NT\\CurrentVersion]\n\"ProductName\"=hex(1):{}\n\"CurrentVersion\"=hex(1):{}\n\"CurrentBuildNumber\"=hex(1):{}\n\n",
+        sz("Windows Server 2019 Standard"),
+        sz("6.3"),
+        sz("17763")
+    );
+    for i in 0..40 {
+        r += &format!(
+            "[HKEY_LOCAL_MACHINE\\X\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\App{i:02}]\n\"DisplayName\"=hex(1):{}\n\"DisplayVersion\"=hex(1):{}\n\"Publisher\"=hex(1):{}\n\n",
+            sz(&format!("Application number {i}")),
+            sz(&format!("{i}.0")),
+            sz("Corpus Inc.")
+        );
+    }
+    r
+}
+
+fn system_reg() -> String {
+    let mut r = String::from("[HKEY_LOCAL_MACHINE\\X\\Select]\n\"Current\"=dword:00000001\n\n");
+    for k in [
+        "ControlSet001",
+        "ControlSet001\\Services",
+        "ControlSet001\\Services\\Tcpip",
+    ] {
+        r += &format!("[HKEY_LOCAL_MACHINE\\X\\{k}]\n\n");
+    }
+    r += &format!(
+        "[HKEY_LOCAL_MACHINE\\X\\ControlSet001\\Services\\Tcpip\\Parameters]\n\"Hostname\"=hex(1):{}\n\n",
+        sz("corpus-host")
+    );
+    r += "[HKEY_LOCAL_MACHINE\\X\\MountedDevices]\n\"\\\\DosDevices\\\\C:\"=hex(3):78,56,34,12,00,00,10,00,00,00,00,00\n\n";
+    r
+}
+
+/// An rpm sqlite database of a few small packages (`rpmbuild` + `rpm --justdb`).
+fn rpmdb(t: &Tmp) -> Vec<u8> {
+    let top = t.0.join("top");
+    let mut spec = String::from(
+        "Name: corpus\nVersion: 1.0\nRelease: 1\nSummary: Corpus\nLicense: MIT\nBuildArch: noarch\n\
+         %description\nCorpus package.\n%files\n\n",
+    );
+    for i in 0..12 {
+        spec += &format!(
+            "%package -n corpus-{i}\nSummary: Sub {i}\n%description -n corpus-{i}\nSub.\n%files -n corpus-{i}\n\n"
+        );
+    }
+    let sp = t.0.join("corpus.spec");
+    std::fs::write(&sp, spec).unwrap();
+    run(Command::new("rpmbuild")
+        .args(["-bb", "--quiet", "--define"])
+        .arg(format!("_topdir {}", top.display()))
+        .arg(&sp));
+    let db = t.0.join("rpmdb");
+    std::fs::create_dir_all(&db).unwrap();
+    run(Command::new("rpm").arg("--initdb").arg("--dbpath").arg(&db));
+    let rpms: Vec<PathBuf> = std::fs::read_dir(top.join("RPMS/noarch"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    run(Command::new("rpm")
+        .args(["-i", "--justdb", "--nodeps", "--noscripts", "--dbpath"])
+        .arg(&db)
+        .args(&rpms));
+    std::fs::read(db.join("rpmdb.sqlite")).unwrap()
+}
+
+/// An ext4 image holding `files` (path → bytes) and where each file's bytes lie in it
+/// (mkfs.ext4 -d writes small files contiguously).
+fn inspect_image(t: &Tmp, files: &[(&str, Vec<u8>)]) -> (Vec<u8>, Vec<(usize, usize)>) {
+    let src = t.0.join("inspect-src");
+    for (p, d) in files {
+        let f = src.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, d).unwrap();
+    }
+    let img = t.0.join("inspect.img");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-E", "root_owner=0:0", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("8M"));
+    let data = std::fs::read(img).unwrap();
+    let spans = files
+        .iter()
+        .map(|(p, d)| {
+            let off = (0..data.len() - d.len())
+                .step_by(4096)
+                .find(|&o| data[o..o + d.len()] == d[..])
+                .unwrap_or_else(|| panic!("{p} is not contiguous in the image"));
+            (off, d.len())
+        })
+        .collect();
+    (data, spans)
+}
+
+/// Mounts the image, pages through the applications and reads the Windows facts.
+/// Returns the applications listed; the disk must be unchanged.
+fn exercise_inspect(img: Vec<u8>) -> usize {
+    let dev = shared(MemDisk::new(img.clone(), true));
+    let mut a = Appliance::new();
+    a.set_disk(0, dev.clone());
+    let mut n = 0;
+    if a.handle(Request::Mount {
+        device: "/dev/sda".to_string(),
+        mountpoint: "/".to_string(),
+        readonly: true,
+        fstype: Some("ext4".to_string()),
+    })
+    .is_ok()
+    {
+        let mut start = 0;
+        while let Ok(Reply::Applications(p)) = a.handle(Request::Applications {
+            root: "/".to_string(),
+            start,
+        }) {
+            n += p.applications.len();
+            match p.next {
+                Some(s) if s > start => start = s,
+                Some(_) => panic!("the application pages do not advance"),
+                None => break,
+            }
+        }
+        let _ = a.handle(Request::WindowsFacts {
+            root: "/".to_string(),
+        });
+    }
+    let _ = a.handle(Request::Shutdown);
+    assert!(dump(&dev) == img, "a read-only disk was modified");
+    n
+}
+
+/// Flips bits in, and cuts (zeroes the tail of), the bytes of one file inside the image.
+fn file_variants(
+    base: &[u8],
+    (off, len): (usize, usize),
+    seed: u32,
+    n: usize,
+) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut v = base.to_vec();
+        if i % 8 == 7 {
+            let cut = rng.below(len);
+            v[off + cut..off + len].fill(0);
+            out.push((format!("zero tail from {cut}"), v));
+            continue;
+        }
+        let nbits = 1 + rng.below(if i % 4 == 0 { 24 } else { 3 });
+        let mut what = Vec::new();
+        for _ in 0..nbits {
+            // Mostly in the headers and the first pages/bins.
+            let range = if rng.below(3) == 0 {
+                len
+            } else {
+                len.min(16 * 1024)
+            };
+            let o = rng.below(range);
+            let bit = rng.below(8);
+            v[off + o] ^= 1 << bit;
+            what.push(format!("{o}.{bit}"));
+        }
+        out.push((format!("flip#{i} [{}]", what.join(" ")), v));
+    }
+    out
+}
+
+#[test]
+fn inspect_corpus() {
+    assert!(
+        have("rpmbuild") && have("hivexregedit") && have("mkfs.ext4"),
+        "rpm (rpmbuild), libwin-hivex-perl (hivexregedit) and mkfs.ext4 are needed"
+    );
+    let t = Tmp::new("inspect");
+    let sqlite = rpmdb(&t);
+    let software = merged_hive(&t, "software", &software_reg());
+    let system = merged_hive(&t, "system", &system_reg());
+    let mut cmd = vec![0u8; 512];
+    cmd[..2].copy_from_slice(b"MZ");
+    cmd[0x3c] = 0x80;
+    cmd[0x80..0x84].copy_from_slice(b"PE\0\0");
+    cmd[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+    let (img, spans) = inspect_image(
+        &t,
+        &[
+            ("var/lib/rpm/rpmdb.sqlite", sqlite),
+            ("Windows/System32/config/SOFTWARE", software),
+            ("Windows/System32/config/SYSTEM", system),
+            ("Windows/System32/cmd.exe", cmd),
+        ],
+    );
+    // 13 packages and 40 Windows applications.
+    let pristine = exercise_inspect(img.clone());
+    assert_eq!(pristine, 13 + 40, "pristine image");
+    let mut total = 0;
+    for (name, span, seed) in [
+        ("sqlite", spans[0], 0x5A17_E001u32),
+        ("software hive", spans[1], 0x4E61_5F02),
+        ("system hive", spans[2], 0x5157_E403),
+    ] {
+        let vs = file_variants(&img, span, seed, 150);
+        total += run_variants(name, vs, |v, _| exercise_inspect(v));
+    }
+    assert!(total >= 450);
+}

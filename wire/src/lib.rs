@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod bytes;
 pub mod frame;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -286,6 +287,25 @@ pub enum Request {
     SetClock {
         now: i64,
     },
+    // ---- inspection ----
+    /// [`Reply::Applications`]: the installed software of the guest whose root
+    /// filesystem is mounted at `root` (usually `/`), read from every package database
+    /// found below it (dpkg, rpm in its sqlite, BerkeleyDB and ndb forms, pacman, apk)
+    /// and, for Windows, from the SOFTWARE hive's Uninstall keys. A database that cannot
+    /// be read is reported in the reply, not as a failed call. The list comes in pages
+    /// that each fit a frame: `start` is the index of the first application wanted (0
+    /// reads the databases afresh; a later page comes from the appliance's copy of that
+    /// reading, see [`Applications::next`]).
+    Applications {
+        root: String,
+        start: u32,
+    },
+    /// [`Reply::WindowsFacts`]: what the SOFTWARE and SYSTEM hives and `cmd.exe` of the
+    /// Windows installation mounted at `root` say (libguestfs' Windows inspection).
+    /// `NotFound` when `root` holds no Windows system root.
+    WindowsFacts {
+        root: String,
+    },
 }
 
 /// Successful answers. Append only.
@@ -308,6 +328,8 @@ pub enum Reply {
     Vgs(Vec<VolumeGroup>),
     Lvs(Vec<LogicalVolume>),
     LuksInfo(Vec<LuksVolume>),
+    Applications(Applications),
+    WindowsFacts(Box<WindowsFacts>),
 }
 
 /// Which kind of partition table a disk carries.
@@ -529,6 +551,180 @@ pub struct LuksKeyslot {
     pub parallel: u32,
     /// LUKS2 priority: 0 ignore, 1 normal, 2 prefer (1 for LUKS1).
     pub priority: u32,
+}
+
+/// One installed application or package, with what `virt-inspector --xml` carries for
+/// it (libguestfs' `application2`). Strings are empty when the source has no such
+/// field (virt-inspector omits empty elements); every string is cleaned of control
+/// characters (newlines are kept in `description`) and bounded in length.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Application {
+    /// Package name (`coreutils`); for Windows the Uninstall subkey's name.
+    pub name: String,
+    /// Windows `DisplayName`; empty for Linux packages.
+    pub display_name: String,
+    /// 0 when the package has none.
+    pub epoch: u32,
+    /// Upstream version (`9.1`); Windows `DisplayVersion`.
+    pub version: String,
+    /// Package release (`3`, `1.fc40`, `r0` → `0` for apk, as libguestfs strips the `r`).
+    pub release: String,
+    /// `x86_64`, `amd64`, `noarch`, `all`, ...
+    pub arch: String,
+    /// Windows `InstallLocation`.
+    pub install_path: String,
+    /// Windows `Publisher`.
+    pub publisher: String,
+    /// Home page: dpkg `Homepage`, rpm `URL`, pacman `%URL%`, apk `U:`, Windows
+    /// `URLInfoAbout`.
+    pub url: String,
+    /// dpkg `Source` (name only), rpm `SOURCERPM` (the file name, e.g.
+    /// `bash-5.2-1.src.rpm`; libguestfs leaves it empty for rpm).
+    pub source_package: String,
+    /// One-line summary: dpkg's first `Description` line, rpm `SUMMARY`.
+    pub summary: String,
+    /// Long description: dpkg's continuation lines (leading space removed, joined with
+    /// newlines), rpm `DESCRIPTION`, pacman `%DESC%`, apk `T:`, Windows `Comments`.
+    pub description: String,
+    /// rpm `VENDOR`; empty elsewhere (not in virt-inspector's XML).
+    pub vendor: String,
+    /// Install time in seconds since the epoch: rpm `INSTALLTIME`, pacman
+    /// `%INSTALLDATE%`, Windows `InstallDate` (`YYYYMMDD`, at 00:00 UTC). Not in
+    /// virt-inspector's XML.
+    pub install_time: Option<i64>,
+}
+
+/// A package database format.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageFormat {
+    /// `/var/lib/dpkg/status`.
+    Dpkg,
+    /// rpm `rpmdb.sqlite` (Fedora ≥ 33, RHEL 9).
+    RpmSqlite,
+    /// rpm BerkeleyDB `Packages` (RHEL ≤ 8, older Fedora and SUSE).
+    RpmBerkeleyDb,
+    /// rpm ndb `Packages.db` (SUSE ≥ 15.3).
+    RpmNdb,
+    /// `/var/lib/pacman/local/*/desc`.
+    Pacman,
+    /// `/lib/apk/db/installed`.
+    Apk,
+    /// The Windows SOFTWARE hive's Uninstall keys.
+    WindowsRegistry,
+}
+
+impl PackageFormat {
+    /// The package format as virt-inspector's `<package_format>` names it.
+    pub fn package_format(self) -> &'static str {
+        match self {
+            PackageFormat::Dpkg => "deb",
+            PackageFormat::RpmSqlite | PackageFormat::RpmBerkeleyDb | PackageFormat::RpmNdb => {
+                "rpm"
+            }
+            PackageFormat::Pacman => "pacman",
+            PackageFormat::Apk => "apk",
+            PackageFormat::WindowsRegistry => "windows",
+        }
+    }
+}
+
+/// One package database found under the root, and what reading it gave.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PackageDatabase {
+    pub format: PackageFormat,
+    /// Its path below the root (`/var/lib/rpm/rpmdb.sqlite`).
+    pub path: String,
+    /// Applications read from it (before the list-wide bound).
+    pub count: u64,
+    /// Why it could not be read (in full or in part): a corrupt page, a truncated
+    /// file, an unsupported variant. Entries read before the error are kept.
+    pub error: Option<String>,
+    /// Entries skipped as unreadable (a corrupt header, a field out of bounds).
+    pub skipped: u64,
+}
+
+/// [`Reply::Applications`]: one page of the applications found, sorted by name (then
+/// version, release, arch), and the databases they came from.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applications {
+    /// Applications `start..start + applications.len()` of the whole list.
+    pub applications: Vec<Application>,
+    /// Every database found (on every page).
+    pub databases: Vec<PackageDatabase>,
+    /// How many applications the whole list has.
+    pub total: u32,
+    /// The `start` of the next page; `None` on the last page.
+    pub next: Option<u32>,
+    /// The list was cut at the appliance's bounds (100 000 applications, 24 MiB of
+    /// strings).
+    pub truncated: bool,
+}
+
+/// Where a Windows drive letter points (`HKLM\SYSTEM\MountedDevices`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum DriveTarget {
+    /// An MBR partition: the disk's 32-bit signature (bytes 440..444 of the MBR, as a
+    /// little-endian number) and the partition's byte offset on the disk.
+    Mbr { disk_signature: u32, offset: u64 },
+    /// A GPT partition: its unique partition GUID, lowercase (`DMIO:ID:` blobs).
+    Gpt { partition_guid: String },
+    /// Anything else (a volume GUID path, a CD-ROM, a removable device): the raw value,
+    /// lowercase hex, bounded.
+    Other { data: String },
+}
+
+/// One `\DosDevices\X:` mapping.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DriveMapping {
+    /// The drive letter, uppercase: `C`.
+    pub letter: char,
+    pub target: DriveTarget,
+    /// The partition it names on the attached disks (`/dev/sda2`), when one matches:
+    /// by disk signature and start offset (MBR) or by partition GUID (GPT), as
+    /// libguestfs maps them.
+    pub device: Option<String>,
+}
+
+/// [`Reply::WindowsFacts`]: the Windows facts libguestfs' inspection computes. Strings
+/// are cleaned of control characters and bounded.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct WindowsFacts {
+    /// The Windows directory below the root, with the guest's own spelling
+    /// (`/Windows`, `/WINNT`), found case-insensitively.
+    pub systemroot: String,
+    /// `<systemroot>/System32/config/SOFTWARE` with the guest's spelling, if present.
+    pub software_hive: Option<String>,
+    /// `<systemroot>/System32/config/SYSTEM`, if present.
+    pub system_hive: Option<String>,
+    /// From the PE header of `<systemroot>/System32/cmd.exe`: `i386`, `x86_64`,
+    /// `aarch64`, `arm`, `ia64`.
+    pub arch: Option<String>,
+    /// SOFTWARE `Microsoft\Windows NT\CurrentVersion` `ProductName`.
+    pub product_name: Option<String>,
+    /// `InstallationType` (`Client`, `Server`, `Server Core`): libguestfs' product
+    /// variant.
+    pub product_variant: Option<String>,
+    /// `EditionID` (`Professional`, `ServerStandard`); not in virt-inspector's XML.
+    pub edition_id: Option<String>,
+    /// `CurrentMajorVersionNumber`/`CurrentMinorVersionNumber` when both exist, else
+    /// `CurrentVersion` (`6.1`) split at the dot.
+    pub major_version: Option<u32>,
+    pub minor_version: Option<u32>,
+    /// `CurrentBuildNumber` (else `CurrentBuild`): `19045`.
+    pub build: Option<String>,
+    /// `ControlSet001`: from SYSTEM `Select\Current`.
+    pub current_control_set: Option<String>,
+    /// SYSTEM `<ControlSet>\Services\Tcpip\Parameters` `Hostname` (libguestfs'
+    /// source), else `<ControlSet>\Control\ComputerName\ComputerName` `ComputerName`.
+    pub hostname: Option<String>,
+    /// `MountedDevices` `\DosDevices\X:` entries, by letter.
+    pub drive_mappings: Vec<DriveMapping>,
+    /// A hive read was dirty (its two sequence numbers differ: the transaction logs,
+    /// which skiff does not replay, hold newer data); the facts are what the hive file
+    /// itself says.
+    pub dirty_hives: Vec<String>,
+    /// Facts that could not be read and why (a missing hive, a corrupt cell, ...).
+    pub warnings: Vec<String>,
 }
 
 /// An errno-like failure class. Append only.

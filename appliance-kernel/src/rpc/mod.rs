@@ -7,6 +7,7 @@ mod devices;
 mod files;
 #[cfg(test)]
 mod fs_tests;
+mod inspect;
 mod luks;
 mod lvm;
 
@@ -41,6 +42,8 @@ pub struct Appliance {
     luks: luks::LuksState,
     /// The host's clock as last sent ([`Request::SetClock`]): stamped on changes.
     clock: Option<i64>,
+    /// The application list being paged to the host (see `rpc/inspect.rs`).
+    inspect: inspect::AppsCache,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -144,6 +147,9 @@ impl Appliance {
 
     /// Serves one request. Never panics on any input.
     pub fn handle(&mut self, req: Request) -> Result<Reply, Error> {
+        if !matches!(req, Request::Applications { .. }) {
+            self.inspect.clear();
+        }
         match req {
             Request::Ping => Ok(Reply::Unit),
             Request::Devices => Ok(Reply::Devices(self.devices())),
@@ -310,6 +316,12 @@ impl Appliance {
                 self.set_clock(now);
                 Ok(Reply::Unit)
             }
+            Request::Applications { root, start } => {
+                Ok(Reply::Applications(self.applications(&root, start)?))
+            }
+            Request::WindowsFacts { root } => Ok(Reply::WindowsFacts(alloc::boxed::Box::new(
+                self.windows_facts(&root)?,
+            ))),
         }
     }
 }
