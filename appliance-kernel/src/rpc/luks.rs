@@ -174,6 +174,20 @@ impl Appliance {
                 format!("{full} is in use by {MAPPER}{}", m.name),
             ));
         }
+        // An LV of a volume group with a PV on this mapping, mounted (LVM on LUKS).
+        for pv in self.lvm().pv_report().iter().filter(|p| p.name == full) {
+            let prefix = format!("/dev/{}/", pv.vg);
+            if let Some(m) = self
+                .mounts
+                .entries()
+                .find(|m| !pv.vg.is_empty() && m.device.starts_with(&prefix))
+            {
+                return Err(err(
+                    ErrorKind::Busy,
+                    format!("{full} holds {}, mounted on {}", m.device, m.mountpoint),
+                ));
+            }
+        }
         let m = self.luks.maps.remove(i);
         self.invalidate_lvm();
         m.dev.borrow_mut().flush()

@@ -4,3 +4,6 @@
 
 pub mod luks;
 pub mod lvm;
+
+#[cfg(test)]
+mod stack_tests;

@@ -18,7 +18,7 @@ mod json;
 mod luks1;
 mod luks2;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use cipher::{CipherSpec, SectorCipher};
 pub use crypto::{Hash, Kdf};

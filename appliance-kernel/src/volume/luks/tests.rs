@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use wire::{Bytes, Reply, Request};
 
-const PASS: &str = "correct horse battery staple";
-const CHEAP_PBKDF2: &[&str] = &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+pub(crate) const PASS: &str = "correct horse battery staple";
+pub(crate) const CHEAP_PBKDF2: &[&str] = &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
 const CHEAP_ARGON2ID: &[&str] = &[
     "--pbkdf",
     "argon2id",
@@ -33,7 +33,7 @@ const CHEAP_ARGON2I: &[&str] = &[
     "4",
 ];
 /// A LUKS2 header of 2 MiB instead of 16 (keeps test images small).
-const SMALL_LUKS2: &[&str] = &[
+pub(crate) const SMALL_LUKS2: &[&str] = &[
     "--luks2-metadata-size",
     "16k",
     "--luks2-keyslots-size",
@@ -41,7 +41,7 @@ const SMALL_LUKS2: &[&str] = &[
 ];
 
 /// An image of `size` bytes formatted by `cryptsetup luksFormat` with `args`.
-fn luks_format(size: u64, args: &[&str]) -> TempImage {
+pub(crate) fn luks_format(size: u64, args: &[&str]) -> TempImage {
     let img = TempImage::new("luks", size);
     let mut a = vec!["luksFormat", "--batch-mode", "--key-file=-"];
     a.extend_from_slice(args);

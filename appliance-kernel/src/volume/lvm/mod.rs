@@ -21,7 +21,7 @@ pub mod label;
 mod lv;
 pub mod meta;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use label::PvLabel;
 pub use lv::LvDevice;

@@ -31,7 +31,7 @@ fn lvm_out(cmd: &str, args: &[&str]) -> std::process::Output {
 }
 
 /// Runs an LVM tool without device-mapper; panics with its stderr when it fails.
-fn lvm(cmd: &str, args: &[&str]) -> String {
+pub(crate) fn lvm(cmd: &str, args: &[&str]) -> String {
     let out = lvm_out(cmd, args);
     assert!(
         out.status.success(),
@@ -41,7 +41,7 @@ fn lvm(cmd: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn tag() -> String {
+pub(crate) fn tag() -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     format!("{}x{n}", std::process::id())
@@ -49,14 +49,14 @@ fn tag() -> String {
 
 /// Loop devices and VGs made by a test; detached and removed on drop, even on failure.
 #[derive(Default)]
-struct Lab {
+pub(crate) struct Lab {
     vgs: Vec<String>,
     loops: Vec<String>,
 }
 
 impl Lab {
     /// Attaches `img` (or the byte range `off`+`size` of it) to a loop device.
-    fn attach(&mut self, img: &str, range: Option<(u64, u64)>) -> String {
+    pub(crate) fn attach(&mut self, img: &str, range: Option<(u64, u64)>) -> String {
         let mut args = vec!["-f".to_string(), "--show".to_string()];
         if let Some((o, s)) = range {
             args.extend([
@@ -73,7 +73,7 @@ impl Lab {
         dev
     }
 
-    fn vg(&mut self, name: &str, pvs: &[&str], extra: &[&str]) {
+    pub(crate) fn vg(&mut self, name: &str, pvs: &[&str], extra: &[&str]) {
         for p in pvs {
             lvm("pvcreate", &["-ff", "-y", p]);
         }
@@ -85,7 +85,7 @@ impl Lab {
     }
 
     /// Detaches every loop device (the LVM metadata stays in the image files).
-    fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         for l in self.loops.drain(..) {
             let _ = Command::new("losetup").args(["-d", &l]).status();
         }
@@ -263,7 +263,7 @@ fn pseudo(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A source tree with files that cross stripe chunks.
-fn tree(seed: u64) -> TempDir {
+pub(crate) fn tree(seed: u64) -> TempDir {
     let t = TempDir::new("lvm-src");
     let p = &t.0;
     std::fs::create_dir_all(p.join("etc/deep/er")).unwrap();
@@ -276,7 +276,7 @@ fn tree(seed: u64) -> TempDir {
 }
 
 /// An ext4 image of `size` bytes holding `src`.
-fn ext4(src: &TempDir, size: u64) -> TempImage {
+pub(crate) fn ext4(src: &TempDir, size: u64) -> TempImage {
     let img = TempImage::new("lvm-fs", size);
     run(
         "mkfs.ext4",
@@ -319,7 +319,7 @@ fn save(imgs: &[&str], devs: &[SharedDevice]) {
 }
 
 /// Every file under `src` read through the appliance at `mnt` equals the source.
-fn check_tree(a: &mut Appliance, src: &TempDir, mnt: &str) -> usize {
+pub(crate) fn check_tree(a: &mut Appliance, src: &TempDir, mnt: &str) -> usize {
     fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             if e.file_type().unwrap().is_dir() {
@@ -356,7 +356,7 @@ fn check_tree(a: &mut Appliance, src: &TempDir, mnt: &str) -> usize {
     list.len()
 }
 
-fn mount(a: &mut Appliance, dev: &str, mnt: &str, readonly: bool) {
+pub(crate) fn mount(a: &mut Appliance, dev: &str, mnt: &str, readonly: bool) {
     a.handle(Request::Mount {
         device: dev.to_string(),
         mountpoint: mnt.to_string(),
@@ -503,7 +503,7 @@ fn compare_reports(a: &mut Appliance, vg: &str, names: &HashMap<String, String>)
     }
 }
 
-fn filesystems(a: &mut Appliance) -> Vec<wire::Filesystem> {
+pub(crate) fn filesystems(a: &mut Appliance) -> Vec<wire::Filesystem> {
     let Reply::Filesystems(f) = a.handle(Request::Filesystems).unwrap() else {
         panic!()
     };
