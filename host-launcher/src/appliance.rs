@@ -2,15 +2,15 @@
 //! qemu command line from the machine profile, spawns qemu with the RPC socketpair and
 //! the kernel memfd, and waits for the appliance's Hello.
 
-use crate::accel::Accel;
-use crate::channel::{self, Channel};
+use crate::backend::accel::Accel;
+use crate::backend::direct::qemu::{self, Profile, Vars};
+use crate::backend::kernel::Kernel;
+use crate::confine::process::Qemu;
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::images::format::Format;
 use crate::images::{BackingPolicy, OpenedImage};
-use crate::kernel::Kernel;
-use crate::process::Qemu;
-use crate::qemu::{self, Profile, Vars};
 use crate::session::Session;
+use crate::session::channel::{self, Channel};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -93,7 +93,7 @@ pub struct Builder {
     accel: Option<Accel>,
     qemu: Option<PathBuf>,
     /// Where the appliance runs: a qemu child (default) or a libvirt domain.
-    backend: crate::libvirt::Backend,
+    backend: crate::backend::libvirt::Backend,
     /// Launch with the hotplug profile and a QMP monitor ([`Builder::hotplug`]).
     hotplug: bool,
     /// Root ports added to a hotplug launch ([`Builder::hotplug_ports`]).
@@ -121,7 +121,7 @@ impl Default for Builder {
             profile: None,
             accel: None,
             qemu: None,
-            backend: crate::libvirt::Backend::Direct,
+            backend: crate::backend::libvirt::Backend::Direct,
             hotplug: false,
             hotplug_ports: DEFAULT_HOTPLUG_PORTS,
         }
@@ -210,8 +210,8 @@ impl Builder {
 
     /// Boots the appliance and waits for its Hello.
     pub fn launch(&self) -> Result<Session> {
-        if let crate::libvirt::Backend::Libvirt { uri } = &self.backend {
-            return crate::libvirt::launch(self, uri.as_deref());
+        if let crate::backend::libvirt::Backend::Libvirt { uri } = &self.backend {
+            return crate::backend::libvirt::launch(self, uri.as_deref());
         }
         let mut spawned = self.spawn()?;
         let readonly = self.drives.iter().map(|(_, o)| o.readonly).collect();
@@ -230,7 +230,7 @@ impl Builder {
         session.images = images.into_iter().map(Some).collect();
         if let Some(qmp) = qmp {
             let deadline = spawned.started + self.timeout;
-            crate::hotplug::attach(&mut session, qmp, ports, deadline)?;
+            crate::backend::direct::hotplug::attach(&mut session, qmp, ports, deadline)?;
         }
         Ok(session)
     }
@@ -316,7 +316,7 @@ impl Builder {
             qmp_fd,
         };
         let mut args = profile.expand(&vars)?;
-        if self.hotplug && crate::hotplug::root_ports(&args).is_empty() {
+        if self.hotplug && crate::backend::direct::hotplug::root_ports(&args).is_empty() {
             args.extend(root_port_args(self.hotplug_ports)?);
         }
         args.extend(crate::confine::args(&self.qemu_path())?);
@@ -336,7 +336,7 @@ impl Builder {
         };
         let qmp_fd = qmp_pair.as_ref().map(|(_, t)| t.as_raw_fd());
         let args = self.args(&drives, &kernel, theirs.as_raw_fd(), qmp_fd)?;
-        let ports = crate::hotplug::root_ports(&args);
+        let ports = crate::backend::direct::hotplug::root_ports(&args);
         let binary = self.qemu_path();
         if self.verbose {
             eprintln!(
@@ -375,7 +375,7 @@ impl Builder {
 #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
 impl Builder {
     /// Run the appliance as a qemu child (default) or as a transient libvirt domain.
-    pub fn backend(mut self, backend: crate::libvirt::Backend) -> Self {
+    pub fn backend(mut self, backend: crate::backend::libvirt::Backend) -> Self {
         self.backend = backend;
         self
     }
@@ -539,7 +539,7 @@ mod tests {
             Err(Error::QemuNotFound { binary }) => {
                 assert_eq!(binary, Path::new("/nonexistent/qemu-system-x86_64"))
             }
-            Err(Error::NoAppliance) => assert!(crate::kernel::EMBEDDED.is_empty()),
+            Err(Error::NoAppliance) => assert!(crate::backend::kernel::EMBEDDED.is_empty()),
             other => panic!("{:?}", other.err()),
         }
     }

@@ -17,7 +17,7 @@
 //! assert_eq!(file_type_name(FileType::Symlink), "symlink");
 //! ```
 
-use crate::fs::mode_string;
+use crate::session::fs::mode_string;
 use serde::Serialize;
 use wire::{Device, FileType, Filesystem, Mount, Partition, Stat, StatVfs, TableKind};
 

@@ -15,27 +15,24 @@
 //! # Ok::<(), skiff::Error>(())
 //! ```
 
-pub mod accel;
 pub mod appliance;
-pub mod channel;
+pub mod backend;
+pub mod bulk;
 pub mod confine;
-pub mod df;
-pub mod each;
 pub mod error;
-pub mod format;
-pub mod fs;
-pub mod hotplug;
 pub mod images;
 pub mod inspect;
 pub mod json;
-pub mod kernel;
-pub mod libvirt;
-pub mod pool;
-pub mod process;
-pub mod qemu;
-pub mod qmp;
 pub mod session;
 pub mod session_inspect;
+
+// The modules' former places (before the layout above), for callers.
+pub use backend::direct::{hotplug, qemu, qmp};
+pub use backend::{accel, kernel, libvirt};
+pub use bulk::{df, each, pool};
+pub use confine::process;
+pub use images::format;
+pub use session::{channel, fs};
 
 pub use accel::Accel;
 pub use appliance::{Appliance, Builder, DriveOptions};

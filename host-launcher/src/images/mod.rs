@@ -24,8 +24,10 @@
 //!   ([`OpenedImage::verify_unchanged`]): a changed backing name, backing format or data
 //!   file is an error (a compromised appliance or qemu must not re-point an image).
 
+pub mod format;
+
 use crate::error::{Error, Result};
-use crate::format::{self, Format};
+use format::Format;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};

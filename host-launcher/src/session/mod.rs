@@ -2,10 +2,13 @@
 //! timeouts, chunked device I/O, shutdown. Any failure of the channel (EOF, timeout, bad
 //! frame) closes the session and becomes a typed error; qemu is killed on drop.
 
-use crate::channel::{Channel, ChannelError};
+pub mod channel;
+pub mod fs;
+
+use crate::confine::process::{self, EXIT_CLEAN, EXIT_PANIC, Qemu};
 use crate::error::{Error, Result};
 use crate::images::{ChainEntry, OpenedImage};
-use crate::process::{self, EXIT_CLEAN, EXIT_PANIC, Qemu};
+use crate::session::channel::{Channel, ChannelError};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitStatus;
@@ -44,7 +47,7 @@ pub struct Session {
     /// Per disk slot: did the caller attach it read-only?
     pub(crate) readonly: Vec<bool>,
     /// QMP and the root ports of a hotplug launch (see `hotplug.rs`).
-    pub(crate) hotplug: Option<crate::hotplug::Hotplug>,
+    pub(crate) hotplug: Option<crate::backend::direct::hotplug::Hotplug>,
     /// The libvirt domain (or another [`Guest`]) when qemu is not our child.
     pub(crate) guest: Option<Box<dyn Guest>>,
     /// Per disk slot: the image skiff opened for it (qemu has copies of its fds). Kept
@@ -98,7 +101,7 @@ impl Session {
 
     /// Takes over an appliance that another process launched and handed down: `stream`
     /// is its RPC channel (see [`Session::inherit_into`] and
-    /// [`crate::process::inherited_socket`]), past the Hello, with no call in flight.
+    /// [`crate::confine::process::inherited_socket`]), past the Hello, with no call in flight.
     /// `readonly` says, per disk slot, whether the disk was attached read-only. qemu stays
     /// the launching process's child: [`Session::shutdown`] powers the appliance off and
     /// returns without waiting for qemu, and only that process can kill it.

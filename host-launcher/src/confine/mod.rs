@@ -17,6 +17,8 @@
 //! `$XDG_CACHE_HOME/skiff/qemu-caps` keyed by the binary's path, size, mtime and inode.
 //! `SKIFF_CONFINE=off` turns all of this off (debugging a custom qemu).
 
+pub mod process;
+
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};

@@ -15,8 +15,8 @@
 use super::launch::{VirtGuest, verr};
 use super::xml;
 use crate::appliance::DriveOptions;
+use crate::backend::direct::hotplug::{HotDrive, slot_name};
 use crate::error::{Error, Result};
-use crate::hotplug::{HotDrive, slot_name};
 use crate::session::Session;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -8,11 +8,11 @@
 //! device `vd<N>`, serial `skiff<N>`, which the appliance names `/dev/sd<a+N>`.
 
 use crate::appliance::DriveOptions;
+use crate::backend::direct::qemu::{self, DriveArg};
+use crate::backend::direct::qmp::{Qmp, QmpError};
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::images::format::Format;
 use crate::images::raw_fd;
-use crate::qemu::{self, DriveArg};
-use crate::qmp::{Qmp, QmpError};
 use crate::session::{Session, unexpected};
 use qapi::qmp::{BlockdevOptions, Event, blockdev_del, device_add, device_del, remove_fd};
 use std::os::unix::net::UnixStream;
@@ -150,8 +150,8 @@ impl Session {
     /// with `Builder::hotplug(true)` and a free root port.
     pub fn add_drive(&mut self, path: impl AsRef<Path>, options: DriveOptions) -> Result<String> {
         let path = path.as_ref();
-        if self.hotplug.is_none() && crate::libvirt::has_hotplug(self) {
-            return crate::libvirt::add_drive(self, path, options);
+        if self.hotplug.is_none() && crate::backend::libvirt::has_hotplug(self) {
+            return crate::backend::libvirt::add_drive(self, path, options);
         }
         let hp = self.hotplug_state()?;
         if !options.readonly && hp.readonly_only {
@@ -279,8 +279,8 @@ impl Session {
     /// qemu's `DEVICE_DELETED` and drops the block node. Calls naming the device fail
     /// with a `NotFound` error afterwards.
     pub fn remove_drive(&mut self, device: &str) -> Result<()> {
-        if self.hotplug.is_none() && crate::libvirt::has_hotplug(self) {
-            return crate::libvirt::remove_drive(self, device);
+        if self.hotplug.is_none() && crate::backend::libvirt::has_hotplug(self) {
+            return crate::backend::libvirt::remove_drive(self, device);
         }
         let slot = self.start_unplug(device)?;
         self.reap_unplugs(Some(slot))?;
@@ -297,8 +297,8 @@ impl Session {
     /// [`Session::hot_drives`] no longer lists the disk. For sessions that hot-add many
     /// disks one after another, e.g. [`crate::SharedReader`].
     pub fn remove_drive_deferred(&mut self, device: &str) -> Result<()> {
-        if self.hotplug.is_none() && crate::libvirt::has_hotplug(self) {
-            return crate::libvirt::remove_drive(self, device);
+        if self.hotplug.is_none() && crate::backend::libvirt::has_hotplug(self) {
+            return crate::backend::libvirt::remove_drive(self, device);
         }
         self.start_unplug(device).map(|_| ())
     }
@@ -457,7 +457,7 @@ impl Session {
 
     /// The disks hot-added to this session and still attached.
     pub fn hot_drives(&self) -> Vec<HotDrive> {
-        if let Some((attached, _)) = crate::libvirt::hotplug_status(self) {
+        if let Some((attached, _)) = crate::backend::libvirt::hotplug_status(self) {
             return attached;
         }
         self.hotplug
@@ -468,7 +468,7 @@ impl Session {
 
     /// How many more disks can be hot-added now (0 without hotplug).
     pub fn free_ports(&self) -> usize {
-        if let Some((_, free)) = crate::libvirt::hotplug_status(self) {
+        if let Some((_, free)) = crate::backend::libvirt::hotplug_status(self) {
             return free;
         }
         self.hotplug
@@ -547,7 +547,7 @@ fn qmp_failed(session: &mut Session, command: &str, e: QmpError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::{Profile, Vars};
+    use crate::backend::direct::qemu::{Profile, Vars};
 
     #[test]
     fn names_and_ports() {
@@ -612,7 +612,7 @@ mod tests {
 
     #[test]
     fn blockdev_json_fits_the_qmp_schema() {
-        use crate::qemu::{FileArg, LayerArg};
+        use crate::backend::direct::qemu::{FileArg, LayerArg};
         let layer = |format, fdset, readonly| LayerArg {
             format,
             file: FileArg {

@@ -4,11 +4,11 @@
 //! appliance, N at a time.
 
 use crate::appliance::{Builder, DriveOptions};
-use crate::each;
+use crate::bulk::each;
 use crate::error::{Error, Result};
-use crate::fs::MountOptions;
 use crate::inspect::clean;
 use crate::session::Session;
+use crate::session::fs::MountOptions;
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -9,8 +9,8 @@
 //! paths are only ever resolved by the appliance inside the guest's own filesystem.
 
 use crate::error::{Error, Result};
-use crate::fs::MountOptions;
 use crate::session::Session;
+use crate::session::fs::MountOptions;
 use serde::Serialize;
 use wire::{Filesystem, Partition};
 

@@ -5,7 +5,7 @@
 use super::launch::{connect, is_local, parse_format, verr};
 use super::xml::{self, GuestSource};
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::images::format::Format;
 use std::path::{Path, PathBuf};
 use virt::connect::Connect;
 use virt::storage_vol::StorageVol;

@@ -2,17 +2,17 @@
 //! `{placeholders}`) plus one `-blockdev`/`-device` pair per disk slot.
 
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::images::format::Format;
 use crate::images::{Layer, OpenedImage, raw_fd};
 use std::os::fd::RawFd;
 use std::path::Path;
 
 /// The built-in profile, `qemu-configs/microvm.args`.
-pub const DEFAULT_PROFILE: &str = include_str!("../../qemu-configs/microvm.args");
+pub const DEFAULT_PROFILE: &str = include_str!("../../../../qemu-configs/microvm.args");
 
 /// The hotplug profile, `qemu-configs/microvm-hotplug.args`: PCIe root ports with native
 /// hotplug and a QMP monitor on `{qmp_fd}` (used by `Builder::hotplug(true)`).
-pub const HOTPLUG_PROFILE: &str = include_str!("../../qemu-configs/microvm-hotplug.args");
+pub const HOTPLUG_PROFILE: &str = include_str!("../../../../qemu-configs/microvm-hotplug.args");
 
 /// The firmware used when it is installed; otherwise qemu's default (SeaBIOS).
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";

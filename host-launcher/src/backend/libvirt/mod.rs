@@ -24,8 +24,8 @@ pub mod xml;
 pub use guests::{GuestDrive, domain_drives, volume_drive};
 
 use crate::appliance::{Builder, DriveOptions};
+use crate::backend::direct::hotplug::HotDrive;
 use crate::error::{Error, Result};
-use crate::hotplug::HotDrive;
 use crate::session::Session;
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! The RPC channel over a libvirt stream. The stream (`virDomainOpenChannel`) is bridged
 //! to one end of a local socketpair by two threads (stream → socket, socket → stream),
-//! so the session keeps using the ordinary [`Channel`](crate::channel::Channel) with its
+//! so the session keeps using the ordinary [`Channel`](crate::session::channel::Channel) with its
 //! deadlines: blocking libvirt stream calls have no timeout of their own.
 //!
 //! libvirt's client multiplexes concurrent calls on one connection (one thread does the

@@ -6,12 +6,12 @@
 use super::hotplug::VirtHotplug;
 use super::stream;
 use super::xml::{self, Disk, DomainSpec, Source};
-use crate::accel::Accel;
 use crate::appliance::{Builder, DriveOptions};
-use crate::channel::Channel;
+use crate::backend::accel::Accel;
+use crate::backend::kernel::EMBEDDED;
 use crate::error::{Error, Result};
-use crate::format::Format;
-use crate::kernel::EMBEDDED;
+use crate::images::format::Format;
+use crate::session::channel::Channel;
 use crate::session::{Guest, Session};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use virt::sys;
 /// debug port), on the host where libvirtd runs.
 const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
 /// The firmware used when it is installed (local connections only).
-const QBOOT: &str = crate::qemu::QBOOT;
+const QBOOT: &str = crate::backend::direct::qemu::QBOOT;
 
 /// A libvirt error as ours, with what we were doing.
 pub(crate) fn verr(what: impl std::fmt::Display, e: virt::error::Error) -> Error {

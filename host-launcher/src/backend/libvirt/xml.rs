@@ -3,7 +3,7 @@
 //! (disk sources, formats). Guest XML comes from libvirtd: parsed, never trusted to be
 //! well-formed or complete — a missing piece is an error, not a panic.
 
-use crate::format::Format;
+use crate::images::format::Format;
 
 /// The appliance's RPC channel name (`<target type='virtio' name=...>`), opened with
 /// `virDomainOpenChannel`.

@@ -9,7 +9,7 @@
 
 use crate::appliance::{Builder, DriveOptions};
 use crate::error::{Error, Result};
-use crate::format::Format;
+use crate::images::format::Format;
 use crate::session::Session;
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
@@ -392,14 +392,14 @@ impl DerefMut for SharedReader {
     }
 }
 
-/// [`crate::df::df_images`] through a pool of `jobs` pristine appliances (each image
+/// [`crate::bulk::df::df_images`] through a pool of `jobs` pristine appliances (each image
 /// still gets an appliance of its own, hot-added instead of cold-booted); `done` is
 /// called on the calling thread as each image finishes, with its index.
 pub fn df_images_pooled(
     builder: &Builder,
     images: &[PathBuf],
     jobs: usize,
-    done: impl FnMut(usize, Result<crate::df::Df>),
+    done: impl FnMut(usize, Result<crate::bulk::df::Df>),
 ) -> Result<()> {
     let jobs = jobs.clamp(1, images.len().max(1));
     // One image, one disk, one port.
@@ -407,19 +407,19 @@ pub fn df_images_pooled(
         .builder(builder.clone().hotplug_ports(1))
         .max_launches(images.len());
     let pool = Pool::new(options)?;
-    crate::each::run_parallel(
+    crate::bulk::each::run_parallel(
         images.len(),
         jobs,
         |i| {
             let mut s = pool.acquire(&[(&images[i], DriveOptions::readonly())])?;
-            crate::df::df(&mut s)
+            crate::bulk::df::df(&mut s)
         },
         done,
     );
     Ok(())
 }
 
-/// [`crate::df::df_images`] with `jobs` [`SharedReader`]s: each worker boots one
+/// [`crate::bulk::df::df_images`] with `jobs` [`SharedReader`]s: each worker boots one
 /// appliance and hot-adds its share of the images one after another (add → df →
 /// remove), like `virt-df` batching many disks per appliance. **For a single trust
 /// domain only** (see [`SharedReader`]). Device names in the results are reported as
@@ -429,7 +429,7 @@ pub fn df_images_shared(
     builder: &Builder,
     images: &[PathBuf],
     jobs: usize,
-    mut done: impl FnMut(usize, Result<crate::df::Df>),
+    mut done: impl FnMut(usize, Result<crate::bulk::df::Df>),
 ) -> Result<()> {
     let jobs = jobs.clamp(1, images.len().max(1));
     // One disk attached at a time, but qemu finishes an unplug ~60 ms after the appliance
@@ -454,7 +454,7 @@ pub fn df_images_shared(
                     // OK to unwrap: set just above.
                     let r = reader.as_mut().unwrap();
                     let result = r.with_disk(images[i].clone(), None, |s, dev| {
-                        let mut d = crate::df::df(s)?;
+                        let mut d = crate::bulk::df::df(s)?;
                         for f in &mut d.filesystems {
                             f.device = rename_device(&f.device, dev);
                         }

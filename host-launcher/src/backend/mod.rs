@@ -1,0 +1,6 @@
+//! Where the appliance runs.
+
+pub mod accel;
+pub mod direct;
+pub mod kernel;
+pub mod libvirt;

@@ -1,0 +1,5 @@
+//! Bulk jobs over many images.
+
+pub mod df;
+pub mod each;
+pub mod pool;
