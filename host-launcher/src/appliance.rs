@@ -1,21 +1,18 @@
-//! The launch builder: checks the disks, picks the accelerator and firmware, builds the
-//! qemu command line from the machine profile, spawns qemu with the RPC socketpair and
-//! the kernel memfd, and waits for the appliance's Hello.
+//! The launch builder: which disks, how much memory, which timeouts, which backend.
+//! [`Builder::launch`] has the backend boot the appliance ([`crate::backend`]) and the
+//! session wait for its Hello ([`crate::session`]).
 
+use crate::backend::Backend;
 use crate::backend::accel::Accel;
-use crate::backend::direct::qemu::{self, Profile, Vars};
-use crate::backend::kernel::Kernel;
-use crate::confine::process::Qemu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::images::format::Format;
 use crate::images::{BackingPolicy, OpenedImage};
 use crate::session::Session;
-use crate::session::channel::{self, Channel};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::backend::direct::describe_chain;
 
 /// Entry point: `Appliance::builder()`.
 pub struct Appliance;
@@ -83,21 +80,21 @@ impl DriveOptions {
 /// Everything a launch needs; reusable for many launches.
 #[derive(Debug, Clone)]
 pub struct Builder {
-    drives: Vec<(PathBuf, DriveOptions)>,
-    memory_mib: u32,
-    timeout: Duration,
-    call_timeout: Duration,
-    verbose: bool,
-    cmdline: Option<String>,
-    profile: Option<PathBuf>,
-    accel: Option<Accel>,
-    qemu: Option<PathBuf>,
+    pub(crate) drives: Vec<(PathBuf, DriveOptions)>,
+    pub(crate) memory_mib: u32,
+    pub(crate) timeout: Duration,
+    pub(crate) call_timeout: Duration,
+    pub(crate) verbose: bool,
+    pub(crate) cmdline: Option<String>,
+    pub(crate) profile: Option<PathBuf>,
+    pub(crate) accel: Option<Accel>,
+    pub(crate) qemu: Option<PathBuf>,
     /// Where the appliance runs: a qemu child (default) or a libvirt domain.
-    backend: crate::backend::libvirt::Backend,
+    pub(crate) backend: Backend,
     /// Launch with the hotplug profile and a QMP monitor ([`Builder::hotplug`]).
-    hotplug: bool,
+    pub(crate) hotplug: bool,
     /// Root ports added to a hotplug launch ([`Builder::hotplug_ports`]).
-    hotplug_ports: usize,
+    pub(crate) hotplug_ports: usize,
 }
 
 /// How long one call may take unless [`Builder::call_timeout`] says otherwise.
@@ -121,7 +118,7 @@ impl Default for Builder {
             profile: None,
             accel: None,
             qemu: None,
-            backend: crate::backend::libvirt::Backend::Direct,
+            backend: Backend::Direct,
             hotplug: false,
             hotplug_ports: DEFAULT_HOTPLUG_PORTS,
         }
@@ -203,268 +200,38 @@ impl Builder {
         self
     }
 
-    /// The disks added so far.
-    pub(crate) fn drives(&self) -> &[(PathBuf, DriveOptions)] {
-        &self.drives
-    }
-
-    /// Boots the appliance and waits for its Hello.
-    pub fn launch(&self) -> Result<Session> {
-        if let crate::backend::libvirt::Backend::Libvirt { uri } = &self.backend {
-            return crate::backend::libvirt::launch(self, uri.as_deref());
-        }
-        let mut spawned = self.spawn()?;
-        let readonly = self.drives.iter().map(|(_, o)| o.readonly).collect();
-        let images = std::mem::take(&mut spawned.images);
-        let qmp = spawned.qmp.take();
-        let ports = std::mem::take(&mut spawned.ports);
-        let mut session = Session::start(
-            Channel::new(spawned.channel),
-            Some(spawned.qemu),
-            readonly,
-            spawned.started + self.timeout,
-            self.timeout,
-            self.call_timeout,
-            wire::MAX_CHUNK,
-        )?;
-        session.images = images.into_iter().map(Some).collect();
-        if let Some(qmp) = qmp {
-            let deadline = spawned.started + self.timeout;
-            crate::backend::direct::hotplug::attach(&mut session, qmp, ports, deadline)?;
-        }
-        Ok(session)
-    }
-
-    /// Boots qemu exactly as [`Builder::launch`] would, but does not speak the protocol:
-    /// waits (up to the launch timeout) for qemu to exit and returns its status. For
-    /// measuring the qemu floor with a kernel that exits at once, and for tests.
-    pub fn run_to_exit(&self) -> Result<ExitStatus> {
-        let mut spawned = self.spawn()?;
-        match spawned.qemu.wait_timeout(self.timeout) {
-            Some(s) => Ok(s),
-            None => {
-                spawned.qemu.kill();
-                Err(Error::LaunchTimeout(self.timeout))
-            }
-        }
-    }
-
-    /// The qemu binary and arguments this builder would run. The kernel and RPC fd
-    /// numbers in it are placeholders (`/proc/self/fd/K`, fd 3); the image fds are this
-    /// call's own (closed when it returns).
-    pub fn command_line(&self) -> Result<(PathBuf, Vec<String>)> {
-        let drives = self.open_drives()?;
-        let kernel = Kernel {
-            path: "/proc/self/fd/K".into(),
-            inherit_fd: None,
-        };
-        let args = self.args(&drives, &kernel, 3, self.hotplug.then_some(4))?;
-        Ok((self.qemu_path(), args))
-    }
-
-    fn qemu_path(&self) -> PathBuf {
-        self.qemu
-            .clone()
-            .or_else(|| std::env::var_os("SKIFF_QEMU").map(PathBuf::from))
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
-    }
-
-    /// Opens every disk and its checked chain (before anything is spawned).
-    fn open_drives(&self) -> Result<Vec<OpenedImage>> {
-        self.drives.iter().map(|(path, o)| o.open(path)).collect()
-    }
-
-    fn args(
-        &self,
-        drives: &[OpenedImage],
-        kernel: &Kernel,
-        rpc_fd: i32,
-        qmp_fd: Option<i32>,
-    ) -> Result<Vec<String>> {
-        if self.memory_mib < 16 {
-            return Err(Error::Config(format!(
-                "{} MiB of guest memory is too little",
-                self.memory_mib
-            )));
-        }
-        let accel = match self.accel {
-            Some(a) => a,
-            None => Accel::from_env_or_detect()?,
-        };
-        let env_profile = std::env::var_os("SKIFF_PROFILE")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        let profile = match self.profile.as_ref().or(env_profile.as_ref()) {
-            Some(p) => Profile::load(p)?,
-            None if self.hotplug => Profile::hotplug(),
-            None => Profile::default(),
-        };
-        if self.hotplug && !profile.uses_qmp() {
-            return Err(Error::Config(
-                "hotplug needs a profile with a QMP monitor on {qmp_fd}".into(),
-            ));
-        }
-        let vars = Vars {
-            accel: accel.as_str().into(),
-            cpu: accel.cpu().into(),
-            memory_mib: self.memory_mib,
-            kernel: kernel.path.clone(),
-            rpc_fd,
-            bios: qemu::default_bios(),
-            cmdline: self.cmdline.clone(),
-            qmp_fd,
-        };
-        let mut args = profile.expand(&vars)?;
-        if self.hotplug && crate::backend::direct::hotplug::root_ports(&args).is_empty() {
-            args.extend(root_port_args(self.hotplug_ports)?);
-        }
-        args.extend(crate::confine::args(&self.qemu_path())?);
-        args.extend(qemu::plan_drives(drives)?.args);
-        Ok(args)
-    }
-
-    fn spawn(&self) -> Result<Spawned> {
-        let drives = self.open_drives()?;
-        let kernel = Kernel::locate()?;
-        let (ours, theirs) = UnixStream::pair()?;
-        channel::enlarge_send_buffer(&theirs);
-        let qmp_pair = if self.hotplug {
-            Some(UnixStream::pair()?)
-        } else {
-            None
-        };
-        let qmp_fd = qmp_pair.as_ref().map(|(_, t)| t.as_raw_fd());
-        let args = self.args(&drives, &kernel, theirs.as_raw_fd(), qmp_fd)?;
-        let ports = crate::backend::direct::hotplug::root_ports(&args);
-        let binary = self.qemu_path();
-        if self.verbose {
-            eprintln!(
-                "skiff: {}",
-                qemu::shell_words(&binary.to_string_lossy(), &args)
-            );
-            for (i, img) in drives.iter().enumerate() {
-                eprintln!("skiff: {}: {}", wire::disk_name(i), describe_chain(img));
-            }
-        }
-        let mut fds = vec![theirs.as_raw_fd()];
-        fds.extend(kernel.inherit_fd);
-        fds.extend(qmp_fd);
-        fds.extend(qemu::plan_drives(&drives)?.fds);
-        let started = Instant::now();
-        let qemu = Qemu::spawn(&binary, &args, &fds, self.verbose)?;
-        // qemu holds its end now; ours must go so that its exit reads as EOF here.
-        drop(theirs);
-        let qmp = qmp_pair.map(|(ours, theirs)| {
-            drop(theirs);
-            ours
-        });
-        Ok(Spawned {
-            qemu,
-            channel: ours,
-            started,
-            qmp,
-            ports,
-            images: drives,
-        })
-    }
-}
-
-/// The backend choice and what the libvirt backend reads of a builder (unused in a build
-/// without the `libvirt` feature).
-#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
-impl Builder {
     /// Run the appliance as a qemu child (default) or as a transient libvirt domain.
-    pub fn backend(mut self, backend: crate::backend::libvirt::Backend) -> Self {
+    pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
         self
     }
 
-    pub(crate) fn drive_list(&self) -> &[(PathBuf, DriveOptions)] {
-        &self.drives
+    /// Boots the appliance and waits for its Hello.
+    pub fn launch(&self) -> Result<Session> {
+        let launched = self.backend.launch(self)?;
+        Session::launched(launched, self.timeout, self.call_timeout)
     }
 
-    pub(crate) fn memory(&self) -> u32 {
-        self.memory_mib
+    /// Boots qemu exactly as [`Builder::launch`] would with the direct backend, but does
+    /// not speak the protocol: waits (up to the launch timeout) for qemu to exit and
+    /// returns its status. For measuring the qemu floor with a kernel that exits at
+    /// once, and for tests.
+    pub fn run_to_exit(&self) -> Result<ExitStatus> {
+        crate::backend::direct::run_to_exit(self)
     }
 
-    pub(crate) fn timeouts(&self) -> (Duration, Duration) {
-        (self.timeout, self.call_timeout)
+    /// The qemu binary and arguments this builder would run with the direct backend.
+    /// The kernel and RPC fd numbers in it are placeholders (`/proc/self/fd/K`, fd 3);
+    /// the image fds are this call's own (closed when it returns).
+    pub fn command_line(&self) -> Result<(PathBuf, Vec<String>)> {
+        crate::backend::direct::command_line(self)
     }
-
-    pub(crate) fn is_verbose(&self) -> bool {
-        self.verbose
-    }
-
-    pub(crate) fn cmdline(&self) -> Option<&str> {
-        self.cmdline.as_deref()
-    }
-
-    pub(crate) fn forced_accel(&self) -> Option<Accel> {
-        self.accel
-    }
-
-    pub(crate) fn wants_hotplug(&self) -> bool {
-        self.hotplug
-    }
-
-    pub(crate) fn hotplug_port_count(&self) -> usize {
-        self.hotplug_ports
-    }
-}
-
-struct Spawned {
-    qemu: Qemu,
-    channel: UnixStream,
-    started: Instant,
-    /// Our end of the QMP socketpair (hotplug launches).
-    qmp: Option<UnixStream>,
-    /// The profile's hotplug root port ids (`rp0`, ...).
-    ports: Vec<String>,
-    /// The opened images, slot by slot (qemu has copies of their fds).
-    images: Vec<OpenedImage>,
-}
-
-/// `top.qcow2 (qcow2) -> base.raw (raw)`, for `--verbose`.
-pub fn describe_chain(img: &OpenedImage) -> String {
-    img.chain()
-        .iter()
-        .map(|c| {
-            let data = c
-                .data_file
-                .as_ref()
-                .map(|d| format!(" + data file {}", d.display()))
-                .unwrap_or_default();
-            format!("{} ({}){data}", c.path.display(), c.format)
-        })
-        .collect::<Vec<_>>()
-        .join(" -> ")
-}
-
-/// `-device pcie-root-port,...` for `n` ports `rp0..`, on pcie.0 slots 3 and up.
-fn root_port_args(n: usize) -> Result<Vec<String>> {
-    if !(1..=MAX_HOTPLUG_PORTS).contains(&n) {
-        return Err(Error::Config(format!(
-            "a hotplug launch needs 1 to {MAX_HOTPLUG_PORTS} root ports, not {n}"
-        )));
-    }
-    Ok((0..n)
-        .flat_map(|k| {
-            [
-                "-device".to_string(),
-                format!(
-                    "pcie-root-port,id=rp{k},bus=pcie.0,chassis={},addr={:#x}",
-                    k + 1,
-                    k + 3
-                ),
-            ]
-        })
-        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn missing_disk_is_reported_before_spawning() {

@@ -27,21 +27,21 @@ pub mod session;
 pub mod session_inspect;
 
 // The modules' former places (before the layout above), for callers.
-pub use backend::direct::{hotplug, qemu, qmp};
+pub use backend::direct::{qemu, qmp};
 pub use backend::{accel, kernel, libvirt};
 pub use bulk::{df, each, pool};
 pub use confine::process;
 pub use images::format;
-pub use session::{channel, fs};
+pub use session::{channel, fs, hotplug};
 
 pub use accel::Accel;
 pub use appliance::{Appliance, Builder, DriveOptions};
+pub use backend::Backend;
 pub use error::{Error, Result};
 pub use format::Format;
 pub use fs::MountOptions;
 pub use hotplug::HotDrive;
 pub use images::BackingPolicy;
-pub use libvirt::Backend;
 pub use pool::{Pool, PoolOptions, PooledSession, SharedReader};
 pub use session::Session;
 pub use wire;

@@ -115,7 +115,7 @@ impl Pool {
         if options.size == 0 {
             return Err(Error::Config("a pool needs at least one appliance".into()));
         }
-        if !options.builder.drives().is_empty() {
+        if !options.builder.drives.is_empty() {
             return Err(Error::Config(
                 "pooled appliances boot with no disks: add them with acquire()".into(),
             ));
@@ -159,11 +159,7 @@ impl Pool {
         loop {
             let mut session = self.take(deadline)?;
             // One that died while waiting is thrown away; take the next.
-            if session
-                .qemu
-                .as_mut()
-                .is_some_and(|q| q.try_status().is_some())
-            {
+            if session.has_exited() {
                 continue;
             }
             if drives.len() > session.free_ports() {
@@ -331,7 +327,7 @@ pub struct SharedReader {
 impl SharedReader {
     /// Launches the shared appliance (hotplug on, no cold-plugged disks).
     pub fn launch(builder: &Builder) -> Result<SharedReader> {
-        if !builder.drives().is_empty() {
+        if !builder.drives.is_empty() {
             return Err(Error::Config(
                 "a shared reader boots with no disks: add them with add()".into(),
             ));

@@ -26,6 +26,26 @@ pub enum ChannelError {
     Io(io::Error),
 }
 
+/// What the session was waiting for when its channel failed: a timeout means the
+/// appliance did not boot in time, or did not answer a call in time.
+#[derive(Debug, Clone, Copy)]
+pub enum Waiting {
+    /// The Hello, within the launch timeout.
+    Launch(Duration),
+    /// A reply, within the call timeout.
+    Call(Duration),
+}
+
+impl Waiting {
+    /// The error for the deadline having passed.
+    pub fn timeout(self) -> crate::error::Error {
+        match self {
+            Waiting::Launch(d) => crate::error::Error::LaunchTimeout(d),
+            Waiting::Call(d) => crate::error::Error::CallTimeout(d),
+        }
+    }
+}
+
 /// The host's end of the RPC channel.
 pub struct Channel {
     pub(crate) stream: UnixStream,

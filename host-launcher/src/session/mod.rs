@@ -1,93 +1,102 @@
-//! A session with one running appliance: the Hello handshake, calls with id checks and
-//! timeouts, chunked device I/O, shutdown. Any failure of the channel (EOF, timeout, bad
-//! frame) closes the session and becomes a typed error; qemu is killed on drop.
+//! A session with one running appliance: the Hello handshake, then calls over the RPC
+//! channel until shutdown. The session knows the channel, the backend's handle to the
+//! appliance ([`BackendHandle`]) and what it keeps per disk slot (read-only or not, the
+//! image skiff opened, hot-added disks); nothing else about how the appliance runs.
+//! Any failure of the channel (EOF, timeout, bad frame) closes the session and becomes
+//! a typed error; the appliance is ended on drop.
+//!
+//! - [`channel`]: frames over the socket, with deadlines.
+//! - `calls`: one request, one reply (ids, timeouts, pipelining).
+//! - `device`: the disk list and raw device I/O.
+//! - [`fs`]: partitions, mounts and file calls.
+//! - [`hotplug`]: disks added and removed after launch (the backend does the plugging).
 
+mod calls;
 pub mod channel;
+mod device;
 pub mod fs;
+pub mod hotplug;
 
-use crate::confine::process::{self, EXIT_CLEAN, EXIT_PANIC, Qemu};
+pub(crate) use calls::unexpected;
+
+use crate::backend::{BackendHandle, Detached, Failure, Launched};
 use crate::error::{Error, Result};
 use crate::images::{ChainEntry, OpenedImage};
-use crate::session::channel::{Channel, ChannelError};
+use crate::session::channel::{Channel, ChannelError, Waiting};
+use hotplug::HotDrive;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
-use wire::{Bytes, Call, Device, MAX_CHUNK, PROTOCOL_VERSION, Reply, Request, ToHost, disk_slot};
+use wire::{Device, MAX_CHUNK, PROTOCOL_VERSION, Reply, Request, ToHost};
 
-/// How long qemu may take to exit once the channel closed or the appliance panicked.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
-
-/// An appliance that is not a qemu child of this process (the libvirt backend's domain):
-/// held by the session and ended with it (on drop too).
-pub trait Guest: Send {
-    /// After Shutdown was answered: waits up to `limit` for the appliance to power off;
-    /// false when it did not.
-    fn wait_poweroff(&mut self, limit: Duration) -> bool;
-    /// Ends the appliance now (idempotent).
-    fn kill(&mut self);
-    /// What the appliance logged, where this process can read it.
-    fn log(&self) -> String;
-    /// The backend's own state, for backend-specific calls (the libvirt backend's
-    /// hotplug); `None` by default.
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        None
-    }
-    /// As [`Guest::as_any_mut`], shared.
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
-    }
-}
+/// The least time the appliance gets to power off once it answered Shutdown.
+const POWEROFF_GRACE: Duration = Duration::from_secs(5);
 
 /// A running appliance, ready for calls.
 pub struct Session {
     channel: Channel,
-    pub(crate) qemu: Option<Qemu>,
-    pub(crate) devices: Vec<Device>,
+    /// Where and how the appliance runs (the backend's part).
+    backend: Box<dyn BackendHandle>,
+    devices: Vec<Device>,
     /// Per disk slot: did the caller attach it read-only?
-    pub(crate) readonly: Vec<bool>,
-    /// QMP and the root ports of a hotplug launch (see `hotplug.rs`).
-    pub(crate) hotplug: Option<crate::backend::direct::hotplug::Hotplug>,
-    /// The libvirt domain (or another [`Guest`]) when qemu is not our child.
-    pub(crate) guest: Option<Box<dyn Guest>>,
+    readonly: Vec<bool>,
     /// Per disk slot: the image skiff opened for it (qemu has copies of its fds). Kept
     /// to show chains and to check written images' headers when the session ends.
-    pub(crate) images: Vec<Option<OpenedImage>>,
+    images: Vec<Option<OpenedImage>>,
+    /// The disks hot-added and still attached.
+    hot: Vec<HotDrive>,
+    /// Hot-added disks must be read-only ([`Session::restrict_to_readonly_drives`]).
+    readonly_only: bool,
     next_id: u64,
     call_timeout: Duration,
     /// The most data one read call asks for ([`MAX_CHUNK`] but in tests).
     read_chunk: u32,
-    pub(crate) closed: bool,
-}
-
-/// What a failure of the channel interrupted.
-#[derive(Clone, Copy)]
-enum Phase {
-    Launch(Duration),
-    Call(Duration),
+    closed: bool,
 }
 
 impl Session {
+    /// The session on a freshly launched appliance: waits for its Hello, then lets the
+    /// backend finish the launch.
+    pub(crate) fn launched(
+        l: Launched,
+        launch_timeout: Duration,
+        call_timeout: Duration,
+    ) -> Result<Session> {
+        let mut s = Session::start(
+            Channel::new(l.stream),
+            l.handle,
+            l.readonly,
+            l.deadline,
+            launch_timeout,
+            call_timeout,
+            MAX_CHUNK,
+        )?;
+        s.images = l.images.into_iter().map(Some).collect();
+        if let Err(f) = s.backend.ready(l.deadline) {
+            return Err(s.failed(f));
+        }
+        Ok(s)
+    }
+
     /// Waits (until `deadline`) for the appliance's Hello and checks its version.
-    /// `qemu` is `None` only in tests that play the appliance themselves.
     pub(crate) fn start(
         channel: Channel,
-        qemu: Option<Qemu>,
+        backend: Box<dyn BackendHandle>,
         readonly: Vec<bool>,
         deadline: Instant,
         launch_timeout: Duration,
         call_timeout: Duration,
         read_chunk: u32,
     ) -> Result<Session> {
-        let mut s = Session::new(channel, qemu, readonly, call_timeout, read_chunk);
+        let mut s = Session::new(channel, backend, readonly, call_timeout, read_chunk);
         let hello = match s.channel.recv::<ToHost>(deadline) {
             Ok(ToHost::Hello(h)) => h,
             Ok(ToHost::Panic(message)) => return Err(s.crashed(message)),
             Ok(other) => {
-                let e = Error::BadFrame(format!("expected Hello, got {}", what(&other)));
+                let e = Error::BadFrame(format!("expected Hello, got {}", calls::what(&other)));
                 return Err(s.fail(e));
             }
-            Err(e) => return Err(s.channel_failed(e, Phase::Launch(launch_timeout))),
+            Err(e) => return Err(s.channel_failed(e, Waiting::Launch(launch_timeout))),
         };
         if hello.version != PROTOCOL_VERSION {
             return Err(s.fail(Error::VersionMismatch {
@@ -101,7 +110,7 @@ impl Session {
 
     /// Takes over an appliance that another process launched and handed down: `stream`
     /// is its RPC channel (see [`Session::inherit_into`] and
-    /// [`crate::confine::process::inherited_socket`]), past the Hello, with no call in flight.
+    /// [`crate::process::inherited_socket`]), past the Hello, with no call in flight.
     /// `readonly` says, per disk slot, whether the disk was attached read-only. qemu stays
     /// the launching process's child: [`Session::shutdown`] powers the appliance off and
     /// returns without waiting for qemu, and only that process can kill it.
@@ -115,7 +124,7 @@ impl Session {
     ) -> Result<Session> {
         let mut s = Session::new(
             Channel::new(stream),
-            None,
+            Box::new(Detached),
             readonly,
             call_timeout,
             MAX_CHUNK,
@@ -127,19 +136,19 @@ impl Session {
     /// A session on `channel` before any exchange.
     fn new(
         channel: Channel,
-        qemu: Option<Qemu>,
+        backend: Box<dyn BackendHandle>,
         readonly: Vec<bool>,
         call_timeout: Duration,
         read_chunk: u32,
     ) -> Session {
         Session {
             channel,
-            qemu,
+            backend,
             devices: Vec::new(),
             readonly,
-            hotplug: None,
-            guest: None,
             images: Vec::new(),
+            hot: Vec::new(),
+            readonly_only: false,
             next_id: 1,
             call_timeout,
             read_chunk: read_chunk.clamp(1, MAX_CHUNK),
@@ -154,152 +163,14 @@ impl Session {
     /// appliance. Other children spawned meanwhile do not inherit the channel.
     pub fn inherit_into(&self, cmd: &mut std::process::Command) -> RawFd {
         let fd = self.channel.stream.as_raw_fd();
-        process::inherit_fds(cmd, vec![fd]);
+        crate::confine::process::inherit_fds(cmd, vec![fd]);
         fd
     }
 
-    /// The whole-disk devices, as of the Hello or the last [`Session::refresh_devices`].
-    pub fn devices(&self) -> &[Device] {
-        &self.devices
-    }
-
-    /// Asks the appliance for its device list again.
-    pub fn refresh_devices(&mut self) -> Result<&[Device]> {
-        match self.call(Request::Devices)? {
-            Reply::Devices(d) => {
-                self.devices = d;
-                Ok(&self.devices)
-            }
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Sends one request and waits (up to the call timeout) for its reply. An error reply
-    /// is [`Error::Remote`] and leaves the session usable; anything else that goes wrong
-    /// closes it.
-    pub fn call(&mut self, request: Request) -> Result<Reply> {
-        let id = self.submit(request)?;
-        self.complete(id)
-    }
-
-    /// Sends a request without waiting for its reply; returns its id for
-    /// [`Session::complete`]. Several calls may be in flight: the appliance answers them
-    /// in order, so pipelining lets it work on the next call while the host handles the
-    /// previous reply. Every submitted call must be completed, in submission order,
-    /// before any other call.
-    pub fn submit(&mut self, request: Request) -> Result<u64> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let deadline = Instant::now() + self.call_timeout;
-        if let Err(e) = self.channel.send(&Call { id, request }, deadline) {
-            return Err(self.channel_failed(e, Phase::Call(self.call_timeout)));
-        }
-        Ok(id)
-    }
-
-    /// Waits (up to the call timeout) for the reply to the submitted call `id`, which must
-    /// be the oldest one still in flight.
-    pub fn complete(&mut self, id: u64) -> Result<Reply> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        let phase = Phase::Call(self.call_timeout);
-        let deadline = Instant::now() + self.call_timeout;
-        match self.channel.recv::<ToHost>(deadline) {
-            Ok(ToHost::Reply { id: got, result }) if got == id => result.map_err(Error::Remote),
-            Ok(ToHost::Reply { id: got, .. }) => Err(self.fail(Error::BadFrame(format!(
-                "reply to call {got}, expected call {id}"
-            )))),
-            Ok(ToHost::Panic(message)) => Err(self.crashed(message)),
-            Ok(other @ ToHost::Hello(_)) => Err(self.fail(Error::BadFrame(format!(
-                "expected the reply to call {id}, got {}",
-                what(&other)
-            )))),
-            Err(e) => Err(self.channel_failed(e, phase)),
-        }
-    }
-
-    /// Sends a Ping and waits for its reply.
-    pub fn ping(&mut self) -> Result<()> {
-        match self.call(Request::Ping)? {
-            Reply::Unit => Ok(()),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Reads `len` bytes of `device` at `offset`, in calls of at most [`MAX_CHUNK`]. The result is short only where the device
-    /// ends (an appliance may also refuse a range past the end with an error).
-    pub fn pread_device(&mut self, device: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        offset
-            .checked_add(len)
-            .ok_or_else(|| Error::InvalidArgument("offset + length overflows".into()))?;
-        let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
-        while (out.len() as u64) < len {
-            let done = out.len() as u64;
-            let want = (len - done).min(u64::from(self.read_chunk)) as u32;
-            let reply = self.call(Request::PreadDevice {
-                device: device.to_string(),
-                offset: offset + done,
-                len: want,
-            })?;
-            let Reply::Data(Bytes(data)) = reply else {
-                return Err(unexpected(&reply));
-            };
-            if data.len() > want as usize {
-                return Err(Error::BadFrame(format!(
-                    "asked for {want} bytes, got {}",
-                    data.len()
-                )));
-            }
-            let short = data.len() < want as usize;
-            out.extend_from_slice(&data);
-            if short {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Writes `data` to `device` at `offset`, in calls of at most [`MAX_CHUNK`].
-    /// [`Error::ReadOnly`] for a drive attached read-only.
-    pub fn pwrite_device(&mut self, device: &str, offset: u64, data: &[u8]) -> Result<()> {
-        if self.is_readonly(device) {
-            return Err(Error::ReadOnly {
-                device: device.to_string(),
-            });
-        }
-        offset
-            .checked_add(data.len() as u64)
-            .ok_or_else(|| Error::InvalidArgument("offset + length overflows".into()))?;
-        let mut done = 0usize;
-        while done < data.len() {
-            let end = data.len().min(done + MAX_CHUNK as usize);
-            let chunk = &data[done..end];
-            let reply = self.call(Request::PwriteDevice {
-                device: device.to_string(),
-                offset: offset + done as u64,
-                data: Bytes(chunk.to_vec()),
-            })?;
-            match reply {
-                Reply::Written(n) if n > 0 && n <= chunk.len() as u64 => done += n as usize,
-                Reply::Written(n) => {
-                    return Err(Error::BadFrame(format!(
-                        "wrote {n} of {} bytes",
-                        chunk.len()
-                    )));
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Flushes every disk, powers the appliance off and waits for qemu to exit; then
-    /// reads the header of every writable image again ([`OpenedImage::verify_unchanged`]):
-    /// a header re-pointed during the session is [`Error::ImageTampered`].
+    /// Flushes every disk, powers the appliance off and waits for it to end (qemu to
+    /// exit); then reads the header of every writable image again
+    /// ([`OpenedImage::verify_unchanged`]): a header re-pointed during the session is
+    /// [`Error::ImageTampered`].
     pub fn shutdown(mut self) -> Result<()> {
         let r = self.power_off();
         let verified = self.verify_images();
@@ -327,11 +198,7 @@ impl Session {
     }
 
     /// Sets (or clears) the image of disk `slot`; returns the one it replaces.
-    pub(crate) fn set_slot_image(
-        &mut self,
-        slot: usize,
-        img: Option<OpenedImage>,
-    ) -> Option<OpenedImage> {
+    fn set_slot_image(&mut self, slot: usize, img: Option<OpenedImage>) -> Option<OpenedImage> {
         if self.images.len() <= slot {
             self.images.resize_with(slot + 1, || None);
         }
@@ -344,191 +211,60 @@ impl Session {
             other => return Err(unexpected(&other)),
         }
         self.closed = true;
-        if let Some(g) = self.guest.as_mut() {
-            if !g.wait_poweroff(self.call_timeout.max(EXIT_GRACE)) {
-                g.kill();
-            }
-            return Ok(());
-        }
-        let Some(q) = self.qemu.as_mut() else {
-            return Ok(());
-        };
-        match q.wait_timeout(self.call_timeout.max(EXIT_GRACE)) {
-            Some(s) if s.code() == Some(EXIT_CLEAN) => Ok(()),
-            Some(s) => Err(self.exited(s)),
-            None => {
-                q.kill();
-                Err(Error::ApplianceExited {
-                    status: "it did not power off after Shutdown; killed".into(),
-                    log: q.log(),
-                })
-            }
-        }
+        self.backend
+            .wait_poweroff(self.call_timeout.max(POWEROFF_GRACE))
     }
 
     /// What the appliance printed on its debug port so far (plus qemu's own messages).
     pub fn log(&self) -> String {
-        self.qemu
-            .as_ref()
-            .map(Qemu::log)
-            .or_else(|| self.guest.as_ref().map(|g| g.log()))
-            .unwrap_or_default()
+        self.backend.log()
     }
 
-    /// qemu's process id.
+    /// qemu's process id (when qemu is a child of this process).
     pub fn qemu_pid(&self) -> Option<u32> {
-        self.qemu.as_ref().map(Qemu::pid)
+        self.backend.pid()
     }
 
-    /// True when writes to `device` (a disk or one of its partitions) must be refused
-    /// here: the appliance reports it read-only, or the caller attached it read-only.
-    fn is_readonly(&self, device: &str) -> bool {
-        let disk = device.trim_end_matches(|c: char| c.is_ascii_digit());
-        let listed = self.devices.iter().any(|d| d.name == disk && d.readonly);
-        let asked = disk_slot(disk)
-            .and_then(|i| self.readonly.get(i).copied())
-            .unwrap_or(false);
-        listed || asked
+    /// True when the appliance is known to have exited.
+    pub(crate) fn has_exited(&mut self) -> bool {
+        self.backend.has_exited()
     }
 
-    /// Closes the session (kills qemu) and returns `e`.
+    /// Closes the session (ends the appliance) and returns `e`.
     pub(crate) fn fail(&mut self, e: Error) -> Error {
         self.closed = true;
-        if let Some(q) = self.qemu.as_mut() {
-            q.kill();
-        }
-        if let Some(g) = self.guest.as_mut() {
-            g.kill();
-        }
+        self.backend.kill();
         e
     }
 
-    /// The appliance sent its panic message: let qemu exit, then report the crash.
+    /// A backend failure: closes the session if it was fatal.
+    fn failed(&mut self, f: Failure) -> Error {
+        if f.fatal { self.fail(f.error) } else { f.error }
+    }
+
+    /// The appliance sent its panic message: let it exit, then report the crash.
     fn crashed(&mut self, message: String) -> Error {
         self.closed = true;
-        if let Some(q) = self.qemu.as_mut()
-            && q.wait_timeout(EXIT_GRACE).is_none()
-        {
-            q.kill();
-        }
+        self.backend.panicked();
         Error::ApplianceCrashed { message }
     }
 
     /// Turns a channel failure into the error the caller should see.
-    fn channel_failed(&mut self, e: ChannelError, phase: Phase) -> Error {
+    fn channel_failed(&mut self, e: ChannelError, waiting: Waiting) -> Error {
         self.closed = true;
-        let Some(q) = self.qemu.as_mut() else {
-            return match e {
-                ChannelError::Eof => Error::ApplianceExited {
-                    status: "channel closed".into(),
-                    log: String::new(),
-                },
-                ChannelError::Timeout => match phase {
-                    Phase::Launch(d) => Error::LaunchTimeout(d),
-                    Phase::Call(d) => Error::CallTimeout(d),
-                },
-                ChannelError::Frame(f) => Error::BadFrame(f.to_string()),
-                ChannelError::Io(e) => Error::Io(e),
-            };
-        };
-        match e {
-            ChannelError::Eof => match q.wait_timeout(EXIT_GRACE) {
-                Some(s) => self.exited(s),
-                None => {
-                    q.kill();
-                    Error::ApplianceExited {
-                        status: "it closed the channel but kept running; killed".into(),
-                        log: q.log(),
-                    }
-                }
-            },
-            ChannelError::Timeout => match q.try_status() {
-                Some(s) => self.exited(s),
-                None => {
-                    q.kill();
-                    match phase {
-                        Phase::Launch(d) => Error::LaunchTimeout(d),
-                        Phase::Call(d) => Error::CallTimeout(d),
-                    }
-                }
-            },
-            ChannelError::Frame(f) => self.fail(Error::BadFrame(f.to_string())),
-            ChannelError::Io(e) => self.fail(Error::Io(e)),
-        }
+        self.backend.channel_failed(e, waiting)
     }
-
-    /// The error for a qemu that exited with `status` when it should not have.
-    pub(crate) fn exited(&mut self, status: ExitStatus) -> Error {
-        let log = match self.qemu.as_mut() {
-            Some(q) => q.final_log(),
-            None => String::new(),
-        };
-        if status.code() == Some(EXIT_PANIC) {
-            return Error::ApplianceCrashed {
-                message: panic_message(&log),
-            };
-        }
-        Error::ApplianceExited {
-            status: process::describe(Some(status)),
-            log,
-        }
-    }
-}
-
-/// The panic message in an appliance log: from the first line that mentions a panic to
-/// the end (a few lines at most), else the last non-empty line.
-fn panic_message(log: &str) -> String {
-    let lines: Vec<&str> = log
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    match lines
-        .iter()
-        .position(|l| l.to_ascii_lowercase().contains("panic"))
-    {
-        Some(i) => lines[i..]
-            .iter()
-            .take(8)
-            .copied()
-            .collect::<Vec<_>>()
-            .join("\n"),
-        None => lines
-            .last()
-            .map_or("no message (qemu exited with the panic status)", |l| l)
-            .to_string(),
-    }
-}
-
-fn what(msg: &ToHost) -> String {
-    match msg {
-        ToHost::Hello(h) => format!("Hello (version {})", h.version),
-        ToHost::Reply { id, .. } => format!("a reply to call {id}"),
-        ToHost::Panic(_) => "a panic".into(),
-    }
-}
-
-/// A reply of the wrong kind for the request.
-pub(crate) fn unexpected(reply: &Reply) -> Error {
-    let name = format!("{reply:?}");
-    let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
-    Error::BadFrame(format!("unexpected reply {name}"))
 }
 
 impl Drop for Session {
-    /// A session dropped without [`Session::shutdown`] kills its appliance; a writable
+    /// A session dropped without [`Session::shutdown`] ends its appliance; a writable
     /// image whose header changed meanwhile is reported on stderr (there is no caller
     /// left to return the error to).
     fn drop(&mut self) {
         if !self.images.iter().flatten().any(|i| i.top().writable) {
             return;
         }
-        if let Some(q) = self.qemu.as_mut() {
-            q.kill();
-        }
-        if let Some(g) = self.guest.as_mut() {
-            g.kill();
-        }
+        self.backend.kill();
         if let Err(e) = self.verify_images() {
             eprintln!("skiff: WARNING: {e}");
         }
@@ -541,7 +277,7 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
     use std::thread;
-    use wire::{ErrorKind, Hello};
+    use wire::{Bytes, Call, ErrorKind, Hello, disk_slot};
 
     fn dev(name: &str, size: u64, readonly: bool) -> Device {
         Device {
@@ -571,7 +307,7 @@ mod tests {
         let t = thread::spawn(move || peer(Channel::new(b)));
         let s = Session::start(
             Channel::new(a),
-            None,
+            Box::new(Detached),
             readonly,
             later(),
             Duration::from_secs(10),
@@ -879,11 +615,6 @@ mod tests {
         assert_eq!(disk_slot("/dev/sdaa"), Some(26));
         assert_eq!(disk_slot("/dev/vda"), None);
         assert_eq!(disk_slot("/dev/sd"), None);
-        assert_eq!(
-            panic_message("boot\npanicked at src/main.rs:3:\nskiff.test=panic\n\n"),
-            "panicked at src/main.rs:3:\nskiff.test=panic"
-        );
-        assert_eq!(panic_message("a\nlast\n\n"), "last");
         assert_eq!(
             unexpected(&Reply::Written(3)).to_string(),
             "bad frame from the appliance: unexpected reply Written"

@@ -1,25 +1,25 @@
-//! Disks added to and removed from a running appliance: QMP `blockdev-add` +
-//! `device_add virtio-blk-pci` on a free PCIe root port, then the appliance's `Rescan`;
-//! and back: `Umount` of the disk's mounts, `device_del`, `Rescan` (the appliance syncs,
-//! drops the disk and powers the slot off), the `DEVICE_DELETED` event, `blockdev-del`.
+//! Disk hotplug over QMP, the direct backend's part of [`Hotplug`]: `add-fd` of the
+//! image's files (skiff opened them; qemu gets fds, never a path), `blockdev-add` with
+//! the same options as a cold-plugged disk, and `device_add virtio-blk-pci` on a free
+//! PCIe root port; then the appliance's `Rescan` (the session's). Back: `device_del`,
+//! rescans until the appliance dropped the disk (it syncs and powers the slot off), the
+//! `DEVICE_DELETED` event, `blockdev-del` and `remove-fd`.
 //!
-//! Only sessions launched with `Builder::hotplug(true)` have the ports and the monitor.
-//! A hot-added disk gets a fresh slot N (never reused within a session): node `d<N>`,
-//! device `vd<N>`, serial `skiff<N>`, which the appliance names `/dev/sd<a+N>`.
+//! Only launches with `Builder::hotplug(true)` have the ports and the monitor. A
+//! hot-added disk in slot N has node `d<N>`, device `vd<N>` and serial `skiff<N>`.
 
+use super::DirectHandle;
+use super::qemu::{self, DriveArg};
+use super::qmp::{Qmp, QmpError};
 use crate::appliance::DriveOptions;
-use crate::backend::direct::qemu::{self, DriveArg};
-use crate::backend::direct::qmp::{Qmp, QmpError};
+use crate::backend::{Attached, Failure, Hotplug};
+use crate::confine::process::Qemu;
 use crate::error::{Error, Result};
-use crate::images::format::Format;
 use crate::images::raw_fd;
-use crate::session::{Session, unexpected};
 use qapi::qmp::{BlockdevOptions, Event, blockdev_del, device_add, device_del, remove_fd};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use wire::disk_slot;
-use wire::{Reply, Request};
+use wire::Device;
 
 /// How long one QMP command may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,43 +27,48 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(30);
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the appliance rescans while an unplug is pending.
 const UNPLUG_RESCAN: Duration = Duration::from_millis(500);
-/// How long a hot-added disk may take to show up in the appliance's rescans.
-const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long qemu may take to exit once its monitor closed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
-/// The hotplug state of a session.
-pub(crate) struct Hotplug {
+/// The QMP monitor and the root ports of a hotplug launch.
+pub(crate) struct QmpHotplug {
     qmp: Qmp,
     /// Root port ids (`rp0`, ...), and which hot-added slot each holds.
     ports: Vec<(String, Option<usize>)>,
-    attached: Vec<HotDrive>,
-    /// Disks the appliance has dropped whose `DEVICE_DELETED` has not come yet (see
-    /// [`Session::remove_drive_deferred`]): their port stays taken until it does.
+    /// The attached disks' slots and the fd sets their files were handed over in.
+    plugged: Vec<(usize, Vec<u32>)>,
+    /// Disks on their way out (see [`Session::remove_drive_deferred`]): their port stays
+    /// taken until qemu's `DEVICE_DELETED`.
+    ///
+    /// [`Session::remove_drive_deferred`]: crate::Session::remove_drive_deferred
     unplugging: Vec<Unplugging>,
     next_slot: usize,
-    readonly_only: bool,
 }
 
-/// A hot-added disk on its way out: gone from the appliance, not yet from qemu.
+/// A hot-added disk on its way out: asked to go, not yet gone from qemu.
 struct Unplugging {
     device: String,
     slot: usize,
     /// The fd sets its files were handed over in (`remove-fd` once the node is gone).
     fdsets: Vec<u32>,
+    /// Until when the appliance may take to drop it.
+    deadline: Instant,
+    /// The wait before the next rescan while it has not.
+    nap: Duration,
 }
 
-/// One hot-added disk.
-#[derive(Debug, Clone)]
-pub struct HotDrive {
-    /// `/dev/sdX` in the appliance.
-    pub device: String,
-    pub path: PathBuf,
-    pub format: Format,
-    pub readonly: bool,
-    pub(crate) slot: usize,
-    /// The fd sets qemu got the image's files in.
-    pub(crate) fdsets: Vec<u32>,
+impl QmpHotplug {
+    /// The monitor `qmp`, root ports `ports`, the first hot-added disk after `cold`
+    /// cold-plugged ones.
+    pub(crate) fn new(qmp: Qmp, ports: Vec<String>, cold: usize) -> QmpHotplug {
+        QmpHotplug {
+            qmp,
+            ports: ports.into_iter().map(|p| (p, None)).collect(),
+            plugged: Vec::new(),
+            unplugging: Vec::new(),
+            next_slot: cold,
+        }
+    }
 }
 
 /// The ids of the hotplug root ports in a qemu command line (`pcie-root-port,id=rpK`).
@@ -116,247 +121,29 @@ fn remove_fdsets(qmp: &mut Qmp, sets: &[u32]) {
     }
 }
 
-/// `/dev/sda` for slot 0, ...: the appliance's naming ([`wire::disk_name`]).
-pub use wire::disk_name as slot_name;
-
-/// Connects the QMP monitor of a freshly launched hotplug session.
-pub(crate) fn attach(
-    session: &mut Session,
-    stream: UnixStream,
-    ports: Vec<String>,
-    deadline: Instant,
-) -> Result<()> {
-    let deadline = deadline.max(Instant::now() + Duration::from_secs(2));
-    match Qmp::connect(stream, deadline) {
-        Ok(qmp) => {
-            session.hotplug = Some(Hotplug {
-                qmp,
-                ports: ports.into_iter().map(|p| (p, None)).collect(),
-                attached: Vec::new(),
-                unplugging: Vec::new(),
-                next_slot: session.readonly.len(),
-                readonly_only: false,
-            });
-            Ok(())
+impl DirectHandle {
+    /// The qemu child and the hotplug state (the handle hands out [`Hotplug`] only when
+    /// it has the latter).
+    fn parts(&mut self) -> Result<(&mut Qemu, &mut QmpHotplug), Failure> {
+        match self.hot.as_mut() {
+            Some(hp) => Ok((&mut self.qemu, hp)),
+            None => Err(Failure::from(Error::NotHotpluggable(
+                "this session was launched without hotplug (Builder::hotplug(true))".into(),
+            ))),
         }
-        Err(e) => Err(qmp_failed(session, "qmp_capabilities", e)),
-    }
-}
-
-impl Session {
-    /// Adds a disk to the running appliance and returns its device name (`/dev/sdX`),
-    /// usable through every call at once. The format is found on the host unless given;
-    /// the drive is read-only unless `options` say otherwise. Needs a session launched
-    /// with `Builder::hotplug(true)` and a free root port.
-    pub fn add_drive(&mut self, path: impl AsRef<Path>, options: DriveOptions) -> Result<String> {
-        let path = path.as_ref();
-        if self.hotplug.is_none() && crate::backend::libvirt::has_hotplug(self) {
-            return crate::backend::libvirt::add_drive(self, path, options);
-        }
-        let hp = self.hotplug_state()?;
-        if !options.readonly && hp.readonly_only {
-            return Err(Error::ReadOnlySession {
-                path: path.to_path_buf(),
-            });
-        }
-        // Ports of disks removed earlier come back as their unplug completes in qemu.
-        self.reap_unplugs(None)?;
-        let hp = self.hotplug_state()?;
-        if !hp.ports.iter().any(|(_, s)| s.is_none())
-            && let Some(oldest) = hp.unplugging.first()
-        {
-            let slot = oldest.slot;
-            self.reap_unplugs(Some(slot))?;
-        }
-        let hp = self.hotplug_state()?;
-        let Some(port) = hp.ports.iter().position(|(_, s)| s.is_none()) else {
-            return Err(Error::NoFreePort {
-                ports: hp.ports.len(),
-            });
-        };
-        // Opened and checked here; qemu gets the files as fds (`add-fd`), never a path.
-        let img = options.open(path)?;
-        let format = img.format();
-        let slot = hp.next_slot;
-        let mut fdsets = Vec::new();
-        for f in img.files() {
-            match hp.qmp.add_fd(raw_fd(f), Instant::now() + QMP_TIMEOUT) {
-                Ok(set) => fdsets.push(set),
-                Err(e) => {
-                    remove_fdsets(&mut hp.qmp, &fdsets);
-                    return Err(qmp_failed(self, "add-fd", e));
-                }
-            }
-        }
-        let mut sets = fdsets.iter().copied();
-        let drive = DriveArg::for_image(&img, |_| sets.next().unwrap_or(u32::MAX));
-        // The same blockdev JSON as a cold-plugged disk, checked against QEMU's schema.
-        let opts = qemu::blockdev_json(slot, &drive).and_then(BlockdevAdd::checked);
-        let opts = match opts {
-            Ok(o) => o,
-            Err(e) => {
-                remove_fdsets(&mut hp.qmp, &fdsets);
-                return Err(e);
-            }
-        };
-        let node = format!("d{slot}");
-        let id = format!("vd{slot}");
-        let bus = hp.ports[port].0.clone();
-        hp.next_slot += 1;
-
-        let r = hp.qmp.execute(&opts, Instant::now() + QMP_TIMEOUT);
-        if let Err(e) = r {
-            if matches!(e, QmpError::Refused { .. }) {
-                remove_fdsets(&mut hp.qmp, &fdsets);
-            }
-            return Err(qmp_failed(self, "blockdev-add", e));
-        }
-        let mut arguments = qapi::Dictionary::new();
-        arguments.insert("drive".into(), node.clone().into());
-        arguments.insert("serial".into(), format!("skiff{slot}").into());
-        let add = device_add {
-            driver: "virtio-blk-pci".into(),
-            id: Some(id.clone()),
-            bus: Some(bus),
-            arguments,
-        };
-        let hp = self.hotplug_state()?;
-        if let Err(e) = hp.qmp.execute(&add, Instant::now() + QMP_TIMEOUT) {
-            if matches!(e, QmpError::Refused { .. }) {
-                let _ = hp.qmp.execute(
-                    &blockdev_del {
-                        node_name: node.clone(),
-                    },
-                    Instant::now() + QMP_TIMEOUT,
-                );
-                remove_fdsets(&mut hp.qmp, &fdsets);
-            }
-            return Err(qmp_failed(self, "device_add", e));
-        }
-        let device = slot_name(slot);
-        let hp = self.hotplug_state()?;
-        hp.ports[port].1 = Some(slot);
-        hp.attached.push(HotDrive {
-            device: device.clone(),
-            path: path.to_path_buf(),
-            format,
-            readonly: options.readonly,
-            slot,
-            fdsets,
-        });
-        self.set_slot_readonly(slot, options.readonly);
-        self.set_slot_image(slot, Some(img));
-
-        self.wait_listed(device)
     }
 
-    /// Records whether the disk now in `slot` was attached read-only.
-    pub(crate) fn set_slot_readonly(&mut self, slot: usize, readonly: bool) {
-        if self.readonly.len() <= slot {
-            self.readonly.resize(slot + 1, true);
-        }
-        self.readonly[slot] = readonly;
-    }
-
-    /// After a disk was hot-added as `device`: rescans until the appliance lists it.
-    pub(crate) fn wait_listed(&mut self, device: String) -> Result<String> {
-        // qemu reports presence at once; the appliance starts the disk on its rescan.
-        let deadline = Instant::now() + APPEAR_TIMEOUT;
+    /// Finishes the unplugs qemu has completed: `blockdev-del`, `remove-fd`, the port
+    /// freed, the slot pushed to `gone`. With `wait_for: Some(slot)`, first waits (up to
+    /// the unplug timeout) for that slot's `DEVICE_DELETED`; with `None`, takes only the
+    /// events already received.
+    fn reap_unplugs(
+        &mut self,
+        mut wait_for: Option<usize>,
+        gone: &mut Vec<usize>,
+    ) -> Result<(), Failure> {
+        let (qemu, hp) = self.parts()?;
         loop {
-            let devices = self.rescan()?;
-            if devices.iter().any(|d| d.name == device) {
-                return Ok(device);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::HotplugNotSeen { device });
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Removes a hot-added disk: unmounts its filesystems in the appliance, asks qemu to
-    /// unplug it (the appliance syncs and powers the slot off on its rescan), waits for
-    /// qemu's `DEVICE_DELETED` and drops the block node. Calls naming the device fail
-    /// with a `NotFound` error afterwards.
-    pub fn remove_drive(&mut self, device: &str) -> Result<()> {
-        if self.hotplug.is_none() && crate::backend::libvirt::has_hotplug(self) {
-            return crate::backend::libvirt::remove_drive(self, device);
-        }
-        let slot = self.start_unplug(device)?;
-        self.reap_unplugs(Some(slot))?;
-        // Let the appliance forget the vanished device (and refresh our list).
-        self.rescan()?;
-        Ok(())
-    }
-
-    /// Like [`Session::remove_drive`], but returns as soon as the appliance has synced and
-    /// dropped the disk (calls naming it fail from then on), without waiting for qemu to
-    /// finish the unplug: qemu reports `DEVICE_DELETED` some 60 ms after the slot is
-    /// powered off. The disk's root port is taken until then; the next `add_drive`
-    /// collects finished unplugs (waiting only when no other port is free), and
-    /// [`Session::hot_drives`] no longer lists the disk. For sessions that hot-add many
-    /// disks one after another, e.g. [`crate::SharedReader`].
-    pub fn remove_drive_deferred(&mut self, device: &str) -> Result<()> {
-        if self.hotplug.is_none() && crate::backend::libvirt::has_hotplug(self) {
-            return crate::backend::libvirt::remove_drive(self, device);
-        }
-        self.start_unplug(device).map(|_| ())
-    }
-
-    /// Unmounts `device`, `device_del`s it and rescans until the appliance has dropped it;
-    /// leaves it in `unplugging` and returns its slot.
-    fn start_unplug(&mut self, device: &str) -> Result<usize> {
-        let hp = self.hotplug_state()?;
-        let Some(i) = hp.attached.iter().position(|d| d.device == device) else {
-            return Err(Error::NotHotpluggable(format!(
-                "{device} is not a hot-added disk of this session"
-            )));
-        };
-        let slot = hp.attached[i].slot;
-        self.umount_disk(device)?;
-
-        let id = format!("vd{slot}");
-        let hp = self.hotplug_state()?;
-        if let Err(e) = hp
-            .qmp
-            .execute(&device_del { id: id.clone() }, Instant::now() + QMP_TIMEOUT)
-        {
-            return Err(qmp_failed(self, "device_del", e));
-        }
-        let hp = self.hotplug_state()?;
-        let gone = hp.attached.remove(i);
-        hp.unplugging.push(Unplugging {
-            device: device.to_string(),
-            slot,
-            fdsets: gone.fdsets,
-        });
-        // qemu presses the slot's attention button; on its next rescan the appliance sees
-        // it, syncs, drops the disk and powers the slot off. Rescans repeat until the disk
-        // is gone from its list (in case one came before qemu had pressed the button).
-        let deadline = Instant::now() + UNPLUG_TIMEOUT;
-        let mut nap = Duration::from_millis(1);
-        loop {
-            let devices = self.rescan()?;
-            if !devices.iter().any(|d| d.name == device) {
-                return Ok(slot);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::UnplugTimeout {
-                    device: device.to_string(),
-                    timeout: UNPLUG_TIMEOUT,
-                });
-            }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(UNPLUG_RESCAN);
-        }
-    }
-
-    /// Finishes the unplugs qemu has completed: `blockdev-del` and the port freed. With
-    /// `wait_for: Some(slot)`, first waits (up to the unplug timeout) for that slot's
-    /// `DEVICE_DELETED`; with `None`, takes only the events already received.
-    fn reap_unplugs(&mut self, mut wait_for: Option<usize>) -> Result<()> {
-        loop {
-            let hp = self.hotplug_state()?;
             if hp.unplugging.is_empty() {
                 // The other events (the virtio backend has a DEVICE_DELETED of its own)
                 // are of no use: drop them, so that a long-lived reader does not collect
@@ -388,12 +175,12 @@ impl Session {
                         .iter()
                         .find(|u| Some(u.slot) == wait_for)
                         .map_or_else(String::new, |u| u.device.clone());
-                    return Err(Error::UnplugTimeout {
+                    return Err(Failure::from(Error::UnplugTimeout {
                         device,
                         timeout: UNPLUG_TIMEOUT,
-                    });
+                    }));
                 }
-                Err(e) => return Err(qmp_failed(self, "device_del", e)),
+                Err(e) => return Err(qmp_failed(qemu, "device_del", e)),
             };
             let Some(slot) = slot else { continue };
             if let Err(e) = hp.qmp.execute(
@@ -402,9 +189,8 @@ impl Session {
                 },
                 Instant::now() + QMP_TIMEOUT,
             ) {
-                return Err(qmp_failed(self, "blockdev-del", e));
+                return Err(qmp_failed(qemu, "blockdev-del", e));
             }
-            let hp = self.hotplug_state()?;
             let sets: Vec<u32> = hp
                 .unplugging
                 .iter()
@@ -416,128 +202,197 @@ impl Session {
             if let Some(p) = hp.ports.iter_mut().find(|(_, s)| *s == Some(slot)) {
                 p.1 = None;
             }
-            // qemu has let go of the image: check what it names and close it.
-            if let Some(img) = self.set_slot_image(slot, None)
-                && img.top().writable
-            {
-                img.verify_unchanged()?;
-            }
+            // qemu has let go of the image: the session checks what it names and closes it.
+            gone.push(slot);
             if wait_for == Some(slot) {
                 wait_for = None;
             }
         }
     }
+}
 
-    /// Before a disk goes: unmounts what lives on `device` or its partitions in the
-    /// appliance, deepest mountpoint first.
-    pub(crate) fn umount_disk(&mut self, device: &str) -> Result<()> {
-        let mut mine: Vec<String> = self
-            .mounts()?
-            .into_iter()
-            .filter(|m| on_disk(&m.device, device))
-            .map(|m| m.mountpoint)
-            .collect();
-        mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mountpoint in mine {
-            self.umount(&mountpoint)?;
-        }
-        Ok(())
-    }
-
-    /// Asks the appliance to rescan its PCIe slots; returns (and keeps) the device list.
-    pub fn rescan(&mut self) -> Result<Vec<wire::Device>> {
-        match self.call(Request::Rescan)? {
-            Reply::Devices(d) => {
-                self.devices = d.clone();
-                Ok(d)
-            }
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// The disks hot-added to this session and still attached.
-    pub fn hot_drives(&self) -> Vec<HotDrive> {
-        if let Some((attached, _)) = crate::backend::libvirt::hotplug_status(self) {
-            return attached;
-        }
-        self.hotplug
-            .as_ref()
-            .map(|h| h.attached.clone())
-            .unwrap_or_default()
-    }
-
-    /// How many more disks can be hot-added now (0 without hotplug).
-    pub fn free_ports(&self) -> usize {
-        if let Some((_, free)) = crate::backend::libvirt::hotplug_status(self) {
-            return free;
-        }
-        self.hotplug
+impl Hotplug for DirectHandle {
+    fn free_ports(&self) -> usize {
+        self.hot
             .as_ref()
             .map_or(0, |h| h.ports.iter().filter(|(_, s)| s.is_none()).count())
     }
 
-    /// From now on this session takes read-only drives only ([`Session::add_drive`] with
-    /// a writable drive fails with [`Error::ReadOnlySession`]). Irrevocable.
-    pub fn restrict_to_readonly_drives(&mut self) {
-        if let Some(h) = self.hotplug.as_mut() {
-            h.readonly_only = true;
+    /// Ports of disks removed earlier come back as their unplug completes in qemu.
+    fn make_room(&mut self, gone: &mut Vec<usize>) -> Result<(), Failure> {
+        self.reap_unplugs(None, gone)?;
+        let (_, hp) = self.parts()?;
+        if !hp.ports.iter().any(|(_, s)| s.is_none())
+            && let Some(oldest) = hp.unplugging.first()
+        {
+            let slot = oldest.slot;
+            self.reap_unplugs(Some(slot), gone)?;
         }
+        Ok(())
     }
 
-    /// Does this session take only read-only drives?
-    pub fn readonly_drives_only(&self) -> bool {
-        self.hotplug.as_ref().is_some_and(|h| h.readonly_only)
-    }
-
-    fn hotplug_state(&mut self) -> Result<&mut Hotplug> {
-        if self.closed {
-            return Err(Error::Closed);
+    fn attach(&mut self, path: &Path, options: DriveOptions) -> Result<Attached, Failure> {
+        let (qemu, hp) = self.parts()?;
+        let Some(port) = hp.ports.iter().position(|(_, s)| s.is_none()) else {
+            return Err(Failure::from(Error::NoFreePort {
+                ports: hp.ports.len(),
+            }));
+        };
+        // Opened and checked here; qemu gets the files as fds (`add-fd`), never a path.
+        let img = options.open(path)?;
+        let format = img.format();
+        let slot = hp.next_slot;
+        let mut fdsets = Vec::new();
+        for f in img.files() {
+            match hp.qmp.add_fd(raw_fd(f), Instant::now() + QMP_TIMEOUT) {
+                Ok(set) => fdsets.push(set),
+                Err(e) => {
+                    remove_fdsets(&mut hp.qmp, &fdsets);
+                    return Err(qmp_failed(qemu, "add-fd", e));
+                }
+            }
         }
-        self.hotplug.as_mut().ok_or_else(|| {
-            Error::NotHotpluggable(
-                "this session was launched without hotplug (Builder::hotplug(true))".into(),
-            )
+        let mut sets = fdsets.iter().copied();
+        let drive = DriveArg::for_image(&img, |_| sets.next().unwrap_or(u32::MAX));
+        // The same blockdev JSON as a cold-plugged disk, checked against QEMU's schema.
+        let opts = qemu::blockdev_json(slot, &drive).and_then(BlockdevAdd::checked);
+        let opts = match opts {
+            Ok(o) => o,
+            Err(e) => {
+                remove_fdsets(&mut hp.qmp, &fdsets);
+                return Err(Failure::from(e));
+            }
+        };
+        let node = format!("d{slot}");
+        let id = format!("vd{slot}");
+        let bus = hp.ports[port].0.clone();
+        hp.next_slot += 1;
+
+        let r = hp.qmp.execute(&opts, Instant::now() + QMP_TIMEOUT);
+        if let Err(e) = r {
+            if matches!(e, QmpError::Refused { .. }) {
+                remove_fdsets(&mut hp.qmp, &fdsets);
+            }
+            return Err(qmp_failed(qemu, "blockdev-add", e));
+        }
+        let mut arguments = qapi::Dictionary::new();
+        arguments.insert("drive".into(), node.clone().into());
+        arguments.insert("serial".into(), format!("skiff{slot}").into());
+        let add = device_add {
+            driver: "virtio-blk-pci".into(),
+            id: Some(id.clone()),
+            bus: Some(bus),
+            arguments,
+        };
+        if let Err(e) = hp.qmp.execute(&add, Instant::now() + QMP_TIMEOUT) {
+            if matches!(e, QmpError::Refused { .. }) {
+                let _ = hp.qmp.execute(
+                    &blockdev_del {
+                        node_name: node.clone(),
+                    },
+                    Instant::now() + QMP_TIMEOUT,
+                );
+                remove_fdsets(&mut hp.qmp, &fdsets);
+            }
+            return Err(qmp_failed(qemu, "device_add", e));
+        }
+        hp.ports[port].1 = Some(slot);
+        hp.plugged.push((slot, fdsets));
+        Ok(Attached {
+            slot,
+            format,
+            image: Some(img),
         })
     }
-}
 
-/// Is `dev` (as a mount names it) the disk `disk` or one of its partitions?
-fn on_disk(dev: &str, disk: &str) -> bool {
-    match dev.strip_prefix(disk) {
-        Some("") => true,
-        Some(rest) => rest.bytes().all(|b| b.is_ascii_digit()) && disk_slot(disk).is_some(),
-        None => false,
+    fn detach(&mut self, slot: usize, device: &str) -> Result<(), Failure> {
+        let (qemu, hp) = self.parts()?;
+        let id = format!("vd{slot}");
+        if let Err(e) = hp
+            .qmp
+            .execute(&device_del { id: id.clone() }, Instant::now() + QMP_TIMEOUT)
+        {
+            return Err(qmp_failed(qemu, "device_del", e));
+        }
+        let fdsets = match hp.plugged.iter().position(|(s, _)| *s == slot) {
+            Some(i) => hp.plugged.remove(i).1,
+            None => Vec::new(),
+        };
+        // qemu presses the slot's attention button; on its next rescan the appliance
+        // sees it, syncs, drops the disk and powers the slot off.
+        hp.unplugging.push(Unplugging {
+            device: device.to_string(),
+            slot,
+            fdsets,
+            deadline: Instant::now() + UNPLUG_TIMEOUT,
+            nap: Duration::from_millis(1),
+        });
+        Ok(())
+    }
+
+    /// Done once the appliance no longer lists the disk; rescans back off from 1 ms to
+    /// [`UNPLUG_RESCAN`] (in case one came before qemu had pressed the button).
+    fn unplug_progress(
+        &mut self,
+        slot: usize,
+        device: &str,
+        listed: &[Device],
+    ) -> Result<bool, Failure> {
+        if !listed.iter().any(|d| d.name == device) {
+            return Ok(true);
+        }
+        let (_, hp) = self.parts()?;
+        let Some(u) = hp.unplugging.iter_mut().find(|u| u.slot == slot) else {
+            return Ok(true);
+        };
+        if Instant::now() >= u.deadline {
+            return Err(Failure::from(Error::UnplugTimeout {
+                device: device.to_string(),
+                timeout: UNPLUG_TIMEOUT,
+            }));
+        }
+        std::thread::sleep(u.nap);
+        u.nap = (u.nap * 2).min(UNPLUG_RESCAN);
+        Ok(false)
+    }
+
+    /// With `wait`, waits for qemu's `DEVICE_DELETED`; without, leaves the disk in
+    /// `unplugging` for [`Hotplug::make_room`] to collect.
+    fn finish_unplug(
+        &mut self,
+        slot: usize,
+        wait: bool,
+        gone: &mut Vec<usize>,
+    ) -> Result<bool, Failure> {
+        if !wait {
+            return Ok(false);
+        }
+        self.reap_unplugs(Some(slot), gone)?;
+        Ok(true)
     }
 }
 
-/// The error for a failed QMP exchange. A refusal leaves the session usable; a closed
-/// monitor means qemu died (the session is closed with qemu's status); a timeout or a
-/// garbled monitor closes the session too (it is out of step).
-fn qmp_failed(session: &mut Session, command: &str, e: QmpError) -> Error {
+/// The failure for a QMP exchange that went wrong. A refusal leaves the session usable;
+/// a closed monitor means qemu died (the error tells qemu's status); a timeout or a
+/// garbled monitor is fatal too (the monitor is out of step).
+pub(crate) fn qmp_failed(qemu: &mut Qemu, command: &str, e: QmpError) -> Failure {
     match e {
-        QmpError::Refused { desc, .. } => Error::Qmp {
+        QmpError::Refused { desc, .. } => Failure::from(Error::Qmp {
             command: command.to_string(),
             message: desc,
-        },
-        QmpError::Eof => {
-            let status = session
-                .qemu
-                .as_mut()
-                .and_then(|q| q.wait_timeout(EXIT_GRACE));
-            let err = match status {
-                Some(s) => session.exited(s),
-                None => Error::ApplianceExited {
-                    status: format!("qemu closed its QMP monitor during {command}"),
-                    log: session.log(),
-                },
-            };
-            session.fail(err)
-        }
-        QmpError::Timeout => session.fail(Error::Qmp {
+        }),
+        QmpError::Eof => Failure::fatal(match qemu.wait_timeout(EXIT_GRACE) {
+            Some(s) => super::exit_error(qemu, s),
+            None => Error::ApplianceExited {
+                status: format!("qemu closed its QMP monitor during {command}"),
+                log: qemu.log(),
+            },
+        }),
+        QmpError::Timeout => Failure::fatal(Error::Qmp {
             command: command.to_string(),
             message: format!("no answer within {QMP_TIMEOUT:?} (qemu killed)"),
         }),
-        QmpError::Io(e) => session.fail(Error::Qmp {
+        QmpError::Io(e) => Failure::fatal(Error::Qmp {
             command: command.to_string(),
             message: e.to_string(),
         }),
@@ -548,21 +403,7 @@ fn qmp_failed(session: &mut Session, command: &str, e: QmpError) -> Error {
 mod tests {
     use super::*;
     use crate::backend::direct::qemu::{Profile, Vars};
-
-    #[test]
-    fn names_and_ports() {
-        assert_eq!(slot_name(0), "/dev/sda");
-        assert_eq!(slot_name(25), "/dev/sdz");
-        assert_eq!(slot_name(26), "/dev/sdaa");
-        for i in 0..800 {
-            assert_eq!(disk_slot(&slot_name(i)), Some(i));
-        }
-        assert!(on_disk("/dev/sdb", "/dev/sdb"));
-        assert!(on_disk("/dev/sdb1", "/dev/sdb"));
-        assert!(on_disk("/dev/sdb12", "/dev/sdb"));
-        assert!(!on_disk("/dev/sdba", "/dev/sdb"));
-        assert!(!on_disk("/dev/sda1", "/dev/sdb"));
-    }
+    use crate::images::format::Format;
 
     #[test]
     fn hotplug_launch_has_ports_and_qmp() {

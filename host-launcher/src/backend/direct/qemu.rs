@@ -14,8 +14,7 @@ pub const DEFAULT_PROFILE: &str = include_str!("../../../../qemu-configs/microvm
 /// hotplug and a QMP monitor on `{qmp_fd}` (used by `Builder::hotplug(true)`).
 pub const HOTPLUG_PROFILE: &str = include_str!("../../../../qemu-configs/microvm-hotplug.args");
 
-/// The firmware used when it is installed; otherwise qemu's default (SeaBIOS).
-pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+pub use crate::backend::QBOOT;
 
 /// A machine profile: qemu arguments with `{placeholders}`.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! (`--volume POOL/VOLUME`), resolved to paths and explicit formats on the libvirt host.
 //! Read-only by default; write access to a running guest's disks is refused.
 
+use super::GuestDrive;
 use super::launch::{connect, is_local, parse_format, verr};
 use super::xml::{self, GuestSource};
 use crate::error::{Error, Result};
@@ -10,19 +11,12 @@ use std::path::{Path, PathBuf};
 use virt::connect::Connect;
 use virt::storage_vol::StorageVol;
 
-/// A disk to add to a launch (`Builder::add_drive(path, DriveOptions { format, readonly })`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestDrive {
-    /// On the host where libvirtd runs.
-    pub path: PathBuf,
-    pub format: Format,
-    pub readonly: bool,
-}
-
-/// The disks of guest `domain` (a name or a UUID) on `uri`. `write`: attach them writable
-/// (refused while the guest runs; a disk the guest itself has `<readonly/>` stays
-/// read-only).
-pub fn domain_drives(uri: Option<&str>, domain: &str, write: bool) -> Result<Vec<GuestDrive>> {
+/// See [`super::domain_drives`].
+pub(super) fn domain_drives(
+    uri: Option<&str>,
+    domain: &str,
+    write: bool,
+) -> Result<Vec<GuestDrive>> {
     let conn = connect(uri)?;
     let dom = conn
         .lookup_domain_by_name(domain)
@@ -68,8 +62,8 @@ pub fn domain_drives(uri: Option<&str>, domain: &str, write: bool) -> Result<Vec
         .collect()
 }
 
-/// Storage volume `spec` (`POOL/VOLUME`) on `uri`.
-pub fn volume_drive(uri: Option<&str>, spec: &str, readonly: bool) -> Result<GuestDrive> {
+/// See [`super::volume_drive`].
+pub(super) fn volume_drive(uri: Option<&str>, spec: &str, readonly: bool) -> Result<GuestDrive> {
     let (pool, volume) = spec
         .split_once('/')
         .filter(|(p, v)| !p.is_empty() && !v.is_empty())

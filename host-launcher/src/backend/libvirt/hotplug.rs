@@ -15,12 +15,12 @@
 use super::launch::{VirtGuest, verr};
 use super::xml;
 use crate::appliance::DriveOptions;
-use crate::backend::direct::hotplug::{HotDrive, slot_name};
+use crate::backend::{Attached, Failure, Hotplug};
 use crate::error::{Error, Result};
-use crate::session::Session;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use virt::sys;
+use wire::Device;
 
 /// How long libvirt may take to drop an unplugged disk from the live domain.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,9 +33,10 @@ const UNPLUG_POLL: Duration = Duration::from_millis(5);
 pub(crate) struct VirtHotplug {
     /// Per root port (controller index K = PCI bus K, from 1): which slot it holds.
     ports: Vec<Option<usize>>,
-    attached: Vec<HotDrive>,
     /// The next disk slot (never reused within a session).
     next_slot: usize,
+    /// Until when the disk being unplugged may take to leave the live XML.
+    unplug_deadline: Instant,
 }
 
 impl VirtHotplug {
@@ -43,141 +44,121 @@ impl VirtHotplug {
     pub(crate) fn new(ports: usize, cold: usize) -> VirtHotplug {
         VirtHotplug {
             ports: vec![None; ports],
-            attached: Vec::new(),
             next_slot: cold,
+            unplug_deadline: Instant::now(),
         }
     }
 }
 
-fn guest(s: &mut Session) -> Result<&mut VirtGuest> {
-    if s.closed {
-        return Err(Error::Closed);
-    }
-    s.guest
-        .as_mut()
-        .and_then(|g| g.as_any_mut())
-        .and_then(|a| a.downcast_mut::<VirtGuest>())
-        .filter(|g| g.hot.is_some())
-        .ok_or_else(|| {
+impl VirtGuest {
+    fn hot(&mut self) -> Result<&mut VirtHotplug> {
+        self.hot.as_mut().ok_or_else(|| {
             Error::NotHotpluggable(
                 "this session was launched without hotplug (Builder::hotplug(true))".into(),
             )
         })
-}
-
-fn virt_guest(s: &Session) -> Option<&VirtGuest> {
-    s.guest
-        .as_ref()
-        .and_then(|g| g.as_any())
-        .and_then(|a| a.downcast_ref::<VirtGuest>())
-}
-
-/// Is `s` a libvirt session launched with hotplug?
-pub(crate) fn has_hotplug(s: &Session) -> bool {
-    virt_guest(s).is_some_and(|g| g.hot.is_some())
-}
-
-/// The hot-added disks and the number of free ports, for a libvirt hotplug session.
-pub(crate) fn status(s: &Session) -> Option<(Vec<HotDrive>, usize)> {
-    let h = virt_guest(s)?.hot.as_ref()?;
-    Some((
-        h.attached.clone(),
-        h.ports.iter().filter(|p| p.is_none()).count(),
-    ))
-}
-
-pub(crate) fn add_drive(s: &mut Session, path: &Path, options: DriveOptions) -> Result<String> {
-    let g = guest(s)?;
-    let hot = g.hot.as_mut().expect("checked by guest()");
-    let Some(port) = hot.ports.iter().position(Option::is_none) else {
-        return Err(Error::NoFreePort {
-            ports: hot.ports.len(),
-        });
-    };
-    let disk = super::launch::disk(&g.conn, g.local, path, options)?;
-    let hot = g.hot.as_mut().expect("checked by guest()");
-    let slot = hot.next_slot;
-    hot.next_slot += 1;
-    // Controller index (= bus number) port + 1: index 0 is pcie-root.
-    let dxml = xml::hot_disk_xml(slot, &disk, port + 1);
-    if let Err(e) = g
-        .dom
-        .attach_device_flags(&dxml, sys::VIR_DOMAIN_AFFECT_LIVE)
-    {
-        // A file removed since the check above is still "not found".
-        if g.local && !path.exists() {
-            return Err(Error::DiskNotFound {
-                path: path.to_path_buf(),
-            });
-        }
-        return Err(verr(format_args!("cannot attach {}", path.display()), e));
     }
-    let device = slot_name(slot);
-    let hot = g.hot.as_mut().expect("checked by guest()");
-    hot.ports[port] = Some(slot);
-    hot.attached.push(HotDrive {
-        device: device.clone(),
-        path: path.to_path_buf(),
-        format: disk.format,
-        readonly: disk.readonly,
-        slot,
-        fdsets: Vec::new(),
-    });
-    s.set_slot_readonly(slot, disk.readonly);
-    s.wait_listed(device)
 }
 
-pub(crate) fn remove_drive(s: &mut Session, device: &str) -> Result<()> {
-    let g = guest(s)?;
-    let hot = g.hot.as_mut().expect("checked by guest()");
-    let Some(i) = hot.attached.iter().position(|d| d.device == device) else {
-        return Err(Error::NotHotpluggable(format!(
-            "{device} is not a hot-added disk of this session"
-        )));
-    };
-    let slot = hot.attached[i].slot;
-    s.umount_disk(device)?;
+impl Hotplug for VirtGuest {
+    fn free_ports(&self) -> usize {
+        self.hot
+            .as_ref()
+            .map_or(0, |h| h.ports.iter().filter(|p| p.is_none()).count())
+    }
 
-    let alias = xml::disk_alias(slot);
-    let g = guest(s)?;
-    g.detach_alias(&alias)
-        .map_err(|e| verr(format_args!("cannot detach {device}"), e))?;
-    // The appliance sees the attention button on its rescan, syncs, drops the disk and
-    // powers the slot off; qemu then detaches the device and libvirt drops it from the
-    // live XML. Rescans repeat, in case one came before qemu had pressed the button.
-    let deadline = Instant::now() + UNPLUG_TIMEOUT;
-    'outer: loop {
-        s.rescan()?;
+    fn attach(&mut self, path: &Path, options: DriveOptions) -> Result<Attached, Failure> {
+        let hot = self.hot()?;
+        let Some(port) = hot.ports.iter().position(Option::is_none) else {
+            return Err(Failure::from(Error::NoFreePort {
+                ports: hot.ports.len(),
+            }));
+        };
+        let disk = super::launch::disk(&self.conn, self.local, path, options)?;
+        let hot = self.hot()?;
+        let slot = hot.next_slot;
+        hot.next_slot += 1;
+        // Controller index (= bus number) port + 1: index 0 is pcie-root.
+        let dxml = xml::hot_disk_xml(slot, &disk, port + 1);
+        if let Err(e) = self
+            .dom
+            .attach_device_flags(&dxml, sys::VIR_DOMAIN_AFFECT_LIVE)
+        {
+            // A file removed since the check above is still "not found".
+            if self.local && !path.exists() {
+                return Err(Failure::from(Error::DiskNotFound {
+                    path: path.to_path_buf(),
+                }));
+            }
+            return Err(Failure::from(verr(
+                format_args!("cannot attach {}", path.display()),
+                e,
+            )));
+        }
+        self.hot()?.ports[port] = Some(slot);
+        Ok(Attached {
+            slot,
+            format: disk.format,
+            image: None,
+        })
+    }
+
+    fn detach(&mut self, slot: usize, device: &str) -> Result<(), Failure> {
+        let alias = xml::disk_alias(slot);
+        self.detach_alias(&alias)
+            .map_err(|e| verr(format_args!("cannot detach {device}"), e))?;
+        // The appliance sees the attention button on its rescan, syncs, drops the disk
+        // and powers the slot off; qemu then detaches the device and libvirt drops it
+        // from the live XML.
+        self.hot()?.unplug_deadline = Instant::now() + UNPLUG_TIMEOUT;
+        Ok(())
+    }
+
+    /// Done once libvirt has dropped the disk from the live XML, which is read every
+    /// [`UNPLUG_POLL`]; the appliance rescans every [`UNPLUG_RESCAN`] meanwhile, in case
+    /// one came before qemu had pressed the button.
+    fn unplug_progress(
+        &mut self,
+        slot: usize,
+        device: &str,
+        _listed: &[Device],
+    ) -> Result<bool, Failure> {
+        let alias = xml::disk_alias(slot);
+        let deadline = self.hot()?.unplug_deadline;
         let next_rescan = (Instant::now() + UNPLUG_RESCAN).min(deadline);
         loop {
-            let g = guest(s)?;
-            let live = g
+            let live = self
                 .dom
                 .xml_desc(0)
                 .map_err(|e| verr("cannot read the appliance domain's XML", e))?;
             if !xml::has_alias(&live, &alias).map_err(Error::Libvirt)? {
-                break 'outer;
+                return Ok(true);
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::UnplugTimeout {
+                return Err(Failure::from(Error::UnplugTimeout {
                     device: device.to_string(),
                     timeout: UNPLUG_TIMEOUT,
-                });
+                }));
             }
             if now >= next_rescan {
-                break;
+                return Ok(false);
             }
             std::thread::sleep(UNPLUG_POLL);
         }
     }
-    let g = guest(s)?;
-    let hot = g.hot.as_mut().expect("checked by guest()");
-    hot.attached.remove(i);
-    if let Some(p) = hot.ports.iter_mut().find(|p| **p == Some(slot)) {
-        *p = None;
+
+    /// The disk is gone from the domain: its port is free (libvirt always waits).
+    fn finish_unplug(
+        &mut self,
+        slot: usize,
+        _wait: bool,
+        _gone: &mut Vec<usize>,
+    ) -> Result<bool, Failure> {
+        let hot = self.hot()?;
+        if let Some(p) = hot.ports.iter_mut().find(|p| **p == Some(slot)) {
+            *p = None;
+        }
+        Ok(true)
     }
-    // Let the appliance forget the vanished device (and refresh our list).
-    s.rescan()?;
-    Ok(())
 }

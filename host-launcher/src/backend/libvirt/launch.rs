@@ -9,10 +9,9 @@ use super::xml::{self, Disk, DomainSpec, Source};
 use crate::appliance::{Builder, DriveOptions};
 use crate::backend::accel::Accel;
 use crate::backend::kernel::EMBEDDED;
+use crate::backend::{BackendHandle, Hotplug, Launched};
 use crate::error::{Error, Result};
 use crate::images::format::Format;
-use crate::session::channel::Channel;
-use crate::session::{Guest, Session};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -28,8 +27,8 @@ use virt::sys;
 /// Where libvirt's qemu driver writes a domain's log (qemu's stdout: the appliance's
 /// debug port), on the host where libvirtd runs.
 const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
-/// The firmware used when it is installed (local connections only).
-const QBOOT: &str = crate::backend::direct::qemu::QBOOT;
+// The firmware used when it is installed (local connections only).
+use crate::backend::QBOOT;
 
 /// A libvirt error as ours, with what we were doing.
 pub(crate) fn verr(what: impl std::fmt::Display, e: virt::error::Error) -> Error {
@@ -94,15 +93,16 @@ impl Trace {
     }
 }
 
-pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
+/// Creates the appliance domain for `builder` and opens its channel; the session waits
+/// for the Hello.
+pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
     let started = Instant::now();
     let mut trace = Trace::new();
-    let (timeout, call_timeout) = builder.timeouts();
     let conn = connect(uri)?;
     trace.step("connect");
     let local = is_local(&conn);
     let disks = builder
-        .drive_list()
+        .drives
         .iter()
         .map(|(path, o)| disk(&conn, local, path, *o))
         .collect::<Result<Vec<_>>>()?;
@@ -112,7 +112,7 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
     if local {
         remove_stale_logs(&conn, Path::new(QEMU_LOG_DIR));
     }
-    let accel = match builder.forced_accel() {
+    let accel = match builder.accel {
         Some(a) => a,
         None if local => Accel::from_env_or_detect()?,
         None => match std::env::var("SKIFF_ACCEL") {
@@ -121,29 +121,29 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
             _ => Accel::Tcg,
         },
     };
-    if builder.memory() < 16 {
+    if builder.memory_mib < 16 {
         return Err(Error::Config(format!(
             "{} MiB of guest memory is too little",
-            builder.memory()
+            builder.memory_mib
         )));
     }
     let spec = DomainSpec {
         name: domain_name(),
         kvm: accel == Accel::Kvm,
-        memory_mib: builder.memory(),
+        memory_mib: builder.memory_mib,
         kernel,
-        cmdline: builder.cmdline().map(String::from),
+        cmdline: builder.cmdline.clone(),
         loader: (local && Path::new(QBOOT).exists()).then(|| QBOOT.to_string()),
         disks,
         passthrough: true,
-        hotplug_ports: if builder.wants_hotplug() {
-            builder.hotplug_port_count()
+        hotplug_ports: if builder.hotplug {
+            builder.hotplug_ports
         } else {
             0
         },
     };
     let xml = xml::domain_xml(&spec).map_err(Error::Config)?;
-    if builder.is_verbose() {
+    if builder.verbose {
         eprintln!("skiff: libvirt domain on {}:\n{xml}", conn_uri(&conn));
     }
     // Paused first: the channel must be open before the appliance says Hello (qemu drops
@@ -158,7 +158,7 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
         conn: conn.clone(),
         local,
         log: local.then(|| Path::new(QEMU_LOG_DIR).join(format!("{}.log", spec.name))),
-        verbose: builder.is_verbose(),
+        verbose: builder.verbose,
         gone: false,
         hot: (spec.hotplug_ports > 0)
             .then(|| VirtHotplug::new(spec.hotplug_ports, spec.disks.len())),
@@ -178,21 +178,16 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
         .map_err(|e| verr("cannot start the appliance domain", e))?;
     trace.step("resume");
     let readonly = spec.disks.iter().map(|d| d.readonly).collect();
-    let mut session = Session::start(
-        Channel::new(sock),
-        None,
-        readonly,
-        started + timeout,
-        timeout,
-        call_timeout,
-        wire::MAX_CHUNK,
-    )?;
-    trace.step("Hello");
     let mut guard = guard;
     guard.trace = trace;
     guard.ended = Some(ended);
-    session.guest = Some(Box::new(guard));
-    Ok(session)
+    Ok(Launched {
+        stream: sock,
+        handle: Box::new(guard),
+        readonly,
+        images: Vec::new(),
+        deadline: started + builder.timeout,
+    })
 }
 
 fn conn_uri(conn: &Connect) -> String {
@@ -478,26 +473,37 @@ impl VirtGuest {
     }
 }
 
-impl Guest for VirtGuest {
+impl BackendHandle for VirtGuest {
+    fn ready(&mut self, _deadline: Instant) -> Result<(), crate::backend::Failure> {
+        self.trace.step("Hello");
+        Ok(())
+    }
+
     /// Waits until qemu has exited after the appliance's poweroff (the disks were flushed
     /// before it answered Shutdown; libvirt stops qemu for `on_poweroff` destroy): the
     /// channel's stream ends when qemu's end of it closes. Not waiting for libvirtd to
     /// finish its bookkeeping (reaping qemu, restoring labels, removing cgroups) saves
     /// that time; libvirtd completes it on its own, and AUTODESTROY covers a connection
     /// that closes first.
-    fn wait_poweroff(&mut self, limit: Duration) -> bool {
+    /// An appliance that does not power off in time is destroyed (no error: its disks
+    /// were flushed before it answered Shutdown).
+    fn wait_poweroff(&mut self, limit: Duration) -> Result<()> {
         self.trace.step("calls, Shutdown");
-        let Some(ended) = self.ended.as_ref() else {
-            return false;
+        let powered_off = match self.ended.as_ref() {
+            None => false,
+            Some(ended) => match ended.recv_timeout(limit) {
+                Err(RecvTimeoutError::Timeout) => false,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    self.gone = true;
+                    self.trace.step("poweroff wait");
+                    true
+                }
+            },
         };
-        match ended.recv_timeout(limit) {
-            Err(RecvTimeoutError::Timeout) => false,
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                self.gone = true;
-                self.trace.step("poweroff wait");
-                true
-            }
+        if !powered_off {
+            self.kill();
         }
+        Ok(())
     }
 
     fn kill(&mut self) {
@@ -515,12 +521,12 @@ impl Guest for VirtGuest {
             .unwrap_or_default()
     }
 
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(self)
+    fn hotplug(&mut self) -> Option<&mut dyn Hotplug> {
+        if self.hot.is_some() { Some(self) } else { None }
     }
 
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn hotplug_ref(&self) -> Option<&dyn Hotplug> {
+        if self.hot.is_some() { Some(self) } else { None }
     }
 }
 

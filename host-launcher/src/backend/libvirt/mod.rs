@@ -6,8 +6,16 @@
 //! (`--volume POOL/VOLUME`), and disk hotplug (`Builder::hotplug(true)`:
 //! `Session::add_drive`/`remove_drive` through `virDomainAttachDevice`/`DetachDeviceAlias`).
 //!
-//! Built only with the `libvirt` cargo feature (links libvirt); without it, choosing the
-//! backend is a clear error.
+//! - `launch`: the domain's creation and [`VirtGuest`](launch::VirtGuest), the handle
+//!   (power-off wait, destroy, log).
+//! - `hotplug`: attach and detach of disks on the domain's root ports.
+//! - `stream`: the channel bridged from a libvirt stream to a socketpair.
+//! - `guests`: disks of existing guests and storage volumes.
+//! - [`xml`]: the domain XML skiff writes and the guest/volume XML it reads.
+//!
+//! Built with the `libvirt` cargo feature (links libvirt). A build without it has the
+//! same API, and choosing the backend, a domain or a volume is a clear error
+//! ([`not_built`]).
 
 #[cfg(feature = "libvirt")]
 mod guests;
@@ -20,46 +28,54 @@ mod stream;
 #[cfg(feature = "libvirt")]
 pub mod xml;
 
-#[cfg(feature = "libvirt")]
-pub use guests::{GuestDrive, domain_drives, volume_drive};
+/// The backend choice (at home in [`crate::backend`]).
+pub use super::Backend;
 
-use crate::appliance::{Builder, DriveOptions};
-use crate::backend::direct::hotplug::HotDrive;
+use crate::appliance::Builder;
+use crate::backend::Launched;
 use crate::error::{Error, Result};
-use crate::session::Session;
-use std::path::Path;
+use crate::images::format::Format;
+use std::path::PathBuf;
 
-/// Where the appliance runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Backend {
-    /// qemu spawned by this process (the default).
-    #[default]
-    Direct,
-    /// A transient domain through libvirt; `uri` `None` is libvirt's default connection
-    /// (`$LIBVIRT_DEFAULT_URI`, ...), e.g. `qemu:///system`, `qemu+ssh://host/system`.
-    Libvirt { uri: Option<String> },
+/// A disk to add to a launch (`Builder::add_drive(path, DriveOptions { format, readonly })`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestDrive {
+    /// On the host where libvirtd runs.
+    pub path: PathBuf,
+    pub format: Format,
+    pub readonly: bool,
 }
 
-impl Backend {
-    /// `direct` or `libvirt` (with `uri`).
-    pub fn parse(name: &str, uri: Option<String>) -> Result<Backend> {
-        match name {
-            "direct" => Ok(Backend::Direct),
-            "libvirt" => Ok(Backend::Libvirt { uri }),
-            other => Err(Error::Config(format!(
-                "unknown backend {other:?} (expected direct or libvirt)"
-            ))),
-        }
+/// The disks of guest `domain` (a name or a UUID) on `uri`. `write`: attach them writable
+/// (refused while the guest runs; a disk the guest itself has `<readonly/>` stays
+/// read-only).
+pub fn domain_drives(uri: Option<&str>, domain: &str, write: bool) -> Result<Vec<GuestDrive>> {
+    #[cfg(feature = "libvirt")]
+    {
+        guests::domain_drives(uri, domain, write)
     }
-
-    /// True when this build has the libvirt backend (the `libvirt` cargo feature).
-    pub fn libvirt_available() -> bool {
-        cfg!(feature = "libvirt")
+    #[cfg(not(feature = "libvirt"))]
+    {
+        let _ = (uri, domain, write);
+        Err(not_built())
     }
 }
 
-/// Launches `builder`'s appliance through libvirt.
-pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
+/// Storage volume `spec` (`POOL/VOLUME`) on `uri`.
+pub fn volume_drive(uri: Option<&str>, spec: &str, readonly: bool) -> Result<GuestDrive> {
+    #[cfg(feature = "libvirt")]
+    {
+        guests::volume_drive(uri, spec, readonly)
+    }
+    #[cfg(not(feature = "libvirt"))]
+    {
+        let _ = (uri, spec, readonly);
+        Err(not_built())
+    }
+}
+
+/// Launches `builder`'s appliance as a libvirt domain.
+pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
     #[cfg(feature = "libvirt")]
     {
         launch::launch(builder, uri)
@@ -67,62 +83,6 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Session> {
     #[cfg(not(feature = "libvirt"))]
     {
         let _ = (builder, uri);
-        Err(not_built())
-    }
-}
-
-/// Is `session` a libvirt session launched with hotplug (root ports in its domain)?
-pub(crate) fn has_hotplug(session: &Session) -> bool {
-    #[cfg(feature = "libvirt")]
-    {
-        hotplug::has_hotplug(session)
-    }
-    #[cfg(not(feature = "libvirt"))]
-    {
-        let _ = session;
-        false
-    }
-}
-
-/// The hot-added disks and free root ports of a libvirt hotplug session (`None`: not one).
-pub(crate) fn hotplug_status(session: &Session) -> Option<(Vec<HotDrive>, usize)> {
-    #[cfg(feature = "libvirt")]
-    {
-        hotplug::status(session)
-    }
-    #[cfg(not(feature = "libvirt"))]
-    {
-        let _ = session;
-        None
-    }
-}
-
-/// `Session::add_drive` of a libvirt hotplug session: `virDomainAttachDevice` + Rescan.
-pub(crate) fn add_drive(
-    session: &mut Session,
-    path: &Path,
-    options: DriveOptions,
-) -> Result<String> {
-    #[cfg(feature = "libvirt")]
-    {
-        hotplug::add_drive(session, path, options)
-    }
-    #[cfg(not(feature = "libvirt"))]
-    {
-        let _ = (session, path, options);
-        Err(not_built())
-    }
-}
-
-/// `Session::remove_drive` of a libvirt hotplug session: Umount, detach, Rescan.
-pub(crate) fn remove_drive(session: &mut Session, device: &str) -> Result<()> {
-    #[cfg(feature = "libvirt")]
-    {
-        hotplug::remove_drive(session, device)
-    }
-    #[cfg(not(feature = "libvirt"))]
-    {
-        let _ = (session, device);
         Err(not_built())
     }
 }

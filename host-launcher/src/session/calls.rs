@@ -1,0 +1,83 @@
+//! Calls: one request, one reply, matched by id and bounded by the call timeout; several
+//! may be in flight (pipelining). An error reply is [`Error::Remote`] and leaves the
+//! session usable; anything else that goes wrong closes it.
+
+use super::Session;
+use crate::error::{Error, Result};
+use crate::session::channel::Waiting;
+use std::time::Instant;
+use wire::{Call, Reply, Request, ToHost};
+
+impl Session {
+    /// Sends one request and waits (up to the call timeout) for its reply. An error reply
+    /// is [`Error::Remote`] and leaves the session usable; anything else that goes wrong
+    /// closes it.
+    pub fn call(&mut self, request: Request) -> Result<Reply> {
+        let id = self.submit(request)?;
+        self.complete(id)
+    }
+
+    /// Sends a request without waiting for its reply; returns its id for
+    /// [`Session::complete`]. Several calls may be in flight: the appliance answers them
+    /// in order, so pipelining lets it work on the next call while the host handles the
+    /// previous reply. Every submitted call must be completed, in submission order,
+    /// before any other call.
+    pub fn submit(&mut self, request: Request) -> Result<u64> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let deadline = Instant::now() + self.call_timeout;
+        if let Err(e) = self.channel.send(&Call { id, request }, deadline) {
+            return Err(self.channel_failed(e, Waiting::Call(self.call_timeout)));
+        }
+        Ok(id)
+    }
+
+    /// Waits (up to the call timeout) for the reply to the submitted call `id`, which must
+    /// be the oldest one still in flight.
+    pub fn complete(&mut self, id: u64) -> Result<Reply> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let waiting = Waiting::Call(self.call_timeout);
+        let deadline = Instant::now() + self.call_timeout;
+        match self.channel.recv::<ToHost>(deadline) {
+            Ok(ToHost::Reply { id: got, result }) if got == id => result.map_err(Error::Remote),
+            Ok(ToHost::Reply { id: got, .. }) => Err(self.fail(Error::BadFrame(format!(
+                "reply to call {got}, expected call {id}"
+            )))),
+            Ok(ToHost::Panic(message)) => Err(self.crashed(message)),
+            Ok(other @ ToHost::Hello(_)) => Err(self.fail(Error::BadFrame(format!(
+                "expected the reply to call {id}, got {}",
+                what(&other)
+            )))),
+            Err(e) => Err(self.channel_failed(e, waiting)),
+        }
+    }
+
+    /// Sends a Ping and waits for its reply.
+    pub fn ping(&mut self) -> Result<()> {
+        match self.call(Request::Ping)? {
+            Reply::Unit => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// A message from the appliance, for an error message.
+pub(super) fn what(msg: &ToHost) -> String {
+    match msg {
+        ToHost::Hello(h) => format!("Hello (version {})", h.version),
+        ToHost::Reply { id, .. } => format!("a reply to call {id}"),
+        ToHost::Panic(_) => "a panic".into(),
+    }
+}
+
+/// A reply of the wrong kind for the request.
+pub(crate) fn unexpected(reply: &Reply) -> Error {
+    let name = format!("{reply:?}");
+    let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
+    Error::BadFrame(format!("unexpected reply {name}"))
+}
