@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-50}"
 P="${2:-$(nproc)}"
-cargo build --release -q -p host-launcher
+cargo build --release -q -p skiff-cli
 skiff="${CARGO_TARGET_DIR:-target}/release/skiff"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

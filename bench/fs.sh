@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-7}"
-cargo build --release -q -p host-launcher --bin skiff
+cargo build --release -q -p skiff-cli
 skiff="${CARGO_TARGET_DIR:-target}/release/skiff"
 
 work="$(mktemp -d)"

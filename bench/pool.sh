@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 runs="${1:-20}"
 images="${2:-50}"
 rounds="${3:-3}"
-cargo build --release -q -p host-launcher --example pool-bench --bin skiff
+cargo build --release -q -p host-launcher --example pool-bench
+cargo build --release -q -p skiff-cli
 dir="${CARGO_TARGET_DIR:-target}"
 "$dir/release/examples/pool-bench" "$runs" "$images"
 [ "$images" -gt 0 ] || exit 0

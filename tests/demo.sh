@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/install-deps.sh
 echo "== building skiff (release)" >&2
-cargo build --release -q -p host-launcher
+cargo build --release -q -p skiff-cli
 skiff="${CARGO_TARGET_DIR:-target}/release/skiff"
 PATH="/usr/sbin:/sbin:$PATH"
 

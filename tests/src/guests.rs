@@ -218,7 +218,7 @@ pub fn small_ext4(dir: &Path, name: &str, hostname: &str) -> PathBuf {
 
 /// The `skiff` binary of this build: `$SKIFF_BIN`, else `skiff` in the target profile
 /// directory above this test executable (`cargo test --workspace` builds it, because
-/// host-launcher's own CLI tests need it).
+/// the CLI crate's own tests, `cli/tests/cli.rs`, need it).
 pub fn skiff_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SKIFF_BIN") {
         return p.into();
@@ -231,7 +231,7 @@ pub fn skiff_bin() -> PathBuf {
     let bin = profile_dir.join("skiff");
     assert!(
         bin.exists(),
-        "{} is missing: build it first (cargo build -p host-launcher, same profile) or set SKIFF_BIN",
+        "{} is missing: build it first (cargo build -p skiff-cli, same profile) or set SKIFF_BIN",
         bin.display()
     );
     bin

@@ -123,7 +123,7 @@ fn skiff_bin() -> PathBuf {
     let p = exe.parent().and_then(Path::parent).unwrap().join("skiff");
     assert!(
         p.exists(),
-        "{p:?} missing: build it (cargo test --workspace builds every binary)"
+        "{p:?} missing: build it (cargo build -p skiff-cli; cargo test --workspace builds it)"
     );
     p
 }

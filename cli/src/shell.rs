@@ -7,8 +7,8 @@
 //! comment, and the first failing command ends the script with a non-zero exit status
 //! unless its line starts with `-` (as in guestfish).
 
-use super::{LaunchArgs, launch};
-use crate::cli_fs::{self, FsCmd};
+use crate::commands::fs::{self as cli_fs, FsCmd};
+use crate::{LaunchArgs, launch};
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use skiff::{MountOptions, Session};
@@ -132,16 +132,16 @@ fn run_line(s: &mut Session, a: &LaunchArgs, words: Vec<String>) -> Result<Step>
             };
             s.mount(&device, &mountpoint, opts)?;
             if a.json {
-                crate::output::json(&skiff::json::DoneDoc::ok())?;
+                crate::render::json_out(&skiff::json::DoneDoc::ok())?;
             }
         }
         ShellCmd::Umount { mountpoint } => {
             s.umount(&mountpoint)?;
             if a.json {
-                crate::output::json(&skiff::json::DoneDoc::ok())?;
+                crate::render::json_out(&skiff::json::DoneDoc::ok())?;
             }
         }
-        ShellCmd::Mounts if a.json => crate::cli_json::mounts(s)?,
+        ShellCmd::Mounts if a.json => crate::render::json::mounts(s)?,
         ShellCmd::Mounts => {
             let mut out = std::io::stdout().lock();
             for m in s.mounts()? {

@@ -1,11 +1,12 @@
 //! The `skiff` command: a thin CLI over the library. One subcommand per operation; every
 //! subcommand shares the launch options (`-a DISK`, `--rw`, `--verbose`, ...).
 
-mod cli_fs;
-mod cli_inspect;
-mod cli_json;
-mod output;
+mod commands;
+mod render;
 mod shell;
+
+use commands::{bulk as cli_inspect, fs as cli_fs};
+use render::json as cli_json;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -241,7 +242,6 @@ fn libvirt_drives(a: &LaunchArgs) -> Result<Vec<(PathBuf, DriveOptions)>> {
     if a.domain.is_none() && a.volumes.is_empty() {
         return Ok(Vec::new());
     }
-    #[cfg(feature = "libvirt")]
     {
         let uri = a.connect.as_deref();
         // A guest's chain is its administrator's definition: followed, still checked by
@@ -269,10 +269,6 @@ fn libvirt_drives(a: &LaunchArgs) -> Result<Vec<(PathBuf, DriveOptions)>> {
                 (g.path, o)
             })
             .collect())
-    }
-    #[cfg(not(feature = "libvirt"))]
-    {
-        Err(skiff::libvirt::not_built().into())
     }
 }
 
@@ -334,7 +330,7 @@ fn pwrite_device(s: &mut Session, device: &str, offset: u64, json: bool) -> Resu
         .context("reading stdin")?;
     s.pwrite_device(device, offset, &data)?;
     if json {
-        output::json(&skiff::json::DoneDoc::bytes(data.len() as u64))?;
+        render::json_out(&skiff::json::DoneDoc::bytes(data.len() as u64))?;
     }
     Ok(())
 }

@@ -9,8 +9,8 @@
 //! exec per image, small beside the appliance boot. `df` runs in-process: each worker
 //! thread launches its own appliance through the library.
 
-use super::{LaunchArgs, base_builder, launch};
-use crate::output::{self, safe};
+use crate::render::{self as output, safe};
+use crate::{LaunchArgs, base_builder, launch};
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Subcommand};
 use serde::Serialize;
@@ -124,7 +124,7 @@ fn inspect(a: &LaunchArgs) -> Result<()> {
     let found = found?;
     down?;
     if a.json {
-        return output::json(&InspectDoc {
+        return output::json_out(&InspectDoc {
             operating_systems: &found,
         });
     }
@@ -238,7 +238,7 @@ fn df(
     }
     let failed = results.iter().filter(|r| matches!(r, Some(Err(_)))).count();
     if a.json {
-        output::json(&DfDoc {
+        output::json_out(&DfDoc {
             filesystems: rows,
             errors,
         })?;

@@ -4,7 +4,7 @@
 //! runs one operation, and shuts the appliance down cleanly (unmount, sync, flush), so
 //! written data is in the disk file when the command exits.
 
-use super::{LaunchArgs, launch, parse_u64};
+use crate::{LaunchArgs, launch, parse_u64};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use skiff::fs::mode_string;
@@ -245,7 +245,7 @@ fn prepare_and_run(s: &mut Session, a: &LaunchArgs, cmd: FsCmd) -> Result<()> {
 /// `-m`, and the root of an inspected guest, must succeed. The guest's other fstab
 /// entries are forgiving, as with `virt-cat` and `guestfish -i`: one that fails (missing
 /// mountpoint directory, unreadable or unsupported filesystem, absent device) is a
-/// warning ([`crate::output::warn`]) and the command goes on.
+/// warning ([`crate::render::warn`]) and the command goes on.
 pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
     let from_inspection = a.mounts.is_empty();
     for (i, m) in plan_mounts(s, &a.mounts)?.into_iter().enumerate() {
@@ -258,7 +258,7 @@ pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
             .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint));
         match r {
             Err(e) if from_inspection && i > 0 && !is_fatal(&e) => {
-                crate::output::warn(format!(
+                crate::render::warn(format!(
                     "some filesystems could not be mounted (ignored): {e:#}"
                 ));
             }
@@ -278,10 +278,10 @@ fn is_fatal(e: &anyhow::Error) -> bool {
 }
 
 /// Runs one command on a session whose mounts are made (`skiff shell` runs many);
-/// `json`: print its `--json` document instead of text ([`crate::cli_json`]).
+/// `json`: print its `--json` document instead of text ([`crate::render::json`]).
 pub fn exec(s: &mut Session, cmd: FsCmd, json: bool) -> Result<()> {
     if json {
-        return crate::cli_json::exec(s, cmd);
+        return crate::render::json::exec(s, cmd);
     }
     let mut out = std::io::stdout().lock();
     match cmd {

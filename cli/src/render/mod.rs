@@ -2,6 +2,8 @@
 //! document per command (one line), built from the library's `Serialize` types; text
 //! output shows guest strings with control characters escaped.
 
+pub mod json;
+
 use anyhow::Result;
 use serde::Serialize;
 use std::io::Write;
@@ -40,7 +42,7 @@ pub fn json_to(out: &mut impl Write, v: &impl Serialize) -> Result<()> {
 }
 
 /// Writes `v` as one line of JSON to stdout.
-pub fn json(v: &impl Serialize) -> Result<()> {
+pub fn json_out(v: &impl Serialize) -> Result<()> {
     json_to(&mut std::io::stdout().lock(), v)
 }
 

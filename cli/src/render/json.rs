@@ -4,8 +4,8 @@
 //! `pread-device`) write the raw bytes as without `--json`. Errors are not JSON: one
 //! `skiff: ...` line on stderr and a non-zero exit status, as always.
 
-use crate::cli_fs::{self, FsCmd};
-use crate::output::json;
+use crate::commands::fs::{self as cli_fs, FsCmd};
+use crate::render::json_out as json;
 use anyhow::{Context, Result};
 use skiff::Session;
 use skiff::json::{

@@ -1,0 +1,4 @@
+//! The subcommands.
+
+pub mod bulk;
+pub mod fs;
