@@ -1,14 +1,16 @@
 //! `skiff shell`: many commands in one appliance, guestfish-like. The commands are the
 //! CLI's own (`ls`, `cat`, `find`, `write`, ...) run by the same code
-//! ([`cli_fs::exec`]), plus `mount`, `umount`, `mounts` and `exit`.
+//! ([`commands::fs::exec`]), plus `mount`, `umount`, `mounts` and `exit`; each line's
+//! result goes to the renderer like a command's.
 //!
 //! On a terminal: line editing, history and tab completion of command names
 //! (rustyline). Otherwise commands are read from stdin, one per line: `#` starts a
 //! comment, and the first failing command ends the script with a non-zero exit status
 //! unless its line starts with `-` (as in guestfish).
 
-use crate::commands::fs::{self as cli_fs, FsCmd};
-use crate::{LaunchArgs, launch};
+use crate::commands::fs::FsCmd;
+use crate::commands::{self, Output, Sink};
+use crate::launch::{LaunchArgs, launch, mount_planned};
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use skiff::{MountOptions, Session};
@@ -109,7 +111,12 @@ enum Step {
     Exit,
 }
 
-fn run_line(s: &mut Session, a: &LaunchArgs, words: Vec<String>) -> Result<Step> {
+fn run_line(
+    s: &mut Session,
+    a: &LaunchArgs,
+    words: Vec<String>,
+    sink: &mut dyn Sink,
+) -> Result<Step> {
     if words.first().map(String::as_str) == Some("help") {
         let mut c = Line::command();
         match words.get(1) {
@@ -122,8 +129,8 @@ fn run_line(s: &mut Session, a: &LaunchArgs, words: Vec<String>) -> Result<Step>
         return Ok(Step::Continue);
     }
     let line = Line::try_parse_from(&words).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
-    match line.cmd {
-        ShellCmd::Fs(cmd) => cli_fs::exec(s, cmd, a.json)?,
+    let output = match line.cmd {
+        ShellCmd::Fs(cmd) => commands::fs::exec(s, cmd, sink)?,
         ShellCmd::Mount { device, mountpoint } => {
             let opts = if a.rw {
                 MountOptions::writable()
@@ -131,41 +138,31 @@ fn run_line(s: &mut Session, a: &LaunchArgs, words: Vec<String>) -> Result<Step>
                 MountOptions::readonly()
             };
             s.mount(&device, &mountpoint, opts)?;
-            if a.json {
-                crate::render::json_out(&skiff::json::DoneDoc::ok())?;
-            }
+            Output::Done { bytes: None }
         }
         ShellCmd::Umount { mountpoint } => {
             s.umount(&mountpoint)?;
-            if a.json {
-                crate::render::json_out(&skiff::json::DoneDoc::ok())?;
-            }
+            Output::Done { bytes: None }
         }
-        ShellCmd::Mounts if a.json => crate::render::json::mounts(s)?,
-        ShellCmd::Mounts => {
-            let mut out = std::io::stdout().lock();
-            for m in s.mounts()? {
-                let mode = if m.readonly { "ro" } else { "rw" };
-                writeln!(out, "{} {} {} {mode}", m.device, m.mountpoint, m.fstype)?;
-            }
-        }
+        ShellCmd::Mounts => Output::Mounts(s.mounts()?),
         ShellCmd::Exit => return Ok(Step::Exit),
-    }
+    };
+    sink.emit(output)?;
     Ok(Step::Continue)
 }
 
 /// `skiff shell`: launch, mount (-m, or the guest's own layout), then read commands.
-pub fn run(a: &LaunchArgs) -> Result<()> {
+pub fn run(a: &LaunchArgs, sink: &mut dyn Sink) -> Result<()> {
     let mut s = launch(a)?;
-    let r = shell(&mut s, a);
+    let r = shell(&mut s, a, sink);
     let down = s.shutdown().context("shutting the appliance down");
     r?;
     down
 }
 
-fn shell(s: &mut Session, a: &LaunchArgs) -> Result<()> {
+fn shell(s: &mut Session, a: &LaunchArgs, sink: &mut dyn Sink) -> Result<()> {
     if !a.drives.is_empty()
-        && let Err(e) = cli_fs::mount_planned(s, a)
+        && let Err(e) = mount_planned(s, a)
     {
         if !a.mounts.is_empty() {
             return Err(e);
@@ -174,13 +171,13 @@ fn shell(s: &mut Session, a: &LaunchArgs) -> Result<()> {
         eprintln!("skiff: nothing mounted: {e:#}");
     }
     if std::io::stdin().is_terminal() {
-        interactive(s, a)
+        interactive(s, a, sink)
     } else {
-        script(s, a)
+        script(s, a, sink)
     }
 }
 
-fn script(s: &mut Session, a: &LaunchArgs) -> Result<()> {
+fn script(s: &mut Session, a: &LaunchArgs, sink: &mut dyn Sink) -> Result<()> {
     for (n, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.context("reading stdin")?;
         let t = line.trim();
@@ -191,7 +188,7 @@ fn script(s: &mut Session, a: &LaunchArgs) -> Result<()> {
             Some(rest) => (true, rest.trim_start()),
             None => (false, t),
         };
-        let r = split_words(t).and_then(|w| run_line(s, a, w));
+        let r = split_words(t).and_then(|w| run_line(s, a, w, sink));
         std::io::stdout().flush()?;
         match r {
             Ok(Step::Continue) => {}
@@ -236,7 +233,7 @@ impl rustyline::highlight::Highlighter for Complete {}
 impl rustyline::validate::Validator for Complete {}
 impl rustyline::Helper for Complete {}
 
-fn interactive(s: &mut Session, a: &LaunchArgs) -> Result<()> {
+fn interactive(s: &mut Session, a: &LaunchArgs, sink: &mut dyn Sink) -> Result<()> {
     let mut ed: rustyline::Editor<Complete, rustyline::history::MemHistory> =
         rustyline::Editor::with_history(
             rustyline::Config::builder().auto_add_history(true).build(),
@@ -256,7 +253,7 @@ fn interactive(s: &mut Session, a: &LaunchArgs) -> Result<()> {
             continue;
         }
         let t = t.strip_prefix('-').unwrap_or(t);
-        match split_words(t).and_then(|w| run_line(s, a, w)) {
+        match split_words(t).and_then(|w| run_line(s, a, w, sink)) {
             Ok(Step::Continue) => {}
             Ok(Step::Exit) => return Ok(()),
             Err(e) => eprintln!("skiff: {e:#}"),

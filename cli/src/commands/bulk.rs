@@ -1,6 +1,6 @@
-//! The inspection and bulk subcommands of the `skiff` CLI: `inspect`, `df` and `each`.
-//! The work is the library's ([`skiff::inspect`], [`skiff::df`], [`skiff::each`]); this
-//! file parses arguments and prints.
+//! The bulk subcommands of the `skiff` CLI: `df` and `each`, over many images. The work
+//! is the library's ([`skiff::df`], [`skiff::each`], [`skiff::pool`]); this file parses
+//! arguments and hands the results on.
 //!
 //! `each` runs every image's command in a child `skiff` process (this same binary),
 //! N at a time from worker threads: the command implementations print to stdout, and a
@@ -9,27 +9,17 @@
 //! exec per image, small beside the appliance boot. `df` runs in-process: each worker
 //! thread launches its own appliance through the library.
 
-use crate::render::{self as output, safe};
-use crate::{LaunchArgs, base_builder, launch};
+use super::{DfReport, DfRow, EachOutcome, ImageError, Output, Sink};
+use crate::launch::{LaunchArgs, base_builder};
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Subcommand};
-use serde::Serialize;
-use skiff::df::{DfEntry, human_size};
 use skiff::each::{Progress, default_jobs, run_parallel};
-use skiff::inspect::{OsInfo, inspect_os};
 use skiff::{DriveOptions, Pool, PoolOptions};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 #[derive(Subcommand)]
-pub enum InspCmd {
-    /// Find the operating system(s) on the disks: type, distro, version, hostname,
-    /// architecture, package format, and /etc/fstab resolved to devices.
-    #[command(after_help = "Examples:
-  skiff inspect -a guest.qcow2
-  skiff inspect --json -a disk1.img -a disk2.img | jq '.operating_systems[0].hostname'")]
-    Inspect,
+pub enum BulkCmd {
     /// Size, used, available and use% of every filesystem of every image (like virt-df),
     /// each image in its own appliance, N at a time.
     #[command(
@@ -88,101 +78,23 @@ pub enum InspCmd {
     },
 }
 
-pub fn run(a: &LaunchArgs, cmd: InspCmd) -> Result<()> {
+pub fn run(a: &LaunchArgs, cmd: BulkCmd, sink: &mut dyn Sink) -> Result<()> {
     match cmd {
-        InspCmd::Inspect => inspect(a),
-        InspCmd::Df {
+        BulkCmd::Df {
             human,
             jobs,
             images,
             pool,
             shared,
             ..
-        } => df(a, human, jobs, images, pool, shared),
-        InspCmd::Each {
+        } => df(a, human, jobs, images, pool, shared, sink),
+        BulkCmd::Each {
             jobs,
             pool,
             images,
             command,
-        } => each(a, jobs, pool, images, command),
+        } => each(a, jobs, pool, images, command, sink),
     }
-}
-
-/// `--json` document of `inspect`.
-#[derive(Serialize)]
-struct InspectDoc<'a> {
-    operating_systems: &'a [OsInfo],
-}
-
-fn inspect(a: &LaunchArgs) -> Result<()> {
-    if a.drives.is_empty() {
-        bail!("add the disk(s) to inspect with -a DISK");
-    }
-    let mut s = launch(a)?;
-    let found = inspect_os(&mut s);
-    let down = s.shutdown().context("shutting the appliance down");
-    let found = found?;
-    down?;
-    if a.json {
-        return output::json_out(&InspectDoc {
-            operating_systems: &found,
-        });
-    }
-    let mut out = std::io::stdout().lock();
-    if found.is_empty() {
-        writeln!(out, "no operating system found")?;
-    }
-    for os in &found {
-        write_os(&mut out, os)?;
-    }
-    Ok(())
-}
-
-fn write_os(out: &mut impl Write, os: &OsInfo) -> Result<()> {
-    let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "unknown".into(), safe);
-    writeln!(out, "{}:", os.root)?;
-    writeln!(out, "  type: {}", os.os_type.as_str())?;
-    writeln!(out, "  distro: {}", opt(&os.distro))?;
-    writeln!(out, "  version: {}", opt(&os.version))?;
-    writeln!(out, "  product name: {}", opt(&os.product_name))?;
-    writeln!(out, "  hostname: {}", opt(&os.hostname))?;
-    writeln!(out, "  arch: {}", opt(&os.arch))?;
-    writeln!(out, "  package format: {}", opt(&os.package_format))?;
-    if !os.fstab.is_empty() {
-        writeln!(out, "  mountpoints:")?;
-        for e in &os.fstab {
-            writeln!(
-                out,
-                "    {} {} ({} {})",
-                safe(&e.mountpoint),
-                e.device.as_deref().unwrap_or("-"),
-                safe(&e.spec),
-                safe(&e.fstype)
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// One row of `df --json`: a filesystem of one image.
-#[derive(Serialize)]
-struct DfRow<'a> {
-    image: String,
-    #[serde(flatten)]
-    fs: &'a DfEntry,
-}
-
-/// An image that could not be measured (`df` and `each` `--json`).
-#[derive(Serialize)]
-struct ImageError {
-    image: String,
-    error: String,
-}
-
-#[derive(Serialize)]
-struct DfDoc<'a> {
-    filesystems: Vec<DfRow<'a>>,
-    errors: Vec<ImageError>,
 }
 
 fn df(
@@ -192,6 +104,7 @@ fn df(
     images: Vec<PathBuf>,
     pool: bool,
     shared: bool,
+    sink: &mut dyn Sink,
 ) -> Result<()> {
     if !a.drives.is_empty() || !a.mounts.is_empty() || a.rw {
         bail!("df takes the images as arguments (df DISK...), without -a, -m or --rw");
@@ -214,13 +127,14 @@ fn df(
     }
     progress.finish();
 
+    let failed = results.iter().filter(|r| matches!(r, Some(Err(_)))).count();
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for (img, r) in images.iter().zip(&results) {
+    for (img, r) in images.iter().zip(results) {
         let name = img.display().to_string();
         match r {
             Some(Ok(d)) => {
-                rows.extend(d.filesystems.iter().map(|fs| DfRow {
+                rows.extend(d.filesystems.into_iter().map(|fs| DfRow {
                     image: name.clone(),
                     fs,
                 }));
@@ -236,41 +150,11 @@ fn df(
             None => unreachable!("every image has a result"),
         }
     }
-    let failed = results.iter().filter(|r| matches!(r, Some(Err(_)))).count();
-    if a.json {
-        output::json_out(&DfDoc {
-            filesystems: rows,
-            errors,
-        })?;
-    } else {
-        let mut table = vec![[
-            "Filesystem".to_string(),
-            if human { "Size" } else { "1K-blocks" }.into(),
-            "Used".into(),
-            "Available".into(),
-            "Use%".into(),
-        ]];
-        let n = |b: u64| {
-            if human {
-                human_size(b)
-            } else {
-                (b / 1024).to_string()
-            }
-        };
-        for r in &rows {
-            table.push([
-                format!("{}:{}", r.image, r.fs.device),
-                n(r.fs.size),
-                n(r.fs.used),
-                n(r.fs.available),
-                format!("{}%", r.fs.use_percent),
-            ]);
-        }
-        print_table(&table)?;
-        for e in &errors {
-            eprintln!("skiff: {}: {}", e.image, e.error);
-        }
-    }
+    sink.emit(Output::Df(DfReport {
+        human,
+        rows,
+        errors,
+    }))?;
     if failed > 0 {
         bail!(
             "{} ok, {failed} failed",
@@ -278,55 +162,6 @@ fn df(
         );
     }
     Ok(())
-}
-
-/// The first column left-aligned, the rest right-aligned, like df.
-fn print_table(rows: &[[String; 5]]) -> Result<()> {
-    let mut w = [0usize; 5];
-    for r in rows {
-        for (w, c) in w.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    for r in rows {
-        writeln!(
-            out,
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}",
-            safe(&r[0]),
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3],
-            w4 = w[4]
-        )?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// One image's run in `each`.
-struct Outcome {
-    ok: bool,
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// One line of `each --json`.
-#[derive(Serialize)]
-struct EachDoc {
-    image: String,
-    ok: bool,
-    exit_code: Option<i32>,
-    /// The command's own JSON document (or its text output when it is not JSON).
-    output: serde_json::Value,
-    /// The command's stderr (its error message), if any.
-    error: Option<String>,
 }
 
 /// Commands that make no sense once per image.
@@ -338,6 +173,7 @@ fn each(
     pool: bool,
     images: Vec<PathBuf>,
     cmd: Vec<String>,
+    sink: &mut dyn Sink,
 ) -> Result<()> {
     if !a.drives.is_empty() || a.rw {
         bail!("each takes the images as arguments (each DISK... -- COMMAND), without -a or --rw");
@@ -382,8 +218,9 @@ fn each(
     } else {
         None
     };
-    let work = |i: usize| -> Outcome {
+    let work = |i: usize| -> EachOutcome {
         let img = &images[i];
+        let image = img.display().to_string();
         let mut arg = std::ffi::OsString::from("--add=");
         arg.push(img.as_os_str());
         let mut child = Command::new(&exe);
@@ -404,7 +241,8 @@ fn each(
                     Some(session)
                 }
                 Err(e) => {
-                    return Outcome {
+                    return EachOutcome {
+                        image,
                         ok: false,
                         code: None,
                         stdout: Vec::new(),
@@ -415,13 +253,15 @@ fn each(
             },
         };
         match child.output() {
-            Ok(o) => Outcome {
+            Ok(o) => EachOutcome {
+                image,
                 ok: o.status.success(),
                 code: o.status.code(),
                 stdout: o.stdout,
                 stderr: o.stderr,
             },
-            Err(e) => Outcome {
+            Err(e) => EachOutcome {
+                image,
                 ok: false,
                 code: None,
                 stdout: Vec::new(),
@@ -430,56 +270,22 @@ fn each(
         }
     };
     let mut progress = Progress::new(images.len());
-    let mut first_error: Option<std::io::Error> = None;
-    run_parallel(images.len(), jobs, work, |i, o| {
+    let mut first_error: Option<anyhow::Error> = None;
+    run_parallel(images.len(), jobs, work, |_, o| {
         progress.clear();
-        let name = images[i].display().to_string();
-        if let Err(e) = print_outcome(&name, &o, a.json) {
+        let ok = o.ok;
+        if let Err(e) = sink.emit(Output::EachImage(o)) {
             first_error.get_or_insert(e);
         }
-        progress.tick(o.ok);
+        progress.tick(ok);
     });
     let (ok, failed) = (progress.ok(), progress.failed());
     progress.finish();
     if let Some(e) = first_error {
-        return Err(e).context("writing the output");
+        return Err(e.context("writing the output"));
     }
     if failed > 0 {
         bail!("{ok} ok, {failed} failed");
     }
-    eprintln!("{ok} ok, {failed} failed");
-    Ok(())
-}
-
-fn print_outcome(name: &str, o: &Outcome, json: bool) -> std::io::Result<()> {
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let err = text(&o.stderr);
-    if json {
-        let output = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|_| serde_json::Value::String(text(&o.stdout)));
-        let doc = EachDoc {
-            image: name.to_string(),
-            ok: o.ok,
-            exit_code: o.code,
-            output,
-            error: (!err.trim().is_empty()).then(|| err.trim_end().to_string()),
-        };
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &doc)?;
-        writeln!(out)?;
-        return out.flush();
-    }
-    let mut out = std::io::stdout().lock();
-    for line in text(&o.stdout).lines() {
-        writeln!(out, "{}: {}", safe(name), safe(line))?;
-    }
-    out.flush()?;
-    let mut e = std::io::stderr().lock();
-    for line in err.lines() {
-        writeln!(e, "{}: {}", safe(name), safe(line))?;
-    }
-    if !o.ok && err.trim().is_empty() {
-        writeln!(e, "{}: failed (exit status {:?})", safe(name), o.code)?;
-    }
-    Ok(())
+    sink.emit(Output::Summary { ok, failed })
 }

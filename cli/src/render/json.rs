@@ -1,167 +1,229 @@
-//! `--json` for the device and filesystem commands: one JSON document (one line) per
-//! command, built from [`skiff::json`]'s types (field names documented in the README's
-//! CLI reference). Byte-stream commands (`cat`, `pread`, `download GUEST -`,
-//! `pread-device`) write the raw bytes as without `--json`. Errors are not JSON: one
-//! `skiff: ...` line on stderr and a non-zero exit status, as always.
+//! `--json`: one JSON document (one line) per command, built from [`skiff::json`]'s
+//! types and a few of the CLI's own (`inspect`, `df`, `each`); field names are
+//! documented in the README's CLI reference. Byte-stream commands (`cat`, `pread`,
+//! `download GUEST -`, `pread-device`) write the raw bytes as without `--json`. Errors
+//! are not JSON: one `skiff: ...` line on stderr and a non-zero exit status, as always.
 
-use crate::commands::fs::{self as cli_fs, FsCmd};
-use crate::render::json_out as json;
-use anyhow::{Context, Result};
-use skiff::Session;
+use crate::commands::{EachOutcome, Output, Test};
+use crate::warnings;
+use anyhow::Result;
+use serde::Serialize;
+use skiff::df::DfEntry;
+use skiff::inspect::OsInfo;
 use skiff::json::{
     DevicesDoc, DoneDoc, FilesystemsDoc, LlDoc, LlEntry, MountsDoc, NamesDoc, PartitionDoc,
     PartitionsDoc, ReadlinkDoc, StatDoc, StatvfsDoc, TestDoc,
 };
-use skiff::wire::FileType;
-use std::io::{Read, Write};
+use std::io::Write;
 
-/// `devices --json`.
-pub fn devices(s: &Session) -> Result<()> {
-    json(&DevicesDoc::new(s.devices(), &s.chains()))
-}
-
-/// `mounts --json` (shell).
-pub fn mounts(s: &mut Session) -> Result<()> {
-    json(&MountsDoc {
-        mounts: &s.mounts()?,
-    })
-}
-
-fn test(path: &str) -> TestDoc<'_> {
-    TestDoc {
-        path,
-        exists: None,
-        is_file: None,
-        is_dir: None,
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-fn stdin_bytes() -> Result<Vec<u8>> {
-    let mut d = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut d)
-        .context("reading stdin")?;
-    Ok(d)
-}
-
-/// Runs one filesystem command on a mounted session, printing its JSON document.
-pub fn exec(s: &mut Session, cmd: FsCmd) -> Result<()> {
-    match cmd {
-        FsCmd::Partitions => json(&PartitionsDoc {
-            partitions: s.partitions()?.iter().map(PartitionDoc::from).collect(),
-        }),
-        FsCmd::Filesystems => json(&FilesystemsDoc {
-            filesystems: &s.filesystems()?,
-        }),
-        FsCmd::Ls { path } => json(&NamesDoc {
-            names: s.ls(&path)?,
-            path: &path,
-        }),
-        FsCmd::Find { path } => json(&NamesDoc {
-            names: s.find(&path)?,
-            path: &path,
-        }),
-        FsCmd::Ll { path } => {
-            let mut entries = Vec::new();
-            for e in s.read_dir(&path)? {
-                let link_target = if e.stat.file_type == FileType::Symlink {
-                    s.readlink(&join(&path, &e.name)).ok()
-                } else {
-                    None
-                };
-                entries.push(LlEntry {
-                    attrs: (&e.stat).into(),
-                    name: e.name,
-                    link_target,
-                });
-            }
-            json(&LlDoc {
-                path: &path,
-                entries,
-            })
-        }
-        FsCmd::Stat { path } => json(&StatDoc::new(&path, &s.stat(&path)?)),
-        FsCmd::Lstat { path } => json(&StatDoc::new(&path, &s.lstat(&path)?)),
-        FsCmd::Readlink { path } => json(&ReadlinkDoc {
-            target: &s.readlink(&path)?,
-            path: &path,
-        }),
-        FsCmd::Statvfs { path } => json(&StatvfsDoc {
-            statvfs: &s.statvfs(&path)?,
-            path: &path,
-        }),
-        FsCmd::Exists { path } => json(&TestDoc {
-            exists: Some(s.exists(&path)?),
-            ..test(&path)
-        }),
-        FsCmd::IsFile { path } => json(&TestDoc {
-            is_file: Some(s.is_file(&path)?),
-            ..test(&path)
-        }),
-        FsCmd::IsDir { path } => json(&TestDoc {
-            is_dir: Some(s.is_dir(&path)?),
-            ..test(&path)
-        }),
-        FsCmd::Download { guest, host } if host.as_os_str() != "-" => {
-            let f = std::fs::File::create(&host)
-                .with_context(|| format!("creating {}", host.display()))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            let n = s.download(&guest, &mut w)?;
-            w.flush()
-                .with_context(|| format!("writing {}", host.display()))?;
-            json(&DoneDoc::bytes(n))
-        }
+/// Writes `output`'s JSON document to `out`.
+pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
+    match output {
         // Raw bytes stay raw.
-        cmd @ (FsCmd::Cat { .. } | FsCmd::Download { .. } | FsCmd::Pread { .. }) => {
-            cli_fs::exec(s, cmd, false)
-        }
-        FsCmd::Write { path, content } => {
-            let n = if content == "-" {
-                s.upload(&mut std::io::stdin().lock(), &path)?
-            } else {
-                s.write_file(&path, content.as_bytes())?;
-                content.len() as u64
+        Output::Raw => Ok(()),
+        Output::Done { bytes: None } => json_to(out, &DoneDoc::ok()),
+        Output::Done { bytes: Some(n) } => json_to(out, &DoneDoc::bytes(n)),
+        Output::Devices { devices, chains } => json_to(out, &DevicesDoc::new(&devices, &chains)),
+        Output::Partitions(parts) => json_to(
+            out,
+            &PartitionsDoc {
+                partitions: parts.iter().map(PartitionDoc::from).collect(),
+            },
+        ),
+        Output::Filesystems(fs) => json_to(out, &FilesystemsDoc { filesystems: &fs }),
+        Output::Names { path, names } => json_to(out, &NamesDoc { path: &path, names }),
+        Output::Listing { path, entries } => json_to(
+            out,
+            &LlDoc {
+                path: &path,
+                entries: entries
+                    .into_iter()
+                    .map(|e| LlEntry {
+                        attrs: (&e.entry.stat).into(),
+                        name: e.entry.name,
+                        link_target: e.link_target,
+                    })
+                    .collect(),
+            },
+        ),
+        Output::Stat { path, stat } => json_to(out, &StatDoc::new(&path, &stat)),
+        Output::Readlink { path, target } => json_to(
+            out,
+            &ReadlinkDoc {
+                path: &path,
+                target: &target,
+            },
+        ),
+        Output::Statvfs { path, statvfs } => json_to(
+            out,
+            &StatvfsDoc {
+                path: &path,
+                statvfs: &statvfs,
+            },
+        ),
+        Output::Test { path, test, value } => {
+            let mut doc = TestDoc {
+                path: &path,
+                exists: None,
+                is_file: None,
+                is_dir: None,
             };
-            json(&DoneDoc::bytes(n))
+            *match test {
+                Test::Exists => &mut doc.exists,
+                Test::IsFile => &mut doc.is_file,
+                Test::IsDir => &mut doc.is_dir,
+            } = Some(value);
+            json_to(out, &doc)
         }
-        FsCmd::Append { path, content } => {
-            let data = if content == "-" {
-                stdin_bytes()?
-            } else {
-                content.into_bytes()
-            };
-            s.append(&path, &data)?;
-            json(&DoneDoc::bytes(data.len() as u64))
+        Output::Mounts(mounts) => json_to(out, &MountsDoc { mounts: &mounts }),
+        Output::Inspect(found) => json_to(
+            out,
+            &InspectDoc {
+                operating_systems: &found,
+            },
+        ),
+        Output::Df(report) => json_to(
+            out,
+            &DfDoc {
+                filesystems: report
+                    .rows
+                    .iter()
+                    .map(|r| DfRow {
+                        image: &r.image,
+                        fs: &r.fs,
+                    })
+                    .collect(),
+                errors: report
+                    .errors
+                    .iter()
+                    .map(|e| ImageError {
+                        image: &e.image,
+                        error: &e.error,
+                    })
+                    .collect(),
+            },
+        ),
+        Output::EachImage(o) => Ok(write_outcome(out, &o)?),
+        Output::Summary { ok, failed } => {
+            eprintln!("{ok} ok, {failed} failed");
+            Ok(())
         }
-        FsCmd::Upload { host, guest } => {
-            let n = if host.as_os_str() == "-" {
-                s.upload(&mut std::io::stdin().lock(), &guest)?
-            } else {
-                let mut f = std::fs::File::open(&host)
-                    .with_context(|| format!("opening {}", host.display()))?;
-                s.upload(&mut f, &guest)?
-            };
-            json(&DoneDoc::bytes(n))
+    }
+}
+
+/// Writes `v` as one line of JSON to `out`, with the pending warnings (if any) added to
+/// it as `"warnings"` when it is an object.
+fn json_to(out: &mut impl Write, v: &impl Serialize) -> Result<()> {
+    let pending = warnings::take();
+    if pending.is_empty() {
+        serde_json::to_writer(&mut *out, v)?;
+    } else {
+        let mut doc = serde_json::to_value(v)?;
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("warnings".into(), pending.into());
         }
-        // The other writes print nothing as text: run them, then report success.
-        cmd @ (FsCmd::Mkdir { .. }
-        | FsCmd::Rm { .. }
-        | FsCmd::Rmdir { .. }
-        | FsCmd::Mv { .. }
-        | FsCmd::Chmod { .. }
-        | FsCmd::Ln { .. }
-        | FsCmd::Truncate { .. }) => {
-            cli_fs::exec(s, cmd, false)?;
-            json(&DoneDoc::ok())
-        }
+        serde_json::to_writer(&mut *out, &doc)?;
+    }
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `inspect`: `{"operating_systems": [...]}`.
+#[derive(Serialize)]
+struct InspectDoc<'a> {
+    operating_systems: &'a [OsInfo],
+}
+
+/// One row of `df`: a filesystem of one image.
+#[derive(Serialize)]
+struct DfRow<'a> {
+    image: &'a str,
+    #[serde(flatten)]
+    fs: &'a DfEntry,
+}
+
+/// An image that could not be measured (`df`).
+#[derive(Serialize)]
+struct ImageError<'a> {
+    image: &'a str,
+    error: &'a str,
+}
+
+/// `df`: `{"filesystems": [...], "errors": [...]}`.
+#[derive(Serialize)]
+struct DfDoc<'a> {
+    filesystems: Vec<DfRow<'a>>,
+    errors: Vec<ImageError<'a>>,
+}
+
+/// One line of `each`.
+#[derive(Serialize)]
+struct EachDoc {
+    image: String,
+    ok: bool,
+    exit_code: Option<i32>,
+    /// The command's own JSON document (or its text output when it is not JSON).
+    output: serde_json::Value,
+    /// The command's stderr (its error message), if any.
+    error: Option<String>,
+}
+
+/// One image's run under `each`, as one line.
+fn write_outcome(out: &mut impl Write, o: &EachOutcome) -> std::io::Result<()> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let err = text(&o.stderr);
+    let output = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| serde_json::Value::String(text(&o.stdout)));
+    let doc = EachDoc {
+        image: o.image.clone(),
+        ok: o.ok,
+        exit_code: o.code,
+        output,
+        error: (!err.trim().is_empty()).then(|| err.trim_end().to_string()),
+    };
+    serde_json::to_writer(&mut *out, &doc)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(output: Output) -> String {
+        let mut out = Vec::new();
+        render(&mut out, output).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn documents() {
+        assert_eq!(rendered(Output::Raw), "");
+        assert_eq!(rendered(Output::Done { bytes: None }), "{\"ok\":true}\n");
+        assert_eq!(
+            rendered(Output::Done { bytes: Some(5) }),
+            "{\"ok\":true,\"bytes\":5}\n"
+        );
+        let test = |test, value| Output::Test {
+            path: "/a".into(),
+            test,
+            value,
+        };
+        assert_eq!(
+            rendered(test(Test::IsFile, false)),
+            "{\"path\":\"/a\",\"is_file\":false}\n"
+        );
+        assert_eq!(
+            rendered(test(Test::Exists, true)),
+            "{\"path\":\"/a\",\"exists\":true}\n"
+        );
+        assert_eq!(
+            rendered(Output::Names {
+                path: "/".into(),
+                names: vec!["etc".into()]
+            }),
+            "{\"path\":\"/\",\"names\":[\"etc\"]}\n"
+        );
     }
 }

@@ -1,0 +1,383 @@
+//! The launch options every subcommand shares (`-a DISK`, `--rw`, `-m`, `--backend`,
+//! ...) and what they turn into: a [`Session`] on a launched (or handed-down) appliance,
+//! with the guest's filesystems mounted as `-m` or inspection says.
+
+use crate::warnings;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use skiff::wire::Filesystem;
+use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, MountOptions, Session};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options for booting the appliance (accepted before or after the subcommand).
+#[derive(Args)]
+pub struct LaunchArgs {
+    /// Add a disk image: PATH[,format=raw|qcow2][,backing=allow] (format found from the
+    /// image header if omitted; an image naming a backing or data file is refused unless
+    /// backing=allow).
+    #[arg(short = 'a', long = "add", value_name = "DISK", global = true, value_parser = parse_drive)]
+    pub drives: Vec<Drive>,
+    /// Attach the disks writable (default: read-only).
+    #[arg(long, global = true)]
+    pub rw: bool,
+    /// Print qemu's command line and the appliance log on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128, global = true)]
+    pub memory: u32,
+    /// Mount DEV at MOUNTPOINT (default `/`) before a filesystem command; repeat for
+    /// more, in order. Without -m, the disks' only filesystem is mounted at `/`.
+    #[arg(short = 'm', long = "mount", value_name = "DEV[:MOUNTPOINT]", global = true,
+          value_parser = parse_mount)]
+    pub mounts: Vec<MountSpec>,
+    /// Extra appliance kernel command line (development: `skiff.test=...` knobs).
+    #[arg(long, value_name = "CMDLINE", global = true, hide = true)]
+    pub append: Option<String>,
+    /// Seconds the appliance may take to boot.
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, global = true)]
+    pub timeout: f64,
+    /// Print one JSON document (field names in README's CLI reference) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Where the appliance runs: `direct` (qemu child) or `libvirt` (transient domain).
+    /// Default: libvirt when --connect, -d or --volume is given, else direct.
+    #[arg(long, value_name = "BACKEND", global = true,
+          value_parser = ["direct", "libvirt"])]
+    pub backend: Option<String>,
+    /// libvirt connection URI (e.g. qemu:///system, qemu+ssh://host/system).
+    #[arg(short = 'c', long = "connect", value_name = "URI", global = true)]
+    pub connect: Option<String>,
+    /// Add the disks of libvirt guest DOMAIN (name or UUID); read-only unless --rw, and
+    /// --rw is refused while the guest runs.
+    #[arg(short = 'd', long = "domain", value_name = "DOMAIN", global = true)]
+    pub domain: Option<String>,
+    /// Add libvirt storage volume POOL/VOLUME (path and format from libvirt).
+    #[arg(long = "volume", value_name = "POOL/VOLUME", global = true)]
+    pub volumes: Vec<String>,
+    /// Internal (`each --pool`): use the pre-booted appliance whose RPC channel the
+    /// parent skiff handed down as this fd, with the -a disks already attached in order,
+    /// instead of launching one.
+    #[arg(long, value_name = "FD", global = true, hide = true)]
+    pub inherit_appliance: Option<i32>,
+}
+
+/// One `-a PATH[,format=...][,backing=...]`.
+#[derive(Clone)]
+pub struct Drive {
+    pub path: PathBuf,
+    pub format: Option<Format>,
+    pub backing: BackingPolicy,
+}
+
+/// `PATH[,format=raw|qcow2][,backing=allow|refuse]` (options in any order). A trailing
+/// part that is not a known option stays in the path.
+fn parse_drive(s: &str) -> Result<Drive, String> {
+    let mut d = Drive {
+        path: PathBuf::new(),
+        format: None,
+        backing: BackingPolicy::Refuse,
+    };
+    let mut rest = s;
+    while let Some((head, opt)) = rest.rsplit_once(',') {
+        if let Some(f) = opt.strip_prefix("format=") {
+            d.format = Some(f.parse()?);
+        } else if let Some(b) = opt.strip_prefix("backing=") {
+            d.backing = match b {
+                "allow" => BackingPolicy::Allow,
+                "refuse" => BackingPolicy::Refuse,
+                other => return Err(format!("backing={other}: expected allow or refuse")),
+            };
+        } else {
+            break;
+        }
+        rest = head;
+    }
+    if rest.is_empty() {
+        return Err("empty disk path".into());
+    }
+    d.path = rest.into();
+    Ok(d)
+}
+
+/// One `-m DEV[:MOUNTPOINT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub device: String,
+    pub mountpoint: String,
+}
+
+/// `DEV` (mounted at `/`) or `DEV:MOUNTPOINT`.
+fn parse_mount(s: &str) -> Result<MountSpec, String> {
+    let (device, mountpoint) = match s.split_once(':') {
+        Some((d, m)) => (d, m),
+        None => (s, "/"),
+    };
+    if device.is_empty() {
+        return Err(format!("{s:?}: empty device"));
+    }
+    if !mountpoint.starts_with('/') {
+        return Err(format!("{s:?}: the mountpoint must be an absolute path"));
+    }
+    Ok(MountSpec {
+        device: device.into(),
+        mountpoint: mountpoint.into(),
+    })
+}
+
+/// Launches the appliance `a` describes (or takes over the one handed down with
+/// `--inherit-appliance`).
+pub fn launch(a: &LaunchArgs) -> Result<Session> {
+    if let Some(fd) = a.inherit_appliance {
+        return adopt(a, fd);
+    }
+    let mut b = base_builder(a)?;
+    for d in &a.drives {
+        b = b.add_drive(
+            &d.path,
+            DriveOptions {
+                format: d.format,
+                readonly: !a.rw,
+                backing: d.backing,
+            },
+        );
+    }
+    for (path, options) in libvirt_drives(a)? {
+        b = b.add_drive(path, options);
+    }
+    Ok(b.launch()?)
+}
+
+/// The session on an appliance handed down by `each --pool` (see `--inherit-appliance`).
+fn adopt(a: &LaunchArgs, fd: i32) -> Result<Session> {
+    if a.domain.is_some() || !a.volumes.is_empty() {
+        bail!("--inherit-appliance takes -a disks only");
+    }
+    let stream = skiff::process::inherited_socket(fd)?;
+    let readonly = vec![!a.rw; a.drives.len()];
+    let s = Session::adopt(stream, readonly, skiff::appliance::DEFAULT_CALL_TIMEOUT)?;
+    if s.devices().len() != a.drives.len() {
+        bail!(
+            "the inherited appliance has {} disk(s), {} were named with -a",
+            s.devices().len(),
+            a.drives.len()
+        );
+    }
+    Ok(s)
+}
+
+/// The disks named by -d DOMAIN and --volume POOL/VOLUME, looked up through libvirt.
+fn libvirt_drives(a: &LaunchArgs) -> Result<Vec<(PathBuf, DriveOptions)>> {
+    if a.domain.is_none() && a.volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uri = a.connect.as_deref();
+    // A guest's chain is its administrator's definition: followed, still checked by
+    // skiff (no protocols, explicit formats, no loops). A volume's header is not.
+    let mut found = Vec::new();
+    if let Some(d) = &a.domain {
+        for g in skiff::libvirt::domain_drives(uri, d, a.rw)? {
+            found.push((g, BackingPolicy::Allow));
+        }
+    }
+    for v in &a.volumes {
+        found.push((
+            skiff::libvirt::volume_drive(uri, v, !a.rw)?,
+            BackingPolicy::Refuse,
+        ));
+    }
+    Ok(found
+        .into_iter()
+        .map(|(g, backing)| {
+            let o = DriveOptions {
+                format: Some(g.format),
+                readonly: g.readonly,
+                backing,
+            };
+            (g.path, o)
+        })
+        .collect())
+}
+
+/// The launch settings of `a` without its disks.
+pub fn base_builder(a: &LaunchArgs) -> Result<Builder> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let mut b = Appliance::builder()
+        .memory_mib(a.memory)
+        .timeout(Duration::from_secs_f64(a.timeout))
+        .verbose(a.verbose);
+    if let Some(c) = &a.append {
+        b = b.kernel_cmdline(c);
+    }
+    let libvirt_wanted = a.connect.is_some() || a.domain.is_some() || !a.volumes.is_empty();
+    let backend = a
+        .backend
+        .as_deref()
+        .unwrap_or(if libvirt_wanted { "libvirt" } else { "direct" });
+    b = b.backend(skiff::Backend::parse(backend, a.connect.clone())?);
+    Ok(b)
+}
+
+/// A filesystem skiff could be asked to mount (not a partition it cannot read, swap,
+/// or a container like LUKS/LVM).
+fn is_mountable(f: &Filesystem) -> bool {
+    !matches!(
+        f.fstype.as_str(),
+        "unknown" | "swap" | "crypto_LUKS" | "LVM2_member"
+    )
+}
+
+/// Which mounts to make, in order: the `-m` options as given, or, without any, the one
+/// filesystem on the disks at `/`, or with several, the OS found by inspection mounted
+/// the way it mounts itself ([`skiff::inspect::mount_plan`]).
+pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<MountSpec>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let all = session.filesystems().context("listing the filesystems")?;
+    let found: Vec<&Filesystem> = all.iter().filter(|f| is_mountable(f)).collect();
+    match found.as_slice() {
+        [one] => Ok(vec![MountSpec {
+            device: one.device.clone(),
+            mountpoint: "/".into(),
+        }]),
+        [] => {
+            let listed: Vec<String> = all
+                .iter()
+                .map(|f| format!("{} ({})", f.device, f.fstype))
+                .collect();
+            bail!(
+                "no filesystem found to mount (devices: {}); use -m DEV[:MOUNTPOINT]",
+                if listed.is_empty() {
+                    "none".to_string()
+                } else {
+                    listed.join(", ")
+                }
+            )
+        }
+        many => {
+            // Several filesystems: mount the guest the way it mounts itself (inspection:
+            // the OS root at /, then its fstab entries, shallowest first).
+            let found = skiff::inspect::inspect_os(session).context("inspecting the disks")?;
+            if let Some(os) = found.first() {
+                let plan = skiff::inspect::mount_plan(os);
+                return Ok(plan
+                    .into_iter()
+                    .map(|(device, mountpoint)| MountSpec { device, mountpoint })
+                    .collect());
+            }
+            let listed: Vec<String> = many
+                .iter()
+                .map(|f| format!("{} ({})", f.device, f.fstype))
+                .collect();
+            bail!(
+                "the disks hold {} filesystems: {}; choose with -m DEV[:MOUNTPOINT] \
+                 (e.g. -m {})",
+                many.len(),
+                listed.join(", "),
+                many[0].device
+            )
+        }
+    }
+}
+
+/// Makes the mounts [`plan_mounts`] decides (read-write with `--rw`). Mounts named with
+/// `-m`, and the root of an inspected guest, must succeed. The guest's other fstab
+/// entries are forgiving, as with `virt-cat` and `guestfish -i`: one that fails (missing
+/// mountpoint directory, unreadable or unsupported filesystem, absent device) is a
+/// warning ([`warnings::warn`]) and the command goes on.
+pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
+    let from_inspection = a.mounts.is_empty();
+    for (i, m) in plan_mounts(s, &a.mounts)?.into_iter().enumerate() {
+        let opts = MountOptions {
+            readonly: !a.rw,
+            fstype: None,
+        };
+        let r = s
+            .mount(&m.device, &m.mountpoint, opts)
+            .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint));
+        match r {
+            Err(e) if from_inspection && i > 0 && !is_fatal(&e) => {
+                warnings::warn(format!(
+                    "some filesystems could not be mounted (ignored): {e:#}"
+                ));
+            }
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+/// Errors after which the session cannot go on (the appliance is gone), as opposed to a
+/// refusal of one mount.
+fn is_fatal(e: &anyhow::Error) -> bool {
+    !matches!(
+        e.downcast_ref::<skiff::Error>(),
+        Some(skiff::Error::Remote(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drive_specs() {
+        let d = parse_drive("a.img").unwrap();
+        assert_eq!(d.path, PathBuf::from("a.img"));
+        assert_eq!(d.format, None);
+        let d = parse_drive("/x/a,b.qcow2,format=qcow2").unwrap();
+        assert_eq!(d.path, PathBuf::from("/x/a,b.qcow2"));
+        assert_eq!(d.format, Some(Format::Qcow2));
+        let d = parse_drive("weird,name").unwrap();
+        assert_eq!(d.path, PathBuf::from("weird,name"));
+        assert!(parse_drive("a.img,format=vmdk").is_err());
+        assert!(parse_drive(",format=raw").is_err());
+        assert_eq!(d.backing, BackingPolicy::Refuse);
+        for spec in [
+            "t.qcow2,backing=allow,format=qcow2",
+            "t.qcow2,format=qcow2,backing=allow",
+        ] {
+            let d = parse_drive(spec).unwrap();
+            assert_eq!(d.path, PathBuf::from("t.qcow2"));
+            assert_eq!(d.format, Some(Format::Qcow2));
+            assert_eq!(d.backing, BackingPolicy::Allow);
+        }
+        assert!(parse_drive("t.qcow2,backing=yes").is_err());
+    }
+
+    #[test]
+    fn mount_specs() {
+        assert_eq!(
+            parse_mount("/dev/sda2").unwrap(),
+            MountSpec {
+                device: "/dev/sda2".into(),
+                mountpoint: "/".into()
+            }
+        );
+        assert_eq!(
+            parse_mount("/dev/sda1:/boot/efi").unwrap().mountpoint,
+            "/boot/efi"
+        );
+        assert!(parse_mount(":/x").is_err());
+        assert!(parse_mount("/dev/sda1:boot").is_err());
+    }
+
+    #[test]
+    fn mountable() {
+        let f = |t: &str| Filesystem {
+            device: "/dev/sda".into(),
+            fstype: t.into(),
+            label: None,
+            uuid: None,
+            size: 0,
+        };
+        assert!(is_mountable(&f("ext4")));
+        assert!(is_mountable(&f("vfat")));
+        assert!(!is_mountable(&f("unknown")));
+        assert!(!is_mountable(&f("swap")));
+    }
+}
