@@ -30,6 +30,7 @@ pub(crate) fn launch(b: &Builder) -> Result<Launched> {
             spawned.qemu,
             spawned.qmp.map(|q| (q, spawned.ports)),
             b.drives.len(),
+            b.verbose,
         )),
         readonly,
         images: spawned.images,

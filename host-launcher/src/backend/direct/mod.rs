@@ -37,6 +37,8 @@ pub(crate) struct DirectHandle {
     cold: usize,
     /// The hotplug state, once the monitor is connected.
     hot: Option<hotplug::QmpHotplug>,
+    /// qemu's output is echoed to stderr (`Builder::verbose`).
+    verbose: bool,
 }
 
 impl DirectHandle {
@@ -44,12 +46,14 @@ impl DirectHandle {
         qemu: Qemu,
         monitor: Option<(UnixStream, Vec<String>)>,
         cold: usize,
+        verbose: bool,
     ) -> DirectHandle {
         DirectHandle {
             qemu,
             monitor,
             cold,
             hot: None,
+            verbose,
         }
     }
 }
@@ -73,7 +77,14 @@ impl BackendHandle for DirectHandle {
     fn wait_poweroff(&mut self, limit: Duration) -> Result<()> {
         let q = &mut self.qemu;
         match q.wait_timeout(limit) {
-            Some(s) if s.code() == Some(EXIT_CLEAN) => Ok(()),
+            Some(s) if s.code() == Some(EXIT_CLEAN) => {
+                if self.verbose {
+                    // Let the echo of qemu's output catch up before the caller goes on
+                    // (and perhaps exits): the log threads may lag on a busy machine.
+                    q.final_log();
+                }
+                Ok(())
+            }
             Some(s) => Err(exit_error(q, s)),
             None => {
                 q.kill();
