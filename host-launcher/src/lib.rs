@@ -1,6 +1,6 @@
 //! skiff: look inside and change VM disk images through a tiny Rust appliance booted
-//! under qemu. This is the library (the product's API); the `skiff` binary is a thin CLI
-//! over it.
+//! under qemu. This is the library (the product's API); the `skiff` command (crate
+//! `skiff-cli`, in `cli/`) and other front-ends are thin layers over it.
 //!
 //! ```no_run
 //! use skiff::{Appliance, DriveOptions};
@@ -14,6 +14,54 @@
 //! s.shutdown()?;
 //! # Ok::<(), skiff::Error>(())
 //! ```
+//!
+//! # Where things are
+//!
+//! Each folder of `src/` is one concern; dependencies point down this list
+//! (`appliance` → `backend`/`session` → `images`, `confine` → `error`).
+//!
+//! ```text
+//! lib.rs              this map; the public names
+//! appliance.rs        Appliance::builder(), Builder, DriveOptions: what to launch
+//! error.rs            Error: every failure, typed
+//! backend/            where the appliance runs: the Backend choice and BackendHandle,
+//!   mod.rs              the one abstraction (launch → handle: teardown, hotplug)
+//!   accel.rs            KVM or TCG
+//!   kernel.rs           the appliance kernel embedded by build.rs (memfd)
+//!   direct/             qemu as our child
+//!     launch.rs           command line and spawn (fds, root ports, confinement args)
+//!     mod.rs              DirectHandle: power-off wait, exit status, crashes, kill
+//!     qemu.rs             machine profiles, -blockdev/-add-fd arguments for a chain
+//!     qmp.rs              QMP client (add-fd over SCM_RIGHTS, events)
+//!     hotplug.rs          hot-add/remove over QMP
+//!   libvirt/            a transient libvirt domain (feature `libvirt`)
+//!     launch.rs           domain creation, VirtGuest (the handle), kernel placement
+//!     hotplug.rs          attach/detach on the domain's root ports
+//!     stream.rs           the channel over a libvirt stream
+//!     guests.rs, xml.rs   -d DOMAIN, --volume POOL/VOL; domain and volume XML
+//! session/            a running appliance: Session
+//!   mod.rs              Hello, shutdown, per-slot bookkeeping, failures, Drop
+//!   channel.rs          frames over the socket, with deadlines
+//!   calls.rs            call/submit/complete (ids, timeouts, pipelining)
+//!   device.rs           devices, rescan, pread_device/pwrite_device
+//!   fs.rs               partitions, mounts, file calls (MountOptions)
+//!   hotplug.rs          add_drive/remove_drive: policy and bookkeeping (HotDrive)
+//! images/             disk images opened by skiff: format detection, backing chains
+//!   mod.rs              OpenedImage, BackingPolicy, header checks (before and after)
+//!   format.rs           Format (raw, qcow2) and its detection
+//! confine/            what keeps qemu in its box
+//!   mod.rs              seccomp sandbox, own uid, empty chroot
+//!   process.rs          the qemu child: keeper thread, PDEATHSIG, logs, fd handoff
+//! inspect/            operating-system inspection (inspect_os, mount_plan)
+//! bulk/               many images: each (parallel runs), df, pool (Pool, SharedReader)
+//! json.rs             the JSON documents of front-ends' --json output
+//! ```
+//!
+//! A change to how qemu is started goes to `backend/direct/`; to libvirt, to
+//! `backend/libvirt/`; a new call to `session/`; a new image check to `images/`; a new
+//! backend is a module under `backend/` with a `launch` and a [`BackendHandle`].
+//!
+//! [`BackendHandle`]: backend::BackendHandle
 
 pub mod appliance;
 pub mod backend;
