@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-10}"
 uri="${SKIFF_BENCH_URI:-qemu:///system}"
-cargo build --release -q -p skiff-cli --features libvirt
+cargo build --release -q -p skiff-cli
 skiff="${CARGO_TARGET_DIR:-target}/release/skiff"
 source tests/libvirtd.sh
 libvirtd_start

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what skiff needs on a fresh Debian 12 machine, and only what is missing:
-# qemu 10 (bookworm-backports), the image tools used as test oracles, and the
+# qemu 10 (bookworm-backports), libvirt's headers and pkg-config (the default build has
+# the libvirt backend and links libvirt), the image tools used as test oracles, and the
 # x86_64-unknown-none Rust target. Safe to run again; prints what it does.
-#   SKIFF_DEPS_LIBVIRT=1   also install libvirt (daemon + dev headers)
+#   SKIFF_DEPS_LIBVIRT=1   also install the libvirt daemon (libvirt-daemon-system), which
+#                          the libvirt backend's tests use (tests/run.sh sets it; =0 there
+#                          skips the daemon)
 #   SKIFF_DEPS_BENCH=1     also install libguestfs-tools (side-by-side benchmarks only)
 set -euo pipefail
 
@@ -35,10 +38,12 @@ have db5.3_load || pkgs+=(db5.3-util)
 have hivexregedit || pkgs+=(libwin-hivex-perl)
 /usr/bin/python3 -c 'import hivex' >/dev/null 2>&1 || pkgs+=(python3-hivex)
 have file || pkgs+=(file)
+# The libvirt backend is in the default build: skiff links libvirt (libvirt0 comes with
+# libvirt-dev). `cargo build --no-default-features` needs neither.
+[ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)
+have pkg-config || pkgs+=(pkg-config)
 if [ "${SKIFF_DEPS_LIBVIRT:-0}" = 1 ]; then
   have libvirtd || pkgs+=(libvirt-daemon-system)
-  [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)
-  have pkg-config || pkgs+=(pkg-config)
 fi
 if [ "${SKIFF_DEPS_BENCH:-0}" = 1 ]; then
   have guestfish || pkgs+=(libguestfs-tools)

@@ -83,6 +83,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// The default build of the command has the libvirt backend (its `default` features
+    /// name `libvirt`); `--no-default-features` builds one without.
+    #[test]
+    fn default_build_has_the_libvirt_backend() {
+        let manifest = include_str!("../Cargo.toml");
+        let features = manifest
+            .split("\n[features]\n")
+            .nth(1)
+            .expect("a [features] table");
+        let default = features
+            .lines()
+            .find_map(|l| l.strip_prefix("default = "))
+            .expect("a default feature list");
+        assert!(default.contains("\"libvirt\""), "{default}");
+        assert_eq!(
+            skiff::Backend::libvirt_available(),
+            cfg!(feature = "libvirt")
+        );
+    }
+
     #[test]
     fn cli_parses() {
         use clap::CommandFactory;

@@ -243,3 +243,33 @@ fn verbose_shows_command_line_and_log() {
     assert!(e.contains("pci: Ecam configuration access"), "{e}");
     assert!(o.stdout.is_empty());
 }
+
+/// This build's libvirt backend: the default build has it (asking libvirt's built-in
+/// test driver, which needs no daemon, for a guest that does not exist reaches libvirt);
+/// a `--no-default-features` build says clearly that it has none.
+#[test]
+fn libvirt_backend_in_this_build() {
+    let o = skiff(
+        &["devices", "-c", "test:///default", "-d", "no-such-guest"],
+        &[],
+        b"",
+    );
+    if cfg!(feature = "libvirt") {
+        assert_one_line_error(&o, "no domain named or with UUID 'no-such-guest'");
+        assert!(!stderr(&o).contains("without libvirt"), "{}", stderr(&o));
+    } else {
+        assert_one_line_error(&o, "this skiff was built without libvirt support");
+    }
+    let o = skiff(
+        &["devices", "--backend", "libvirt", "-c", "bogus:///"],
+        &[],
+        b"",
+    );
+    assert!(!o.status.success());
+    assert_eq!(
+        stderr(&o).contains("without libvirt support"),
+        !cfg!(feature = "libvirt"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -254,3 +254,50 @@ impl BackendHandle for Detached {
         String::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The features `default = [...]` names in a Cargo.toml.
+    pub(crate) fn default_features(manifest: &str) -> Vec<String> {
+        let features = manifest
+            .split("\n[features]\n")
+            .nth(1)
+            .expect("a [features] table");
+        let line = features
+            .lines()
+            .take_while(|l| !l.starts_with('['))
+            .find_map(|l| l.strip_prefix("default = "))
+            .expect("a default feature list");
+        line.trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|f| f.trim().trim_matches('"').to_string())
+            .filter(|f| !f.is_empty())
+            .collect()
+    }
+
+    /// The libvirt backend is part of the default build (the README's install and demo
+    /// commands build that); `--no-default-features` leaves it out.
+    #[test]
+    fn default_build_has_the_libvirt_backend() {
+        let manifest = include_str!("../../Cargo.toml");
+        assert!(
+            default_features(manifest).contains(&"libvirt".to_string()),
+            "{manifest}"
+        );
+        assert_eq!(Backend::libvirt_available(), cfg!(feature = "libvirt"));
+    }
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(Backend::parse("direct", None).unwrap(), Backend::Direct);
+        assert_eq!(
+            Backend::parse("libvirt", Some("qemu:///system".into())).unwrap(),
+            Backend::Libvirt {
+                uri: Some("qemu:///system".into())
+            }
+        );
+        assert!(matches!(Backend::parse("xen", None), Err(Error::Config(_))));
+    }
+}

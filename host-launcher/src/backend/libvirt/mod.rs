@@ -13,9 +13,9 @@
 //! - `guests`: disks of existing guests and storage volumes.
 //! - [`xml`]: the domain XML skiff writes and the guest/volume XML it reads.
 //!
-//! Built with the `libvirt` cargo feature (links libvirt). A build without it has the
-//! same API, and choosing the backend, a domain or a volume is a clear error
-//! ([`not_built`]).
+//! Built with the `libvirt` cargo feature (on by default; links libvirt). A build
+//! without it (`--no-default-features`) has the same API, and choosing the backend, a
+//! domain or a volume is a clear error ([`not_built`]).
 
 #[cfg(feature = "libvirt")]
 mod guests;
@@ -90,6 +90,8 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
 /// The error for libvirt features in a build without them.
 pub fn not_built() -> Error {
     Error::Config(
-        "this skiff was built without libvirt support (rebuild with --features libvirt)".into(),
+        "this skiff was built without libvirt support (its libvirt feature, on by default, \
+         was turned off with --no-default-features)"
+            .into(),
     )
 }
