@@ -216,7 +216,7 @@ def main():
     ap.add_argument("--keep", default=os.path.join(ROOT, "fuzz", "mutate-failures"))
     a = ap.parse_args()
     if not os.access(SKIFF, os.X_OK):
-        sys.exit(f"{SKIFF} is missing: cargo build --release -p host-launcher")
+        sys.exit(f"{SKIFF} is missing: cargo build --release -p skiff-cli")
     work = tempfile.mkdtemp(prefix="skiff-mutate-")
     try:
         base = [(n, open(p, "rb").read()) for n, p in bases(work)]
