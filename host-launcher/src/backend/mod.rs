@@ -1,5 +1,5 @@
 //! Where the appliance runs. A [`Backend`] (the caller's choice on the
-//! [`Builder`](crate::Builder)) launches the appliance and hands back the RPC channel
+//! [`Builder`](crate::Builder::backend)) launches the appliance and hands back the RPC channel
 //! and a [`BackendHandle`]; the [`Session`](crate::Session) holds both and knows
 //! nothing else about the backend. Everything that differs between backends lives in
 //! the handle: how the appliance is torn down (power-off wait, kill, exit status, log),
@@ -13,7 +13,7 @@
 //!   ([`Session::adopt`](crate::Session::adopt)); that process owns it.
 //!
 //! A new backend is a variant of [`Backend`], a module with a `launch` returning
-//! [`Launched`], and a [`BackendHandle`] (plus [`Hotplug`] if it can add disks).
+//! `Launched`, and a [`BackendHandle`] (plus [`Hotplug`] if it can add disks).
 //! [`accel`] and [`kernel`] are shared by the backends: the accelerator choice and the
 //! appliance kernel embedded in the library.
 

@@ -4,7 +4,7 @@
 //! a QMP monitor on a socketpair ([`qmp`], [`hotplug`]).
 //!
 //! - `launch`: the command line and the spawn.
-//! - [`DirectHandle`] (here): the running qemu: power-off wait, kill, exit status and
+//! - `DirectHandle` (here): the running qemu: power-off wait, kill, exit status and
 //!   log, and what a broken channel means (qemu's exit status tells a crash from a
 //!   clean exit).
 

@@ -6,7 +6,7 @@
 //! (`--volume POOL/VOLUME`), and disk hotplug (`Builder::hotplug(true)`:
 //! `Session::add_drive`/`remove_drive` through `virDomainAttachDevice`/`DetachDeviceAlias`).
 //!
-//! - `launch`: the domain's creation and [`VirtGuest`](launch::VirtGuest), the handle
+//! - `launch`: the domain's creation and `VirtGuest`, the handle
 //!   (power-off wait, destroy, log).
 //! - `hotplug`: attach and detach of disks on the domain's root ports.
 //! - `stream`: the channel bridged from a libvirt stream to a socketpair.
