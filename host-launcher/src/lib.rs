@@ -52,7 +52,9 @@
 //! confine/            what keeps qemu in its box
 //!   mod.rs              seccomp sandbox, own uid, empty chroot
 //!   process.rs          the qemu child: keeper thread, PDEATHSIG, logs, fd handoff
-//! inspect/            operating-system inspection (inspect_os, mount_plan)
+//! inspect/            operating-system inspection
+//!   mod.rs              inspect_os, mount_plan (host side, over file calls)
+//!   calls.rs            Session::applications, windows_facts (computed in the appliance)
 //! bulk/               many images: each (parallel runs), df, pool (Pool, SharedReader)
 //! json.rs             the JSON documents of front-ends' --json output
 //! ```
@@ -72,7 +74,6 @@ pub mod images;
 pub mod inspect;
 pub mod json;
 pub mod session;
-pub mod session_inspect;
 
 // The modules' former places (before the layout above), for callers.
 pub use backend::direct::{qemu, qmp};
@@ -80,6 +81,7 @@ pub use backend::{accel, kernel, libvirt};
 pub use bulk::{df, each, pool};
 pub use confine::process;
 pub use images::format;
+pub use inspect::calls as session_inspect;
 pub use session::{channel, fs, hotplug};
 
 pub use accel::Accel;

@@ -8,6 +8,8 @@
 //! bounded ([`clean`]), nothing is executed or interpreted beyond these parsers, and
 //! paths are only ever resolved by the appliance inside the guest's own filesystem.
 
+pub mod calls;
+
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::session::fs::MountOptions;
