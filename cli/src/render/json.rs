@@ -8,6 +8,7 @@ use crate::commands::{EachOutcome, Output, Test};
 use crate::warnings;
 use anyhow::Result;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use skiff::df::DfEntry;
 use skiff::inspect::OsInfo;
 use skiff::json::{
@@ -112,21 +113,27 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
 }
 
 /// Writes `v` as one line of JSON to `out`, with the pending warnings (if any) added to
-/// it as `"warnings"` when it is an object.
+/// it as a last field, `"warnings"`, when it is an object.
 fn json_to(out: &mut impl Write, v: &impl Serialize) -> Result<()> {
-    let pending = warnings::take();
-    if pending.is_empty() {
-        serde_json::to_writer(&mut *out, v)?;
-    } else {
-        let mut doc = serde_json::to_value(v)?;
-        if let Some(o) = doc.as_object_mut() {
-            o.insert("warnings".into(), pending.into());
-        }
-        serde_json::to_writer(&mut *out, &doc)?;
-    }
-    writeln!(out)?;
+    let doc = with_warnings(serde_json::to_string(v)?, &warnings::take())?;
+    writeln!(out, "{doc}")?;
     out.flush()?;
     Ok(())
+}
+
+/// `doc` (one JSON document) with `"warnings": [...]` appended as its last field when
+/// there are any and it is an object; its own fields keep their order. (Spliced into the
+/// text rather than through `serde_json::Value`, whose map sorts keys unless serde_json's
+/// `preserve_order` feature is on, and that feature would be switched on for the whole
+/// workspace, changing other crates' `Value`s too.)
+fn with_warnings(doc: String, pending: &[String]) -> Result<String> {
+    if pending.is_empty() || !doc.starts_with('{') || !doc.ends_with('}') {
+        return Ok(doc);
+    }
+    let body = &doc[1..doc.len() - 1];
+    let sep = if body.is_empty() { "" } else { "," };
+    let list = serde_json::to_string(pending)?;
+    Ok(format!("{{{body}{sep}\"warnings\":{list}}}"))
 }
 
 /// `inspect`: `{"operating_systems": [...]}`.
@@ -164,9 +171,18 @@ struct EachDoc {
     ok: bool,
     exit_code: Option<i32>,
     /// The command's own JSON document (or its text output when it is not JSON).
-    output: serde_json::Value,
+    output: EachOutput,
     /// The command's stderr (its error message), if any.
     error: Option<String>,
+}
+
+/// A child's stdout in `each --json`: its JSON document as it wrote it (field order
+/// and all), or its text.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EachOutput {
+    Json(Box<RawValue>),
+    Text(String),
 }
 
 /// One image's run under `each`, as one line.
@@ -174,7 +190,8 @@ fn write_outcome(out: &mut impl Write, o: &EachOutcome) -> std::io::Result<()> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let err = text(&o.stderr);
     let output = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|_| serde_json::Value::String(text(&o.stdout)));
+        .map(EachOutput::Json)
+        .unwrap_or_else(|_| EachOutput::Text(text(&o.stdout)));
     let doc = EachDoc {
         image: o.image.clone(),
         ok: o.ok,
@@ -195,6 +212,49 @@ mod tests {
         let mut out = Vec::new();
         render(&mut out, output).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn each_keeps_the_child_document() {
+        let o = |stdout: &[u8]| EachOutcome {
+            image: "a.img".into(),
+            ok: true,
+            code: Some(0),
+            stdout: stdout.to_vec(),
+            stderr: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_outcome(&mut out, &o(b"{\"path\":\"/\",\"names\":[]}\n")).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"image\":\"a.img\",\"ok\":true,\"exit_code\":0,\
+             \"output\":{\"path\":\"/\",\"names\":[]},\"error\":null}\n"
+        );
+        let mut out = Vec::new();
+        write_outcome(&mut out, &o(b"not json\n")).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("\"output\":\"not json\\n\"")
+        );
+    }
+
+    #[test]
+    fn warnings_come_last() {
+        let w = ["fstab: /boot/efi: not found".to_string()];
+        assert_eq!(
+            with_warnings("{\"path\":\"/etc\",\"names\":[\"a\"]}".into(), &w).unwrap(),
+            "{\"path\":\"/etc\",\"names\":[\"a\"],\"warnings\":[\"fstab: /boot/efi: not found\"]}"
+        );
+        assert_eq!(
+            with_warnings("{}".into(), &w).unwrap(),
+            "{\"warnings\":[\"fstab: /boot/efi: not found\"]}"
+        );
+        assert_eq!(with_warnings("[1]".into(), &w).unwrap(), "[1]");
+        assert_eq!(
+            with_warnings("{\"ok\":true}".into(), &[]).unwrap(),
+            "{\"ok\":true}"
+        );
     }
 
     #[test]
