@@ -115,11 +115,17 @@ def bases(work):
             out.append(("btrfs", b))
         except subprocess.CalledProcessError:
             pass
-    if have("mkntfs") and have("ntfscp"):
+    if have("mkntfs") and have("ntfs-3g"):
         n = img("ntfs.img", 4 << 20)
+        mnt = os.path.join(work, "ntfs-mnt")
+        os.makedirs(mnt, exist_ok=True)
         try:
             sh("mkntfs", "-F", "-Q", "-q", "-c", "512", n)
-            sh("ntfscp", "-f", n, os.path.join(src, "etc/hostname"), "hostname")
+            sh("ntfs-3g", n, mnt)
+            try:
+                sh("cp", "-a", src + "/.", mnt)
+            finally:
+                subprocess.run(["umount", mnt], capture_output=True)
             out.append(("ntfs", n))
         except subprocess.CalledProcessError:
             pass
@@ -137,7 +143,9 @@ def bases(work):
             rep = subprocess.run(["pvs", *cfg, "--noheadings", "-o", "pe_start", "--units", "b",
                                   "--nosuffix", loop], capture_output=True, text=True, env=env)
             start = int(rep.stdout.split()[0])
-            sh("vgchange", *cfg, "-an", vg, env=env)
+            # Detach first: the VG's metadata must stay in the image (no vgremove).
+            subprocess.run(["losetup", "-d", loop], capture_output=True)
+            loop = None
             with open(p, "r+b") as f, open(ext4, "rb") as e:
                 f.seek(start)
                 f.write(e.read())
@@ -145,8 +153,12 @@ def bases(work):
         except (subprocess.CalledProcessError, ValueError, IndexError):
             pass
         finally:
-            subprocess.run(["vgremove", *cfg, "-f", "-y", vg], capture_output=True, env=env)
-            subprocess.run(["losetup", "-d", loop], capture_output=True)
+            if loop:
+                subprocess.run(["losetup", "-d", loop], capture_output=True)
+            for d in ("/etc/lvm/backup", "/etc/lvm/archive"):
+                for f in (os.listdir(d) if os.path.isdir(d) else []):
+                    if f.startswith(vg):
+                        os.unlink(os.path.join(d, f))
     return out
 
 
