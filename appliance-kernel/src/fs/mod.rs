@@ -13,12 +13,24 @@ pub mod vfs;
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use wire::{DirEntry, Error, ErrorKind, Stat, StatVfs};
+use wire::{DirEntry, Error, ErrorKind, FileType, Stat, StatVfs};
 
 pub type FsResult<T> = Result<T, Error>;
 
 fn read_only() -> Error {
     Error::new(ErrorKind::ReadOnly, "filesystem is mounted read-only")
+}
+
+/// What a writable filesystem that cannot hold an attribute answers.
+fn cannot_hold(fs: &(impl FileSystem + ?Sized), what: &str) -> Error {
+    if fs.readonly() {
+        read_only()
+    } else {
+        Error::new(
+            ErrorKind::Unsupported,
+            alloc::format!("{} cannot set {what}", fs.fstype()),
+        )
+    }
 }
 
 pub trait FileSystem {
@@ -74,5 +86,47 @@ pub trait FileSystem {
     /// Writes back everything buffered and flushes the device. Called at umount/shutdown.
     fn sync(&mut self) -> FsResult<()> {
         Ok(())
+    }
+
+    // ---- walks and bulk data (defaults built on the methods above) ----
+
+    /// Names and types of a directory's entries (without `.` and `..`), unsorted: what a
+    /// walk needs to descend, without reading every entry's attributes.
+    fn read_dir_names(&mut self, path: &str) -> FsResult<Vec<(String, FileType)>> {
+        Ok(self
+            .read_dir(path)?
+            .into_iter()
+            .map(|e| (e.name, e.stat.file_type))
+            .collect())
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` into `buf`; returns how many (short only
+    /// at end of file). Filesystems that can read the device straight into `buf` (the
+    /// reply's buffer) override this; the default reads and copies.
+    fn read_into(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        let data = self.read(path, offset, buf.len())?;
+        let n = data.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(n)
+    }
+
+    /// Bytes the node at `path` (not following a final symlink; `st` is its `lstat`)
+    /// occupies on disk, as `du` counts them (`st_blocks` × 512). `None`: the
+    /// filesystem cannot tell, and the caller estimates from the size.
+    fn allocated(&mut self, _path: &str, _st: &Stat) -> FsResult<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Sets the owner of `path` (not following a final symlink).
+    fn chown(&mut self, _path: &str, _uid: u32, _gid: u32) -> FsResult<()> {
+        Err(cannot_hold(self, "owners"))
+    }
+
+    /// Sets the access and modification times of `path` (seconds since the epoch; not
+    /// following a final symlink).
+    fn set_times(&mut self, _path: &str, _atime: i64, _mtime: i64) -> FsResult<()> {
+        Err(cannot_hold(self, "times"))
     }
 }

@@ -182,6 +182,15 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends the concatenation of `parts`, each from where it lies (qemu copies it out
+    /// of guest memory; the appliance copies nothing).
+    pub fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), ConsoleError> {
+        for p in parts {
+            self.send(p)?;
+        }
+        Ok(())
+    }
+
     /// Hands every received buffer to `sink`, without blocking. Control messages (the host
     /// closing the port, ...) are consumed and logged. Returns the bytes delivered.
     pub fn recv(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<usize, ConsoleError> {

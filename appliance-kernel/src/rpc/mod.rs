@@ -9,9 +9,13 @@ mod files;
 mod fs_tests;
 mod luks;
 mod lvm;
+mod tree;
+#[cfg(test)]
+mod tree_tests;
 
 pub use devices::partition_name;
 pub use files::{MAX_DEPTH, MAX_DIR_VISITS, MAX_FIND_NAMES};
+pub use tree::{Hasher, STREAM_HOLD, TreeWalk};
 
 use crate::block::{SharedDevice, check_range, disk_name};
 use crate::fs::vfs::MountTable;
@@ -39,6 +43,10 @@ pub struct Appliance {
     /// The LVM scan of the disks, made on first use (see `rpc/lvm.rs`).
     lvm: RefCell<Option<Rc<Scan>>>,
     luks: luks::LuksState,
+    /// A data buffer handed back after its reply was sent, reused by the next read.
+    spare: Vec<u8>,
+    /// The file being streamed in by `WriteStream`, with the bytes held for it.
+    stream: Option<tree::Stream>,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -133,6 +141,10 @@ impl Appliance {
 
     /// Serves one request. Never panics on any input.
     pub fn handle(&mut self, req: Request) -> Result<Reply, Error> {
+        // Any other request ends a stream first: held pieces are written before it.
+        if self.stream.is_some() && !matches!(req, Request::WriteStream { .. }) {
+            self.end_stream()?;
+        }
         match req {
             Request::Ping => Ok(Reply::Unit),
             Request::Devices => Ok(Reply::Devices(self.devices())),
@@ -271,6 +283,34 @@ impl Appliance {
                 Ok(Reply::Unit)
             }
             Request::LuksInfo => Ok(Reply::LuksInfo(self.luks_info())),
+            Request::Checksum { algo, path } => Ok(Reply::Text(self.checksum(&algo, &path)?)),
+            Request::ChecksumsOut { algo, dir, after } => {
+                let (sums, next) = self.checksums_out(&algo, &dir, after.as_deref())?;
+                Ok(Reply::Checksums { sums, next })
+            }
+            Request::Du { path } => Ok(Reply::Count(self.du(&path)?)),
+            Request::Copy {
+                from,
+                to,
+                recursive,
+            } => {
+                self.copy(&from, &to, recursive)?;
+                Ok(Reply::Unit)
+            }
+            Request::FindStat { path, after } => {
+                let (entries, next) = self.find_stat(&path, after.as_deref())?;
+                Ok(Reply::Tree { entries, next })
+            }
+            Request::WriteStream {
+                path,
+                offset,
+                data,
+                truncate,
+                mode,
+                last,
+            } => Ok(Reply::Written(
+                self.write_stream(&path, offset, data.0, truncate, mode, last)?,
+            )),
         }
     }
 }
