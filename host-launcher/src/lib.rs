@@ -35,6 +35,7 @@ pub mod process;
 pub mod qemu;
 pub mod qmp;
 pub mod session;
+pub mod session_tree;
 
 pub use accel::Accel;
 pub use appliance::{Appliance, Builder, DriveOptions};

@@ -283,16 +283,19 @@ pub enum Request {
     },
     /// One piece of a file the host streams in order (upload, copy-in): like
     /// [`Request::WriteFile`], but the appliance may hold the piece and write it with the
-    /// pieces that follow (one metadata update for many pieces). Each piece starts where
-    /// the previous one ended; only the first may `truncate`. A piece that is not `last`
-    /// is answered [`Reply::Written`] once accepted; the `last` piece's reply comes once
-    /// every piece is written, or is the error that stopped them. A failure while
-    /// writing held pieces is the reply to the piece being handled then, and ends the
-    /// stream; so does any other request (held pieces are written before it is served).
+    /// pieces that follow (one metadata update for many pieces). A `first` piece starts a
+    /// stream (and may `truncate` the file first); every other piece must start where the
+    /// previous one ended, else it is refused (`InvalidArgument`: so pieces still in
+    /// flight after a failure are never written). A piece that is not `last` is answered
+    /// [`Reply::Written`] once accepted; the `last` piece's reply comes once every piece
+    /// is written, or is the error that stopped them. A failure while writing held pieces
+    /// is the reply to the piece being handled then, and ends the stream; so does any
+    /// other request (held pieces are written before it is served).
     WriteStream {
         path: String,
         offset: u64,
         data: Bytes,
+        first: bool,
         truncate: bool,
         mode: u32,
         last: bool,

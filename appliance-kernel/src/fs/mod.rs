@@ -129,4 +129,17 @@ pub trait FileSystem {
     fn set_times(&mut self, _path: &str, _atime: i64, _mtime: i64) -> FsResult<()> {
         Err(cannot_hold(self, "times"))
     }
+
+    /// Many changes follow (a tree copied in): the filesystem may keep its write state
+    /// open until [`FileSystem::end_batch`] instead of committing after each call.
+    /// Reads of paths changed meanwhile must still see the changes (`stat` at least).
+    fn begin_batch(&mut self) -> FsResult<()> {
+        Ok(())
+    }
+
+    /// Commits everything since [`FileSystem::begin_batch`]; afterwards the filesystem
+    /// is as consistent as after any single call. Also done by `sync`.
+    fn end_batch(&mut self) -> FsResult<()> {
+        Ok(())
+    }
 }

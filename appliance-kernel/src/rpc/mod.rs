@@ -305,12 +305,17 @@ impl Appliance {
                 path,
                 offset,
                 data,
+                first,
                 truncate,
                 mode,
                 last,
-            } => Ok(Reply::Written(
-                self.write_stream(&path, offset, data.0, truncate, mode, last)?,
-            )),
+            } => Ok(Reply::Written(self.write_stream(
+                &path,
+                offset,
+                data.0,
+                (first, truncate, last),
+                mode,
+            )?)),
         }
     }
 }

@@ -531,7 +531,13 @@ impl Appliance {
                 format!("cannot copy {f} into itself ({dest})"),
             ));
         }
-        self.copy_tree(&f, &dest, &src)
+        // One write state for the whole tree (ext4: one mount, one journal commit).
+        let (fs, _) = self.mounts.resolve(&dest)?;
+        fs.begin_batch()?;
+        let r = self.copy_tree(&f, &dest, &src);
+        let (fs, _) = self.mounts.resolve(&dest)?;
+        let ended = fs.end_batch();
+        r.and(ended)
     }
 
     fn copy_tree(&mut self, from: &str, dest: &str, src: &Stat) -> FsResult<()> {
@@ -677,27 +683,23 @@ impl Appliance {
         tolerate(fs.set_times(&inner, st.atime, st.mtime))
     }
 
-    /// `WriteStream`: takes one piece; see the request's documentation.
-    #[allow(clippy::too_many_arguments)]
+    /// `WriteStream`: takes one piece; see the request's documentation. `flags`:
+    /// (first, truncate, last).
     pub fn write_stream(
         &mut self,
         path: &str,
         offset: u64,
         data: Vec<u8>,
-        truncate: bool,
+        flags: (bool, bool, bool),
         mode: u32,
-        last: bool,
     ) -> FsResult<u64> {
+        let (first, truncate, last) = flags;
         let p = normalize(path)?;
         let len = data.len() as u64;
         offset
             .checked_add(len)
             .ok_or_else(|| err(ErrorKind::TooLarge, "offset + length overflows"))?;
-        let continues = self
-            .stream
-            .as_ref()
-            .is_some_and(|s| s.path == p && s.next == offset && !truncate);
-        if !continues {
+        if first {
             self.end_stream()?;
             self.stream = Some(Stream {
                 path: p,
@@ -708,26 +710,35 @@ impl Appliance {
                 mode: mode & 0o7777,
                 fresh: true,
             });
+        } else if !self
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.path == p && s.next == offset)
+        {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("{p}: piece at {offset} does not continue an open stream"),
+            ));
         }
         let Some(s) = self.stream.as_mut() else {
             return Err(err(ErrorKind::Internal, "stream vanished"));
         };
-        if s.held.is_empty() && !last && data.len() < STREAM_HOLD {
-            s.held.reserve_exact(STREAM_HOLD);
-        }
         if s.held.is_empty() && (last || data.len() >= STREAM_HOLD) {
             s.held = data;
         } else {
+            if s.held.capacity() == 0 {
+                s.held.reserve_exact(STREAM_HOLD);
+            }
             s.held.extend_from_slice(&data);
         }
         s.next += len;
         if last {
             self.end_stream()?;
-        } else if s.held.len() >= STREAM_HOLD {
-            if let Err(e) = self.flush_stream() {
-                self.stream = None;
-                return Err(e);
-            }
+        } else if s.held.len() >= STREAM_HOLD
+            && let Err(e) = self.flush_stream()
+        {
+            self.stream = None;
+            return Err(e);
         }
         Ok(len)
     }

@@ -71,6 +71,18 @@ impl Ext4Fs {
         })
     }
 
+    /// Is the direct reader (`raw`) serving the hot paths? (Tests.)
+    #[cfg(test)]
+    pub fn has_direct_reader(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// Serves everything through `ext4-view` (tests compare the two).
+    #[cfg(test)]
+    pub fn disable_direct_reader(&mut self) {
+        self.raw = None;
+    }
+
     fn writer(&mut self) -> FsResult<&mut write::Ext4Writer> {
         self.writer
             .as_mut()
@@ -80,6 +92,12 @@ impl Ext4Fs {
     /// Runs a mutation on the writer, then reloads the read side so it sees the change.
     fn mutate<T>(&mut self, f: impl FnOnce(&mut write::Ext4Writer) -> FsResult<T>) -> FsResult<T> {
         self.open = None;
+        let w = self.writer()?;
+        if w.in_batch() {
+            // The read side is refreshed once the batch is written out; meanwhile
+            // `stat` asks rsext4.
+            return f(w);
+        }
         if let Some(r) = self.raw.as_mut() {
             r.invalidate();
         }
@@ -150,6 +168,10 @@ impl FileSystem for Ext4Fs {
     }
 
     fn stat(&mut self, path: &str, follow: bool) -> FsResult<Stat> {
+        // In a batch the disk lags behind rsext4's view: ask rsext4.
+        if let Some(w) = self.writer.as_mut().filter(|w| w.in_batch()) {
+            return w.stat(path, follow);
+        }
         if let Some(r) = self.raw.as_mut().and_then(|r| r.stat(path, follow)) {
             return r;
         }
@@ -341,9 +363,41 @@ impl FileSystem for Ext4Fs {
     }
 
     fn sync(&mut self) -> FsResult<()> {
+        self.end_batch()?;
         match self.writer.as_mut() {
             Some(w) => w.sync(),
             None => Ok(()),
         }
+    }
+
+    fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
+        self.mutate(|w| w.chown(path, uid, gid))
+    }
+
+    fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
+        self.mutate(|w| w.set_times(path, atime, mtime))
+    }
+
+    fn begin_batch(&mut self) -> FsResult<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.begin_batch(),
+            None => Ok(()),
+        }
+    }
+
+    fn end_batch(&mut self) -> FsResult<()> {
+        let Some(w) = self.writer.as_mut().filter(|w| w.in_batch()) else {
+            return Ok(());
+        };
+        let r = w.end_batch();
+        // The read side sees everything the batch wrote (even after a failure).
+        self.open = None;
+        if let Some(raw) = self.raw.as_mut() {
+            raw.invalidate();
+        }
+        let reloaded = load(&self.dev);
+        r?;
+        self.fs = reloaded?;
+        Ok(())
     }
 }
