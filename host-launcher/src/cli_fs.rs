@@ -94,6 +94,22 @@ pub enum FsCmd {
         #[arg(value_parser = parse_u64)]
         size: u64,
     },
+    /// The checksum of a regular file, computed in the appliance: ALGO is md5, sha1,
+    /// sha224, sha256, sha384 or sha512 (like guestfish `checksum`).
+    Checksum { algo: String, path: String },
+    /// `HASH  ./PATH` for every regular file below DIR, like `sha256sum` output
+    /// (guestfish `checksums-out`).
+    ChecksumsOut { algo: String, dir: String },
+    /// Disk usage of PATH and everything below it, in KiB (`du -s`, guestfish `du`).
+    Du { path: String },
+    /// Copy SRC to DST inside the guest (`-r`: a directory and everything below it),
+    /// keeping modes, owners and times where the target can hold them. Needs --rw.
+    Cp {
+        #[arg(short = 'r', short_alias = 'R', long)]
+        recursive: bool,
+        src: String,
+        dst: String,
+    },
 }
 
 impl FsCmd {
@@ -111,6 +127,7 @@ impl FsCmd {
                 | FsCmd::Chmod { .. }
                 | FsCmd::Ln { .. }
                 | FsCmd::Truncate { .. }
+                | FsCmd::Cp { .. }
         )
     }
 
@@ -435,6 +452,24 @@ pub fn exec(s: &mut Session, cmd: FsCmd, json: bool) -> Result<()> {
             link,
         } => s.ln_s(&target, &link)?,
         FsCmd::Truncate { path, size } => s.truncate(&path, size)?,
+        FsCmd::Checksum { algo, path } => writeln!(out, "{}", s.checksum(&algo, &path)?)?,
+        FsCmd::ChecksumsOut { algo, dir } => {
+            for c in s.checksums_out(&algo, &dir)? {
+                writeln!(out, "{}  ./{}", c.hash, c.path)?;
+            }
+        }
+        FsCmd::Du { path } => writeln!(out, "{}", s.du(&path)?)?,
+        FsCmd::Cp {
+            recursive,
+            src,
+            dst,
+        } => {
+            if recursive {
+                s.cp_r(&src, &dst)?
+            } else {
+                s.cp(&src, &dst)?
+            }
+        }
     }
     out.flush()?;
     Ok(())

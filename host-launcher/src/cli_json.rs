@@ -152,8 +152,25 @@ pub fn exec(s: &mut Session, cmd: FsCmd) -> Result<()> {
             };
             json(&DoneDoc::bytes(n))
         }
+        FsCmd::Checksum { algo, path } => {
+            let sum = s.checksum(&algo, &path)?;
+            json(&serde_json::json!({ "path": path, "algo": algo, "checksum": sum }))
+        }
+        FsCmd::ChecksumsOut { algo, dir } => {
+            let files: Vec<serde_json::Value> = s
+                .checksums_out(&algo, &dir)?
+                .into_iter()
+                .map(|c| serde_json::json!({ "path": c.path, "checksum": c.hash }))
+                .collect();
+            json(&serde_json::json!({ "dir": dir, "algo": algo, "files": files }))
+        }
+        FsCmd::Du { path } => {
+            let kib = s.du(&path)?;
+            json(&serde_json::json!({ "path": path, "kib": kib }))
+        }
         // The other writes print nothing as text: run them, then report success.
-        cmd @ (FsCmd::Mkdir { .. }
+        cmd @ (FsCmd::Cp { .. }
+        | FsCmd::Mkdir { .. }
         | FsCmd::Rm { .. }
         | FsCmd::Rmdir { .. }
         | FsCmd::Mv { .. }

@@ -90,8 +90,11 @@ fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+        for nibble in [b >> 4, b & 15] {
+            s.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
     }
     s
 }
@@ -297,7 +300,10 @@ pub struct Stream {
     start: u64,
     /// Where the next piece must start.
     next: u64,
-    held: Vec<u8>,
+    /// The pieces held, in order (kept as received: no copy into one buffer).
+    held: Vec<Vec<u8>>,
+    /// Their total length.
+    held_len: usize,
     truncate: bool,
     mode: u32,
     /// Nothing was written yet (an empty stream still creates the file).
@@ -462,10 +468,12 @@ impl Appliance {
         seen: &mut BTreeSet<(usize, u64)>,
     ) -> FsResult<u64> {
         let mi = self.mounts.mount_index(full)?;
-        if st.ino != 0 && st.file_type != FileType::Directory && st.nlink > 1 {
-            if !seen.insert((mi, st.ino)) {
-                return Ok(0);
-            }
+        if st.ino != 0
+            && st.file_type != FileType::Directory
+            && st.nlink > 1
+            && !seen.insert((mi, st.ino))
+        {
+            return Ok(0);
         }
         let (fs, inner) = self.mounts.resolve(full)?;
         if let Some(n) = fs.allocated(&inner, st)? {
@@ -706,6 +714,7 @@ impl Appliance {
                 start: offset,
                 next: offset,
                 held: Vec::new(),
+                held_len: 0,
                 truncate,
                 mode: mode & 0o7777,
                 fresh: true,
@@ -723,18 +732,14 @@ impl Appliance {
         let Some(s) = self.stream.as_mut() else {
             return Err(err(ErrorKind::Internal, "stream vanished"));
         };
-        if s.held.is_empty() && (last || data.len() >= STREAM_HOLD) {
-            s.held = data;
-        } else {
-            if s.held.capacity() == 0 {
-                s.held.reserve_exact(STREAM_HOLD);
-            }
-            s.held.extend_from_slice(&data);
+        s.held_len += data.len();
+        if !data.is_empty() {
+            s.held.push(data);
         }
         s.next += len;
         if last {
             self.end_stream()?;
-        } else if s.held.len() >= STREAM_HOLD
+        } else if s.held_len >= STREAM_HOLD
             && let Err(e) = self.flush_stream()
         {
             self.stream = None;
@@ -743,7 +748,8 @@ impl Appliance {
         Ok(len)
     }
 
-    /// Writes what the open stream holds (it stays open).
+    /// Writes what the open stream holds (it stays open): one write state (ext4: one
+    /// mount and journal commit) for all the pieces held.
     fn flush_stream(&mut self) -> FsResult<()> {
         let Some(s) = self.stream.as_mut() else {
             return Ok(());
@@ -758,12 +764,34 @@ impl Appliance {
                 format!("{} is a directory", s.path),
             ));
         }
-        fs.write(&inner, s.start, &s.held, s.truncate, s.mode)?;
-        s.start += s.held.len() as u64;
-        s.held.clear();
+        let pieces = core::mem::take(&mut s.held);
+        s.held_len = 0;
+        let batch = pieces.len() > 1;
+        if batch {
+            fs.begin_batch()?;
+        }
+        let mut r = Ok(());
+        if pieces.is_empty() {
+            // An empty stream still creates (or truncates) the file.
+            r = fs
+                .write(&inner, s.start, &[], s.truncate, s.mode)
+                .map(|_| ());
+        }
+        for p in &pieces {
+            if r.is_err() {
+                break;
+            }
+            r = fs.write(&inner, s.start, p, s.truncate, s.mode).map(|_| ());
+            s.start += p.len() as u64;
+            s.truncate = false;
+        }
+        if batch {
+            let ended = fs.end_batch();
+            r = r.and(ended);
+        }
         s.truncate = false;
         s.fresh = false;
-        Ok(())
+        r
     }
 
     /// Writes what the open stream holds and closes it.

@@ -159,7 +159,7 @@ fn source() -> TempDir {
     }
     symlink("f1", p.join("link")).unwrap();
     symlink("a/b/c", p.join("dirlink")).unwrap();
-    symlink(&"x".repeat(200), p.join("a/longlink")).unwrap();
+    symlink("x".repeat(200), p.join("a/longlink")).unwrap();
     // chown before chmod: chown clears the set-id bits.
     std::os::unix::fs::chown(p.join("f2"), Some(1234), Some(5678)).unwrap();
     std::fs::set_permissions(p.join("f2"), std::fs::Permissions::from_mode(0o4751)).unwrap();

@@ -84,14 +84,17 @@ fn corrupt(msg: String) -> Error {
     Error::new(ErrorKind::Corrupt, format!("ext4: {msg}"))
 }
 
+/// A little-endian field; 0 when it lies outside `b` (callers check lengths first).
 fn le16(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(off..off.saturating_add(2))
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u16::from_le_bytes)
 }
 
 fn le32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(off..off.saturating_add(4))
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
 /// CRC32C (Castagnoli), slice-by-8 tables built at compile time. Raw: no initial or
@@ -111,7 +114,7 @@ mod crc32c {
                 };
                 k += 1;
             }
-            t[0][i] = c;
+            t[0][i] = c; // OK to index: compile-time table, constant bounds.
             i += 1;
         }
         let mut i = 0;
@@ -128,21 +131,31 @@ mod crc32c {
     }
     static T: [[u32; 256]; 8] = tables();
 
+    /// Entry `i & 0xff` of table `t` (always in bounds).
+    fn t(t: usize, i: u32) -> u32 {
+        T.get(t)
+            .and_then(|row| row.get((i & 0xff) as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn update(mut crc: u32, data: &[u8]) -> u32 {
         let mut chunks = data.chunks_exact(8);
         for c in &mut chunks {
-            let lo = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            crc = T[7][(lo & 0xff) as usize]
-                ^ T[6][((lo >> 8) & 0xff) as usize]
-                ^ T[5][((lo >> 16) & 0xff) as usize]
-                ^ T[4][(lo >> 24) as usize]
-                ^ T[3][usize::from(c[4])]
-                ^ T[2][usize::from(c[5])]
-                ^ T[1][usize::from(c[6])]
-                ^ T[0][usize::from(c[7])];
+            let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+            let lo = crc ^ (w as u32);
+            let hi = (w >> 32) as u32;
+            crc = t(7, lo)
+                ^ t(6, lo >> 8)
+                ^ t(5, lo >> 16)
+                ^ t(4, lo >> 24)
+                ^ t(3, hi)
+                ^ t(2, hi >> 8)
+                ^ t(1, hi >> 16)
+                ^ t(0, hi >> 24);
         }
         for &b in chunks.remainder() {
-            crc = (crc >> 8) ^ T[0][((crc ^ u32::from(b)) & 0xff) as usize];
+            crc = (crc >> 8) ^ t(0, crc ^ u32::from(b));
         }
         crc
     }
