@@ -23,7 +23,7 @@ const PAGE_BYTES: usize = 1 << 20;
 /// each call well inside the host's call timeout under TCG).
 const PAGE_HASH_BYTES: u64 = 256 << 20;
 /// Bytes a `WriteStream` holds before writing them (one metadata update per this many).
-pub const STREAM_HOLD: usize = 16 << 20;
+pub const STREAM_HOLD: usize = 32 << 20;
 /// Largest buffer a copy reads and writes at once.
 const COPY_CHUNK: usize = 16 << 20;
 /// Directories whose completion (mode, owner, times) a copy defers at once: its depth.

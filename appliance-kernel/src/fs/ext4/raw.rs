@@ -264,6 +264,8 @@ impl Cache {
 /// See the module documentation.
 pub(super) struct Raw {
     dev: SharedDevice,
+    /// Bytes on the device (a truncated image is shorter than the filesystem says).
+    dev_size: u64,
     bs: u64,
     blocks: u64,
     inodes: u32,
@@ -355,8 +357,10 @@ impl Raw {
                 crc32c::update(!0, sb.get(0x68..0x78).unwrap_or_default())
             }
         });
+        let dev_size = dev.borrow().size();
         Some(Raw {
             dev,
+            dev_size,
             bs,
             blocks,
             inodes,
@@ -373,6 +377,22 @@ impl Raw {
             },
             paths: BTreeMap::new(),
         })
+    }
+
+    /// Reads device bytes the filesystem points at: past the end of the device (a
+    /// truncated image, a corrupt block number) is `Corrupt`.
+    fn read_dev(&self, at: u64, buf: &mut [u8]) -> FsResult<()> {
+        if at
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.dev_size)
+        {
+            return Err(corrupt(format!(
+                "read of {} bytes at {at} is past the end of the device ({} bytes)",
+                buf.len(),
+                self.dev_size
+            )));
+        }
+        self.dev.borrow_mut().read_at(at, buf)
     }
 
     /// Forgets everything cached (the filesystem was written).
@@ -399,7 +419,7 @@ impl Raw {
             let n = ahead.clamp(1, self.blocks - block);
             let bs = self.bs as usize;
             let mut buf = vec![0u8; bs * n as usize];
-            self.dev.borrow_mut().read_at(block * self.bs, &mut buf)?;
+            self.read_dev(block * self.bs, &mut buf)?;
             for (i, chunk) in buf.chunks_exact(bs).enumerate().rev() {
                 self.cache.insert(block + i as u64, chunk.to_vec());
             }
@@ -710,7 +730,7 @@ impl Raw {
                 dst.fill(0);
             } else {
                 let at = r.physical * bs + (run_start - r.logical * bs);
-                self.dev.borrow_mut().read_at(at, dst)?;
+                self.read_dev(at, dst)?;
             }
             done += n;
         }
@@ -739,7 +759,7 @@ impl Raw {
                     continue;
                 }
                 let mut data = vec![0u8; (r.len * bs) as usize];
-                self.dev.borrow_mut().read_at(r.physical * bs, &mut data)?;
+                self.read_dev(r.physical * bs, &mut data)?;
                 for (i, block) in data.chunks_exact(bs as usize).enumerate() {
                     self.parse_dir_block(ino, r.logical + i as u64, block, &mut out)?;
                 }
