@@ -190,7 +190,10 @@ impl Channel {
     pub fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), ConsoleError> {
         // Two parts of at most a chunk each (a data reply: prefix and 1 MiB) go as one
         // descriptor chain: one notify and one wait instead of one per piece.
+        // (virtio-drivers refuses empty descriptors: an empty part goes the other way.)
         if let [a, b] = parts
+            && !a.is_empty()
+            && !b.is_empty()
             && a.len() + b.len() <= SG_CHUNK
         {
             self.tx
