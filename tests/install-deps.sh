@@ -50,6 +50,8 @@ if [ "${SKIFF_DEPS_BENCH:-0}" = 1 ]; then
   # libguestfs boots the host's kernel: without one, supermin fails.
   compgen -G '/boot/vmlinuz-*' >/dev/null || pkgs+=(linux-image-amd64)
   have hyperfine || pkgs+=(hyperfine)
+  # bench/tree.sh builds its Debian tree with debootstrap.
+  have debootstrap || pkgs+=(debootstrap)
 fi
 
 if [ ${#pkgs[@]} -gt 0 ]; then

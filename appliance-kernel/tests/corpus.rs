@@ -201,6 +201,20 @@ fn exercise(img: Vec<u8>, fstype: Option<&str>) -> usize {
         let _ = a.handle(Request::ReadDir {
             path: "/".to_string(),
         });
+        // Whole-tree walks with attributes (every page, a bounded number of them).
+        let mut after = None;
+        for _ in 0..64 {
+            match a.handle(Request::FindStat {
+                path: "/".to_string(),
+                after: after.take(),
+            }) {
+                Ok(Reply::Tree { next: Some(n), .. }) => after = Some(n),
+                _ => break,
+            }
+        }
+        let _ = a.handle(Request::Du {
+            path: "/".to_string(),
+        });
         if let Ok(Reply::Names(names)) = a.handle(Request::Find {
             path: "/".to_string(),
         }) {

@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
             let _ = app.handle(Request::StatVfs { path: "/".into() });
+            let _ = app.handle(Request::FindStat { path: "/".into(), after: None });
+            let _ = app.handle(Request::Du { path: "/".into() });
             if let Ok(Reply::Names(names)) = app.handle(Request::Find { path: "/".into() }) {
                 for n in names.iter().take(256) {
                     let path = format!("/{n}");

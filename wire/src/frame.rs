@@ -53,6 +53,41 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
+/// The frame of `ToHost::Reply { id, result: Ok(Reply::Data(data)) }` up to the data
+/// bytes, for a `len`-byte `data`: the sender transmits this prefix and then the data
+/// from wherever it lies (the appliance: straight from the buffer the disk was read
+/// into), so bulk bytes are never copied into an encoded frame. The concatenation is
+/// exactly [`encode_frame`] of the whole message.
+pub fn data_reply_prefix(id: u64, len: usize) -> Result<Vec<u8>, FrameError> {
+    let empty = crate::ToHost::Reply {
+        id,
+        result: Ok(crate::Reply::Data(crate::Bytes(Vec::new()))),
+    };
+    let mut out = encode_frame(&empty)?;
+    // The message ends with the data's length, a varint 0: one byte.
+    if out.pop() != Some(0) {
+        return Err(FrameError::Encode);
+    }
+    let mut n = len;
+    loop {
+        // Low 7 bits first, high bit set while more follow (postcard's varint).
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    let body = (out.len() - HEADER)
+        .checked_add(len)
+        .and_then(|b| u32::try_from(b).ok())
+        .filter(|&b| b <= MAX_FRAME)
+        .ok_or(FrameError::Encode)?;
+    out[..HEADER].copy_from_slice(&body.to_le_bytes());
+    Ok(out)
+}
+
 /// Checks a length prefix before the body is read or allocated.
 pub fn check_len(header: [u8; HEADER]) -> Result<usize, FrameError> {
     let n = u32::from_le_bytes(header);
@@ -134,6 +169,24 @@ mod tests {
         let n = check_len(f[..4].try_into().unwrap()).unwrap();
         assert_eq!(n, f.len() - 4);
         assert_eq!(decode::<T>(&f[4..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn data_reply_prefix_matches_encode() {
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 1 << 20] {
+            for id in [0u64, 1, 300, u64::MAX] {
+                let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let whole = encode_frame(&ToHost::Reply {
+                    id,
+                    result: Ok(Reply::Data(Bytes(data.clone()))),
+                })
+                .unwrap();
+                let mut parts = data_reply_prefix(id, len).unwrap();
+                parts.extend_from_slice(&data);
+                assert_eq!(parts, whole, "len {len} id {id}");
+            }
+        }
+        assert!(data_reply_prefix(1, MAX_FRAME as usize).is_err());
     }
 
     #[test]

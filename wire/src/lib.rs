@@ -23,7 +23,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use bytes::Bytes;
-pub use frame::{FrameError, FrameReader, MAX_FRAME, decode, encode_frame};
+pub use frame::{FrameError, FrameReader, MAX_FRAME, data_reply_prefix, decode, encode_frame};
 
 /// Exchanged at boot in [`Hello`]; the host refuses an appliance that speaks another version.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -306,6 +306,66 @@ pub enum Request {
     WindowsFacts {
         root: String,
     },
+
+    // ---- trees, checksums, bulk writes ----
+    /// [`Reply::Text`]: the lowercase hex digest of the regular file at `path` (symlinks
+    /// followed), computed in the appliance, like guestfish `checksum`. `algo`: `md5`,
+    /// `sha1`, `sha224`, `sha256`, `sha384` or `sha512`.
+    Checksum {
+        algo: String,
+        path: String,
+    },
+    /// [`Reply::Checksums`]: the digest of every regular file below the directory `dir`
+    /// (like guestfish `checksums-out`; symlinks are not followed), depth first with
+    /// each directory's entries sorted, paths relative to `dir`. One reply holds a page:
+    /// `after` resumes after that relative path (from the previous reply's `next`).
+    ChecksumsOut {
+        algo: String,
+        dir: String,
+        after: Option<String>,
+    },
+    /// [`Reply::Count`]: disk usage of `path` and everything below it in KiB, like
+    /// `du -s` (guestfish `du`): allocated blocks, each inode counted once, symlinks not
+    /// followed.
+    Du {
+        path: String,
+    },
+    /// Copies `from` to `to` inside the guest (`cp`, with `recursive` `cp -r`), across
+    /// filesystems too: a file onto a file or into a directory, a directory (recursive
+    /// only) to a new path or into an existing directory. Mode, owner and times are kept
+    /// where the target filesystem can hold them; symlinks below a copied directory are
+    /// copied as symlinks. [`Reply::Unit`].
+    Copy {
+        from: String,
+        to: String,
+        recursive: bool,
+    },
+    /// [`Reply::Tree`]: like [`Request::Find`], each path with its attributes (not
+    /// following symlinks) and a symlink's target, for copy-out, tar-out and du. One
+    /// reply holds a page: `after` resumes after that relative path.
+    FindStat {
+        path: String,
+        after: Option<String>,
+    },
+    /// One piece of a file the host streams in order (upload, copy-in): like
+    /// [`Request::WriteFile`], but the appliance may hold the piece and write it with the
+    /// pieces that follow (one metadata update for many pieces). A `first` piece starts a
+    /// stream (and may `truncate` the file first); every other piece must start where the
+    /// previous one ended, else it is refused (`InvalidArgument`: so pieces still in
+    /// flight after a failure are never written). A piece that is not `last` is answered
+    /// [`Reply::Written`] once accepted; the `last` piece's reply comes once every piece
+    /// is written, or is the error that stopped them. A failure while writing held pieces
+    /// is the reply to the piece being handled then, and ends the stream; so does any
+    /// other request (held pieces are written before it is served).
+    WriteStream {
+        path: String,
+        offset: u64,
+        data: Bytes,
+        first: bool,
+        truncate: bool,
+        mode: u32,
+        last: bool,
+    },
 }
 
 /// Successful answers. Append only.
@@ -330,6 +390,38 @@ pub enum Reply {
     LuksInfo(Vec<LuksVolume>),
     Applications(Applications),
     WindowsFacts(Box<WindowsFacts>),
+    /// A count ([`Request::Du`]: KiB).
+    Count(u64),
+    /// A page of [`Request::ChecksumsOut`]; `next`: ask again with `after: next`.
+    Checksums {
+        sums: Vec<FileChecksum>,
+        next: Option<String>,
+    },
+    /// A page of [`Request::FindStat`]; `next`: ask again with `after: next`.
+    Tree {
+        entries: Vec<TreeEntry>,
+        next: Option<String>,
+    },
+}
+
+/// One file's digest ([`Request::ChecksumsOut`]).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FileChecksum {
+    /// Lowercase hex.
+    pub hash: String,
+    /// Relative to the directory asked about.
+    pub path: String,
+}
+
+/// One path below a directory ([`Request::FindStat`]).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Relative to the directory asked about.
+    pub path: String,
+    /// Not following symlinks.
+    pub stat: Stat,
+    /// A symlink's target.
+    pub link: Option<String>,
 }
 
 /// Which kind of partition table a disk carries.

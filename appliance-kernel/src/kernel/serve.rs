@@ -65,6 +65,32 @@ fn reply(id: u64, result: Result<Reply, Error>) {
     send(&ToHost::Reply { id, result });
 }
 
+/// Answers `id` with `result`; file and device bytes go out without being encoded into
+/// a frame (the prefix is, the data follows from the buffer the disk was read into),
+/// and the buffer is handed back to `app` for the next read.
+fn reply_to(app: &mut Appliance, id: u64, result: Result<Reply, Error>) {
+    match result {
+        Ok(Reply::Data(wire::Bytes(data))) => {
+            match wire::data_reply_prefix(id, data.len()) {
+                Ok(prefix) => {
+                    if let Err(e) = virtio::send_parts(&[&prefix, &data]) {
+                        log!("channel send failed: {e}");
+                    }
+                }
+                Err(_) => reply(
+                    id,
+                    Err(Error::new(
+                        ErrorKind::TooLarge,
+                        "reply does not fit in one frame",
+                    )),
+                ),
+            }
+            app.recycle(data);
+        }
+        r => reply(id, r),
+    }
+}
+
 /// Hardware state the serve loop keeps between requests.
 struct Machine {
     root: PciRoot<Cam>,
@@ -306,7 +332,7 @@ fn serve_one(m: &mut Machine, body: &[u8]) {
         }
         req => {
             let r = m.app.handle(req);
-            reply(call.id, r);
+            reply_to(&mut m.app, call.id, r);
         }
     }
 }

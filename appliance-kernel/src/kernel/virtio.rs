@@ -267,6 +267,15 @@ pub fn send(bytes: &[u8]) -> Result<(), ConsoleError> {
     guard.as_mut().ok_or(ConsoleError::NoPort)?.send(bytes)
 }
 
+/// Sends the concatenation of `parts` on the RPC channel (one frame in pieces).
+pub fn send_parts(parts: &[&[u8]]) -> Result<(), ConsoleError> {
+    let mut guard = CHANNEL.lock();
+    guard
+        .as_mut()
+        .ok_or(ConsoleError::NoPort)?
+        .send_parts(parts)
+}
+
 /// Hands whatever bytes have arrived to `sink`, without blocking.
 pub fn recv(sink: &mut dyn FnMut(&[u8])) -> Result<usize, ConsoleError> {
     let mut guard = CHANNEL.lock();

@@ -42,11 +42,25 @@ impl Appliance {
                 format!("read of {len} bytes exceeds the {MAX_CHUNK}-byte chunk limit"),
             ));
         }
-        let (fs, inner) = self.mounts.resolve(path)?;
-        let mut data = fs.read(&inner, offset, len as usize)?;
-        // A filesystem must never answer more than was asked.
-        data.truncate(len as usize);
-        Ok(data)
+        let mut buf = self.take_buffer(len as usize);
+        let (fs, inner) = match self.mounts.resolve(path) {
+            Ok(x) => x,
+            Err(e) => {
+                self.recycle(buf);
+                return Err(e);
+            }
+        };
+        match fs.read_into(&inner, offset, &mut buf) {
+            Ok(n) => {
+                // A filesystem never answers more than was asked.
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(e) => {
+                self.recycle(buf);
+                Err(e)
+            }
+        }
     }
 
     /// Every path below `path`, relative to it, depth first with each directory's
@@ -61,8 +75,20 @@ impl Appliance {
                 format!("{root} is not a directory"),
             ));
         }
+        // Names and types only: no entry's attributes are read.
         let mut out = Vec::new();
-        self.walk_tree(&root, false, &mut out)?;
+        let mut bytes = 0usize;
+        let mut walk = super::TreeWalk::new(self, &root, false, None)?;
+        while let Some(n) = walk.next(self)? {
+            bytes = bytes.saturating_add(n.rel.len() + 2);
+            if out.len() >= MAX_FIND_NAMES || bytes > MAX_FRAME as usize / 2 {
+                return Err(err(
+                    ErrorKind::TooLarge,
+                    format!("find below {root}: too many names for one reply"),
+                ));
+            }
+            out.push(n.rel);
+        }
         Ok(out)
     }
 

@@ -10,9 +10,13 @@ mod fs_tests;
 mod inspect;
 mod luks;
 mod lvm;
+mod tree;
+#[cfg(test)]
+mod tree_tests;
 
 pub use devices::partition_name;
 pub use files::{MAX_DEPTH, MAX_DIR_VISITS, MAX_FIND_NAMES};
+pub use tree::{Hasher, STREAM_HOLD, TreeWalk};
 
 use crate::block::{SharedDevice, check_range, disk_name};
 use crate::fs::vfs::MountTable;
@@ -44,6 +48,10 @@ pub struct Appliance {
     clock: Option<i64>,
     /// The application list being paged to the host (see `rpc/inspect.rs`).
     inspect: inspect::AppsCache,
+    /// A data buffer handed back after its reply was sent, reused by the next read.
+    spare: Vec<u8>,
+    /// The file being streamed in by `WriteStream`, with the bytes held for it.
+    stream: Option<tree::Stream>,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -149,6 +157,10 @@ impl Appliance {
     pub fn handle(&mut self, req: Request) -> Result<Reply, Error> {
         if !matches!(req, Request::Applications { .. }) {
             self.inspect.clear();
+        }
+        // Any other request ends a stream first: held pieces are written before it.
+        if self.stream.is_some() && !matches!(req, Request::WriteStream { .. }) {
+            self.end_stream()?;
         }
         match req {
             Request::Ping => Ok(Reply::Unit),
@@ -322,6 +334,39 @@ impl Appliance {
             Request::WindowsFacts { root } => Ok(Reply::WindowsFacts(alloc::boxed::Box::new(
                 self.windows_facts(&root)?,
             ))),
+            Request::Checksum { algo, path } => Ok(Reply::Text(self.checksum(&algo, &path)?)),
+            Request::ChecksumsOut { algo, dir, after } => {
+                let (sums, next) = self.checksums_out(&algo, &dir, after.as_deref())?;
+                Ok(Reply::Checksums { sums, next })
+            }
+            Request::Du { path } => Ok(Reply::Count(self.du(&path)?)),
+            Request::Copy {
+                from,
+                to,
+                recursive,
+            } => {
+                self.copy(&from, &to, recursive)?;
+                Ok(Reply::Unit)
+            }
+            Request::FindStat { path, after } => {
+                let (entries, next) = self.find_stat(&path, after.as_deref())?;
+                Ok(Reply::Tree { entries, next })
+            }
+            Request::WriteStream {
+                path,
+                offset,
+                data,
+                first,
+                truncate,
+                mode,
+                last,
+            } => Ok(Reply::Written(self.write_stream(
+                &path,
+                offset,
+                data.0,
+                (first, truncate, last),
+                mode,
+            )?)),
         }
     }
 }

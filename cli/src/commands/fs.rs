@@ -90,6 +90,22 @@ pub enum FsCmd {
         link: String,
     },
     /// Set a file's size (shrink, or extend with zeros). Needs --rw.
+    /// The checksum of a regular file, computed in the appliance: ALGO is md5, sha1,
+    /// sha224, sha256, sha384 or sha512 (like guestfish `checksum`).
+    Checksum { algo: String, path: String },
+    /// `HASH  ./PATH` for every regular file below DIR, like `sha256sum` output
+    /// (guestfish `checksums-out`).
+    ChecksumsOut { algo: String, dir: String },
+    /// Disk usage of PATH and everything below it, in KiB (`du -s`, guestfish `du`).
+    Du { path: String },
+    /// Copy SRC to DST inside the guest (`-r`: a directory and everything below it),
+    /// keeping modes, owners and times where the target can hold them. Needs --rw.
+    Cp {
+        #[arg(short = 'r', short_alias = 'R', long)]
+        recursive: bool,
+        src: String,
+        dst: String,
+    },
     Truncate {
         path: String,
         #[arg(value_parser = parse_u64)]
@@ -112,6 +128,7 @@ impl FsCmd {
                 | FsCmd::Chmod { .. }
                 | FsCmd::Ln { .. }
                 | FsCmd::Truncate { .. }
+                | FsCmd::Cp { .. }
         )
     }
 
@@ -313,6 +330,36 @@ pub fn exec(s: &mut Session, cmd: FsCmd, sink: &mut dyn Sink) -> Result<Output> 
         }
         FsCmd::Truncate { path, size } => {
             s.truncate(&path, size)?;
+            done(None)
+        }
+        FsCmd::Checksum { algo, path } => Output::Checksum {
+            checksum: s.checksum(&algo, &path)?,
+            algo,
+            path,
+        },
+        FsCmd::ChecksumsOut { algo, dir } => Output::Checksums {
+            files: s
+                .checksums_out(&algo, &dir)?
+                .into_iter()
+                .map(|c| (c.path, c.hash))
+                .collect(),
+            algo,
+            dir,
+        },
+        FsCmd::Du { path } => Output::Du {
+            kib: s.du(&path)?,
+            path,
+        },
+        FsCmd::Cp {
+            recursive,
+            src,
+            dst,
+        } => {
+            if recursive {
+                s.cp_r(&src, &dst)?
+            } else {
+                s.cp(&src, &dst)?
+            }
             done(None)
         }
     })

@@ -67,6 +67,23 @@ pub enum Output {
     },
     /// `mounts` (shell).
     Mounts(Vec<Mount>),
+    /// `checksum ALGO PATH`.
+    Checksum {
+        path: String,
+        algo: String,
+        checksum: String,
+    },
+    /// `checksums-out ALGO DIR`: (path relative to `dir`, digest) per regular file.
+    Checksums {
+        dir: String,
+        algo: String,
+        files: Vec<(String, String)>,
+    },
+    /// `du PATH`: KiB used.
+    Du {
+        path: String,
+        kib: u64,
+    },
     /// `inspect`: the operating systems found.
     Inspect(Vec<OsInfo>),
     /// `df`.

@@ -48,6 +48,25 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
             },
         ),
         Output::Stat { path, stat } => json_to(out, &StatDoc::new(&path, &stat)),
+        Output::Checksum {
+            path,
+            algo,
+            checksum,
+        } => json_to(
+            out,
+            &serde_json::json!({ "path": path, "algo": algo, "checksum": checksum }),
+        ),
+        Output::Checksums { dir, algo, files } => {
+            let files: Vec<serde_json::Value> = files
+                .into_iter()
+                .map(|(path, hash)| serde_json::json!({ "path": path, "checksum": hash }))
+                .collect();
+            json_to(
+                out,
+                &serde_json::json!({ "dir": dir, "algo": algo, "files": files }),
+            )
+        }
+        Output::Du { path, kib } => json_to(out, &serde_json::json!({ "path": path, "kib": kib })),
         Output::Readlink { path, target } => json_to(
             out,
             &ReadlinkDoc {

@@ -66,6 +66,13 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
         }
         Output::Stat { stat, .. } => write_stat(out, &stat)?,
         Output::Readlink { target, .. } => writeln!(out, "{target}")?,
+        Output::Checksum { checksum, .. } => writeln!(out, "{checksum}")?,
+        Output::Checksums { files, .. } => {
+            for (path, hash) in files {
+                writeln!(out, "{hash}  ./{path}")?;
+            }
+        }
+        Output::Du { kib, .. } => writeln!(out, "{kib}")?,
         Output::Statvfs { statvfs, .. } => write_statvfs(out, &statvfs)?,
         Output::Test { value, .. } => writeln!(out, "{value}")?,
         Output::Mounts(mounts) => {

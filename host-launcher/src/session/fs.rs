@@ -356,39 +356,8 @@ impl Session {
         }
     }
 
-    /// One `WriteFile` call per chunk of `data` from offset `start`; the first may
-    /// truncate.
-    fn write_chunks(&mut self, path: &str, start: u64, data: &[u8], truncate: bool) -> Result<()> {
-        let mut done = 0usize;
-        let mut first = true;
-        // An empty `data` still makes one call: it creates (or truncates) the file.
-        while first || done < data.len() {
-            let end = data.len().min(done + MAX_CHUNK as usize);
-            let chunk = &data[done..end];
-            let reply = self.call(Request::WriteFile {
-                path: path.into(),
-                offset: start + done as u64,
-                data: Bytes(chunk.to_vec()),
-                truncate: truncate && first,
-                mode: FILE_MODE,
-            })?;
-            match reply {
-                Reply::Written(n) if n == chunk.len() as u64 => done = end,
-                Reply::Written(n) => {
-                    return Err(Error::BadFrame(format!(
-                        "wrote {n} of {} bytes",
-                        chunk.len()
-                    )));
-                }
-                other => return Err(unexpected(&other)),
-            }
-            first = false;
-        }
-        Ok(())
-    }
-
     /// Creates or replaces the file at `path` with `data` (mode 0644 when created),
-    /// in [`MAX_CHUNK`] calls; the first one truncates.
+    /// streamed in [`MAX_CHUNK`] pieces ([`Session::write_stream`]).
     ///
     /// ```no_run
     /// use skiff::{Appliance, DriveOptions, MountOptions};
@@ -399,7 +368,8 @@ impl Session {
     /// # Ok::<(), skiff::Error>(())
     /// ```
     pub fn write_file(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        self.write_chunks(path, 0, data, true)
+        self.write_stream(&mut &data[..], path, 0, true, FILE_MODE)
+            .map(|_| ())
     }
 
     /// Writes `data` at `offset` of an existing or new file, without truncating.
@@ -407,7 +377,8 @@ impl Session {
         offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| Error::InvalidArgument("offset + length overflows".into()))?;
-        self.write_chunks(path, offset, data, false)
+        self.write_stream(&mut &data[..], path, offset, false, FILE_MODE)
+            .map(|_| ())
     }
 
     /// Appends `data` to the file at `path`, creating it (mode 0644) if missing.
@@ -438,7 +409,8 @@ impl Session {
     }
 
     /// Creates or replaces the file at `path` with everything `r` yields, streamed in
-    /// [`MAX_CHUNK`] calls (never holding more than one chunk); returns the size.
+    /// [`MAX_CHUNK`] pieces, several in flight, which the appliance writes in large runs
+    /// ([`Session::write_stream`]); returns the size.
     ///
     /// ```no_run
     /// # let mut s = skiff::Appliance::builder().add_drive("disk.img", skiff::DriveOptions::writable()).launch()?;
@@ -449,22 +421,7 @@ impl Session {
     /// # Ok::<(), skiff::Error>(())
     /// ```
     pub fn upload(&mut self, r: &mut impl Read, path: &str) -> Result<u64> {
-        let mut buf = vec![0u8; MAX_CHUNK as usize];
-        let mut offset = 0u64;
-        let mut first = true;
-        loop {
-            let n = read_full(r, &mut buf)?;
-            if n == 0 && !first {
-                break;
-            }
-            self.write_chunks(path, offset, &buf[..n], first)?;
-            offset += n as u64;
-            first = false;
-            if n < buf.len() {
-                break;
-            }
-        }
-        Ok(offset)
+        self.write_stream(r, path, 0, true, FILE_MODE)
     }
 
     /// Creates the directory `path` (mode 0755); its parent must exist.
@@ -542,7 +499,7 @@ impl Session {
 }
 
 /// Fills `buf` from `r` until it is full or `r` ends; returns the bytes read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

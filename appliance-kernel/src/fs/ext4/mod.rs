@@ -6,6 +6,7 @@
 //! reads see the change. `statvfs` reads the counters straight from the superblock.
 
 mod error;
+mod raw;
 mod superblock;
 pub mod write;
 
@@ -35,6 +36,9 @@ pub struct Ext4Fs {
     /// The file last read from, kept open so sequential chunked reads continue where the
     /// previous one stopped instead of walking the extent tree from the start again.
     open: Option<(String, File)>,
+    /// The direct reader of the hot paths (see `raw`); `None` when the filesystem has a
+    /// feature it leaves to `ext4-view`.
+    raw: Option<raw::Raw>,
 }
 
 fn load(dev: &SharedDevice) -> FsResult<Ext4> {
@@ -56,13 +60,27 @@ impl Ext4Fs {
         } else {
             Some(write::Ext4Writer::open(dev.clone())?)
         };
+        let raw = raw::Raw::new(dev.clone());
         Ok(Ext4Fs {
             dev,
             fs,
             readonly,
             writer,
             open: None,
+            raw,
         })
+    }
+
+    /// Is the direct reader (`raw`) serving the hot paths? (Tests.)
+    #[cfg(test)]
+    pub fn has_direct_reader(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// Serves everything through `ext4-view` (tests compare the two).
+    #[cfg(test)]
+    pub fn disable_direct_reader(&mut self) {
+        self.raw = None;
     }
 
     fn writer(&mut self) -> FsResult<&mut write::Ext4Writer> {
@@ -85,6 +103,15 @@ impl Ext4Fs {
     /// Runs a mutation on the writer, then reloads the read side so it sees the change.
     fn mutate<T>(&mut self, f: impl FnOnce(&mut write::Ext4Writer) -> FsResult<T>) -> FsResult<T> {
         self.open = None;
+        let w = self.writer()?;
+        if w.in_batch() {
+            // The read side is refreshed once the batch is written out; meanwhile
+            // `stat` asks rsext4.
+            return f(w);
+        }
+        if let Some(r) = self.raw.as_mut() {
+            r.invalidate();
+        }
         let r = f(self.writer()?);
         // Reload even after a failure: the writer may have changed something before
         // failing, and a stale view must never be served.
@@ -152,6 +179,13 @@ impl FileSystem for Ext4Fs {
     }
 
     fn stat(&mut self, path: &str, follow: bool) -> FsResult<Stat> {
+        // In a batch the disk lags behind rsext4's view: ask rsext4.
+        if let Some(w) = self.writer.as_mut().filter(|w| w.in_batch()) {
+            return w.stat(path, follow);
+        }
+        if let Some(r) = self.raw.as_mut().and_then(|r| r.stat(path, follow)) {
+            return r;
+        }
         let m = if follow {
             self.fs.metadata(path)
         } else {
@@ -162,6 +196,9 @@ impl FileSystem for Ext4Fs {
     }
 
     fn read_dir(&mut self, path: &str) -> FsResult<Vec<DirEntry>> {
+        if let Some(r) = self.raw.as_mut().and_then(|r| r.read_dir(path)) {
+            return r;
+        }
         let mut out = Vec::new();
         for entry in self.fs.read_dir(path).map_err(map_err)? {
             let entry = entry.map_err(map_err)?;
@@ -186,11 +223,28 @@ impl FileSystem for Ext4Fs {
     }
 
     fn read_link(&mut self, path: &str) -> FsResult<String> {
+        if let Some(r) = self.raw.as_mut().and_then(|r| r.read_link(path)) {
+            return r;
+        }
         let target = self.fs.read_link(path).map_err(map_err)?;
         Ok(String::from_utf8_lossy(target.as_ref()).into_owned())
     }
 
     fn read(&mut self, path: &str, offset: u64, len: usize) -> FsResult<Vec<u8>> {
+        if self.raw.is_some() {
+            // Bounded by the bytes left in the file (the size comes from the inode).
+            let size = self.stat(path, true)?.size;
+            let want = usize::try_from(size.saturating_sub(offset)).map_or(len, |l| l.min(len));
+            let mut buf = vec![0u8; want];
+            if let Some(r) = self
+                .raw
+                .as_mut()
+                .and_then(|r| r.read_into(path, offset, &mut buf))
+            {
+                buf.truncate(r?);
+                return Ok(buf);
+            }
+        }
         // Reuse the open file when this continues (or revisits) the last one read.
         let mut file = match self.open.take() {
             Some((p, f)) if p == path => f,
@@ -219,6 +273,61 @@ impl FileSystem for Ext4Fs {
         buf.truncate(done);
         self.open = Some((String::from(path), file));
         Ok(buf)
+    }
+
+    fn read_dir_names(&mut self, path: &str) -> FsResult<Vec<(String, FileType)>> {
+        if let Some(r) = self.raw.as_mut().and_then(|r| r.read_dir_names(path)) {
+            return r;
+        }
+        let mut out = Vec::new();
+        for entry in self.fs.read_dir(path).map_err(map_err)? {
+            let entry = entry.map_err(map_err)?;
+            let name = entry.file_name();
+            let name = name.as_ref();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if out.len() >= MAX_DIR_ENTRIES {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    alloc::format!("{path}: more than {MAX_DIR_ENTRIES} entries"),
+                ));
+            }
+            let t = match entry.file_type().map_err(map_err)? {
+                ext4_view::FileType::Regular => FileType::Regular,
+                ext4_view::FileType::Directory => FileType::Directory,
+                ext4_view::FileType::Symlink => FileType::Symlink,
+                ext4_view::FileType::CharacterDevice => FileType::CharDevice,
+                ext4_view::FileType::BlockDevice => FileType::BlockDevice,
+                ext4_view::FileType::Fifo => FileType::Fifo,
+                ext4_view::FileType::Socket => FileType::Socket,
+            };
+            out.push((String::from_utf8_lossy(name).into_owned(), t));
+        }
+        Ok(out)
+    }
+
+    fn read_into(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        if let Some(r) = self
+            .raw
+            .as_mut()
+            .and_then(|r| r.read_into(path, offset, buf))
+        {
+            return r;
+        }
+        let data = self.read(path, offset, buf.len())?;
+        let n = data.len().min(buf.len());
+        if let (Some(d), Some(s)) = (buf.get_mut(..n), data.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        Ok(n)
+    }
+
+    fn allocated(&mut self, _path: &str, st: &Stat) -> FsResult<Option<u64>> {
+        match self.raw.as_mut() {
+            Some(r) if st.ino != 0 => r.allocated(st.ino),
+            _ => Ok(None),
+        }
     }
 
     fn statvfs(&mut self) -> FsResult<StatVfs> {
@@ -264,14 +373,6 @@ impl FileSystem for Ext4Fs {
         self.mutate(|w| w.truncate(path, size))
     }
 
-    fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
-        self.mutate(|w| w.chown(path, uid, gid))
-    }
-
-    fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
-        self.mutate(|w| w.set_times(path, atime, mtime))
-    }
-
     fn get_xattr(&mut self, path: &str, name: &str) -> FsResult<Vec<u8>> {
         self.writer_or_xattr_ro()?.get_xattr(path, name)
     }
@@ -295,9 +396,41 @@ impl FileSystem for Ext4Fs {
     }
 
     fn sync(&mut self) -> FsResult<()> {
+        self.end_batch()?;
         match self.writer.as_mut() {
             Some(w) => w.sync(),
             None => Ok(()),
         }
+    }
+
+    fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
+        self.mutate(|w| w.chown(path, uid, gid))
+    }
+
+    fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
+        self.mutate(|w| w.set_times(path, atime, mtime))
+    }
+
+    fn begin_batch(&mut self) -> FsResult<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.begin_batch(),
+            None => Ok(()),
+        }
+    }
+
+    fn end_batch(&mut self) -> FsResult<()> {
+        let Some(w) = self.writer.as_mut().filter(|w| w.in_batch()) else {
+            return Ok(());
+        };
+        let r = w.end_batch();
+        // The read side sees everything the batch wrote (even after a failure).
+        self.open = None;
+        if let Some(raw) = self.raw.as_mut() {
+            raw.invalidate();
+        }
+        let reloaded = load(&self.dev);
+        r?;
+        self.fs = reloaded?;
+        Ok(())
     }
 }

@@ -66,6 +66,9 @@ pub struct Ext4Writer {
     now: i64,
     sb: check::SuperInfo,
     last_error: Rc<RefCell<Option<Error>>>,
+    /// A mount kept across calls ([`Ext4Writer::begin_batch`]), with the groups whose
+    /// inode bitmaps were uninitialised when it was made.
+    batch: Option<(Fs, Vec<bool>)>,
 }
 
 /// The root directory's inode number (ext4 fixes it at 2).
@@ -152,6 +155,7 @@ impl Ext4Writer {
             now: i64::from(info.wtime),
             sb: info,
             last_error: Rc::new(RefCell::new(None)),
+            batch: None,
         };
         // A read-only trial mount: validates descriptors, checksums, the journal
         // superblock and the root directory without writing anything.
@@ -192,6 +196,9 @@ impl Ext4Writer {
     /// either way.
     fn with_fs<T>(&mut self, what: &str, op: impl FnOnce(&mut Fs) -> FsResult<T>) -> FsResult<T> {
         *self.last_error.borrow_mut() = None;
+        if let Some((fs, _)) = self.batch.as_mut() {
+            return op(fs);
+        }
         let uninit = fixup::inode_uninit(&self.dev, &self.sb)?;
         let mut fs = Ext4::mount(
             DevIo::new(self.dev.clone(), self.last_error.clone()),
@@ -439,35 +446,6 @@ impl Ext4Writer {
         })
     }
 
-    /// Owner and group, not following a final symlink.
-    pub fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
-        self.with_fs("chown", |fs| {
-            let info = resolve(fs, path, false)?;
-            let update = InodeMetadataUpdate {
-                owner: Some((uid, gid)),
-                ..InodeMetadataUpdate::default()
-            };
-            fs.update_inode_metadata(info.number, update)
-                .map_err(|e| map(e, "chown"))?;
-            Ok(())
-        })
-    }
-
-    /// Access and modification times (seconds since the epoch).
-    pub fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
-        self.with_fs("utimens", |fs| {
-            let info = resolve(fs, path, true)?;
-            let update = InodeMetadataUpdate {
-                atime: Some(Ext4Timestamp::new(atime, 0)),
-                mtime: Some(Ext4Timestamp::new(mtime, 0)),
-                ..InodeMetadataUpdate::default()
-            };
-            fs.update_inode_metadata(info.number, update)
-                .map_err(|e| map(e, "utimens"))?;
-            Ok(())
-        })
-    }
-
     pub fn get_xattr(&mut self, path: &str, name: &str) -> FsResult<Vec<u8>> {
         let (ns, n) = xattr_namespace(name)?;
         self.with_fs("getxattr", |fs| {
@@ -505,9 +483,107 @@ impl Ext4Writer {
         })
     }
 
-    /// Every call already leaves the filesystem written back; this flushes the device.
+    /// Every call already leaves the filesystem written back (a batch is ended first);
+    /// this flushes the device.
     pub fn sync(&mut self) -> FsResult<()> {
+        self.end_batch()?;
         self.dev.borrow_mut().flush()
+    }
+
+    /// Keeps the filesystem mounted across the calls that follow, until
+    /// [`Ext4Writer::end_batch`]: many small changes (a tree copied in) then cost one
+    /// mount and one journal commit instead of one each. Between the two the image is
+    /// mid-transaction, as under a running kernel; `end_batch` leaves it clean.
+    pub fn begin_batch(&mut self) -> FsResult<()> {
+        if self.batch.is_some() {
+            return Ok(());
+        }
+        *self.last_error.borrow_mut() = None;
+        let uninit = fixup::inode_uninit(&self.dev, &self.sb)?;
+        let fs = Ext4::mount(
+            DevIo::new(self.dev.clone(), self.last_error.clone()),
+            MountServices::new(FixedClock(self.now), (), NoopObserver),
+            MountOptions::read_write(),
+        )
+        .map_err(|e| self.err("mount", e))?;
+        self.batch = Some((fs, uninit));
+        Ok(())
+    }
+
+    /// Unmounts a batch mount (journal committed and checkpointed, superblock clean) and
+    /// repairs the inode-bitmap padding; nothing when no batch is open.
+    pub fn end_batch(&mut self) -> FsResult<()> {
+        let Some((mut fs, uninit)) = self.batch.take() else {
+            return Ok(());
+        };
+        let unmounted = fs.unmount();
+        drop(fs);
+        unmounted.map_err(|e| self.err("unmount", e))?;
+        fixup::pad_new_inode_bitmaps(&self.dev, &self.sb, &uninit).map(|_| ())
+    }
+
+    /// Is a batch mount open?
+    pub fn in_batch(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// Attributes through rsext4 (what a batch sees before it is written out).
+    pub fn stat(&mut self, path: &str, follow: bool) -> FsResult<wire::Stat> {
+        self.with_fs("stat", |fs| {
+            let i = resolve(fs, path, follow)?;
+            let file_type = match i.file_type() {
+                DirectoryEntryType::RegularFile => wire::FileType::Regular,
+                DirectoryEntryType::Directory => wire::FileType::Directory,
+                DirectoryEntryType::Symlink => wire::FileType::Symlink,
+                DirectoryEntryType::CharacterDevice => wire::FileType::CharDevice,
+                DirectoryEntryType::BlockDevice => wire::FileType::BlockDevice,
+                DirectoryEntryType::Fifo => wire::FileType::Fifo,
+                DirectoryEntryType::Socket => wire::FileType::Socket,
+                _ => wire::FileType::Unknown,
+            };
+            Ok(wire::Stat {
+                file_type,
+                mode: u32::from(i.mode & 0o7777),
+                uid: i.uid,
+                gid: i.gid,
+                size: i.size,
+                nlink: u32::from(i.links),
+                ino: i.number.as_u64(),
+                mtime: i64::from(i.mtime),
+                atime: i64::from(i.atime),
+                ctime: i64::from(i.ctime),
+            })
+        })
+    }
+
+    /// Sets the owner of `path` (not following a final symlink).
+    pub fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
+        self.with_fs("chown", |fs| {
+            let info = resolve(fs, path, false)?;
+            let update = InodeMetadataUpdate {
+                owner: Some((uid, gid)),
+                ..InodeMetadataUpdate::default()
+            };
+            fs.update_inode_metadata(info.number, update)
+                .map_err(|e| map(e, "chown"))?;
+            Ok(())
+        })
+    }
+
+    /// Sets the access and modification times of `path` (not following a final
+    /// symlink).
+    pub fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
+        self.with_fs("utimes", |fs| {
+            let info = resolve(fs, path, false)?;
+            let update = InodeMetadataUpdate {
+                atime: Some(Ext4Timestamp::new(atime, 0)),
+                mtime: Some(Ext4Timestamp::new(mtime, 0)),
+                ..InodeMetadataUpdate::default()
+            };
+            fs.update_inode_metadata(info.number, update)
+                .map_err(|e| map(e, "utimes"))?;
+            Ok(())
+        })
     }
 }
 
