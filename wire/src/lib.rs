@@ -26,7 +26,7 @@ pub use bytes::Bytes;
 pub use frame::{FrameError, FrameReader, MAX_FRAME, data_reply_prefix, decode, encode_frame};
 
 /// Exchanged at boot in [`Hello`]; the host refuses an appliance that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The name of the disk in slot `index` (its virtio `serial=skiff<index>`): `/dev/sda`,
 /// ..., `/dev/sdz`, `/dev/sdaa`, ... (Linux's naming). The host and the appliance both

@@ -186,6 +186,16 @@ impl FileSystem for Ext4Fs {
         if let Some(r) = self.raw.as_mut().and_then(|r| r.stat(path, follow)) {
             return r;
         }
+        // A path through symlinks: ext4-view resolves it, the direct reader stats the
+        // result (so the inode number is real, as callers that compare files need).
+        if follow
+            && self.raw.is_some()
+            && let Ok(canon) = self.fs.canonicalize(path)
+            && let Ok(canon) = canon.to_str()
+            && let Some(r) = self.raw.as_mut().and_then(|r| r.stat(canon, false))
+        {
+            return r;
+        }
         let m = if follow {
             self.fs.metadata(path)
         } else {
