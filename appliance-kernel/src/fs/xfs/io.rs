@@ -107,6 +107,63 @@ impl Io {
         Ok(data)
     }
 
+    /// Writes `data` at `off` in one device request and brings every cached block it
+    /// overlaps up to date.
+    pub fn write(&mut self, off: u64, data: &[u8]) -> FsResult<()> {
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= self.size)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    alloc::format!("xfs: write of {} bytes at {off} is past the device", data.len()),
+                )
+            })?;
+        {
+            let mut d = self
+                .dev
+                .try_borrow_mut()
+                .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
+            d.write_at(off, data)?;
+        }
+        // Cached blocks are at most MAX_META_READ long: those overlapping start after
+        // off - MAX_META_READ.
+        let lo = off.saturating_sub(MAX_META_READ as u64);
+        let keys: Vec<(u64, usize)> = self
+            .cache
+            .range((lo, 0)..(end, 0))
+            .map(|(k, _)| *k)
+            .filter(|&(o, l)| o + l as u64 > off && o < end)
+            .collect();
+        for (o, l) in keys {
+            if let Some((rc, _)) = self.cache.get_mut(&(o, l)) {
+                let v = Rc::make_mut(rc);
+                let a = o.max(off);
+                let b = (o + l as u64).min(end);
+                let dst = v.get_mut((a - o) as usize..(b - o) as usize);
+                let src = data.get((a - off) as usize..(b - off) as usize);
+                if let (Some(dst), Some(src)) = (dst, src) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write durable.
+    pub fn flush(&mut self) -> FsResult<()> {
+        let mut d = self
+            .dev
+            .try_borrow_mut()
+            .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
+        d.flush()
+    }
+
+    /// True when the device refuses writes.
+    pub fn readonly(&self) -> bool {
+        self.dev.borrow().readonly()
+    }
+
     /// Bytes currently cached (for tests).
     #[cfg(test)]
     pub fn cached_bytes(&self) -> usize {
