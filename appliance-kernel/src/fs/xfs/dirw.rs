@@ -1523,7 +1523,7 @@ impl Ctx<'_> {
                 }
                 self.write_free_index(&mut d, &bests)?;
                 let root_is_leaf = leaf == self.leaf_blk();
-                if lb.ents.is_empty() && !root_is_leaf || leaf != pleaf {
+                if lb.ents.is_empty() && !root_is_leaf || leaf != pleaf || self.index_shrinks(&d)? {
                     let mut all = self.index_entries(&d)?;
                     all.retain(|x| x.1 != a);
                     self.rebuild_index(&mut d, all)?;
@@ -1577,6 +1577,22 @@ impl Ctx<'_> {
             }
         }
         self.rebuild_small(d, parent, &ents)
+    }
+
+    /// Whether the hash index of a node directory is a root over a few leaves whose
+    /// entries now fit in fewer (so a fresh layout makes the directory smaller).
+    fn index_shrinks(&mut self, d: &Dir) -> FsResult<bool> {
+        let lb = self.leaf_blk();
+        let root = self.read_da(d, lb)?;
+        if !root.node || root.level != 1 || root.ents.len() > 4 {
+            return Ok(false);
+        }
+        let mut total = 0usize;
+        for &(_, child) in &root.ents {
+            total += self.read_da(d, u64::from(child))?.ents.len();
+        }
+        let cap = self.da_cap();
+        Ok(total.div_ceil(cap * 3 / 4) < root.ents.len() || total <= cap / 2)
     }
 
     /// Node form back to leaf form when a single leaf remains and fits with the table.
