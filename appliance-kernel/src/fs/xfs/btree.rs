@@ -706,9 +706,9 @@ impl Bt {
             pe.bytes = lkey;
         }
         self.write(c, pblk, &pb)?;
+        // The parent's position (the path keeps its length: levels come from it).
         let mut ppath = path.clone();
-        ppath.truncate(depth);
-        if let Some(p) = ppath.last_mut() {
+        if let Some(p) = ppath.get_mut(depth - 1) {
             p.1 = pidx + 1;
         }
         self.insert_at(
@@ -882,8 +882,7 @@ impl Bt {
         self.write(c, pblk, &pb)?;
         c.free_btree_block(self.tree, self.agno, rblk)?;
         let mut ppath = path.clone();
-        ppath.truncate(depth);
-        if let Some(p) = ppath.last_mut() {
+        if let Some(p) = ppath.get_mut(depth - 1) {
             p.1 = ri;
         }
         self.delete_at(c, &ppath, depth - 1)

@@ -406,3 +406,244 @@ fn directories_grow_and_shrink_through_every_form_v4() {
 fn directories_with_8k_blocks() {
     dir_forms("xfsw-dirs8k", &["-n", "size=8192"], true);
 }
+
+/// mkdir, rename (same directory, across, over a file and over an empty directory,
+/// directories moving with their `..`), unlink, rmdir, symlinks (inline and remote).
+fn namespace_ops(tag: &str, size: u64, opts: &[&str], kernel: bool) {
+    let tree = small_tree();
+    let img = make_image(tag, size, opts, &tree);
+    let p = img.path();
+    let mut model = model_of(&tree);
+    let long = "/a/long/symlink/target/".repeat(30);
+    {
+        let mut fs = rw(p);
+        fs.mkdir("/etc", 0o755).unwrap();
+        fs.mkdir("/etc/ssh", 0o700).unwrap();
+        fs.mkdir("/home", 0o755).unwrap();
+        fs.mkdir("/home/user", 0o750).unwrap();
+        assert_eq!(fs.mkdir("/etc", 0o755).unwrap_err().kind, ErrorKind::AlreadyExists);
+        assert_eq!(fs.mkdir("/nope/x", 0o755).unwrap_err().kind, ErrorKind::NotFound);
+        for d in ["/etc", "/etc/ssh", "/home", "/home/user"] {
+            model.insert(d.into(), M::Dir);
+        }
+        write_all(&mut fs, "/etc/hostname", b"guest\n");
+        write_all(&mut fs, "/etc/ssh/key", b"ssh-ed25519 AAAA test\n");
+        model.insert("/etc/hostname".into(), M::File(b"guest\n".to_vec()));
+        model.insert("/etc/ssh/key".into(), M::File(b"ssh-ed25519 AAAA test\n".to_vec()));
+        // Same directory.
+        fs.rename("/hello.txt", "/hello2.txt").unwrap();
+        let v = model.remove("/hello.txt").unwrap();
+        model.insert("/hello2.txt".into(), v);
+        // Across directories, over an existing file.
+        fs.rename("/sub/a", "/etc/hostname").unwrap();
+        let v = model.remove("/sub/a").unwrap();
+        model.insert("/etc/hostname".into(), v);
+        // A directory moves: its `..` and both parents' link counts change.
+        fs.rename("/sub", "/home/user/sub").unwrap();
+        for k in ["/sub", "/sub/b"] {
+            let v = model.remove(k).unwrap();
+            model.insert(format!("/home/user{k}"), v);
+        }
+        // Over an empty directory; not over a non-empty one; not below itself.
+        fs.mkdir("/home/empty", 0o755).unwrap();
+        assert_eq!(
+            fs.rename("/home/user", "/etc").unwrap_err().kind,
+            ErrorKind::NotEmpty
+        );
+        assert_eq!(
+            fs.rename("/home", "/home/user/sub/x").unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
+        fs.rename("/etc/ssh", "/home/empty").unwrap();
+        model.remove("/etc/ssh");
+        let v = model.remove("/etc/ssh/key").unwrap();
+        model.insert("/home/empty".into(), M::Dir);
+        model.insert("/home/empty/key".into(), v);
+        // Removals.
+        assert_eq!(fs.unlink("/home").unwrap_err().kind, ErrorKind::IsADirectory);
+        assert_eq!(fs.rmdir("/home").unwrap_err().kind, ErrorKind::NotEmpty);
+        assert_eq!(fs.rmdir("/etc/hostname").unwrap_err().kind, ErrorKind::NotADirectory);
+        fs.unlink("/big.bin").unwrap();
+        model.remove("/big.bin");
+        // Symlinks.
+        fs.symlink("hello2.txt", "/link").unwrap();
+        fs.symlink(&long, "/home/long-link").unwrap();
+        model.insert("/link".into(), M::Link("hello2.txt".into()));
+        model.insert("/home/long-link".into(), M::Link(long.clone()));
+        assert_eq!(read_all(&mut fs, "/link"), b"hello, xfs\n");
+        fs.sync().unwrap();
+    }
+    verify(p, &model, kernel);
+    // Directory link counts as Linux keeps them.
+    let mut fs = open(p);
+    assert_eq!(fs.stat("/home", false).unwrap().nlink, 4); // ., .., user, empty
+    assert_eq!(fs.stat("/home/user", false).unwrap().nlink, 3);
+    assert_eq!(fs.stat("/", false).unwrap().nlink, 4); // ., .., etc, home
+    let f = db_inode(p, db_ino(p, "/home/long-link"));
+    assert_eq!(f["core.format"], "2 (extents)");
+}
+
+#[test]
+fn namespace_v5() {
+    namespace_ops("xfsw-ns5", 64 << 20, &[], true);
+}
+
+#[test]
+fn namespace_v4() {
+    namespace_ops("xfsw-ns4", 64 << 20, &["-m", "crc=0"], false);
+}
+
+#[test]
+fn namespace_rmapbt_reflink() {
+    namespace_ops("xfsw-nsrmap", 64 << 20, &["-m", "rmapbt=1,reflink=1"], true);
+}
+
+#[test]
+fn namespace_many_small_ags() {
+    namespace_ops(
+        "xfsw-nsags",
+        256 << 20,
+        &["-d", "agcount=16", "-m", "rmapbt=1,bigtime=0"],
+        true,
+    );
+}
+
+fn agf_field(img: &str, agno: u32, field: &str) -> u64 {
+    let f = db_fields(&db(img, &[&format!("agf {agno}"), "print"]));
+    f[field].parse().unwrap()
+}
+
+/// A file written one block in two grows past what its inode holds (extents format →
+/// btree), and truncated back returns to extents.
+fn fragmented_file(tag: &str, opts: &[&str], bs: usize) {
+    let tree = small_tree();
+    let img = make_image(tag, 96 << 20, opts, &tree);
+    let p = img.path();
+    let mut model = model_of(&tree);
+    let blocks = 1200usize;
+    let mut want = vec![0u8; (blocks * 2 - 1) * bs];
+    {
+        let mut fs = rw(p);
+        for i in 0..blocks {
+            let d = pseudo_random(bs, i as u64 + 1);
+            fs.write("/frag", (2 * i * bs) as u64, &d, false, 0o644).unwrap();
+            want[2 * i * bs..(2 * i + 1) * bs].copy_from_slice(&d);
+        }
+        fs.sync().unwrap();
+    }
+    model.insert("/frag".into(), M::File(want.clone()));
+    verify(p, &model, !opts.contains(&"crc=0"));
+    let ino = db_ino(p, "/frag");
+    let f = db_inode(p, ino);
+    assert_eq!(f["core.format"], "3 (btree)");
+    assert_eq!(f["core.nextents"], blocks.to_string());
+    // Cut to a tenth: still a (smaller) btree; to a few blocks: extents again.
+    let kernel = !opts.contains(&"crc=0");
+    {
+        let mut fs = rw(p);
+        fs.truncate("/frag", (blocks / 5 * bs) as u64).unwrap();
+        fs.sync().unwrap();
+    }
+    want.truncate(blocks / 5 * bs);
+    model.insert("/frag".into(), M::File(want.clone()));
+    verify(p, &model, kernel);
+    let f = db_inode(p, ino);
+    assert_eq!(f["core.nextents"], (blocks / 10).to_string());
+    // Fragment again and truncate: back to extents.
+    {
+        let mut fs = rw(p);
+        fs.truncate("/frag", 0).unwrap();
+        for i in 0..blocks {
+            fs.write("/frag", (2 * i * bs) as u64, &[7u8; 100], false, 0).unwrap();
+        }
+        fs.truncate("/frag", (3 * bs) as u64).unwrap();
+        fs.sync().unwrap();
+    }
+    let mut t = vec![0u8; 3 * bs];
+    t[..100].fill(7);
+    t[2 * bs..2 * bs + 100].fill(7);
+    model.insert("/frag".into(), M::File(t));
+    verify(p, &model, kernel);
+    let f = db_inode(p, ino);
+    assert_eq!(f["core.format"], "2 (extents)");
+    assert_eq!(f["core.nextents"], "2");
+}
+
+#[test]
+fn fragmented_file_btree_map_v5() {
+    fragmented_file("xfsw-frag5", &[], 4096);
+}
+
+#[test]
+fn fragmented_file_btree_map_1k_rmap() {
+    fragmented_file("xfsw-frag1k", &["-b", "size=1024", "-m", "rmapbt=1"], 1024);
+}
+
+#[test]
+fn fragmented_file_btree_map_v4() {
+    fragmented_file("xfsw-frag4", &["-m", "crc=0"], 4096);
+}
+
+/// Thousands of one-block files, every other one removed, splits the free-space (and
+/// rmap) btrees to several levels; removing the rest merges them back.
+#[test]
+fn free_space_btrees_split_and_merge() {
+    let tree = dir(vec![kid("d", dir(vec![]))]);
+    let img = make_image(
+        "xfsw-freesp",
+        64 << 20,
+        &["-b", "size=1024", "-m", "rmapbt=1", "-d", "agcount=2"],
+        &tree,
+    );
+    let p = img.path();
+    let mut model = model_of(&tree);
+    let n = 6000;
+    {
+        let mut fs = rw(p);
+        for i in 0..n {
+            let path = format!("/d/f{i}");
+            fs.write(&path, 0, &[i as u8; 700], true, 0o644).unwrap();
+        }
+        for i in (0..n).step_by(2) {
+            fs.unlink(&format!("/d/f{i}")).unwrap();
+        }
+        fs.sync().unwrap();
+    }
+    for i in (1..n).step_by(2) {
+        model.insert(format!("/d/f{i}"), M::File(vec![i as u8; 700]));
+    }
+    verify(p, &model, false);
+    // The files are in the AG of /d.
+    let ag = (db_ino(p, "/d") >> open(p).sb.agino_log()) as u32;
+    let levels: Vec<u64> = ["bnolevel", "cntlevel", "rmaplevel"]
+        .iter()
+        .map(|f| agf_field(p, ag, f))
+        .collect();
+    assert!(levels.iter().all(|&l| l >= 2), "levels {levels:?}");
+    let btree_blocks = agf_field(p, ag, "btreeblks");
+    {
+        let mut fs = rw(p);
+        for i in (1..n).step_by(2) {
+            fs.unlink(&format!("/d/f{i}")).unwrap();
+            model.remove(&format!("/d/f{i}"));
+        }
+        fs.sync().unwrap();
+    }
+    verify(p, &model, true);
+    // Merged back: the inode chunks kept leave ~140 free extents (two leaves).
+    assert!(agf_field(p, ag, "bnolevel") <= 2);
+    assert!(agf_field(p, ag, "btreeblks") * 4 < btree_blocks);
+    // Free space as xfs_db counts it matches the superblock.
+    let out = db(p, &["freesp -s"]);
+    let total: u64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total free blocks "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // sb_fdblocks counts the free list and the btree blocks beyond the roots too.
+    let agfl: u64 = (0..2).map(|a| agf_field(p, a, "flcount") + agf_field(p, a, "btreeblks")).sum();
+    let sb = db_sb(p);
+    assert_eq!(total + agfl, sb["fdblocks"].parse::<u64>().unwrap(), "{out}");
+}
