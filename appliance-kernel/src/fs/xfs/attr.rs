@@ -88,8 +88,9 @@ fn entsize_local(nl: usize, vl: usize) -> usize {
     round4(3 + nl + vl)
 }
 
+/// `sizeof(xfs_attr_leaf_name_remote) - 1 + namelen`: the struct is padded to 12.
 fn entsize_remote(nl: usize) -> usize {
-    round4(9 + nl)
+    round4(11 + nl)
 }
 
 impl Ctx<'_> {

@@ -97,7 +97,8 @@ fn repair_silent(img: &str) {
         .collect();
     assert!(
         out.status.success() && noise.is_empty(),
-        "xfs_repair -n {img}:\n{text}"
+        "xfs_repair -n {img}:\n{}",
+        noise.join("\n")
     );
 }
 
@@ -664,3 +665,128 @@ fn counters_agree(fs: &mut XfsFs) -> (u64, u64) {
     .unwrap()
 }
 
+
+/// `getfattr -d -m -` of a path under a Linux mount: name → value (hex).
+fn getfattr(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = Command::new("getfattr")
+        .args(["--absolute-names", "-d", "-m", "-", "-e", "hex"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut m = std::collections::BTreeMap::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((k, v)) = l.split_once('=') {
+            let hex = v.trim_start_matches("0x");
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            m.insert(k.to_string(), bytes);
+        }
+    }
+    m
+}
+
+fn xattrs(tag: &str, opts: &[&str], kernel: bool) {
+    let tree = small_tree();
+    let img = make_image(tag, 64 << 20, opts, &tree);
+    let p = img.path();
+    let label = b"system_u:object_r:etc_t:s0\0".to_vec();
+    let big = pseudo_random(20_000, 3);
+    let mut want: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    {
+        let mut fs = rw(p);
+        fs.set_xattr("/hello.txt", "security.selinux", &label).unwrap();
+        assert_eq!(fs.get_xattr("/hello.txt", "security.selinux").unwrap(), label);
+        fs.set_xattr("/sub", "user.comment", b"a directory").unwrap();
+        fs.set_xattr("/hello.txt", "trusted.t", b"T").unwrap();
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    want.insert("security.selinux".into(), label.clone());
+    want.insert("trusted.t".into(), b"T".to_vec());
+    let ino = db_ino(p, "/hello.txt");
+    assert_eq!(db_inode(p, ino)["core.aformat"], "1 (local)");
+    if kernel {
+        let m = Mounted::new(p, "ro");
+        assert_eq!(getfattr(&m.at("hello.txt")), want);
+        assert_eq!(getfattr(&m.at("sub"))["user.comment"], b"a directory");
+    }
+    // Many attributes: a leaf block; one too big for it: a remote value.
+    {
+        let mut fs = rw(p);
+        for i in 0..40 {
+            let v = format!("value number {i} with some padding to take room");
+            fs.set_xattr("/hello.txt", &format!("user.attr{i:02}"), v.as_bytes()).unwrap();
+            want.insert(format!("user.attr{i:02}"), v.into_bytes());
+        }
+        fs.set_xattr("/hello.txt", "user.big", &big).unwrap();
+        want.insert("user.big".into(), big.clone());
+        let mut names = fs.list_xattrs("/hello.txt").unwrap();
+        names.sort();
+        assert_eq!(names, want.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(fs.get_xattr("/hello.txt", "user.big").unwrap(), big);
+        assert_eq!(fs.get_xattr("/hello.txt", "user.nope").unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            fs.set_xattr("/hello.txt", "system.posix_acl_access", b"x").unwrap_err().kind,
+            ErrorKind::Unsupported
+        );
+        // The file's contents replaced: its label stays.
+        write_all(&mut fs, "/hello.txt", b"replaced\n");
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    assert_eq!(db_inode(p, ino)["core.aformat"], "2 (extents)");
+    {
+        let mut fs = open(p);
+        assert_eq!(fs.get_xattr("/hello.txt", "security.selinux").unwrap(), label);
+        assert_eq!(fs.get_xattr("/hello.txt", "user.big").unwrap(), big);
+        assert_eq!(read_all(&mut fs, "/hello.txt"), b"replaced\n");
+    }
+    if kernel {
+        let m = Mounted::new(p, "ro");
+        assert_eq!(getfattr(&m.at("hello.txt")), want);
+    }
+    // Back down to a few (shortform), then none (the fork goes).
+    {
+        let mut fs = rw(p);
+        for i in 0..40 {
+            fs.remove_xattr("/hello.txt", &format!("user.attr{i:02}")).unwrap();
+            want.remove(&format!("user.attr{i:02}"));
+        }
+        fs.remove_xattr("/hello.txt", "user.big").unwrap();
+        want.remove("user.big");
+        assert_eq!(fs.remove_xattr("/hello.txt", "user.big").unwrap_err().kind, ErrorKind::NotFound);
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    assert_eq!(db_inode(p, ino)["core.aformat"], "1 (local)");
+    if kernel {
+        let m = Mounted::new(p, "ro");
+        assert_eq!(getfattr(&m.at("hello.txt")), want);
+    }
+    {
+        let mut fs = rw(p);
+        fs.remove_xattr("/hello.txt", "security.selinux").unwrap();
+        fs.remove_xattr("/hello.txt", "trusted.t").unwrap();
+        fs.remove_xattr("/sub", "user.comment").unwrap();
+        assert!(fs.list_xattrs("/hello.txt").unwrap().is_empty());
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    assert_eq!(db_inode(p, ino)["core.forkoff"], "0");
+}
+
+#[test]
+fn xattrs_v5() {
+    xattrs("xfsw-xattr5", &[], true);
+}
+
+#[test]
+fn xattrs_v4() {
+    xattrs("xfsw-xattr4", &["-m", "crc=0"], false);
+}
+
+#[test]
+fn xattrs_rmapbt() {
+    xattrs("xfsw-xattrrmap", &["-m", "rmapbt=1"], true);
+}
