@@ -931,3 +931,216 @@ fn random_writes_1k_rmap_reflink() {
 fn random_writes_v4() {
     random_writes("xfsw-rand4", &["-m", "crc=0"], 0x5EED_0003, 500);
 }
+
+// ---------------------------------------------------------------------------------
+// Crash safety: a disk that stops taking writes part-way (a kill)
+
+/// Step `i` of a mixed workload (mkdir, create, overwrite, extend, truncate, rename,
+/// unlink, rmdir, symlinks, xattrs), applied to `fs` and, on success, to `model`.
+fn workload_step(fs: &mut XfsFs, model: &mut Model, i: usize) -> FsResult<()> {
+    let data = |n: usize, seed: u64| pseudo_random(n, seed);
+    match i {
+        0 => {
+            fs.mkdir("/w", 0o755)?;
+            model.insert("/w".into(), M::Dir);
+        }
+        1 => {
+            let d = data(100, 1);
+            fs.write("/w/a", 0, &d, true, 0o644)?;
+            model.insert("/w/a".into(), M::File(d));
+        }
+        2 => {
+            let d = data(200_000, 2);
+            fs.write("/w/b", 0, &d, true, 0o644)?;
+            model.insert("/w/b".into(), M::File(d));
+        }
+        3 => fs.set_xattr("/w/a", "security.selinux", b"system_u:object_r:etc_t:s0\0")?,
+        4 => {
+            fs.mkdir("/w/d", 0o700)?;
+            model.insert("/w/d".into(), M::Dir);
+        }
+        5..=44 => {
+            let k = i - 5;
+            let p = format!("/w/d/file-number-{k:03}");
+            let d = data(50 + k * 37, k as u64);
+            fs.write(&p, 0, &d, true, 0o600)?;
+            model.insert(p, M::File(d));
+        }
+        45 => {
+            fs.rename("/w/a", "/w/d/a2")?;
+            let v = model.remove("/w/a").unwrap();
+            model.insert("/w/d/a2".into(), v);
+        }
+        46 => {
+            fs.truncate("/w/b", 5000)?;
+            if let Some(M::File(d)) = model.get_mut("/w/b") {
+                d.truncate(5000);
+            }
+        }
+        47 => {
+            let d = data(70_000, 47);
+            fs.write("/w/b", 1 << 20, &d, false, 0)?;
+            if let Some(M::File(f)) = model.get_mut("/w/b") {
+                f.resize(1 << 20, 0);
+                f.extend_from_slice(&d);
+            }
+        }
+        48 => {
+            fs.symlink("d/a2", "/w/link")?;
+            model.insert("/w/link".into(), M::Link("d/a2".into()));
+        }
+        49..=68 => {
+            let k = (i - 49) * 2;
+            let p = format!("/w/d/file-number-{k:03}");
+            fs.unlink(&p)?;
+            model.remove(&p);
+        }
+        69 => {
+            fs.mkdir("/w/e", 0o755)?;
+            model.insert("/w/e".into(), M::Dir);
+        }
+        70 => {
+            fs.rename("/w/d", "/w/e/d")?;
+            let moved: Vec<String> = model.keys().filter(|k| k.starts_with("/w/d")).cloned().collect();
+            for k in moved {
+                let v = model.remove(&k).unwrap();
+                model.insert(format!("/w/e{}", &k[2..]), v);
+            }
+        }
+        71 => {
+            let d = data(3000, 71);
+            fs.write("/hello.txt", 2, &d, false, 0)?;
+            if let Some(M::File(f)) = model.get_mut("/hello.txt") {
+                if f.len() < 3002 {
+                    f.resize(3002, 0);
+                }
+                f[2..3002].copy_from_slice(&d);
+            }
+        }
+        72 => {
+            fs.unlink("/big.bin")?;
+            model.remove("/big.bin");
+        }
+        73 => {
+            // (A refused rmdir writes nothing.)
+            fs.rmdir("/sub").unwrap_err();
+            fs.unlink("/sub/a")?;
+            model.remove("/sub/a");
+        }
+        74 => {
+            fs.unlink("/sub/b")?;
+            model.remove("/sub/b");
+        }
+        75 => {
+            fs.rmdir("/sub")?;
+            model.remove("/sub");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Steps of the workload: each one transaction.
+const WORKLOAD_STEPS: usize = 76;
+
+/// The tree as skiff reads it (files, directories, symlinks).
+fn tree_of(img: &str) -> Model {
+    let mut fs = open(img);
+    let mut out = Model::new();
+    let mut todo = vec!["/".to_string()];
+    while let Some(d) = todo.pop() {
+        for e in fs.read_dir(&d).unwrap() {
+            let p = if d == "/" { format!("/{}", e.name) } else { format!("{d}/{}", e.name) };
+            match e.stat.file_type {
+                FileType::Directory => {
+                    out.insert(p.clone(), M::Dir);
+                    todo.push(p);
+                }
+                FileType::Symlink => {
+                    let t = fs.read_link(&p).unwrap();
+                    out.insert(p, M::Link(t));
+                }
+                _ => {
+                    let data = read_all(&mut fs, &p);
+                    out.insert(p, M::File(data));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Kills the workload at `points` random device writes; after each, the log is
+/// replayed (by skiff or by Linux, in turn), `xfs_repair -n` must be silent and the tree
+/// must be the model after exactly the steps that committed.
+fn kill_points(tag: &str, opts: &[&str], seed: u64, points: usize) {
+    let tree = small_tree();
+    let base = make_image(tag, 64 << 20, opts, &tree);
+    // The full run: how many writes, and the model after each step.
+    let mut models = vec![model_of(&tree)];
+    let total = {
+        let img = TempImage::new(&format!("{tag}-full"), 0);
+        std::fs::copy(base.path(), img.path()).unwrap();
+        let (d, writes) = rw_disk(img.path(), None);
+        let mut fs = XfsFs::open_with(d, true).unwrap();
+        fs.set_clock(1_700_000_000);
+        let mut m = models[0].clone();
+        for i in 0..WORKLOAD_STEPS {
+            workload_step(&mut fs, &mut m, i).unwrap_or_else(|e| panic!("step {i}: {e:?}"));
+            models.push(m.clone());
+        }
+        fs.sync().unwrap();
+        drop(fs);
+        repair_silent(img.path());
+        assert_eq!(tree_of(img.path()), m, "the full run");
+        writes.get()
+    };
+    let mut rng = Rng(seed);
+    for n in 0..points {
+        let k = 1 + rng.below(total - 1);
+        let img = TempImage::new(&format!("{tag}-kill"), 0);
+        std::fs::copy(base.path(), img.path()).unwrap();
+        let (d, _) = rw_disk(img.path(), Some(k));
+        let mut ok = 0;
+        {
+            let mut fs = XfsFs::open_with(d, true).unwrap();
+            fs.set_clock(1_700_000_000);
+            let mut m = models[0].clone();
+            for i in 0..WORKLOAD_STEPS {
+                if workload_step(&mut fs, &mut m, i).is_err() {
+                    break;
+                }
+                ok += 1;
+            }
+            let _ = fs.sync();
+        }
+        // A read-only look never panics: either the tree, or "mount read-write once".
+        if let Err(e) = XfsFs::open(disk(img.path())) {
+            assert!(e.message.contains("read-write once"), "kill at write {k}: {e:?}");
+        }
+        if n % 2 == 0 {
+            drop(rw(img.path()));
+        } else {
+            Mounted::new(img.path(), "").umount();
+        }
+        repair_silent(img.path());
+        let got = tree_of(img.path());
+        let committed = (ok..=(ok + 1).min(WORKLOAD_STEPS)).find(|&j| models[j] == got);
+        assert!(
+            committed.is_some(),
+            "kill at write {k} of {total} (replayed by {}): the tree is not the model after {ok} or {} steps",
+            if n % 2 == 0 { "skiff" } else { "Linux" },
+            ok + 1
+        );
+    }
+}
+
+#[test]
+fn killed_at_fifty_points_v5() {
+    kill_points("xfsw-kill5", &[], 0xC0FF_EE01, 50);
+}
+
+#[test]
+fn killed_at_fifty_points_rmapbt() {
+    kill_points("xfsw-killrmap", &["-m", "rmapbt=1"], 0xC0FF_EE02, 50);
+}
