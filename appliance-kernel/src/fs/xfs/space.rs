@@ -488,6 +488,16 @@ impl Ctx<'_> {
             .map(|(_, r)| (be32(&r, 0), be32(&r, 4))))
     }
 
+    /// Checks a free-space record of `agno`.
+    fn check_free(&self, agno: u32, fs: u32, fl: u32) -> FsResult<()> {
+        if fl == 0 || fs == 0 || fs.checked_add(fl).is_none_or(|e| e > self.ag_len(agno)) {
+            return Err(corrupt(format_args!(
+                "AG {agno} free space btrees: bad free extent {fs}+{fl}"
+            )));
+        }
+        Ok(())
+    }
+
     /// The usable part of free extent `fs..fs+fl` for `w`: aligned, and (for data)
     /// clear of busy extents. Returns the longest such piece.
     fn usable(&self, agno: u32, fs: u32, fl: u32, w: &Want) -> (u32, u32) {
@@ -542,6 +552,7 @@ impl Ctx<'_> {
         // Right at (or after) the block asked for: files grow contiguously.
         if let Some(near) = w.near
             && let Some((fs, fl)) = self.free_at(agno, near)?
+            && self.check_free(agno, fs, fl).is_ok()
             && fs <= near
             && fs.saturating_add(fl) > near
         {
@@ -558,6 +569,7 @@ impl Ctx<'_> {
             if let Some((mut path, mut r)) = cnt.find_ge(self, &key)? {
                 loop {
                     let (fs, fl) = (be32(&r, 0), be32(&r, 4));
+                    self.check_free(agno, fs, fl)?;
                     let (s, l) = self.usable(agno, fs, fl, w);
                     if l >= maxlen {
                         pick = Some((fs, fl, s, maxlen));
@@ -577,6 +589,7 @@ impl Ctx<'_> {
                     let mut best: Option<(u32, u32, u32, u32)> = None;
                     loop {
                         let (fs, fl) = (be32(&r, 0), be32(&r, 4));
+                        self.check_free(agno, fs, fl)?;
                         if fl < minlen || best.is_some_and(|b| fl <= b.3) {
                             break;
                         }
@@ -618,9 +631,14 @@ impl Ctx<'_> {
         }
         let bno = Bt::new(Tree::Bno, agno);
         let cnt = Bt::new(Tree::Cnt, agno);
-        let (path, _) = bno
+        let (path, rec) = bno
             .find_eq(self, &alloc_rec(fs, 0))?
             .ok_or_else(|| corrupt(format_args!("AG {agno} free space (bno) btree: record missing")))?;
+        if be32(&rec, 4) != fl {
+            return Err(corrupt(format_args!(
+                "AG {agno} free space btrees disagree about the extent at block {fs}"
+            )));
+        }
         let mut pieces = Vec::new();
         if s > fs {
             pieces.push((fs, s - fs));
@@ -719,6 +737,7 @@ impl Ctx<'_> {
         let mut merge_right = None;
         if let Some((p, r)) = left {
             let (ls, ll) = (be32(&r, 0), be32(&r, 4));
+            self.check_free(agno, ls, ll)?;
             let le = ls.saturating_add(ll);
             if le > agbno {
                 return Err(corrupt(format_args!(
@@ -731,6 +750,7 @@ impl Ctx<'_> {
         }
         if let Some((p, r)) = right {
             let (rs, rl) = (be32(&r, 0), be32(&r, 4));
+            self.check_free(agno, rs, rl)?;
             if rs < end {
                 return Err(corrupt(format_args!(
                     "AG {agno}: freeing blocks {agbno}+{len}, already free"

@@ -809,7 +809,7 @@ fn mkfs_protofile_remote_symlink_is_corrupt() {
 
 /// A loop mount of an image file, unmounted on drop.
 pub(super) struct Mounted {
-    dir: TempDir,
+    pub(super) dir: TempDir,
     on: bool,
 }
 

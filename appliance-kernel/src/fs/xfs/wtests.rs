@@ -1144,3 +1144,270 @@ fn killed_at_fifty_points_v5() {
 fn killed_at_fifty_points_rmapbt() {
     kill_points("xfsw-killrmap", &["-m", "rmapbt=1"], 0xC0FF_EE02, 50);
 }
+
+// ---------------------------------------------------------------------------------
+// Bad input: damage, full filesystems, limits, refusals
+
+fn file_hash(path: &str) -> u64 {
+    let d = std::fs::read(path).unwrap();
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in d {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+#[test]
+fn corrupt_free_space_btree_fails_cleanly() {
+    let img = v5_image("xfsw-badbno", &[]);
+    let p = img.path();
+    // A bad CRC in AG 0's by-size btree root; a bad record (valid CRC) in its by-block one.
+    let cntroot = agf_field(p, 0, "cntroot");
+    let at = cntroot * 4096 + 200;
+    let mut b = [0u8; 1];
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x40;
+    f.write_all_at(&b, at).unwrap();
+    drop(f);
+    let before = file_hash(p);
+    {
+        let mut fs = rw(p);
+        let e = fs.write("/new", 0, &[1u8; 10_000], true, 0o644).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e:?}");
+        assert!(e.message.contains("free space (cnt) btree") && e.message.contains("CRC"), "{e:?}");
+        // The failed change left nothing behind, in memory or on disk.
+        assert_eq!(fs.stat("/new", false).unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(read_all(&mut fs, "/hello.txt"), b"hello, xfs\n");
+        fs.sync().unwrap();
+    }
+    assert_eq!(file_hash(p), before, "nothing was written");
+    // A record out of range, with a good CRC.
+    let img = v5_image("xfsw-badbno2", &[]);
+    let p = img.path();
+    db_write(p, &["agf 0", "addr bnoroot", "write recs[1].blockcount 60000"]);
+    let before = file_hash(p);
+    {
+        let mut fs = rw(p);
+        let e = fs.write("/new", 0, &[1u8; 10_000], true, 0o644).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{e:?}");
+        fs.sync().unwrap();
+    }
+    assert_eq!(file_hash(p), before, "nothing was written");
+}
+
+#[test]
+fn a_full_filesystem_is_nospace_and_consistent() {
+    let tree = dir(vec![kid("a", file(b"a"))]);
+    let img = make_image("xfsw-full", 32 << 20, &["-d", "agcount=2"], &tree);
+    let p = img.path();
+    let chunk = pseudo_random(1 << 20, 8);
+    let mut written = 0u64;
+    {
+        let mut fs = rw(p);
+        let e = loop {
+            match fs.write("/fill", written, &chunk, false, 0o644) {
+                Ok(_) => written += chunk.len() as u64,
+                Err(e) => break e,
+            }
+            assert!(written < 64 << 20);
+        };
+        assert_eq!(e.kind, ErrorKind::NoSpace, "{e:?}");
+        // The failed chunk changed nothing; a small file still fits, or fails cleanly.
+        assert_eq!(fs.stat("/fill", false).unwrap().size, written);
+        let mut n = 0;
+        loop {
+            match fs.write(&format!("/small{n}"), 0, b"x", true, 0o644) {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    assert_eq!(e.kind, ErrorKind::NoSpace, "{e:?}");
+                    break;
+                }
+            }
+            assert!(n < 100_000);
+        }
+        let st = fs.statvfs().unwrap();
+        assert!(st.blocks_free < 64, "{st:?}");
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    let mut fs = open(p);
+    assert_eq!(fs.stat("/fill", false).unwrap().size, written);
+    assert!(read_all(&mut fs, "/fill")[..chunk.len()] == chunk[..]);
+    drop(fs);
+    // Freed, the space is back.
+    {
+        let mut fs = rw(p);
+        fs.unlink("/fill").unwrap();
+        let st = fs.statvfs().unwrap();
+        assert!(st.blocks_free * 4096 >= written, "{st:?}");
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+}
+
+#[test]
+fn a_file_larger_than_an_ag_spans_ags() {
+    let tree = dir(vec![kid("a", file(b"a"))]);
+    let img = make_image("xfsw-bigag", 96 << 20, &["-d", "agcount=4"], &tree);
+    let p = img.path();
+    let data = pseudo_random(40 << 20, 9);
+    {
+        let mut fs = rw(p);
+        write_all(&mut fs, "/huge", &data);
+        fs.sync().unwrap();
+    }
+    let mut model = model_of(&tree);
+    model.insert("/huge".into(), M::File(data));
+    verify(p, &model, true);
+    let bmap = db(p, &[&format!("inode {}", db_ino(p, "/huge")), "bmap"]);
+    let ags: std::collections::BTreeSet<&str> = bmap
+        .lines()
+        .filter_map(|l| l.split('(').nth(1)?.split('/').next())
+        .collect();
+    assert!(ags.len() >= 2, "{bmap}");
+}
+
+#[test]
+fn the_inode_limit_is_nospace() {
+    let tree = dir(vec![kid("d", dir(vec![]))]);
+    let img = make_image("xfsw-imax", 32 << 20, &["-i", "maxpct=1"], &tree);
+    let p = img.path();
+    let mut n = 0;
+    {
+        let mut fs = rw(p);
+        let e = loop {
+            match fs.write(&format!("/d/f{n}"), 0, b"", true, 0o644) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(n < 100_000);
+        };
+        assert_eq!(e.kind, ErrorKind::NoSpace, "{e:?}");
+        assert!(e.message.contains("imaxpct"), "{e:?}");
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    let sb = db_sb(p);
+    let icount: u64 = sb["icount"].parse().unwrap();
+    assert_eq!(icount - sb["ifree"].parse::<u64>().unwrap(), n as u64 + 4);
+    assert_eq!(db_ls(p, "/d").len(), n);
+}
+
+#[test]
+fn a_dirty_linux_log_is_refused_read_write() {
+    let img = TempImage::new("xfsw-dirty", 64 << 20);
+    tool("mkfs.xfs", &["-q", "-f", img.path()]);
+    let m = Mounted::new(img.path(), "");
+    std::fs::create_dir(m.at("after")).unwrap();
+    std::fs::write(m.at("after/file"), b"after").unwrap();
+    let f = std::fs::File::open(m.at("after/file")).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    tool("xfs_io", &["-x", "-c", "shutdown -f", m.dir.path()]);
+    m.umount();
+    assert!(logprint_state(img.path()).contains("<DIRTY>"));
+    let before = file_hash(img.path());
+    let (d, writes) = rw_disk(img.path(), None);
+    let e = XfsFs::open_with(d, true).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e:?}");
+    assert!(e.message.starts_with(DIRTY_LOG_MESSAGE), "{e:?}");
+    assert_eq!(writes.get(), 0);
+    assert_eq!(file_hash(img.path()), before);
+}
+
+#[test]
+fn quota_accounting_is_refused_read_write() {
+    let img = v5_image("xfsw-quota", &[]);
+    let p = img.path();
+    // As a quota mount leaves it (this kernel has no XFS quota support to do it).
+    db_write(p, &["sb 0", "write qflags 0x7"]);
+    assert_ne!(db_sb(p)["qflags"], "0");
+    let (d, _) = rw_disk(p, None);
+    let e = XfsFs::open_with(d, true).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e:?}");
+    assert!(e.message.contains("quota"), "{e:?}");
+    // Read-only is fine.
+    assert_eq!(read_all(&mut open(p), "/hello.txt"), b"hello, xfs\n");
+}
+
+#[test]
+fn statvfs_follows_changes() {
+    let img = v5_image("xfsw-statvfs", &[]);
+    let p = img.path();
+    let mut fs = rw(p);
+    let a = fs.statvfs().unwrap();
+    write_all(&mut fs, "/three-megs", &pseudo_random(3 << 20, 1));
+    let b = fs.statvfs().unwrap();
+    assert_eq!(a.blocks_free - b.blocks_free, 768);
+    assert_eq!(a.files_free - b.files_free, 1);
+    fs.unlink("/three-megs").unwrap();
+    let c = fs.statvfs().unwrap();
+    assert_eq!((c.blocks_free, c.files_free), (a.blocks_free, a.files_free));
+    fs.sync().unwrap();
+    drop(fs);
+    // As Linux reports it.
+    let m = Mounted::new(p, "ro");
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%f %a %d"])
+        .arg(m.dir.path())
+        .output()
+        .unwrap();
+    let v: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(v[0], c.blocks_free, "free blocks as Linux counts them");
+}
+
+#[test]
+fn the_dispatcher_mounts_read_write() {
+    use wire::{Reply, Request};
+    let img = v5_image("xfsw-rpc", &[]);
+    let p = img.path();
+    let (d, _) = rw_disk(p, None);
+    let mut a = crate::rpc::Appliance::new();
+    a.set_disk(0, d);
+    a.handle(Request::Mount {
+        device: "/dev/sda".into(),
+        mountpoint: "/".into(),
+        readonly: false,
+        fstype: None,
+    })
+    .unwrap();
+    let Reply::Mounts(m) = a.handle(Request::Mounts).unwrap() else {
+        panic!()
+    };
+    assert_eq!((m[0].fstype.as_str(), m[0].readonly), ("xfs", false));
+    a.handle(Request::Mkdir {
+        path: "/etc/ssh".into(),
+        parents: true,
+        mode: 0o755,
+    })
+    .unwrap();
+    a.handle(Request::WriteFile {
+        path: "/etc/ssh/authorized_keys".into(),
+        offset: 0,
+        data: wire::Bytes(b"ssh-ed25519 AAAA\n".to_vec()),
+        truncate: true,
+        mode: 0o600,
+    })
+    .unwrap();
+    a.handle(Request::Remove {
+        path: "/sub".into(),
+        recursive: true,
+    })
+    .unwrap();
+    a.handle(Request::Umount {
+        mountpoint: "/".into(),
+    })
+    .unwrap();
+    drop(a);
+    repair_silent(p);
+    assert!(logprint_state(p).ends_with("<CLEAN>"));
+    let mut fs = open(p);
+    assert_eq!(read_all(&mut fs, "/etc/ssh/authorized_keys"), b"ssh-ed25519 AAAA\n");
+    assert_eq!(fs.stat("/etc/ssh/authorized_keys", false).unwrap().mode, 0o600);
+    assert_eq!(fs.stat("/sub", false).unwrap_err().kind, ErrorKind::NotFound);
+}
+
