@@ -498,10 +498,23 @@ impl Ctx<'_> {
     /// The entries (without `.` and `..`) and parent of a block-form directory.
     fn block_entries(&mut self, d: &Dir) -> FsResult<(u64, Vec<DEnt>)> {
         let b = self.dir_buf(d, 0)?.clone();
-        let len = b.len();
-        let count = be32(&b, len - 8) as usize;
-        let end = len - 8 - count * 8;
+        let end = self.block_leaf_start(d.ino, &b)?;
         self.entries_of(d.ino, &b, end)
+    }
+
+    /// Where the hash entries of a single-block directory start.
+    fn block_leaf_start(&self, ino: u64, b: &[u8]) -> FsResult<usize> {
+        let len = b.len();
+        let magic = be32(b, 0);
+        if magic != 0x5844_4233 && magic != 0x5844_3242 {
+            return Err(corrupt(format_args!("directory {ino}: block 0 is not a directory block")));
+        }
+        let count = be32(b, len.saturating_sub(8)) as usize;
+        count
+            .checked_mul(8)
+            .and_then(|n| len.checked_sub(8)?.checked_sub(n))
+            .filter(|&s| s >= self.dhdr())
+            .ok_or_else(|| corrupt(format_args!("directory {ino}: block tail overruns")))
     }
 
     /// Entries of a data area `hdr..end`: (parent, others).
@@ -1345,8 +1358,8 @@ impl Ctx<'_> {
     fn block_to_leaf(&mut self, d: &mut Dir) -> FsResult<()> {
         let mut b = self.dir_buf(d, 0)?.clone();
         let len = b.len();
-        let count = be32(&b, len - 8) as usize;
-        let leaf_at = len - 8 - count * 8;
+        let leaf_at = self.block_leaf_start(d.ino, &b)?;
+        let count = (len - 8 - leaf_at) / 8;
         let ents: Vec<(u32, u32)> = (0..count)
             .map(|i| (be32(&b, leaf_at + 8 * i), be32(&b, leaf_at + 8 * i + 4)))
             .filter(|e| e.1 != 0)

@@ -78,7 +78,7 @@ impl IRec {
 
     fn check(&self, agno: u32) -> FsResult<()> {
         let free = (self.free & self.present()).count_ones();
-        if free != self.freecount || self.start % 64 != 0 {
+        if free != self.freecount {
             return Err(corrupt(format_args!(
                 "AG {agno} inode btree: record at inode {} is inconsistent",
                 self.start
@@ -153,7 +153,10 @@ impl Ctx<'_> {
             return Err(corrupt(format_args!("AG {agno} free inode btree: record without free inodes")));
         }
         let idx = avail.trailing_zeros();
-        let agino = rec.start + idx;
+        let agino = rec
+            .start
+            .checked_add(idx)
+            .ok_or_else(|| corrupt(format_args!("AG {agno} inode btree: record out of range")))?;
         let old = rec;
         rec.free &= !(1u64 << idx);
         rec.freecount -= 1;
@@ -217,8 +220,8 @@ impl Ctx<'_> {
         }
         self.init_inode_blocks(agno, agbno, blocks)?;
         let start = agbno << self.g.inopb_log;
-        if u64::from(start) >> 32 != 0 || start % 64 != 0 {
-            return Err(corrupt("inode chunk is misaligned"));
+        if u64::from(start) >> 32 != 0 {
+            return Err(corrupt("inode chunk outside the AG"));
         }
         let rec = IRec {
             start,
@@ -250,7 +253,7 @@ impl Ctx<'_> {
             .ok_or_else(|| corrupt(format_args!("inode {ino} is in no inode chunk")))?;
         let mut rec = IRec::parse(self, &r);
         rec.check(agno)?;
-        if agino < rec.start || agino >= rec.start + 64 {
+        if agino < rec.start || agino >= rec.start.saturating_add(64) {
             return Err(corrupt(format_args!("inode {ino} is in no inode chunk")));
         }
         let bit = 1u64 << (agino - rec.start);

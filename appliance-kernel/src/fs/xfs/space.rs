@@ -284,12 +284,15 @@ impl Ctx<'_> {
         let size = self.agfl_size();
         let f = self.agf(agno)?;
         let (first, last, count) = (be32(f, AGF_FLFIRST), be32(f, AGF_FLLAST), be32(f, AGF_FLCOUNT));
+        if first >= size || last >= size || count > size {
+            return Err(corrupt(format_args!("AG {agno} AGF: bad free list indexes")));
+        }
         let span = if count == 0 {
             0
         } else {
             (last + size - first) % size + 1
         };
-        if first >= size || last >= size || count > size || span != count {
+        if span != count {
             return Err(corrupt(format_args!("AG {agno} AGF: bad free list indexes")));
         }
         Ok((first, last, count))
@@ -624,8 +627,9 @@ impl Ctx<'_> {
 
     /// Removes `s..s+l` from free extent `fs..fs+fl` in both free-space btrees.
     fn take_free(&mut self, agno: u32, fs: u32, fl: u32, s: u32, l: u32) -> FsResult<()> {
+        self.check_free(agno, fs, fl)?;
         let fe = fs + fl;
-        let e = s + l;
+        let e = s.saturating_add(l);
         if s < fs || e > fe || l == 0 {
             return Err(corrupt(format_args!("AG {agno}: allocation outside its free extent")));
         }
@@ -823,7 +827,10 @@ impl Ctx<'_> {
         if !self.g.rmapbt {
             return Ok(());
         }
-        let end = agbno + len;
+        let end = agbno
+            .checked_add(len)
+            .filter(|&e| e <= self.ag_len(agno) && len > 0)
+            .ok_or_else(|| corrupt(format_args!("AG {agno}: mapping blocks past the AG")))?;
         let bt = Bt::new(Tree::Rmap, agno);
         if !self.g.reflink || (owner.owner as i64) < 0 {
             let clash = self.rmaps_at(agno, agbno, end - 1)?;
@@ -856,6 +863,14 @@ impl Ctx<'_> {
                     && (owner.ignore_offset() || off + u64::from(len) == (r.off & RMAP_OFF_MASK))
             });
         let key = |r: &Rmap| Tree::Rmap.rec_key(&r.owner_of().rec(r.start, r.len));
+        let ag_len = self.ag_len(agno);
+        let sum = |parts: &[u32]| -> FsResult<u32> {
+            parts
+                .iter()
+                .try_fold(0u32, |a, &b| a.checked_add(b))
+                .filter(|&t| t <= ag_len)
+                .ok_or_else(|| corrupt(format_args!("AG {agno} reverse mapping btree: record too long")))
+        };
         match (left, right) {
             (Some(l), Some(r)) => {
                 let (rp, _) = bt
@@ -865,20 +880,23 @@ impl Ctx<'_> {
                 let (lp, _) = bt
                     .find_eq(self, &key(&l))?
                     .ok_or_else(|| corrupt("reverse mapping btree: record missing"))?;
-                bt.update(self, &lp, &l.owner_of().rec(l.start, l.len + len + r.len))?;
+                let total = sum(&[l.len, len, r.len])?;
+                bt.update(self, &lp, &l.owner_of().rec(l.start, total))?;
             }
             (Some(l), None) => {
                 let (lp, _) = bt
                     .find_eq(self, &key(&l))?
                     .ok_or_else(|| corrupt("reverse mapping btree: record missing"))?;
-                bt.update(self, &lp, &l.owner_of().rec(l.start, l.len + len))?;
+                let total = sum(&[l.len, len])?;
+                bt.update(self, &lp, &l.owner_of().rec(l.start, total))?;
             }
             (None, Some(r)) => {
                 let (rp, _) = bt
                     .find_eq(self, &key(&r))?
                     .ok_or_else(|| corrupt("reverse mapping btree: record missing"))?;
+                let total = sum(&[len, r.len])?;
                 bt.delete(self, &rp)?;
-                bt.insert(self, &owner.rec(agbno, len + r.len))?;
+                bt.insert(self, &owner.rec(agbno, total))?;
             }
             (None, None) => bt.insert(self, &owner.rec(agbno, len))?,
         }
@@ -890,7 +908,10 @@ impl Ctx<'_> {
         if !self.g.rmapbt {
             return Ok(());
         }
-        let end = agbno + len;
+        let end = agbno
+            .checked_add(len)
+            .filter(|&e| e <= self.ag_len(agno) && len > 0)
+            .ok_or_else(|| corrupt(format_args!("AG {agno}: unmapping blocks past the AG")))?;
         let off = owner.offset & RMAP_OFF_MASK;
         let fork = owner.offset & (RMAP_ATTR_FORK | RMAP_BMBT_BLOCK);
         let found = self.rmaps_at(agno, agbno, agbno)?.into_iter().find(|r| {

@@ -1411,3 +1411,55 @@ fn the_dispatcher_mounts_read_write() {
     assert_eq!(fs.stat("/sub", false).unwrap_err().kind, ErrorKind::NotFound);
 }
 
+
+/// v4 with 512-byte blocks and 256-byte inodes (no inode alignment: chunks start at
+/// any block).
+#[test]
+fn v4_with_512_byte_blocks() {
+    let tree = dir(vec![
+        kid("hello.txt", file(b"hello\n")),
+        kid("empty", file(b"")),
+        kid(
+            "dir",
+            dir(vec![
+                kid("medium.bin", file(&pseudo_random(20_000, 1))),
+                kid("sub", dir(vec![kid("small", file(b"small"))])),
+            ]),
+        ),
+    ]);
+    let img = make_image("xfsw-v4-512", 32 << 20, &["-m", "crc=0", "-b", "size=512", "-d", "agcount=2"], &tree);
+    let p = img.path();
+    let mut model = model_of(&tree);
+    {
+        let mut fs = rw(p);
+        fs.mkdir("/new", 0o755).unwrap();
+        let d = pseudo_random(9000, 3);
+        fs.write("/new/file", 0, &d, true, 0o644).unwrap();
+        model.insert("/new".into(), M::Dir);
+        model.insert("/new/file".into(), M::File(d));
+        let m = pseudo_random(70_000, 4);
+        fs.write("/dir/medium.bin", 5000, &m, false, 0).unwrap();
+        if let Some(M::File(f)) = model.get_mut("/dir/medium.bin") {
+            f.resize(75_000, 0);
+            f[5000..].copy_from_slice(&m);
+        }
+        fs.rename("/dir/sub", "/new/sub").unwrap();
+        model.remove("/dir/sub");
+        let v = model.remove("/dir/sub/small").unwrap();
+        model.insert("/new/sub".into(), M::Dir);
+        model.insert("/new/sub/small".into(), v);
+        fs.symlink(&"x/".repeat(200), "/lnk").unwrap();
+        model.insert("/lnk".into(), M::Link("x/".repeat(200)));
+        fs.set_xattr("/hello.txt", "security.selinux", b"label").unwrap();
+        fs.unlink("/empty").unwrap();
+        model.remove("/empty");
+        for i in 0..200 {
+            let n = format!("/new/f{i}");
+            fs.write(&n, 0, b"z", true, 0o644).unwrap();
+            model.insert(n, M::File(b"z".to_vec()));
+        }
+        fs.sync().unwrap();
+    }
+    verify(p, &model, false);
+    assert_eq!(open(p).get_xattr("/hello.txt", "security.selinux").unwrap(), b"label");
+}
