@@ -31,13 +31,6 @@ pub fn ftype_of(mode: u16) -> u8 {
     }
 }
 
-fn unsupported_shared() -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        "xfs: changing reflinked (shared) file blocks is not supported",
-    )
-}
-
 impl Ctx<'_> {
     fn bs(&self) -> u64 {
         u64::from(self.g.bs)
@@ -71,10 +64,29 @@ impl Ctx<'_> {
     /// Writes file bytes `a..b` (inside one mapped run: file block `fb0` at disk block
     /// `pb0`, `fresh`: the blocks hold nothing of the file yet) from `data` (the bytes
     /// of the file from `data_off`).
+    #[allow(clippy::too_many_arguments)]
     fn fill_run(
         &mut self,
         fb0: u64,
         pb0: u64,
+        a: u64,
+        b: u64,
+        data: &[u8],
+        data_off: u64,
+        fresh: bool,
+        old_size: u64,
+    ) -> FsResult<()> {
+        self.fill_run_from(fb0, pb0, pb0, a, b, data, data_off, fresh, old_size)
+    }
+
+    /// As `fill_run`, reading the old bytes of partly written blocks from `src0` (the
+    /// disk block that held file block `fb0` before: a copy on write moves it).
+    #[allow(clippy::too_many_arguments)]
+    fn fill_run_from(
+        &mut self,
+        fb0: u64,
+        pb0: u64,
+        src0: u64,
         a: u64,
         b: u64,
         data: &[u8],
@@ -98,7 +110,7 @@ impl Ctx<'_> {
             let mut blk = if fresh {
                 vec![0u8; bs as usize]
             } else {
-                self.read_block_for_update(pb0 + (fb - fb0), fb, old_size)?
+                self.read_block_for_update(src0 + (fb - fb0), fb, old_size)?
             };
             let e = b.min(blk_end);
             if let Some(dst) = blk.get_mut((a - blk_start) as usize..(e - blk_start) as usize) {
@@ -122,7 +134,7 @@ impl Ctx<'_> {
             let mut blk = if fresh {
                 vec![0u8; bs as usize]
             } else {
-                self.read_block_for_update(pb0 + (fb - fb0), fb, old_size)?
+                self.read_block_for_update(src0 + (fb - fb0), fb, old_size)?
             };
             if let Some(dst) = blk.get_mut(0..(b - a) as usize) {
                 dst.copy_from_slice(slice(a, b));
@@ -132,29 +144,96 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Frees the mapped blocks of `map` in file blocks `from..to`.
+    /// Unmaps file blocks `from..to` of `map`: blocks only this file maps are freed,
+    /// shared (reflinked) ones lose a reference. Returns the blocks unmapped.
     fn punch(&mut self, map: &mut FMap, flags2: u64, from: u64, to: u64) -> FsResult<u64> {
         let ino = map.ino;
-        // Refuse before changing anything when a block is shared.
-        for e in map.exts.clone() {
-            if e.end() <= from || e.off >= to {
+        let mut unmapped = 0u64;
+        for p in map.unmap(from, to - from) {
+            unmapped += p.len;
+            let owner = |off: u64| Owner::data(ino, off, p.unwritten);
+            if flags2 & iwrite::DIFLAG2_REFLINK == 0 {
+                self.free_extent(p.block, p.len as u32, owner(p.off))?;
                 continue;
             }
-            let a = e.off.max(from);
-            let b = e.end().min(to);
-            if self.extent_shared(flags2, e.block + (a - e.off), b - a)? {
-                return Err(unsupported_shared());
+            let (agno, agbno) = self.split_fsb(p.block)?;
+            let free = self.refc_decrease(agno, agbno, p.len as u32)?;
+            // What stays shared: only this file's reverse mapping goes.
+            let mut at = agbno;
+            let end = agbno + p.len as u32;
+            for &(fs, fl) in free.iter().chain(core::iter::once(&(end, 0))) {
+                if fs > at {
+                    let off = p.off + u64::from(at - agbno);
+                    self.rmap_remove(agno, at, fs - at, owner(off))?;
+                }
+                if fl > 0 {
+                    let off = p.off + u64::from(fs - agbno);
+                    self.free_extent(self.fsb(agno, fs), fl, owner(off))?;
+                }
+                at = fs + fl;
             }
         }
-        let mut freed = 0u64;
-        for p in map.unmap(from, to - from) {
-            self.free_extent(p.block, p.len as u32, Owner::data(ino, p.off, p.unwritten))?;
-            freed += p.len;
+        if unmapped > 0 {
+            iwrite::add_nblocks(self.inode(ino)?, -(unmapped as i64))?;
         }
-        if freed > 0 {
-            iwrite::add_nblocks(self.inode(ino)?, -(freed as i64))?;
+        Ok(unmapped)
+    }
+
+    /// Allocates new blocks for file blocks `fb..end` (a hole in `map`) near the blocks
+    /// before them, maps them and calls `fill` on each new run: (file block, disk
+    /// block, length). Returns the blocks allocated.
+    fn alloc_run(
+        &mut self,
+        map: &mut FMap,
+        fb: u64,
+        end: u64,
+        mut fill: impl FnMut(&mut Self, u64, u64, u64) -> FsResult<()>,
+    ) -> FsResult<u64> {
+        let ino = map.ino;
+        let agno = (ino >> self.sb.agino_log()) as u32;
+        let mut at = fb;
+        while at < end {
+            let want = (end - at).min(MAX_EXTLEN);
+            let near = at
+                .checked_sub(1)
+                .and_then(|p| map.find(p))
+                .map(|e| e.block + e.len)
+                .and_then(|b| self.split_fsb(b).ok());
+            let got = self.alloc(
+                Want {
+                    agno: near.map_or(agno, |n| n.0),
+                    near: near.map(|n| n.1),
+                    minlen: 1,
+                    maxlen: want as u32,
+                    align: 1,
+                    data: true,
+                    same_ag: false,
+                },
+                Owner::data(ino, at, false),
+            )?;
+            let Some((pb, len)) = got else {
+                return Err(Error::new(ErrorKind::NoSpace, "xfs: no space left on the filesystem"));
+            };
+            let len = u64::from(len);
+            map.map(at, pb, len, false)?;
+            fill(self, at, pb, len)?;
+            at += len;
         }
-        Ok(freed)
+        iwrite::add_nblocks(self.inode(ino)?, (end - fb) as i64)?;
+        Ok(end - fb)
+    }
+
+    /// Replaces file block `fb` (mapped, shared) by a new block holding `content`.
+    fn cow_block(&mut self, map: &mut FMap, flags2: u64, fb: u64, content: &[u8]) -> FsResult<()> {
+        self.punch(map, flags2, fb, fb + 1)?;
+        self.alloc_run(map, fb, fb + 1, |c, _, pb, _| {
+            let disk = c
+                .sb
+                .fsb_to_byte(pb)
+                .ok_or_else(|| corrupt("file block outside the filesystem"))?;
+            c.write_blocks(disk, content)
+        })?;
+        Ok(())
     }
 
     /// Makes the file bytes from `old_size` up to `new_end` read as zeros before the
@@ -175,19 +254,24 @@ impl Ctx<'_> {
             if let Some(e) = map.find(fb).copied()
                 && !e.unwritten
             {
-                if self.extent_shared(flags2, e.block + (fb - e.off), 1)? {
-                    return Err(unsupported_shared());
-                }
-                let pb = e.block + (fb - e.off);
-                let blk = self.read_block_for_update(pb, fb, old_size)?;
-                let disk = self
-                    .sb
-                    .fsb_to_byte(pb)
-                    .ok_or_else(|| corrupt("file block outside the filesystem"))?;
-                self.write_blocks(disk, &blk)?;
+                self.zero_tail(map, flags2, fb, e.block + (fb - e.off), old_size)?;
             }
         }
         Ok(())
+    }
+
+    /// Zeroes the bytes of file block `fb` (at disk block `pb`) from byte `size` of the
+    /// file on; a shared block is copied first.
+    fn zero_tail(&mut self, map: &mut FMap, flags2: u64, fb: u64, pb: u64, size: u64) -> FsResult<()> {
+        let blk = self.read_block_for_update(pb, fb, size)?;
+        if self.extent_shared(flags2, pb, 1)? {
+            return self.cow_block(map, flags2, fb, &blk);
+        }
+        let disk = self
+            .sb
+            .fsb_to_byte(pb)
+            .ok_or_else(|| corrupt("file block outside the filesystem"))?;
+        self.write_blocks(disk, &blk)
     }
 
     /// Writes `data` at byte `offset` of regular file `ino`.
@@ -211,9 +295,7 @@ impl Ctx<'_> {
         self.clear_past_eof(&mut map, flags2, old_size, offset)?;
         let first = offset / bs;
         let last = end.div_ceil(bs);
-        let agno = (ino >> self.sb.agino_log()) as u32;
         let mut fb = first;
-        let mut allocated = 0u64;
         while fb < last {
             let next = map.next_from(fb).copied();
             match next {
@@ -221,11 +303,22 @@ impl Ctx<'_> {
                     // Mapped: overwrite (unwritten blocks are filled as fresh ones).
                     let run_end = e.end().min(last);
                     let pb = e.block + (fb - e.off);
-                    if !e.unwritten && self.extent_shared(flags2, pb, run_end - fb)? {
-                        return Err(unsupported_shared());
-                    }
                     let a = offset.max(fb * bs);
                     let b = end.min(run_end * bs);
+                    if !e.unwritten && self.extent_shared(flags2, pb, run_end - fb)? {
+                        // Shared with another file: new blocks, the old bytes of
+                        // partly written blocks copied over.
+                        self.punch(&mut map, flags2, fb, run_end)?;
+                        let src0 = pb;
+                        let run0 = fb;
+                        self.alloc_run(&mut map, fb, run_end, |c, at, npb, len| {
+                            let x = a.max(at * bs);
+                            let y = b.min((at + len) * bs);
+                            c.fill_run_from(at, npb, src0 + (at - run0), x, y, data, offset, false, old_size)
+                        })?;
+                        fb = run_end;
+                        continue;
+                    }
                     // Fresh means: no file bytes there to keep. Unwritten blocks read
                     // as zeros; so do blocks wholly past the old size.
                     self.fill_run(fb, pb, a, b, data, offset, e.unwritten, old_size)?;
@@ -238,41 +331,18 @@ impl Ctx<'_> {
                 _ => {
                     // A hole up to the next mapping (or the end of the write).
                     let hole_end = next.map_or(last, |e| e.off.min(last));
-                    let want = (hole_end - fb).min(MAX_EXTLEN);
-                    let near = fb
-                        .checked_sub(1)
-                        .and_then(|p| map.find(p))
-                        .map(|e| e.block + e.len)
-                        .and_then(|b| self.split_fsb(b).ok());
-                    let got = self.alloc(
-                        Want {
-                            agno: near.map_or(agno, |n| n.0),
-                            near: near.map(|n| n.1),
-                            minlen: 1,
-                            maxlen: want as u32,
-                            align: 1,
-                            data: true,
-                            same_ag: false,
-                        },
-                        Owner::data(ino, fb, false),
-                    )?;
-                    let Some((pb, len)) = got else {
-                        return Err(Error::new(ErrorKind::NoSpace, "xfs: no space left on the filesystem"));
-                    };
-                    let len = u64::from(len);
-                    map.map(fb, pb, len, false)?;
-                    allocated += len;
-                    let a = offset.max(fb * bs);
-                    let b = end.min((fb + len) * bs);
-                    self.fill_run(fb, pb, a, b, data, offset, true, old_size)?;
-                    fb += len;
+                    self.alloc_run(&mut map, fb, hole_end, |c, at, pb, len| {
+                        let x = offset.max(at * bs);
+                        let y = end.min((at + len) * bs);
+                        c.fill_run(at, pb, x, y, data, offset, true, old_size)
+                    })?;
+                    fb = hole_end;
                 }
             }
         }
         self.store_fmap(&mut map)?;
         let now = self.now;
         let raw = self.inode(ino)?;
-        iwrite::add_nblocks(raw, allocated as i64)?;
         if end > old_size {
             iwrite::set_size(raw, end);
         }
@@ -317,16 +387,7 @@ impl Ctx<'_> {
                 if let Some(e) = map.find(fb).copied()
                     && !e.unwritten
                 {
-                    if self.extent_shared(flags2, e.block + (fb - e.off), 1)? {
-                        return Err(unsupported_shared());
-                    }
-                    let pb = e.block + (fb - e.off);
-                    let blk = self.read_block_for_update(pb, fb, size)?;
-                    let disk = self
-                        .sb
-                        .fsb_to_byte(pb)
-                        .ok_or_else(|| corrupt("file block outside the filesystem"))?;
-                    self.write_blocks(disk, &blk)?;
+                    self.zero_tail(&mut map, flags2, fb, e.block + (fb - e.off), size)?;
                 }
             }
         }

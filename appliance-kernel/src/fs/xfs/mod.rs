@@ -28,6 +28,7 @@ mod iwrite;
 pub mod journal;
 pub mod logcheck;
 pub mod ondisk;
+mod refc;
 mod trans;
 mod write;
 

@@ -1463,3 +1463,90 @@ fn v4_with_512_byte_blocks() {
     verify(p, &model, false);
     assert_eq!(open(p).get_xattr("/hello.txt", "security.selinux").unwrap(), b"label");
 }
+
+/// Files sharing blocks (cp --reflink on a Linux mount): writes copy the shared blocks,
+/// truncates and unlinks drop references, the reference count btree follows.
+fn reflinked(tag: &str, opts: &[&str]) {
+    let img = TempImage::new(tag, 128 << 20);
+    let p = img.path();
+    let mut args = vec!["-q", "-f"];
+    args.extend_from_slice(opts);
+    args.push(p);
+    tool("mkfs.xfs", &args);
+    let a = pseudo_random(1 << 20, 77);
+    let c = pseudo_random(300_000, 78);
+    {
+        let m = Mounted::new(p, "");
+        std::fs::write(m.at("a"), &a).unwrap();
+        std::fs::write(m.at("c"), &c).unwrap();
+        for (src, dst) in [("a", "b"), ("a", "b2"), ("c", "d")] {
+            tool("cp", &["--reflink=always", m.at(src).to_str().unwrap(), m.at(dst).to_str().unwrap()]);
+        }
+        m.umount();
+    }
+    repair_silent(p);
+    assert!(agf_field(p, 0, "refcntlevel") >= 1);
+    let refc_recs = |p: &str| -> usize {
+        db(p, &["agf 0", "addr refcntroot", "print numrecs"])
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(refc_recs(p) >= 1);
+    let mut model = Model::new();
+    let mut b = a.clone();
+    let mut d = c.clone();
+    {
+        let mut fs = rw(p);
+        // Inside b: a block-aligned run and partial blocks at both ends.
+        let patch = pseudo_random(20_000, 5);
+        fs.write("/b", 10_000, &patch, false, 0).unwrap();
+        b[10_000..30_000].copy_from_slice(&patch);
+        // Grow d past its shared end; cut it inside a shared block.
+        fs.truncate("/d", 123_457).unwrap();
+        d.truncate(123_457);
+        fs.write("/d", 200_000, b"tail", false, 0).unwrap();
+        d.resize(200_000, 0);
+        d.extend_from_slice(b"tail");
+        // c goes: d keeps the blocks, now used once.
+        fs.unlink("/c").unwrap();
+        fs.sync().unwrap();
+    }
+    model.insert("/a".into(), M::File(a.clone()));
+    model.insert("/b".into(), M::File(b.clone()));
+    model.insert("/b2".into(), M::File(a.clone()));
+    model.insert("/d".into(), M::File(d.clone()));
+    verify(p, &model, true);
+    // Drop every copy of a: only b's own blocks (the copied run) remain used by b.
+    {
+        let mut fs = rw(p);
+        fs.unlink("/a").unwrap();
+        fs.truncate("/b2", 4096).unwrap();
+        fs.unlink("/b2").unwrap();
+        fs.sync().unwrap();
+    }
+    model.remove("/a");
+    model.remove("/b2");
+    verify(p, &model, true);
+    assert_eq!(refc_recs(p), 0, "nothing is shared any more");
+    {
+        let mut fs = rw(p);
+        fs.unlink("/b").unwrap();
+        fs.unlink("/d").unwrap();
+        fs.sync().unwrap();
+    }
+    verify(p, &Model::new(), true);
+}
+
+#[test]
+fn reflinked_files_v5() {
+    reflinked("xfsw-reflink", &[]);
+}
+
+#[test]
+fn reflinked_files_rmapbt() {
+    reflinked("xfsw-reflink-rmap", &["-m", "rmapbt=1"]);
+}
