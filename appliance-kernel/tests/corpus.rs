@@ -1133,7 +1133,11 @@ fn exercise_rw(img: Vec<u8>, fstype: &'static str) -> usize {
         let s = |p: &str| p.to_string();
         let reqs = vec![
             Request::SetClock { now: 1_700_000_000 },
-            Request::Mkdir { path: s("/new/deeper"), parents: true, mode: 0o755 },
+            Request::Mkdir {
+                path: s("/new/deeper"),
+                parents: true,
+                mode: 0o755,
+            },
             Request::WriteFile {
                 path: s("/new/deeper/file"),
                 offset: 0,
@@ -1141,7 +1145,10 @@ fn exercise_rw(img: Vec<u8>, fstype: &'static str) -> usize {
                 truncate: true,
                 mode: 0o644,
             },
-            Request::Append { path: s("/hello.txt"), data: Bytes(b"more\n".to_vec()) },
+            Request::Append {
+                path: s("/hello.txt"),
+                data: Bytes(b"more\n".to_vec()),
+            },
             Request::WriteFile {
                 path: s("/dir/medium.bin"),
                 offset: 5000,
@@ -1149,18 +1156,40 @@ fn exercise_rw(img: Vec<u8>, fstype: &'static str) -> usize {
                 truncate: false,
                 mode: 0o644,
             },
-            Request::Truncate { path: s("/dir/sub/deeper/big.dat"), size: 1000 },
-            Request::Rename { from: s("/dir/sub"), to: s("/new/sub") },
-            Request::Symlink { target: s("new/deeper/file"), linkpath: s("/lnk") },
+            Request::Truncate {
+                path: s("/dir/sub/deeper/big.dat"),
+                size: 1000,
+            },
+            Request::Rename {
+                from: s("/dir/sub"),
+                to: s("/new/sub"),
+            },
+            Request::Symlink {
+                target: s("new/deeper/file"),
+                linkpath: s("/lnk"),
+            },
             Request::Setxattr {
                 path: s("/hello.txt"),
                 name: s("security.selinux"),
                 value: Bytes(b"system_u:object_r:etc_t:s0\0".to_vec()),
             },
-            Request::Chmod { path: s("/hello.txt"), mode: 0o600 },
-            Request::Chown { path: s("/hello.txt"), uid: 1, gid: 2 },
-            Request::Remove { path: s("/empty"), recursive: false },
-            Request::Remove { path: s("/new"), recursive: true },
+            Request::Chmod {
+                path: s("/hello.txt"),
+                mode: 0o600,
+            },
+            Request::Chown {
+                path: s("/hello.txt"),
+                uid: 1,
+                gid: 2,
+            },
+            Request::Remove {
+                path: s("/empty"),
+                recursive: false,
+            },
+            Request::Remove {
+                path: s("/new"),
+                recursive: true,
+            },
             Request::Sync,
         ];
         for r in reqs {
@@ -1168,13 +1197,21 @@ fn exercise_rw(img: Vec<u8>, fstype: &'static str) -> usize {
                 ok += 1;
             }
         }
-        let _ = a.handle(Request::Umount { mountpoint: "/".to_string() });
+        let _ = a.handle(Request::Umount {
+            mountpoint: "/".to_string(),
+        });
         // What was written must mount again (or be refused cleanly) and walk.
-        if mount(&mut a) {
-            if let Ok(Reply::Names(names)) = a.handle(Request::Find { path: "/".to_string() }) {
-                for n in names.into_iter().take(256) {
-                    let _ = a.handle(Request::Pread { path: format!("/{n}"), offset: 0, len: 65536 });
-                }
+        if mount(&mut a)
+            && let Ok(Reply::Names(names)) = a.handle(Request::Find {
+                path: "/".to_string(),
+            })
+        {
+            for n in names.into_iter().take(256) {
+                let _ = a.handle(Request::Pread {
+                    path: format!("/{n}"),
+                    offset: 0,
+                    len: 65536,
+                });
             }
         }
     }

@@ -8,12 +8,12 @@
 //! Names carry their namespace: `user.`, `trusted.` and `security.` map to XFS's
 //! namespaces; `system.` (POSIX ACLs, stored in XFS's own format) is refused.
 
-use super::space::{Owner, Want};
 use super::bmapw::FMap;
 use super::iwrite;
 use super::ondisk::dir::hashname;
 use super::ondisk::inode::{FMT_BTREE, FMT_DEV, FMT_EXTENTS, FMT_LOCAL};
-use super::ondisk::{be16, be32, corrupt, put16, put32, put64, put8, put_bytes, u8_at};
+use super::ondisk::{be16, be32, corrupt, put_bytes, put8, put16, put32, put64, u8_at};
+use super::space::{Owner, Want};
 use super::trans::Kind;
 use super::write::Ctx;
 use crate::fs::FsResult;
@@ -58,7 +58,9 @@ pub fn split_name(full: &str) -> FsResult<(u8, Vec<u8>)> {
         "system" => {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                alloc::format!("xfs: extended attribute {full}: system.* (POSIX ACLs) is not supported"),
+                alloc::format!(
+                    "xfs: extended attribute {full}: system.* (POSIX ACLs) is not supported"
+                ),
             ));
         }
         _ => return Err(bad("unknown attribute namespace")),
@@ -152,7 +154,9 @@ impl Ctx<'_> {
                 }
                 Err(corrupt(format_args!("inode {ino}: attribute leaves loop")))
             }
-            f => Err(corrupt(format_args!("inode {ino}: attribute fork format {f}"))),
+            f => Err(corrupt(format_args!(
+                "inode {ino}: attribute fork format {f}"
+            ))),
         }
     }
 
@@ -163,9 +167,11 @@ impl Ctx<'_> {
     /// Block `ablk` of the attribute fork (one filesystem block), checked.
     fn attr_block(&mut self, map: &FMap, ablk: u64) -> FsResult<Vec<u8>> {
         let ino = map.ino;
-        let e = map
-            .find(ablk)
-            .ok_or_else(|| corrupt(format_args!("inode {ino}: attribute block {ablk} not mapped")))?;
+        let e = map.find(ablk).ok_or_else(|| {
+            corrupt(format_args!(
+                "inode {ino}: attribute block {ablk} not mapped"
+            ))
+        })?;
         let off = self
             .sb
             .fsb_to_byte(e.block + (ablk - e.off))
@@ -197,7 +203,9 @@ impl Ctx<'_> {
         let count = usize::from(be16(b, if v5 { 56 } else { 12 }));
         let bs = b.len();
         if h + 8 * count > bs {
-            return Err(corrupt(format_args!("inode {ino}: attribute leaf overfilled")));
+            return Err(corrupt(format_args!(
+                "inode {ino}: attribute leaf overfilled"
+            )));
         }
         let mut out = Vec::with_capacity(count);
         for i in 0..count {
@@ -208,7 +216,9 @@ impl Ctx<'_> {
                 continue;
             }
             if idx < h + 8 * count || idx >= bs {
-                return Err(corrupt(format_args!("inode {ino}: attribute entry outside its leaf")));
+                return Err(corrupt(format_args!(
+                    "inode {ino}: attribute entry outside its leaf"
+                )));
             }
             if flags & ATTR_LOCAL != 0 {
                 let vl = usize::from(be16(b, idx));
@@ -216,7 +226,9 @@ impl Ctx<'_> {
                 let name = b.get(idx + 3..idx + 3 + nl);
                 let value = b.get(idx + 3 + nl..idx + 3 + nl + vl);
                 let (Some(name), Some(value)) = (name, value) else {
-                    return Err(corrupt(format_args!("inode {ino}: attribute overruns its leaf")));
+                    return Err(corrupt(format_args!(
+                        "inode {ino}: attribute overruns its leaf"
+                    )));
                 };
                 out.push(Attr {
                     ns: flags & NS_MASK,
@@ -229,10 +241,14 @@ impl Ctx<'_> {
                 let nl = usize::from(u8_at(b, idx + 8));
                 let name = b
                     .get(idx + 9..idx + 9 + nl)
-                    .ok_or_else(|| corrupt(format_args!("inode {ino}: attribute overruns its leaf")))?
+                    .ok_or_else(|| {
+                        corrupt(format_args!("inode {ino}: attribute overruns its leaf"))
+                    })?
                     .to_vec();
                 if vl > MAX_VALUE {
-                    return Err(corrupt(format_args!("inode {ino}: attribute value too long")));
+                    return Err(corrupt(format_args!(
+                        "inode {ino}: attribute value too long"
+                    )));
                 }
                 let value = self.read_remote(map, vblk, vl)?;
                 out.push(Attr {
@@ -269,7 +285,9 @@ impl Ctx<'_> {
                     || be32(&b, 8) as usize != want
                     || super::ondisk::be64(&b, 16 + 16) != ino
                 {
-                    return Err(corrupt(format_args!("inode {ino}: bad attribute value block")));
+                    return Err(corrupt(format_args!(
+                        "inode {ino}: bad attribute value block"
+                    )));
                 }
                 RMT_HDR
             } else {
@@ -291,7 +309,13 @@ impl Ctx<'_> {
 
     /// Sets (`Some`) or removes (`None`) attribute `name`; false when removing one that
     /// does not exist.
-    pub fn attr_change(&mut self, ino: u64, ns: u8, name: &[u8], value: Option<&[u8]>) -> FsResult<bool> {
+    pub fn attr_change(
+        &mut self,
+        ino: u64,
+        ns: u8,
+        name: &[u8],
+        value: Option<&[u8]>,
+    ) -> FsResult<bool> {
         if !self.g.attr2 {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -301,7 +325,10 @@ impl Ctx<'_> {
         if let Some(v) = value
             && v.len() > MAX_VALUE
         {
-            return Err(Error::new(ErrorKind::TooLarge, "xfs: attribute values hold at most 64 KiB"));
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "xfs: attribute values hold at most 64 KiB",
+            ));
         }
         let raw = self.inode_copy(ino)?;
         if iwrite::forkoff(&raw) != 0
@@ -364,7 +391,12 @@ impl Ctx<'_> {
         Ok(match iwrite::format(raw) {
             FMT_DEV => 8,
             FMT_LOCAL => (iwrite::size(raw) as usize).div_ceil(8) * 8,
-            FMT_EXTENTS => ((iwrite::nextents(g, raw) as usize) * 16).max(56).div_ceil(8) * 8,
+            FMT_EXTENTS => {
+                ((iwrite::nextents(g, raw) as usize) * 16)
+                    .max(56)
+                    .div_ceil(8)
+                    * 8
+            }
             _ => 56,
         })
     }
@@ -450,7 +482,9 @@ impl Ctx<'_> {
             return Ok(());
         }
         // Shortform, if every entry is small enough and the fork fits.
-        let sf_ok = attrs.iter().all(|a| a.name.len() < 255 && a.value.len() < 255);
+        let sf_ok = attrs
+            .iter()
+            .all(|a| a.name.len() < 255 && a.value.len() < 255);
         let sf_size = 4 + attrs
             .iter()
             .map(|a| 3 + a.name.len() + a.value.len())
@@ -482,7 +516,11 @@ impl Ctx<'_> {
         for (i, a) in attrs.iter().enumerate() {
             let ls = entsize_local(a.name.len(), a.value.len());
             let local = ls < local_max;
-            used += if local { ls } else { entsize_remote(a.name.len()) };
+            used += if local {
+                ls
+            } else {
+                entsize_remote(a.name.len())
+            };
             ents.push((hashname(&a.name), i, local));
         }
         if h + 8 * ents.len() + used > bs {
@@ -492,7 +530,10 @@ impl Ctx<'_> {
             ));
         }
         let Some(off) = self.fit_forkoff(ino, 16)? else {
-            return Err(Error::new(ErrorKind::NoSpace, "xfs: no room in the inode for an attribute fork"));
+            return Err(Error::new(
+                ErrorKind::NoSpace,
+                "xfs: no room in the inode for an attribute fork",
+            ));
         };
         self.set_forkoff(ino, off)?;
         let mut map = self.load_fmap(ino, true)?;
@@ -524,14 +565,20 @@ impl Ctx<'_> {
                     Owner::attr(ino, start + done),
                 )?;
                 let Some((fsb, len)) = got else {
-                    return Err(Error::new(ErrorKind::NoSpace, "xfs: no space for an attribute value"));
+                    return Err(Error::new(
+                        ErrorKind::NoSpace,
+                        "xfs: no space for an attribute value",
+                    ));
                 };
                 map.map(start + done, fsb, u64::from(len), false)?;
                 nblocks += i64::from(len);
                 for k in 0..u64::from(len) {
                     let vi = done + k;
                     let lo = vi as usize * room;
-                    let chunk = a.value.get(lo..(lo + room).min(a.value.len())).unwrap_or(&[]);
+                    let chunk = a
+                        .value
+                        .get(lo..(lo + room).min(a.value.len()))
+                        .unwrap_or(&[]);
                     let mut b = vec![0u8; bs];
                     let daddr = self
                         .sb
@@ -574,7 +621,10 @@ impl Ctx<'_> {
             Owner::attr(ino, 0),
         )?;
         let Some((lfsb, _)) = got else {
-            return Err(Error::new(ErrorKind::NoSpace, "xfs: no space for an attribute leaf"));
+            return Err(Error::new(
+                ErrorKind::NoSpace,
+                "xfs: no space for an attribute leaf",
+            ));
         };
         map.map(0, lfsb, 1, false)?;
         nblocks += 1;
@@ -615,7 +665,11 @@ impl Ctx<'_> {
             put16(&mut b, e + 4, top as u16);
             put8(&mut b, e + 6, a.ns | if local { ATTR_LOCAL } else { 0 });
         }
-        let (cnt, usedb, first, fmap) = if g.v5 { (56, 58, 60, 64) } else { (12, 14, 16, 20) };
+        let (cnt, usedb, first, fmap) = if g.v5 {
+            (56, 58, 60, 64)
+        } else {
+            (12, 14, 16, 20)
+        };
         put16(&mut b, cnt, ents.len() as u16);
         put16(&mut b, usedb, (bs - top) as u16);
         put16(&mut b, first, if top == 65536 { 0 } else { top as u16 });
@@ -635,7 +689,9 @@ fn parse_sf(ino: u64, af: &[u8]) -> FsResult<Vec<Attr>> {
     let total = usize::from(be16(af, 0));
     let count = usize::from(u8_at(af, 2));
     if total < 4 || total > af.len() {
-        return Err(corrupt(format_args!("inode {ino}: shortform attributes overrun")));
+        return Err(corrupt(format_args!(
+            "inode {ino}: shortform attributes overrun"
+        )));
     }
     let mut out = Vec::with_capacity(count);
     let mut at = 4;
@@ -645,7 +701,9 @@ fn parse_sf(ino: u64, af: &[u8]) -> FsResult<Vec<Attr>> {
         let flags = u8_at(af, at + 2);
         let end = at + 3 + nl + vl;
         if nl == 0 || end > total {
-            return Err(corrupt(format_args!("inode {ino}: shortform attribute overruns")));
+            return Err(corrupt(format_args!(
+                "inode {ino}: shortform attribute overruns"
+            )));
         }
         out.push(Attr {
             ns: flags & NS_MASK,

@@ -6,11 +6,11 @@
 //! and shrinks, and every tree written is balanced (all blocks below the top one at
 //! least half full).
 
-use super::space::{Owner, Want};
 use super::iwrite::{self, dfork_mut};
 use super::ondisk::bmap::{self, BtreeBlock, Extent, NULL_FSBLOCK};
 use super::ondisk::inode::{FMT_BTREE, FMT_EXTENTS};
-use super::ondisk::{be64, corrupt, put16, put32, put64, put_bytes};
+use super::ondisk::{be64, corrupt, put_bytes, put16, put32, put64};
+use super::space::{Owner, Want};
 use super::trans::Kind;
 use super::write::Ctx;
 use crate::fs::FsResult;
@@ -40,8 +40,8 @@ pub fn encode_rec(e: &Extent) -> [u8; 16] {
     let l0 = (u64::from(e.unwritten) << 63) | ((e.off & bmap::MAX_FILEOFF) << 9) | (e.block >> 43);
     let l1 = (e.block << 21) | (e.len & MAX_EXTLEN);
     let mut r = [0u8; 16];
-    r[..8].copy_from_slice(&l0.to_be_bytes()); // OK to index: constant ranges of a 16-byte array.
-    r[8..].copy_from_slice(&l1.to_be_bytes()); // OK to index: ditto.
+    put64(&mut r, 0, l0);
+    put64(&mut r, 8, l1);
     r
 }
 
@@ -70,12 +70,18 @@ impl FMap {
         }
         let i = self.exts.partition_point(|e| e.end() <= off);
         if self.exts.get(i).is_some_and(|e| e.off < off + len) {
-            return Err(Error::new(ErrorKind::Internal, "xfs: mapping over mapped blocks"));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "xfs: mapping over mapped blocks",
+            ));
         }
         if self.exts.len() >= MAX_MAP_EXTENTS {
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                alloc::format!("xfs: inode {}: more than {MAX_MAP_EXTENTS} extents", self.ino),
+                alloc::format!(
+                    "xfs: inode {}: more than {MAX_MAP_EXTENTS} extents",
+                    self.ino
+                ),
             ));
         }
         self.exts.insert(
@@ -218,7 +224,9 @@ impl Ctx<'_> {
             }
             1 if !attr => {} // local: no extents
             f => {
-                return Err(corrupt(format_args!("inode {ino}: fork format {f} has no block map")));
+                return Err(corrupt(format_args!(
+                    "inode {ino}: fork format {f} has no block map"
+                )));
             }
         }
         Ok(m)
@@ -240,7 +248,9 @@ impl Ctx<'_> {
                     ));
                 }
                 if m.old_bmbt.contains(&fsb) {
-                    return Err(corrupt(format_args!("inode {ino}: block map block {fsb} used twice")));
+                    return Err(corrupt(format_args!(
+                        "inode {ino}: block map block {fsb} used twice"
+                    )));
                 }
                 m.old_bmbt.push(fsb);
                 let off = self
@@ -254,7 +264,9 @@ impl Ctx<'_> {
                         if m.exts.len() + recs.len() > MAX_MAP_EXTENTS {
                             return Err(Error::new(
                                 ErrorKind::TooLarge,
-                                alloc::format!("xfs: inode {ino}: more than {MAX_MAP_EXTENTS} extents"),
+                                alloc::format!(
+                                    "xfs: inode {ino}: more than {MAX_MAP_EXTENTS} extents"
+                                ),
                             ));
                         }
                         after = recs.last().map_or(after, Extent::end);
@@ -298,7 +310,9 @@ impl Ctx<'_> {
             let node_max = (bs - hdr) / 16;
             let root_max = fsize.saturating_sub(4) / 16;
             if root_max == 0 {
-                return Err(corrupt(format_args!("inode {ino}: fork too small for a btree root")));
+                return Err(corrupt(format_args!(
+                    "inode {ino}: fork too small for a btree root"
+                )));
             }
             // Lay out the levels bottom up: each is a list of blocks, each block a
             // range of the level below (records at level 0).
@@ -346,7 +360,10 @@ impl Ctx<'_> {
                     Owner::bmbt(ino, m.attr),
                 )?;
                 let Some((fsb, _)) = got else {
-                    return Err(Error::new(ErrorKind::NoSpace, "xfs: no space for a block map block"));
+                    return Err(Error::new(
+                        ErrorKind::NoSpace,
+                        "xfs: no space for a block map block",
+                    ));
                 };
                 iwrite::add_nblocks(self.inode(ino)?, 1)?;
                 new_blocks.push(fsb);
@@ -355,12 +372,19 @@ impl Ctx<'_> {
             let mut at = 0usize;
             let mut below: Vec<(u64, u64)> = Vec::new(); // (first key, block) of the level below
             for (li, blocks) in levels.iter().enumerate() {
-                let ids: Vec<u64> = new_blocks.get(at..at + blocks.len()).unwrap_or(&[]).to_vec();
+                let ids: Vec<u64> = new_blocks
+                    .get(at..at + blocks.len())
+                    .unwrap_or(&[])
+                    .to_vec();
                 at += blocks.len();
                 let mut mine = Vec::with_capacity(blocks.len());
                 for (bi, &(start, len)) in blocks.iter().enumerate() {
                     let fsb = *ids.get(bi).ok_or_else(|| corrupt("bmbt layout"))?;
-                    let left = if bi > 0 { ids.get(bi - 1).copied().unwrap_or(NULL_FSBLOCK) } else { NULL_FSBLOCK };
+                    let left = if bi > 0 {
+                        ids.get(bi - 1).copied().unwrap_or(NULL_FSBLOCK)
+                    } else {
+                        NULL_FSBLOCK
+                    };
                     let right = ids.get(bi + 1).copied().unwrap_or(NULL_FSBLOCK);
                     let off = self
                         .sb
@@ -369,7 +393,15 @@ impl Ctx<'_> {
                     let v5 = g.v5;
                     let uuid = g.uuid;
                     let b = self.tx.new_buf(off, bs, Kind::Meta)?;
-                    put32(b, 0, if v5 { bmap::BMA3_MAGIC } else { bmap::BMAP_MAGIC });
+                    put32(
+                        b,
+                        0,
+                        if v5 {
+                            bmap::BMA3_MAGIC
+                        } else {
+                            bmap::BMAP_MAGIC
+                        },
+                    );
                     put16(b, 4, li as u16);
                     put16(b, 6, len as u16);
                     put64(b, 8, left);
@@ -379,21 +411,20 @@ impl Ctx<'_> {
                         put_bytes(b, 40, &uuid);
                         put64(b, 56, ino);
                     }
-                    let first_key;
-                    if li == 0 {
+                    let first_key = if li == 0 {
                         let recs = m.exts.get(start..start + len).unwrap_or(&[]);
                         for (i, e) in recs.iter().enumerate() {
                             put_bytes(b, hdr + i * 16, &encode_rec(e));
                         }
-                        first_key = recs.first().map_or(0, |e| e.off);
+                        recs.first().map_or(0, |e| e.off)
                     } else {
                         let kids = below.get(start..start + len).unwrap_or(&[]);
                         for (i, (k, p)) in kids.iter().enumerate() {
                             put64(b, hdr + i * 8, *k);
                             put64(b, hdr + node_max * 8 + i * 8, *p);
                         }
-                        first_key = kids.first().map_or(0, |k| k.0);
-                    }
+                        kids.first().map_or(0, |k| k.0)
+                    };
                     mine.push((first_key, fsb));
                 }
                 below = mine;

@@ -198,7 +198,11 @@ impl Bt {
     }
 
     fn err(&self, what: impl core::fmt::Display) -> wire::Error {
-        corrupt(format_args!("AG {} {}: {what}", self.agno, self.tree.name()))
+        corrupt(format_args!(
+            "AG {} {}: {what}",
+            self.agno,
+            self.tree.name()
+        ))
     }
 
     pub fn maxrecs(&self, c: &Ctx, level: u16) -> usize {
@@ -217,7 +221,11 @@ impl Bt {
     /// The root block and the number of levels.
     pub fn root(&self, c: &mut Ctx) -> FsResult<(u32, u32)> {
         let (agi, rf, lf) = self.tree.root_fields();
-        let h = if agi { c.agi(self.agno)? } else { c.agf(self.agno)? };
+        let h = if agi {
+            c.agi(self.agno)?
+        } else {
+            c.agf(self.agno)?
+        };
         let (root, levels) = (be32(h, rf), be32(h, lf));
         if levels == 0 || levels > MAX_LEVELS || root == 0 || root >= c.ag_len(self.agno) {
             return Err(self.err("bad root"));
@@ -227,7 +235,11 @@ impl Bt {
 
     fn set_root(&self, c: &mut Ctx, root: u32, levels: u32) -> FsResult<()> {
         let (agi, rf, lf) = self.tree.root_fields();
-        let h = if agi { c.agi(self.agno)? } else { c.agf(self.agno)? };
+        let h = if agi {
+            c.agi(self.agno)?
+        } else {
+            c.agf(self.agno)?
+        };
         put32(h, rf, root);
         put32(h, lf, levels);
         Ok(())
@@ -260,9 +272,9 @@ impl Bt {
                     return Err(me.err(format_args!("block {agbno}: bad CRC")));
                 }
                 if be64(b, 16) != daddr || uuid_at(b, 32) != uuid || be32(b, 48) != agno {
-                    return Err(me.err(format_args!(
-                        "block {agbno}: wrong location, UUID or owner"
-                    )));
+                    return Err(
+                        me.err(format_args!("block {agbno}: wrong location, UUID or owner"))
+                    );
                 }
             }
             Ok(())
@@ -272,9 +284,7 @@ impl Bt {
         }
         let got = be16(b, 4);
         if got != level {
-            return Err(self.err(format_args!(
-                "block {agbno}: level {got}, expected {level}"
-            )));
+            return Err(self.err(format_args!("block {agbno}: level {got}, expected {level}")));
         }
         let n = usize::from(be16(b, 6));
         let hdr = hdr_len(c);
@@ -391,7 +401,10 @@ impl Bt {
                 } else {
                     e.bytes.get(t.key_len()..).unwrap_or(&[]).to_vec()
                 };
-                if hi.as_ref().is_none_or(|m| cmp_high(&h, m) == Ordering::Greater) {
+                if hi
+                    .as_ref()
+                    .is_none_or(|m| cmp_high(&h, m) == Ordering::Greater)
+                {
                     hi = Some(h);
                 }
             }
@@ -422,14 +435,16 @@ impl Bt {
                 }
                 let i = b
                     .entries
-                    .partition_point(|e| self.tree.cmp(&self.entry_key(level, e), key) != Ordering::Greater)
+                    .partition_point(|e| {
+                        self.tree.cmp(&self.entry_key(level, e), key) != Ordering::Greater
+                    })
                     .saturating_sub(1);
                 path.push((blk, i));
                 blk = b.entries.get(i).map(|e| e.ptr).unwrap_or(0);
             } else {
-                let i = b
-                    .entries
-                    .partition_point(|e| self.tree.cmp(&self.entry_key(0, e), key) == Ordering::Less);
+                let i = b.entries.partition_point(|e| {
+                    self.tree.cmp(&self.entry_key(0, e), key) == Ordering::Less
+                });
                 path.push((blk, i));
             }
         }
@@ -453,14 +468,20 @@ impl Bt {
             return Ok(false);
         }
         // Within the leaf first.
-        let (leaf, i) = path[depth - 1]; // OK to index: depth > 0.
+        let Some(&(leaf, i)) = path.last() else {
+            return Ok(false);
+        };
         let n = self.read(c, leaf, 0)?.entries.len();
         if forward && i + 1 < n {
-            path[depth - 1].1 = i + 1; // OK to index: depth > 0.
+            if let Some(l) = path.last_mut() {
+                l.1 = i + 1;
+            }
             return Ok(true);
         }
         if !forward && i > 0 && i <= n {
-            path[depth - 1].1 = i - 1; // OK to index: depth > 0.
+            if let Some(l) = path.last_mut() {
+                l.1 = i - 1;
+            }
             return Ok(true);
         }
         // Up to the first node with a neighbour on that side, then down its edge.
@@ -470,7 +491,9 @@ impl Bt {
                 return Ok(false);
             }
             d -= 1;
-            let (blk, i) = path[d]; // OK to index: d < depth.
+            let Some(&(blk, i)) = path.get(d) else {
+                return Ok(false);
+            };
             let level = (depth - 1 - d) as u16;
             let b = self.read(c, blk, level)?;
             let ni = if forward {
@@ -479,16 +502,18 @@ impl Bt {
                 i.checked_sub(1)
             };
             if let Some(ni) = ni {
-                path[d].1 = ni; // OK to index: d < depth.
+                if let Some(p) = path.get_mut(d) {
+                    p.1 = ni;
+                }
                 let mut child = b.entries.get(ni).map(|e| e.ptr).unwrap_or(0);
-                for dd in d + 1..depth {
-                    let lvl = (depth - 1 - dd) as u16;
+                for (k, slot) in path.iter_mut().enumerate().skip(d + 1) {
+                    let lvl = (depth - 1 - k) as u16;
                     let cb = self.read(c, child, lvl)?;
                     if cb.entries.is_empty() {
                         return Err(self.err(format_args!("block {child} is empty")));
                     }
                     let idx = if forward { 0 } else { cb.entries.len() - 1 };
-                    path[dd] = (child, idx); // OK to index: dd < depth.
+                    *slot = (child, idx);
                     if lvl > 0 {
                         child = cb.entries.get(idx).map(|e| e.ptr).unwrap_or(0);
                     }
@@ -573,7 +598,8 @@ impl Bt {
     pub fn query_blocks(&self, c: &mut Ctx, lo: u32, hi: u32) -> FsResult<Vec<Vec<u8>>> {
         let (root, levels) = self.root(c)?;
         let mut out = Vec::new();
-        let mut stack: Vec<(u32, u16, Option<u32>)> = alloc::vec![(root, (levels - 1) as u16, None)];
+        let mut stack: Vec<(u32, u16, Option<u32>)> =
+            alloc::vec![(root, (levels - 1) as u16, None)];
         while let Some((blk, level, _)) = stack.pop() {
             let b = self.read(c, blk, level)?;
             if level == 0 {
@@ -761,7 +787,10 @@ impl Bt {
         if b.entries.get(idx).is_none() {
             return Err(self.err("updating a missing record"));
         }
-        if fits_before && fits_after && !(first_or_last && !self.neighbours_allow(c, path, &key)?) {
+        let in_order = fits_before
+            && fits_after
+            && (!first_or_last || self.neighbours_allow(c, path, &key)?);
+        if in_order {
             if let Some(e) = b.entries.get_mut(idx) {
                 e.bytes = rec.to_vec();
             }
@@ -834,7 +863,11 @@ impl Bt {
         }
         let min = self.minrecs(c, level);
         let max = self.maxrecs(c, level);
-        let (li, ri) = if pidx > 0 { (pidx - 1, pidx) } else { (pidx, pidx + 1) };
+        let (li, ri) = if pidx > 0 {
+            (pidx - 1, pidx)
+        } else {
+            (pidx, pidx + 1)
+        };
         let lblk = pb.entries.get(li).map(|e| e.ptr).unwrap_or(0);
         let rblk = pb.entries.get(ri).map(|e| e.ptr).unwrap_or(0);
         let (mut lb, mut rb) = if pidx > 0 {
@@ -843,7 +876,10 @@ impl Bt {
             let rb = self.read(c, rblk, level)?;
             (b, rb)
         };
-        if lb.entries.len() + rb.entries.len() > max || (pidx > 0 && lb.entries.len() > min) || (pidx == 0 && rb.entries.len() > min) {
+        if lb.entries.len() + rb.entries.len() > max
+            || (pidx > 0 && lb.entries.len() > min)
+            || (pidx == 0 && rb.entries.len() > min)
+        {
             // Borrow one entry from the fuller sibling.
             if pidx > 0 {
                 let e = lb.entries.pop().ok_or_else(|| self.err("empty sibling"))?;
@@ -886,46 +922,6 @@ impl Bt {
             p.1 = ri;
         }
         self.delete_at(c, &ppath, depth - 1)
-    }
-
-    /// Every record, in order (checks and tests; bounded by `MAX_QUERY`).
-    pub fn all(&self, c: &mut Ctx) -> FsResult<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        let Some((mut path, first)) = self.find_ge(c, &alloc::vec![0u8; self.tree.key_len()])? else {
-            return Ok(out);
-        };
-        out.push(first);
-        while self.step(c, &mut path, true)? {
-            if out.len() >= MAX_QUERY {
-                return Err(self.err("too many records"));
-            }
-            if let Some(r) = self.rec_at(c, &path)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Blocks of the tree (for counters and tests): every node and leaf.
-    pub fn blocks(&self, c: &mut Ctx) -> FsResult<Vec<u32>> {
-        let (root, levels) = self.root(c)?;
-        let mut out = Vec::new();
-        let mut level_blocks = alloc::vec![root];
-        for level in (0..levels as u16).rev() {
-            let mut next = Vec::new();
-            for &b in &level_blocks {
-                if out.len() > (1 << 20) {
-                    return Err(self.err("too many blocks"));
-                }
-                out.push(b);
-                if level > 0 {
-                    let blk = self.read(c, b, level)?;
-                    next.extend(blk.entries.iter().map(|e| e.ptr));
-                }
-            }
-            level_blocks = next;
-        }
-        Ok(out)
     }
 }
 

@@ -14,14 +14,14 @@
 //! leaf remains and fits), leaf → block and block → shortform (when everything fits).
 //! Data blocks left empty are freed (block 0 never is: it holds `.` and `..`).
 
-use super::space::{Owner, Want};
 use super::bmapw::FMap;
 use super::iwrite;
 use super::ondisk::dir::{
     self as odir, DA_CRC_OFF, DATA_CRC_OFF, FREE_OFFSET, LEAF_OFFSET, MAX_DA_DEPTH,
 };
 use super::ondisk::inode::{FMT_EXTENTS, FMT_LOCAL};
-use super::ondisk::{be16, be32, be64, corrupt, put16, put32, put64, put8, put_bytes, u8_at};
+use super::ondisk::{be16, be32, be64, corrupt, put_bytes, put8, put16, put32, put64, u8_at};
+use super::space::{Owner, Want};
 use super::trans::Kind;
 use super::write::Ctx;
 use crate::fs::FsResult;
@@ -161,7 +161,10 @@ impl Ctx<'_> {
     /// The byte offset of directory block `dablk` (mapped in one extent).
     fn dir_off(&self, d: &Dir, dablk: u64) -> FsResult<u64> {
         let e = d.map.find(dablk).ok_or_else(|| {
-            corrupt(format_args!("directory {}: block {dablk} is not mapped", d.ino))
+            corrupt(format_args!(
+                "directory {}: block {dablk} is not mapped",
+                d.ino
+            ))
         })?;
         if e.end() < dablk + self.fsbs() || e.unwritten {
             return Err(Error::new(
@@ -424,7 +427,11 @@ impl Ctx<'_> {
         DEnt {
             ino: be64(b, off),
             name: b.get(off + 9..off + 9 + nl).unwrap_or(&[]).to_vec(),
-            ftype: if self.g.ftype { u8_at(b, off + 9 + nl) } else { 0 },
+            ftype: if self.g.ftype {
+                u8_at(b, off + 9 + nl)
+            } else {
+                0
+            },
         }
     }
 
@@ -469,8 +476,13 @@ impl Ctx<'_> {
         let i = regions
             .iter()
             .position(|r| r.0 == off && r.2)
-            .ok_or_else(|| corrupt(format_args!("directory {ino}: hash index points between entries")))?;
-        let (mut start, mut len, _) = regions[i]; // OK to index: position() found it.
+            .ok_or_else(|| {
+                corrupt(format_args!(
+                    "directory {ino}: hash index points between entries"
+                ))
+            })?;
+        let (mut start, mut len, _) =
+            *regions.get(i).ok_or_else(|| corrupt("directory regions"))?;
         if i > 0
             && let Some(&(po, pl, false)) = regions.get(i - 1)
         {
@@ -507,7 +519,9 @@ impl Ctx<'_> {
         let len = b.len();
         let magic = be32(b, 0);
         if magic != 0x5844_4233 && magic != 0x5844_3242 {
-            return Err(corrupt(format_args!("directory {ino}: block 0 is not a directory block")));
+            return Err(corrupt(format_args!(
+                "directory {ino}: block 0 is not a directory block"
+            )));
         }
         let count = be32(b, len.saturating_sub(8)) as usize;
         count
@@ -735,7 +749,7 @@ impl Ctx<'_> {
         self.dahdr() + 8 * ents + 2 * bests + 4 <= self.g.dirblk as usize
     }
 
-    fn read_leaf1(&mut self, d: &Dir) -> FsResult<(Vec<(u32, u32)>, Vec<u16>)> {
+    fn read_leaf1(&mut self, d: &Dir) -> FsResult<Leaf1> {
         let lb = self.leaf_blk();
         let h = self.dahdr();
         let cnt_at = if self.g.v5 { 56 } else { 12 };
@@ -744,7 +758,10 @@ impl Ctx<'_> {
         let count = usize::from(be16(b, cnt_at));
         let nb = be32(b, len - 4) as usize;
         if h + 8 * count + 2 * nb + 4 > len {
-            return Err(corrupt(format_args!("directory {}: leaf block overfilled", d.ino)));
+            return Err(corrupt(format_args!(
+                "directory {}: leaf block overfilled",
+                d.ino
+            )));
         }
         let ents = (0..count)
             .map(|i| (be32(b, h + 8 * i), be32(b, h + 8 * i + 4)))
@@ -815,7 +832,10 @@ impl Ctx<'_> {
             let firstdb = be32(&b, fd) as usize;
             let nvalid = be32(&b, nv) as usize;
             if firstdb != i * per || nvalid > per {
-                return Err(corrupt(format_args!("directory {}: bad free index block", d.ino)));
+                return Err(corrupt(format_args!(
+                    "directory {}: bad free index block",
+                    d.ino
+                )));
             }
             if out.len() < firstdb {
                 out.resize(firstdb, NULLDATAOFF);
@@ -855,7 +875,9 @@ impl Ctx<'_> {
             .collect();
         for i in 0..nblocks.max(mapped.len()) {
             let dablk = fb + i as u64 * n;
-            let slice = bests.get(i * per..((i + 1) * per).min(bests.len())).unwrap_or(&[]);
+            let slice = bests
+                .get(i * per..((i + 1) * per).min(bests.len()))
+                .unwrap_or(&[]);
             let mut valid = slice.len();
             while valid > 0 && slice.get(valid - 1) == Some(&NULLDATAOFF) {
                 valid -= 1;
@@ -899,7 +921,10 @@ impl Ctx<'_> {
         let node = magic == 0x3EBE || magic == 0xFEBE;
         let level = if node { be16(b, cnt_at + 2) } else { 0 };
         if h + 8 * count > b.len() {
-            return Err(corrupt(format_args!("directory {}: index block overfilled", d.ino)));
+            return Err(corrupt(format_args!(
+                "directory {}: index block overfilled",
+                d.ino
+            )));
         }
         let ents = (0..count)
             .map(|i| (be32(b, h + 8 * i), be32(b, h + 8 * i + 4)))
@@ -980,18 +1005,27 @@ impl Ctx<'_> {
         loop {
             let b = self.read_da(d, dablk)?;
             if b.node {
-                return Err(corrupt(format_args!("directory {}: node among leaves", d.ino)));
+                return Err(corrupt(format_args!(
+                    "directory {}: node among leaves",
+                    d.ino
+                )));
             }
             out.extend(b.ents.iter().copied().filter(|e| e.1 != 0));
             if out.len() > MAX_INDEX {
-                return Err(Error::new(ErrorKind::TooLarge, "xfs: directory too large to change"));
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    "xfs: directory too large to change",
+                ));
             }
             if b.forw == 0 {
                 break;
             }
             hops += 1;
             if hops > 1 << 16 {
-                return Err(corrupt(format_args!("directory {}: leaf chain loops", d.ino)));
+                return Err(corrupt(format_args!(
+                    "directory {}: leaf chain loops",
+                    d.ino
+                )));
             }
             dablk = u64::from(b.forw);
         }
@@ -1027,7 +1061,11 @@ impl Ctx<'_> {
         }
         let total = leaves.len() + levels.iter().sum::<usize>();
         // Block numbers: the root at the leaf offset, the rest reusing mapped blocks.
-        let mut have: Vec<u64> = self.index_blocks(d).into_iter().filter(|&b| b != lb).collect();
+        let mut have: Vec<u64> = self
+            .index_blocks(d)
+            .into_iter()
+            .filter(|&b| b != lb)
+            .collect();
         have.sort_unstable();
         let mut next_new = have.last().map_or(lb + n, |&b| b + n);
         let mut ids: Vec<u64> = Vec::with_capacity(total);
@@ -1078,7 +1116,11 @@ impl Ctx<'_> {
                 node: false,
                 level: 0,
                 forw: lids.get(i + 1).map_or(0, |&b| b as u32),
-                back: if i > 0 { lids.get(i - 1).map_or(0, |&b| b as u32) } else { 0 },
+                back: if i > 0 {
+                    lids.get(i - 1).map_or(0, |&b| b as u32)
+                } else {
+                    0
+                },
                 ents: l.clone(),
             };
             self.write_da(d, id, &blk)?;
@@ -1100,7 +1142,11 @@ impl Ctx<'_> {
                     node: true,
                     level: li as u16,
                     forw: nids.get(i + 1).map_or(0, |&b| b as u32),
-                    back: if i > 0 { nids.get(i - 1).map_or(0, |&b| b as u32) } else { 0 },
+                    back: if i > 0 {
+                        nids.get(i - 1).map_or(0, |&b| b as u32)
+                    } else {
+                        0
+                    },
                     ents: kids.iter().map(|(h, b)| (*h, *b as u32)).collect(),
                 };
                 self.write_da(d, id, &blk)?;
@@ -1126,17 +1172,20 @@ impl Ctx<'_> {
                 return Ok(path);
             }
             if b.ents.is_empty() {
-                return Err(corrupt(format_args!("directory {}: empty index node", d.ino)));
+                return Err(corrupt(format_args!(
+                    "directory {}: empty index node",
+                    d.ino
+                )));
             }
-            let i = b
-                .ents
-                .partition_point(|e| e.0 < hash)
-                .min(b.ents.len() - 1);
+            let i = b.ents.partition_point(|e| e.0 < hash).min(b.ents.len() - 1);
             path.push((dablk, i));
             dablk = u64::from(b.ents.get(i).map_or(0, |e| e.1));
             let lb = self.leaf_blk();
             if dablk < lb || dablk >= self.free_blk() {
-                return Err(corrupt(format_args!("directory {}: index points outside", d.ino)));
+                return Err(corrupt(format_args!(
+                    "directory {}: index points outside",
+                    d.ino
+                )));
             }
         }
         Err(corrupt(format_args!("directory {}: index too deep", d.ino)))
@@ -1254,12 +1303,18 @@ impl Ctx<'_> {
             }
             let (db, off) = self.unaddr(a);
             if db >= self.max_db() {
-                return Err(corrupt(format_args!("directory {}: index points outside the data", d.ino)));
+                return Err(corrupt(format_args!(
+                    "directory {}: index points outside the data",
+                    d.ino
+                )));
             }
             let dablk = db * self.fsbs();
             let b = self.dir_buf(d, dablk)?.clone();
             if off + 16 > b.len() || be16(&b, off) == 0xFFFF {
-                return Err(corrupt(format_args!("directory {}: index points at free space", d.ino)));
+                return Err(corrupt(format_args!(
+                    "directory {}: index points at free space",
+                    d.ino
+                )));
             }
             let e = self.read_ent(&b, off);
             if e.name == name {
@@ -1407,9 +1462,12 @@ impl Ctx<'_> {
         } else {
             self.dir_buf(d, dablk)?.clone()
         };
-        let off = self
-            .data_insert(d.ino, &mut b, e)?
-            .ok_or_else(|| corrupt(format_args!("directory {}: best free table is wrong", d.ino)))?;
+        let off = self.data_insert(d.ino, &mut b, e)?.ok_or_else(|| {
+            corrupt(format_args!(
+                "directory {}: best free table is wrong",
+                d.ino
+            ))
+        })?;
         let len = b.len();
         let best = self.fix_bestfree(d.ino, &mut b, len)?;
         self.dir_buf(d, dablk)?.copy_from_slice(&b);
@@ -1440,7 +1498,12 @@ impl Ctx<'_> {
         self.finish_dir(d)
     }
 
-    fn leaf_to_node(&mut self, d: &mut Dir, ents: Vec<(u32, u32)>, bests: Vec<u16>) -> FsResult<()> {
+    fn leaf_to_node(
+        &mut self,
+        d: &mut Dir,
+        ents: Vec<(u32, u32)>,
+        bests: Vec<u16>,
+    ) -> FsResult<()> {
         self.write_free_index(d, &bests)?;
         self.rebuild_index(d, ents)
     }
@@ -1717,6 +1780,9 @@ impl Ctx<'_> {
         }
     }
 }
+
+/// A leaf-form directory's hash entries (hash, address) and best-free table.
+type Leaf1 = (Vec<(u32, u32)>, Vec<u16>);
 
 /// A leaf or node block of the hash index.
 #[derive(Clone, Debug)]

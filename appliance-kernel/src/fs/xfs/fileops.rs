@@ -3,13 +3,13 @@
 //! the device in large requests, partial blocks read-modify-written or zero-filled),
 //! creating files, directories and symlinks, linking and unlinking, renaming.
 
-use super::space::{Owner, Want};
 use super::bmapw::{self, FMap, MAX_EXTLEN};
 use super::dirw::{FT_DIR, FT_LNK, FT_REG};
 use super::iwrite::{self, Times};
 use super::ondisk::bmap::MAX_FILEOFF;
 use super::ondisk::inode::{self as dinode, FMT_EXTENTS, FMT_LOCAL};
-use super::ondisk::{corrupt, put32, put64, put8, put_bytes};
+use super::ondisk::{corrupt, put_bytes, put8, put32, put64};
+use super::space::{Owner, Want};
 use super::trans::Kind;
 use super::write::Ctx;
 use crate::fs::FsResult;
@@ -100,10 +100,13 @@ impl Ctx<'_> {
             .fsb_to_byte(pb0)
             .ok_or_else(|| corrupt("file block outside the filesystem"))?;
         let disk_of = |file_byte: u64| disk0 + (file_byte - fb0 * bs);
-        let slice = |x: u64, y: u64| data.get((x - data_off) as usize..(y - data_off) as usize).unwrap_or(&[]);
+        let slice = |x: u64, y: u64| {
+            data.get((x - data_off) as usize..(y - data_off) as usize)
+                .unwrap_or(&[])
+        };
         let mut a = a;
         // Head block, when the write starts inside it.
-        if a % bs != 0 || (b - a) < bs {
+        if !a.is_multiple_of(bs) || (b - a) < bs {
             let blk_start = a / bs * bs;
             let blk_end = blk_start + bs;
             let fb = blk_start / bs;
@@ -212,7 +215,10 @@ impl Ctx<'_> {
                 Owner::data(ino, at, false),
             )?;
             let Some((pb, len)) = got else {
-                return Err(Error::new(ErrorKind::NoSpace, "xfs: no space left on the filesystem"));
+                return Err(Error::new(
+                    ErrorKind::NoSpace,
+                    "xfs: no space left on the filesystem",
+                ));
             };
             let len = u64::from(len);
             map.map(at, pb, len, false)?;
@@ -227,10 +233,9 @@ impl Ctx<'_> {
     fn cow_block(&mut self, map: &mut FMap, flags2: u64, fb: u64, content: &[u8]) -> FsResult<()> {
         self.punch(map, flags2, fb, fb + 1)?;
         self.alloc_run(map, fb, fb + 1, |c, _, pb, _| {
-            let disk = c
-                .sb
-                .fsb_to_byte(pb)
-                .ok_or_else(|| corrupt("file block outside the filesystem"))?;
+            let disk =
+                c.sb.fsb_to_byte(pb)
+                    .ok_or_else(|| corrupt("file block outside the filesystem"))?;
             c.write_blocks(disk, content)
         })?;
         Ok(())
@@ -239,7 +244,13 @@ impl Ctx<'_> {
     /// Makes the file bytes from `old_size` up to `new_end` read as zeros before the
     /// size grows over them: the old last block's tail is zeroed, blocks mapped wholly
     /// past the old end are freed.
-    fn clear_past_eof(&mut self, map: &mut FMap, flags2: u64, old_size: u64, new_end: u64) -> FsResult<()> {
+    fn clear_past_eof(
+        &mut self,
+        map: &mut FMap,
+        flags2: u64,
+        old_size: u64,
+        new_end: u64,
+    ) -> FsResult<()> {
         let bs = self.bs();
         if new_end <= old_size {
             return Ok(());
@@ -249,7 +260,7 @@ impl Ctx<'_> {
         if last > first_whole && map.next_from(first_whole).is_some_and(|e| e.off < last) {
             self.punch(map, flags2, first_whole, last)?;
         }
-        if old_size % bs != 0 {
+        if !old_size.is_multiple_of(bs) {
             let fb = old_size / bs;
             if let Some(e) = map.find(fb).copied()
                 && !e.unwritten
@@ -262,7 +273,14 @@ impl Ctx<'_> {
 
     /// Zeroes the bytes of file block `fb` (at disk block `pb`) from byte `size` of the
     /// file on; a shared block is copied first.
-    fn zero_tail(&mut self, map: &mut FMap, flags2: u64, fb: u64, pb: u64, size: u64) -> FsResult<()> {
+    fn zero_tail(
+        &mut self,
+        map: &mut FMap,
+        flags2: u64,
+        fb: u64,
+        pb: u64,
+        size: u64,
+    ) -> FsResult<()> {
         let blk = self.read_block_for_update(pb, fb, size)?;
         if self.extent_shared(flags2, pb, 1)? {
             return self.cow_block(map, flags2, fb, &blk);
@@ -280,7 +298,10 @@ impl Ctx<'_> {
         let bs = self.bs();
         let raw = self.inode_copy(ino)?;
         if iwrite::mode(&raw) & dinode::S_IFMT != dinode::S_IFREG {
-            return Err(Error::new(ErrorKind::InvalidArgument, "xfs: not a regular file"));
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "xfs: not a regular file",
+            ));
         }
         if data.is_empty() {
             return Ok(());
@@ -288,7 +309,9 @@ impl Ctx<'_> {
         let end = offset
             .checked_add(data.len() as u64)
             .filter(|&e| e.div_ceil(bs) <= MAX_FILEOFF)
-            .ok_or_else(|| Error::new(ErrorKind::TooLarge, "xfs: write past the largest file size"))?;
+            .ok_or_else(|| {
+                Error::new(ErrorKind::TooLarge, "xfs: write past the largest file size")
+            })?;
         let flags2 = bmapw::flags2(&raw);
         let old_size = iwrite::size(&raw);
         let mut map = self.load_fmap(ino, false)?;
@@ -314,7 +337,17 @@ impl Ctx<'_> {
                         self.alloc_run(&mut map, fb, run_end, |c, at, npb, len| {
                             let x = a.max(at * bs);
                             let y = b.min((at + len) * bs);
-                            c.fill_run_from(at, npb, src0 + (at - run0), x, y, data, offset, false, old_size)
+                            c.fill_run_from(
+                                at,
+                                npb,
+                                src0 + (at - run0),
+                                x,
+                                y,
+                                data,
+                                offset,
+                                false,
+                                old_size,
+                            )
                         })?;
                         fb = run_end;
                         continue;
@@ -368,10 +401,16 @@ impl Ctx<'_> {
         let bs = self.bs();
         let raw = self.inode_copy(ino)?;
         if iwrite::mode(&raw) & dinode::S_IFMT != dinode::S_IFREG {
-            return Err(Error::new(ErrorKind::InvalidArgument, "xfs: not a regular file"));
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "xfs: not a regular file",
+            ));
         }
         if size.div_ceil(bs) > MAX_FILEOFF {
-            return Err(Error::new(ErrorKind::TooLarge, "xfs: size past the largest file size"));
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "xfs: size past the largest file size",
+            ));
         }
         let flags2 = bmapw::flags2(&raw);
         let old = iwrite::size(&raw);
@@ -382,7 +421,7 @@ impl Ctx<'_> {
             if mapped_end > keep {
                 self.punch(&mut map, flags2, keep, mapped_end)?;
             }
-            if size % bs != 0 && size < old {
+            if !size.is_multiple_of(bs) && size < old {
                 let fb = size / bs;
                 if let Some(e) = map.find(fb).copied()
                     && !e.unwritten
@@ -422,7 +461,14 @@ impl Ctx<'_> {
     }
 
     /// Creates regular file `name` in `dir`.
-    pub fn create_file(&mut self, dir: u64, name: &[u8], perm: u16, uid: u32, gid: u32) -> FsResult<u64> {
+    pub fn create_file(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        perm: u16,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<u64> {
         let ino = self.new_inode(dir, dinode::S_IFREG | (perm & 0o7777), uid, gid)?;
         put8(self.inode(ino)?, iwrite::DI_FORMAT, FMT_EXTENTS);
         self.link_into(dir, name, ino, FT_REG)?;
@@ -430,19 +476,37 @@ impl Ctx<'_> {
     }
 
     /// Creates directory `name` in `dir`.
-    pub fn create_dir(&mut self, dir: u64, name: &[u8], perm: u16, uid: u32, gid: u32) -> FsResult<u64> {
+    pub fn create_dir(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        perm: u16,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<u64> {
         let ino = self.new_inode(dir, dinode::S_IFDIR | (perm & 0o7777), uid, gid)?;
         self.dir_init(ino, dir)?;
         iwrite::set_nlink(self.inode(ino)?, 2);
         self.link_into(dir, name, ino, FT_DIR)?;
         let raw = self.inode(dir)?;
         let n = iwrite::nlink(raw);
-        iwrite::set_nlink(raw, n.checked_add(1).ok_or_else(|| corrupt("link count overflow"))?);
+        iwrite::set_nlink(
+            raw,
+            n.checked_add(1)
+                .ok_or_else(|| corrupt("link count overflow"))?,
+        );
         Ok(ino)
     }
 
     /// Creates symlink `name` in `dir` pointing at `target`.
-    pub fn create_symlink(&mut self, dir: u64, name: &[u8], target: &[u8], uid: u32, gid: u32) -> FsResult<u64> {
+    pub fn create_symlink(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<u64> {
         let max = super::ondisk::symlink::MAX_LEN;
         if target.is_empty() || target.len() > max {
             return Err(Error::new(
@@ -476,7 +540,10 @@ impl Ctx<'_> {
                 Owner::data(ino, 0, false),
             )?;
             let Some((fsb, _)) = got else {
-                return Err(Error::new(ErrorKind::NoSpace, "xfs: no space for a symlink"));
+                return Err(Error::new(
+                    ErrorKind::NoSpace,
+                    "xfs: no space for a symlink",
+                ));
             };
             let off = self
                 .sb
@@ -493,7 +560,9 @@ impl Ctx<'_> {
             }
             put_bytes(&mut b, hdr, target);
             if g.v5 {
-                self.tx.new_buf(off, b.len(), Kind::Meta)?.copy_from_slice(&b);
+                self.tx
+                    .new_buf(off, b.len(), Kind::Meta)?
+                    .copy_from_slice(&b);
             } else {
                 // No header to recognise it by: written with the data, before commit.
                 self.io.write(off, &b)?;
@@ -551,7 +620,10 @@ impl Ctx<'_> {
     /// Removes empty directory `name` (inode `ino`) from `dir`.
     pub fn remove_dir(&mut self, dir: u64, name: &[u8], ino: u64) -> FsResult<()> {
         if self.dir_count(ino, 1)? > 0 {
-            return Err(Error::new(ErrorKind::NotEmpty, "xfs: the directory is not empty"));
+            return Err(Error::new(
+                ErrorKind::NotEmpty,
+                "xfs: the directory is not empty",
+            ));
         }
         self.dir_remove(dir, name)?;
         let (g, now) = (self.g, self.now);
@@ -573,7 +645,8 @@ impl Ctx<'_> {
             let sf = super::ondisk::dir::parse_shortform(
                 self.sb,
                 dir,
-                data.get(..len).ok_or_else(|| corrupt("shortform overruns"))?,
+                data.get(..len)
+                    .ok_or_else(|| corrupt("shortform overruns"))?,
             )?;
             return Ok(sf.parent);
         }
@@ -586,7 +659,8 @@ impl Ctx<'_> {
     fn add_nlink(&mut self, ino: u64, delta: i64) -> FsResult<()> {
         let raw = self.inode(ino)?;
         let n = i64::from(iwrite::nlink(raw)) + delta;
-        let n = u32::try_from(n).map_err(|_| corrupt(format_args!("inode {ino}: link count out of range")))?;
+        let n = u32::try_from(n)
+            .map_err(|_| corrupt(format_args!("inode {ino}: link count out of range")))?;
         iwrite::set_nlink(raw, n);
         Ok(())
     }
@@ -686,13 +760,22 @@ impl Ctx<'_> {
                 let tmode = iwrite::mode(self.inode(tino)?);
                 let t_dir = tmode & dinode::S_IFMT == dinode::S_IFDIR;
                 if is_dir && !t_dir {
-                    return Err(Error::new(ErrorKind::NotADirectory, "xfs: the target is not a directory"));
+                    return Err(Error::new(
+                        ErrorKind::NotADirectory,
+                        "xfs: the target is not a directory",
+                    ));
                 }
                 if !is_dir && t_dir {
-                    return Err(Error::new(ErrorKind::IsADirectory, "xfs: the target is a directory"));
+                    return Err(Error::new(
+                        ErrorKind::IsADirectory,
+                        "xfs: the target is a directory",
+                    ));
                 }
                 if t_dir && self.dir_count(tino, 1)? > 0 {
-                    return Err(Error::new(ErrorKind::NotEmpty, "xfs: the target directory is not empty"));
+                    return Err(Error::new(
+                        ErrorKind::NotEmpty,
+                        "xfs: the target directory is not empty",
+                    ));
                 }
                 self.dir_replace(ddir, dname, sino, ftype)?;
                 if t_dir {

@@ -4,10 +4,10 @@
 //! superblock. Freed inodes go back to their chunk (chunks are kept, as with the
 //! `ikeep` mount option).
 
-use super::space::{OWN_INODES, Owner, SB_ICOUNT, SB_IFREE, Want};
 use super::btree::{Bt, Tree};
 use super::iwrite;
 use super::ondisk::{be16, be32, be64, corrupt, put16, put32, put64, u8_at};
+use super::space::{OWN_INODES, Owner, SB_ICOUNT, SB_IFREE, Want};
 use super::write::Ctx;
 use crate::fs::FsResult;
 use alloc::vec::Vec;
@@ -56,8 +56,8 @@ impl IRec {
         put32(&mut r, 0, self.start);
         if c.g.spinodes {
             put16(&mut r, 4, self.holemask);
-            r[6] = self.count; // OK to index: constant offset in a 16-byte record.
-            r[7] = self.freecount as u8; // OK to index: ditto.
+            super::ondisk::put8(&mut r, 6, self.count);
+            super::ondisk::put8(&mut r, 7, self.freecount as u8);
         } else {
             put32(&mut r, 4, self.freecount);
         }
@@ -116,7 +116,10 @@ impl Ctx<'_> {
                 return self.take_free_inode(a);
             }
         }
-        Err(Error::new(ErrorKind::NoSpace, "xfs: no space left for new inodes"))
+        Err(Error::new(
+            ErrorKind::NoSpace,
+            "xfs: no space left for new inodes",
+        ))
     }
 
     /// Takes a free inode of AG `agno` (which has some).
@@ -124,7 +127,8 @@ impl Ctx<'_> {
         let ino_bt = Bt::new(Tree::Ino, agno);
         let rec = if self.g.finobt {
             let fino = Bt::new(Tree::Fino, agno);
-            fino.find_ge(self, &key(0))?.map(|(_, r)| IRec::parse(self, &r))
+            fino.find_ge(self, &key(0))?
+                .map(|(_, r)| IRec::parse(self, &r))
         } else {
             let mut found = None;
             if let Some((mut path, mut r)) = ino_bt.find_ge(self, &key(0))? {
@@ -150,7 +154,9 @@ impl Ctx<'_> {
         rec.check(agno)?;
         let avail = rec.free & rec.present();
         if avail == 0 {
-            return Err(corrupt(format_args!("AG {agno} free inode btree: record without free inodes")));
+            return Err(corrupt(format_args!(
+                "AG {agno} free inode btree: record without free inodes"
+            )));
         }
         let idx = avail.trailing_zeros();
         let agino = rec
@@ -169,9 +175,9 @@ impl Ctx<'_> {
         ino_bt.update(self, &path, &rec.encode(self))?;
         if self.g.finobt {
             let fino = Bt::new(Tree::Fino, agno);
-            let (fpath, _) = fino
-                .find_eq(self, &key(rec.start))?
-                .ok_or_else(|| corrupt(format_args!("AG {agno} free inode btree: record missing")))?;
+            let (fpath, _) = fino.find_eq(self, &key(rec.start))?.ok_or_else(|| {
+                corrupt(format_args!("AG {agno} free inode btree: record missing"))
+            })?;
             if rec.freecount == 0 {
                 fino.delete(self, &fpath)?;
             } else {
@@ -269,9 +275,9 @@ impl Ctx<'_> {
             if was == 0 {
                 fino.insert(self, &rec.encode(self))?;
             } else {
-                let (fpath, _) = fino
-                    .find_eq(self, &key(rec.start))?
-                    .ok_or_else(|| corrupt(format_args!("AG {agno} free inode btree: record missing")))?;
+                let (fpath, _) = fino.find_eq(self, &key(rec.start))?.ok_or_else(|| {
+                    corrupt(format_args!("AG {agno} free inode btree: record missing"))
+                })?;
                 fino.update(self, &fpath, &rec.encode(self))?;
             }
         }

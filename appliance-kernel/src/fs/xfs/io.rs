@@ -116,7 +116,10 @@ impl Io {
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::Internal,
-                    alloc::format!("xfs: write of {} bytes at {off} is past the device", data.len()),
+                    alloc::format!(
+                        "xfs: write of {} bytes at {off} is past the device",
+                        data.len()
+                    ),
                 )
             })?;
         {

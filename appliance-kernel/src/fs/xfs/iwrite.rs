@@ -3,7 +3,7 @@
 //! formatting new and freed inodes.
 
 use super::ondisk::inode::{self as dinode, CRC_OFF, MAGIC};
-use super::ondisk::{be16, be32, be64, corrupt, put16, put32, put64, put8, put_bytes, u8_at};
+use super::ondisk::{be16, be32, be64, corrupt, put_bytes, put8, put16, put32, put64, u8_at};
 use super::trans::Kind;
 use super::write::{Ctx, Geo};
 use crate::fs::FsResult;
@@ -25,7 +25,6 @@ pub const DI_NEXTENTS: usize = 0x4C;
 pub const DI_ANEXTENTS: usize = 0x50;
 pub const DI_FORKOFF: usize = 0x52;
 pub const DI_AFORMAT: usize = 0x53;
-pub const DI_FLAGS: usize = 0x5A;
 pub const DI_GEN: usize = 0x5C;
 pub const DI_NEXT_UNLINKED: usize = 0x60;
 pub const DI_CHANGECOUNT: usize = 0x68;
@@ -83,7 +82,10 @@ pub fn nrext64(g: &Geo, raw: &[u8]) -> bool {
 /// Stores `sec` in the timestamp at `off` (clamped to what the format holds).
 pub fn set_time(g: &Geo, raw: &mut [u8], off: usize, sec: i64) {
     if bigtime(g, raw) {
-        let t = sec.clamp(-BIGTIME_OFFSET, (u64::MAX / 1_000_000_000) as i64 - BIGTIME_OFFSET);
+        let t = sec.clamp(
+            -BIGTIME_OFFSET,
+            (u64::MAX / 1_000_000_000) as i64 - BIGTIME_OFFSET,
+        );
         put64(raw, off, (t + BIGTIME_OFFSET) as u64 * 1_000_000_000);
     } else {
         let t = sec.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
@@ -103,7 +105,11 @@ pub fn touch(g: &Geo, raw: &mut [u8], t: Times) {
     if let Some(s) = t.ctime {
         set_time(g, raw, DI_CTIME, s);
         if g.v5 {
-            put64(raw, DI_CHANGECOUNT, be64(raw, DI_CHANGECOUNT).wrapping_add(1));
+            put64(
+                raw,
+                DI_CHANGECOUNT,
+                be64(raw, DI_CHANGECOUNT).wrapping_add(1),
+            );
         }
     }
 }
@@ -161,7 +167,10 @@ pub fn set_nextents(g: &Geo, raw: &mut [u8], n: u64) -> FsResult<()> {
         put64(raw, DI_BIG_NEXTENTS, n);
     } else {
         let n = u32::try_from(n).map_err(|_| {
-            wire::Error::new(wire::ErrorKind::TooLarge, "xfs: too many extents for this inode")
+            wire::Error::new(
+                wire::ErrorKind::TooLarge,
+                "xfs: too many extents for this inode",
+            )
         })?;
         put32(raw, DI_NEXTENTS, n);
     }
@@ -318,16 +327,6 @@ impl Ctx<'_> {
     /// A copy of inode `ino`'s bytes.
     pub fn inode_copy(&mut self, ino: u64) -> FsResult<Vec<u8>> {
         Ok(self.inode(ino)?.to_vec())
-    }
-
-    /// Writes `bytes` back as inode `ino`.
-    pub fn put_inode(&mut self, ino: u64, bytes: &[u8]) -> FsResult<()> {
-        let raw = self.inode(ino)?;
-        if raw.len() != bytes.len() {
-            return Err(corrupt("inode size changed"));
-        }
-        raw.copy_from_slice(bytes);
-        Ok(())
     }
 
     /// Formats the inodes of a new chunk's blocks `agbno..+blocks` of `agno` (new

@@ -110,10 +110,15 @@ fn le64(b: &[u8], off: usize) -> u64 {
     super::ondisk::bytes(b, off).map_or(0, u64::from_le_bytes)
 }
 
+/// A logged buffer: 512-byte address, length in basic blocks, bitmap, regions.
+type LoggedBuf = (u64, u64, Vec<u32>, Vec<Vec<u8>>);
+
+/// A buffer item being read back: as [`LoggedBuf`] with the regions it announced.
+type PartialBuf = (u64, u64, Vec<u32>, usize, Vec<Vec<u8>>);
+
 /// A committed transaction read back from the log: its buffer items.
 struct Replay {
-    /// (512-byte address, length in basic blocks, bitmap, regions).
-    bufs: Vec<(u64, u64, Vec<u32>, Vec<Vec<u8>>)>,
+    bufs: Vec<LoggedBuf>,
 }
 
 impl Journal {
@@ -192,12 +197,7 @@ impl Journal {
                 while i < chunks && dirty(i) && (i - from) * CHUNK < MAX_REGION {
                     i += 1;
                 }
-                regions.push(
-                    it.data
-                        .get(from * CHUNK..i * CHUNK)
-                        .unwrap_or(&[])
-                        .to_vec(),
-                );
+                regions.push(it.data.get(from * CHUNK..i * CHUNK).unwrap_or(&[]).to_vec());
             }
             if regions.is_empty() {
                 continue;
@@ -249,7 +249,10 @@ impl Journal {
                     break;
                 }
                 if need > REC_DATA {
-                    return Err(Error::new(ErrorKind::Internal, "xfs: log operation too big"));
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        "xfs: log operation too big",
+                    ));
                 }
                 data.extend_from_slice(&tid.to_be_bytes());
                 data.extend_from_slice(&(op.data.len() as u32).to_be_bytes());
@@ -266,7 +269,11 @@ impl Journal {
             // Stamp the cycle into every data block, keeping the words it replaces.
             for j in 0..dblks {
                 let pos = blk + 1 + j as u64;
-                let c = if pos >= n { cycle.wrapping_add(1) } else { cycle };
+                let c = if pos >= n {
+                    cycle.wrapping_add(1)
+                } else {
+                    cycle
+                };
                 let word = be32(&data, j * BBSIZE);
                 put32(&mut hdr, 44 + 4 * j, word);
                 put32(&mut data, j * BBSIZE, c);
@@ -411,8 +418,8 @@ impl Journal {
             return Err(corrupt("log: tail outside the log"));
         }
         let mut blk = tail_blk;
-        let mut open: BTreeMap<u32, (bool, Vec<(u64, u64, Vec<u32>, usize, Vec<Vec<u8>>)>)> =
-            BTreeMap::new();
+        // Open transactions: whether their header was seen, and their items so far.
+        let mut open: BTreeMap<u32, (bool, Vec<PartialBuf>)> = BTreeMap::new();
         let mut done = Vec::new();
         let mut ops_seen = 0usize;
         let mut walked = 0u64;
@@ -443,7 +450,11 @@ impl Journal {
             // Put back the words the cycle stamps replaced.
             for j in 0..(dblks as usize) {
                 let (hblk, slot) = (j / 64, j % 64);
-                let word_at = if hblk == 0 { 44 + 4 * slot } else { 4 + 4 * slot };
+                let word_at = if hblk == 0 {
+                    44 + 4 * slot
+                } else {
+                    4 + 4 * slot
+                };
                 let word = be32(headers.get(hblk * BBSIZE..).unwrap_or(&[]), word_at);
                 put32(&mut data, j * BBSIZE, word);
             }
@@ -575,7 +586,10 @@ impl Journal {
             for (daddr, bbs, map, regions) in &t.bufs {
                 let off = daddr
                     .checked_mul(BBSIZE as u64)
-                    .filter(|o| o.checked_add(bbs * BBSIZE as u64).is_some_and(|e| e <= fs_bytes))
+                    .filter(|o| {
+                        o.checked_add(bbs * BBSIZE as u64)
+                            .is_some_and(|e| e <= fs_bytes)
+                    })
                     .ok_or_else(|| corrupt("log: buffer outside the filesystem"))?;
                 let mut buf = io.read_vec(off, (*bbs as usize) * BBSIZE)?;
                 let before = buf.clone();
@@ -616,4 +630,3 @@ impl Journal {
         (self.head, self.cycle)
     }
 }
-

@@ -1,19 +1,59 @@
-//! XFS, read-only: skiff's own reader (no maintained `no_std` crate exists).
+//! XFS: skiff's own reader and writer (no maintained `no_std` crate exists).
 //!
-//! Reads v5 (CRC) filesystems with today's mkfs defaults (ftype, sparse inodes, reflink,
-//! bigtime, inobtcount, finobt, rmapbt, large extent counts) and v4 ones: superblock and
-//! AG header checks, inodes v1-v3, data forks in local, extents and btree format, every
-//! directory form (shortform, block, leaf, node; extents or btree data forks), inline and
-//! remote symlinks. v5 metadata CRCs are verified (superblock, AGF, AGI, inodes,
-//! directory, btree and remote symlink blocks). A filesystem whose log is dirty is
-//! refused at mount ([`logcheck`]): skiff does not replay XFS logs and never reads
-//! metadata a replay would change. Writes are refused with `ReadOnly`.
+//! **Reading** handles v5 (CRC) filesystems with today's mkfs defaults (ftype, sparse
+//! inodes, reflink, bigtime, inobtcount, finobt, rmapbt, large extent counts) and v4
+//! ones: superblock and AG header checks, inodes v1-v3, data forks in local, extents and
+//! btree format, every directory form (shortform, block, leaf, node; extents or btree
+//! data forks), inline and remote symlinks, extended attributes (shortform, leaf, node).
+//! v5 metadata CRCs are verified (superblock, AGF, AGI, inodes, directory, btree and
+//! remote symlink blocks). A filesystem whose log is dirty is refused at mount
+//! ([`logcheck`]) unless the log is one skiff wrote (see below).
 //!
-//! [`ondisk`] parses structures from bytes only (a future writer reuses it); the read
-//! logic is here (path walk, file data), in `extents` (block maps), `dirs` (directory
-//! forms) and `logcheck`; `io` does device access with a bounded metadata cache.
+//! **Writing** (read-write mounts) changes v5 and v4 filesystems through every
+//! `FileSystem` write method: file data (create, overwrite, extend, sparse, truncate;
+//! shared reflinked blocks copied on write), directories in every form converting as
+//! they grow and shrink (`dirw`), symlinks, ownership, modes, times, extended attributes
+//! in shortform and leaf form (`attr`). Everything a change touches is kept consistent
+//! and checksummed: inode allocation (`ialloc`: inobt, finobt, AGI, superblock),
+//! free space (`space`: bnobt, cntbt, AGFL, counters), reverse mappings (rmapbt) and
+//! reference counts (`refc`: refcountbt) when present, extent maps converting between
+//! the inode and a bmbt (`bmapw`). `btree` is the one engine behind every AG btree.
+//!
+//! **Crash safety: through the log, as XFS does.** Each write call is one transaction
+//! (`trans`): its metadata buffers are logged in the filesystem's own internal journal
+//! as an XFS checkpoint (`journal`, the format Linux replays), the device is flushed,
+//! and only then are the buffers written in place; the next transaction's records are
+//! only written after another flush. Killed at any point:
+//! - before the commit is on disk: the change is lost as a whole (its records are
+//!   incomplete or torn; recovery discards them). File data written to newly allocated
+//!   blocks is lost with it (it lies in what is still free space);
+//! - after the commit: the log holds the whole transaction, which recovery replays (the
+//!   next read-write skiff mount, or Linux's mount), so the change survives complete;
+//! - overwrites of existing file blocks are written in place before the commit, as on
+//!   Linux: a kill may leave part of the new bytes in the file (never other files'
+//!   data: blocks freed by an uncommitted change are not reused for data until it
+//!   commits).
+//!
+//! So a kill loses at most the call in progress and never leaves a filesystem
+//! `xfs_repair -n` rejects once the log is replayed. `sync` (and unmount) writes an
+//! unmount record: the log is then clean for every tool. A read-only skiff mount of a
+//! log skiff left dirty is accepted when every logged change is already in place, and
+//! otherwise refused with a request to mount read-write once (which replays it).
+//!
+//! **Refused** (`Unsupported`, naming what): a dirty log written by Linux (skiff
+//! replays only logs of plain buffer items, as it writes them), a zeroed log, realtime
+//! devices, quota accounting, log-incompatible or unknown read-only-compatible features,
+//! parent pointers, v1 inodes, more than 64 inodes per block — at mount, for read-write
+//! mounts; per change: POSIX ACLs (`system.*` attributes), changing node- or
+//! btree-format attribute forks, directory blocks split across extents, forks of more
+//! than 65536 extents. Damage found while changing fails the change (`Corrupt`, naming
+//! the structure) with nothing written; a full filesystem or AG, or the inode limit
+//! (`imaxpct`), is `NoSpace` with nothing half-allocated.
+//!
+//! [`ondisk`] parses structures from bytes; `io` does device access with a bounded
+//! metadata cache kept coherent with writes; the read logic is here (path walk, file
+//! data), in `extents` (block maps), `dirs` (directory forms) and `logcheck`.
 
-mod space;
 mod attr;
 mod bmapw;
 mod btree;
@@ -29,6 +69,7 @@ pub mod journal;
 pub mod logcheck;
 pub mod ondisk;
 mod refc;
+mod space;
 mod trans;
 mod write;
 
@@ -115,7 +156,10 @@ impl core::fmt::Debug for XfsFs {
 }
 
 fn ro_error() -> Error {
-    Error::new(ErrorKind::ReadOnly, "xfs: the filesystem is mounted read-only")
+    Error::new(
+        ErrorKind::ReadOnly,
+        "xfs: the filesystem is mounted read-only",
+    )
 }
 
 fn not_found(path: &str) -> Error {
@@ -622,7 +666,10 @@ impl FileSystem for XfsFs {
         let (dir, name) = self.parent_of(path)?;
         self.mutate(|c| {
             if c.dir_lookup(dir, name.as_bytes())?.is_some() {
-                return Err(Error::new(ErrorKind::AlreadyExists, format!("{path} exists")));
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path} exists"),
+                ));
             }
             c.create_dir(dir, name.as_bytes(), (mode & 0o7777) as u16, 0, 0)
                 .map(|_| ())
@@ -652,7 +699,10 @@ impl FileSystem for XfsFs {
             ));
         }
         if i.ino == self.sb.root_ino {
-            return Err(Error::new(ErrorKind::Busy, "xfs: the root cannot be removed"));
+            return Err(Error::new(
+                ErrorKind::Busy,
+                "xfs: the root cannot be removed",
+            ));
         }
         let (dir, name) = self.parent_of(path)?;
         self.mutate(|c| c.remove_dir(dir, name.as_bytes(), i.ino))
@@ -664,7 +714,16 @@ impl FileSystem for XfsFs {
         let (sdir, sname) = self.parent_of(from)?;
         let (ddir, dname) = self.parent_of(to)?;
         let root = self.sb.root_ino;
-        self.mutate(|c| c.rename(sdir, sname.as_bytes(), ddir, dname.as_bytes(), src.ino, root))
+        self.mutate(|c| {
+            c.rename(
+                sdir,
+                sname.as_bytes(),
+                ddir,
+                dname.as_bytes(),
+                src.ino,
+                root,
+            )
+        })
     }
 
     fn chmod(&mut self, path: &str, mode: u32) -> FsResult<()> {
@@ -791,9 +850,13 @@ impl XfsFs {
     /// The inode of the directory holding `path`, and the last component.
     fn parent_of(&mut self, path: &str) -> FsResult<(u64, String)> {
         let (parent, name) = crate::fs::vfs::split_parent(path).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidArgument, format!("{path}: no parent directory"))
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{path}: no parent directory"),
+            )
         })?;
-        if name.is_empty() || name == "." || name == ".." || name.len() > 255 || name.contains('\0') {
+        if name.is_empty() || name == "." || name == ".." || name.len() > 255 || name.contains('\0')
+        {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("{path}: bad file name"),

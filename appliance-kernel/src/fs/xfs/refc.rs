@@ -51,9 +51,11 @@ impl Ctx<'_> {
 
     fn refc_delete(&mut self, agno: u32, r: Refc) -> FsResult<()> {
         let bt = Bt::new(Tree::Refc, agno);
-        let (path, _) = bt
-            .find_eq(self, &rec(r.0, r.1, r.2))?
-            .ok_or_else(|| corrupt(format_args!("AG {agno} reference count btree: record missing")))?;
+        let (path, _) = bt.find_eq(self, &rec(r.0, r.1, r.2))?.ok_or_else(|| {
+            corrupt(format_args!(
+                "AG {agno} reference count btree: record missing"
+            ))
+        })?;
         bt.delete(self, &path)
     }
 

@@ -18,7 +18,6 @@ use alloc::vec::Vec;
 use wire::{Error, ErrorKind};
 
 // rmapbt owners of what is not a file.
-pub const OWN_FS: u64 = -3i64 as u64;
 pub const OWN_AG: u64 = -5i64 as u64;
 pub const OWN_INOBT: u64 = -6i64 as u64;
 pub const OWN_INODES: u64 = -7i64 as u64;
@@ -109,8 +108,8 @@ impl Owner {
     fn advanced(&self, delta: u32) -> Owner {
         let mut o = *self;
         if !self.ignore_offset() {
-            o.offset = (self.offset & !RMAP_OFF_MASK)
-                | ((self.offset & RMAP_OFF_MASK) + u64::from(delta));
+            o.offset =
+                (self.offset & !RMAP_OFF_MASK) | ((self.offset & RMAP_OFF_MASK) + u64::from(delta));
         }
         o
     }
@@ -194,7 +193,9 @@ impl Ctx<'_> {
     /// (AG, block in the AG) of filesystem block `fsb`, checked to lie inside.
     pub fn split_fsb(&self, fsb: u64) -> FsResult<(u32, u32)> {
         if !self.sb.extent_in_fs(fsb, 1) {
-            return Err(corrupt(format_args!("block {fsb} is outside the filesystem")));
+            return Err(corrupt(format_args!(
+                "block {fsb} is outside the filesystem"
+            )));
         }
         let (a, b) = self.sb.split_fsb(fsb);
         Ok((a as u32, b as u32))
@@ -263,7 +264,11 @@ impl Ctx<'_> {
 
     /// Adds `delta` to a 32-bit field of an AG header.
     pub fn hdr_add(&mut self, agi: bool, agno: u32, off: usize, delta: i64) -> FsResult<()> {
-        let b = if agi { self.agi(agno)? } else { self.agf(agno)? };
+        let b = if agi {
+            self.agi(agno)?
+        } else {
+            self.agf(agno)?
+        };
         let v = i64::from(be32(b, off)) + delta;
         let v = u32::try_from(v)
             .map_err(|_| corrupt(format_args!("AG {agno} header: counter out of range")))?;
@@ -283,9 +288,15 @@ impl Ctx<'_> {
     fn agfl_state(&mut self, agno: u32) -> FsResult<(u32, u32, u32)> {
         let size = self.agfl_size();
         let f = self.agf(agno)?;
-        let (first, last, count) = (be32(f, AGF_FLFIRST), be32(f, AGF_FLLAST), be32(f, AGF_FLCOUNT));
+        let (first, last, count) = (
+            be32(f, AGF_FLFIRST),
+            be32(f, AGF_FLLAST),
+            be32(f, AGF_FLCOUNT),
+        );
         if first >= size || last >= size || count > size {
-            return Err(corrupt(format_args!("AG {agno} AGF: bad free list indexes")));
+            return Err(corrupt(format_args!(
+                "AG {agno} AGF: bad free list indexes"
+            )));
         }
         let span = if count == 0 {
             0
@@ -293,7 +304,9 @@ impl Ctx<'_> {
             (last + size - first) % size + 1
         };
         if span != count {
-            return Err(corrupt(format_args!("AG {agno} AGF: bad free list indexes")));
+            return Err(corrupt(format_args!(
+                "AG {agno} AGF: bad free list indexes"
+            )));
         }
         Ok((first, last, count))
     }
@@ -308,7 +321,9 @@ impl Ctx<'_> {
         let size = self.agfl_size();
         let bno = be32(self.agfl(agno)?, slot);
         if bno == 0 || bno >= self.ag_len(agno) {
-            return Err(corrupt(format_args!("AG {agno} AGFL: block {bno} outside the AG")));
+            return Err(corrupt(format_args!(
+                "AG {agno} AGFL: block {bno} outside the AG"
+            )));
         }
         let f = self.agf(agno)?;
         put32(f, AGF_FLFIRST, (first + 1) % size);
@@ -403,16 +418,16 @@ impl Ctx<'_> {
                 Ok(b)
             }
             Tree::Ino | Tree::Fino | Tree::Refc => {
-                let owner = if tree == Tree::Refc { OWN_REFC } else { OWN_INOBT };
+                let owner = if tree == Tree::Refc {
+                    OWN_REFC
+                } else {
+                    OWN_INOBT
+                };
                 let got = self.alloc_in_ag_fixed(agno, 1, Owner::special(owner))?;
                 self.sb_add(SB_FDBLOCKS, -1)?;
                 match tree {
-                    Tree::Ino if self.g.inobtcount => {
-                        self.hdr_add(true, agno, AGI_IBLOCKS, 1)?
-                    }
-                    Tree::Fino if self.g.inobtcount => {
-                        self.hdr_add(true, agno, AGI_FBLOCKS, 1)?
-                    }
+                    Tree::Ino if self.g.inobtcount => self.hdr_add(true, agno, AGI_IBLOCKS, 1)?,
+                    Tree::Fino if self.g.inobtcount => self.hdr_add(true, agno, AGI_FBLOCKS, 1)?,
                     Tree::Refc => self.hdr_add(false, agno, AGF_REFC_BLOCKS, 1)?,
                     _ => {}
                 }
@@ -423,7 +438,8 @@ impl Ctx<'_> {
 
     /// Frees a block a btree of `tree` no longer uses.
     pub fn free_btree_block(&mut self, tree: Tree, agno: u32, agbno: u32) -> FsResult<()> {
-        self.tx.forget(self.ag_byte(agno, agbno), u64::from(self.g.bs));
+        self.tx
+            .forget(self.ag_byte(agno, agbno), u64::from(self.g.bs));
         match tree {
             Tree::Bno | Tree::Cnt | Tree::Rmap => {
                 self.hdr_add(false, agno, AGF_BTREEBLKS, -1)?;
@@ -437,14 +453,14 @@ impl Ctx<'_> {
                 Ok(())
             }
             Tree::Ino | Tree::Fino | Tree::Refc => {
-                let owner = if tree == Tree::Refc { OWN_REFC } else { OWN_INOBT };
+                let owner = if tree == Tree::Refc {
+                    OWN_REFC
+                } else {
+                    OWN_INOBT
+                };
                 match tree {
-                    Tree::Ino if self.g.inobtcount => {
-                        self.hdr_add(true, agno, AGI_IBLOCKS, -1)?
-                    }
-                    Tree::Fino if self.g.inobtcount => {
-                        self.hdr_add(true, agno, AGI_FBLOCKS, -1)?
-                    }
+                    Tree::Ino if self.g.inobtcount => self.hdr_add(true, agno, AGI_IBLOCKS, -1)?,
+                    Tree::Fino if self.g.inobtcount => self.hdr_add(true, agno, AGI_FBLOCKS, -1)?,
                     Tree::Refc => self.hdr_add(false, agno, AGF_REFC_BLOCKS, -1)?,
                     _ => {}
                 }
@@ -613,14 +629,12 @@ impl Ctx<'_> {
         let Some((fs, fl, s, l)) = pick else {
             return Ok(None);
         };
+        // (For the free list too: its blocks leave the free-space btrees and belong
+        // to the AG; the superblock count is the caller's business.)
+        let _ = agfl;
         self.take_free(agno, fs, fl, s, l)?;
-        if !agfl {
-            self.hdr_add(false, agno, AGF_FREEBLKS, -i64::from(l))?;
-            self.rmap_add(agno, s, l, owner)?;
-        } else {
-            self.hdr_add(false, agno, AGF_FREEBLKS, -i64::from(l))?;
-            self.rmap_add(agno, s, l, owner)?;
-        }
+        self.hdr_add(false, agno, AGF_FREEBLKS, -i64::from(l))?;
+        self.rmap_add(agno, s, l, owner)?;
         self.set_longest(agno)?;
         Ok(Some((s, l)))
     }
@@ -631,13 +645,17 @@ impl Ctx<'_> {
         let fe = fs + fl;
         let e = s.saturating_add(l);
         if s < fs || e > fe || l == 0 {
-            return Err(corrupt(format_args!("AG {agno}: allocation outside its free extent")));
+            return Err(corrupt(format_args!(
+                "AG {agno}: allocation outside its free extent"
+            )));
         }
         let bno = Bt::new(Tree::Bno, agno);
         let cnt = Bt::new(Tree::Cnt, agno);
-        let (path, rec) = bno
-            .find_eq(self, &alloc_rec(fs, 0))?
-            .ok_or_else(|| corrupt(format_args!("AG {agno} free space (bno) btree: record missing")))?;
+        let (path, rec) = bno.find_eq(self, &alloc_rec(fs, 0))?.ok_or_else(|| {
+            corrupt(format_args!(
+                "AG {agno} free space (bno) btree: record missing"
+            ))
+        })?;
         if be32(&rec, 4) != fl {
             return Err(corrupt(format_args!(
                 "AG {agno} free space btrees disagree about the extent at block {fs}"
@@ -659,9 +677,11 @@ impl Ctx<'_> {
             }
             _ => {}
         }
-        let (cpath, _) = cnt
-            .find_eq(self, &alloc_rec(fs, fl))?
-            .ok_or_else(|| corrupt(format_args!("AG {agno} free space (cnt) btree: record missing")))?;
+        let (cpath, _) = cnt.find_eq(self, &alloc_rec(fs, fl))?.ok_or_else(|| {
+            corrupt(format_args!(
+                "AG {agno} free space (cnt) btree: record missing"
+            ))
+        })?;
         cnt.delete(self, &cpath)?;
         for (a, b) in pieces {
             cnt.insert(self, &alloc_rec(a, b))?;
@@ -709,7 +729,9 @@ impl Ctx<'_> {
     pub fn free_extent(&mut self, fsb: u64, len: u32, owner: Owner) -> FsResult<()> {
         let (agno, agbno) = self.split_fsb(fsb)?;
         if !self.sb.extent_in_fs(fsb, u64::from(len)) || len == 0 {
-            return Err(corrupt(format_args!("freeing blocks {fsb}+{len} outside the filesystem")));
+            return Err(corrupt(format_args!(
+                "freeing blocks {fsb}+{len} outside the filesystem"
+            )));
         }
         self.fix_freelist(agno)?;
         self.free_in_ag(agno, agbno, len, owner, false)?;
@@ -767,27 +789,35 @@ impl Ctx<'_> {
         if let Some((_, ls, ll)) = merge_left {
             start = ls;
             total += ll;
-            let (cp, _) = cnt
-                .find_eq(self, &alloc_rec(ls, ll))?
-                .ok_or_else(|| corrupt(format_args!("AG {agno} free space (cnt) btree: record missing")))?;
+            let (cp, _) = cnt.find_eq(self, &alloc_rec(ls, ll))?.ok_or_else(|| {
+                corrupt(format_args!(
+                    "AG {agno} free space (cnt) btree: record missing"
+                ))
+            })?;
             cnt.delete(self, &cp)?;
         }
         if let Some((_, rs, rl)) = merge_right {
             total += rl;
-            let (cp, _) = cnt
-                .find_eq(self, &alloc_rec(rs, rl))?
-                .ok_or_else(|| corrupt(format_args!("AG {agno} free space (cnt) btree: record missing")))?;
+            let (cp, _) = cnt.find_eq(self, &alloc_rec(rs, rl))?.ok_or_else(|| {
+                corrupt(format_args!(
+                    "AG {agno} free space (cnt) btree: record missing"
+                ))
+            })?;
             cnt.delete(self, &cp)?;
         }
         match (merge_left, merge_right) {
             (Some(_), Some((_, rs, _))) => {
-                let (rp, _) = bno
-                    .find_eq(self, &alloc_rec(rs, 0))?
-                    .ok_or_else(|| corrupt(format_args!("AG {agno} free space (bno) btree: record missing")))?;
+                let (rp, _) = bno.find_eq(self, &alloc_rec(rs, 0))?.ok_or_else(|| {
+                    corrupt(format_args!(
+                        "AG {agno} free space (bno) btree: record missing"
+                    ))
+                })?;
                 bno.delete(self, &rp)?;
-                let (lp, _) = bno
-                    .find_eq(self, &alloc_rec(start, 0))?
-                    .ok_or_else(|| corrupt(format_args!("AG {agno} free space (bno) btree: record missing")))?;
+                let (lp, _) = bno.find_eq(self, &alloc_rec(start, 0))?.ok_or_else(|| {
+                    corrupt(format_args!(
+                        "AG {agno} free space (bno) btree: record missing"
+                    ))
+                })?;
                 bno.update(self, &lp, &alloc_rec(start, total))?;
             }
             (Some((lp, _, _)), None) => bno.update(self, &lp, &alloc_rec(start, total))?,
@@ -854,14 +884,11 @@ impl Ctx<'_> {
         } else {
             None
         };
-        let right = self
-            .rmaps_at(agno, end, end)?
-            .into_iter()
-            .find(|r| {
-                Self::mergeable(r, &owner)
-                    && r.start == end
-                    && (owner.ignore_offset() || off + u64::from(len) == (r.off & RMAP_OFF_MASK))
-            });
+        let right = self.rmaps_at(agno, end, end)?.into_iter().find(|r| {
+            Self::mergeable(r, &owner)
+                && r.start == end
+                && (owner.ignore_offset() || off + u64::from(len) == (r.off & RMAP_OFF_MASK))
+        });
         let key = |r: &Rmap| Tree::Rmap.rec_key(&r.owner_of().rec(r.start, r.len));
         let ag_len = self.ag_len(agno);
         let sum = |parts: &[u32]| -> FsResult<u32> {
@@ -869,7 +896,11 @@ impl Ctx<'_> {
                 .iter()
                 .try_fold(0u32, |a, &b| a.checked_add(b))
                 .filter(|&t| t <= ag_len)
-                .ok_or_else(|| corrupt(format_args!("AG {agno} reverse mapping btree: record too long")))
+                .ok_or_else(|| {
+                    corrupt(format_args!(
+                        "AG {agno} reverse mapping btree: record too long"
+                    ))
+                })
         };
         match (left, right) {
             (Some(l), Some(r)) => {

@@ -516,7 +516,12 @@ pub(super) fn standard_tree(node_entries: usize, remote_link: bool) -> N {
 }
 
 /// Everything a standard image must show.
-pub(super) fn check_standard(img: &TempImage, node_entries: usize, remote_link: bool, expect_node: &str) {
+pub(super) fn check_standard(
+    img: &TempImage,
+    node_entries: usize,
+    remote_link: bool,
+    expect_node: &str,
+) {
     let path = img.path();
     let mut fs = open(path);
     check_tree(&mut fs, "/", &standard_tree(node_entries, remote_link));

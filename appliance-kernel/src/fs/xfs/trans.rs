@@ -90,14 +90,13 @@ impl Tx {
         self.bufs.is_empty()
     }
 
-    /// Buffers held (clean or dirty).
-    pub fn len(&self) -> usize {
-        self.bufs.len()
-    }
-
     fn check_shape(&self, off: u64, len: usize) -> FsResult<()> {
         // Buffers never overlap: the same bytes always travel in the same buffer.
-        if let Some((&o, b)) = self.bufs.range(..off.saturating_add(len as u64)).next_back() {
+        if let Some((&o, b)) = self
+            .bufs
+            .range(..off.saturating_add(len as u64))
+            .next_back()
+        {
             let end = o + b.data.len() as u64;
             if o == off && b.data.len() == len {
                 return Ok(());
@@ -112,11 +111,6 @@ impl Tx {
     /// The working copy of the buffer at `off` (read on first use).
     pub fn get(&mut self, io: &mut Io, off: u64, len: usize, kind: Kind) -> FsResult<&mut Vec<u8>> {
         self.get_checked(io, off, len, kind, |_| Ok(()))
-    }
-
-    /// True when the buffer at `off` is held (read or new) by this transaction.
-    pub fn holds(&self, off: u64) -> bool {
-        self.bufs.contains_key(&off)
     }
 
     /// As [`Tx::get`], running `check` over the bytes when they are read from the disk
@@ -198,7 +192,13 @@ impl Tx {
                 continue;
             }
             let blft = if v5 {
-                stamp(&mut b.data, b.orig.as_deref().map(|v| v.as_slice()), b.kind, lsn, isize)?
+                stamp(
+                    &mut b.data,
+                    b.orig.as_deref().map(|v| v.as_slice()),
+                    b.kind,
+                    lsn,
+                    isize,
+                )?
             } else {
                 buf_type(&b.data, b.kind)
             };
@@ -261,18 +261,18 @@ fn layout(b: &[u8]) -> Option<(usize, usize, u16)> {
     let m32 = be32(b, 0);
     let m16 = be16(b, 8);
     Some(match m32 {
-        0x5846_5342 => (0xF0, 0xE0, blft::SB),         // XFSB
-        0x5841_4746 => (0xD0, 0xD8, blft::AGF),        // XAGF
-        0x5841_4749 => (0x140, 0x138, blft::AGI),      // XAGI
-        0x5841_464C => (0x18, 0x20, blft::AGFL),       // XAFL
+        0x5846_5342 => (0xF0, 0xE0, blft::SB),    // XFSB
+        0x5841_4746 => (0xD0, 0xD8, blft::AGF),   // XAGF
+        0x5841_4749 => (0x140, 0x138, blft::AGI), // XAGI
+        0x5841_464C => (0x18, 0x20, blft::AGFL),  // XAFL
         0x4142_3342 | 0x4142_3343 | 0x4941_4233 | 0x4649_4233 | 0x524D_4233 | 0x5233_4643 => {
             (24, 52, blft::BTREE) // AB3B AB3C IAB3 FIB3 RMB3 R3FC
         }
-        0x424D_4133 => (32, 64, blft::BTREE),          // BMA3
-        0x5844_4233 => (16, 4, blft::DIR_BLOCK),       // XDB3
-        0x5844_4433 => (16, 4, blft::DIR_DATA),        // XDD3
-        0x5844_4633 => (16, 4, blft::DIR_FREE),        // XDF3
-        0x5853_4C4D => (48, 12, blft::SYMLINK),        // XSLM
+        0x424D_4133 => (32, 64, blft::BTREE),    // BMA3
+        0x5844_4233 => (16, 4, blft::DIR_BLOCK), // XDB3
+        0x5844_4433 => (16, 4, blft::DIR_DATA),  // XDD3
+        0x5844_4633 => (16, 4, blft::DIR_FREE),  // XDF3
+        0x5853_4C4D => (48, 12, blft::SYMLINK),  // XSLM
         _ => match m16 {
             0x3DF1 => (24, 12, blft::DIR_LEAF1),
             0x3DFF => (24, 12, blft::DIR_LEAFN),
@@ -288,7 +288,7 @@ fn layout(b: &[u8]) -> Option<(usize, usize, u16)> {
 fn stamp(b: &mut [u8], orig: Option<&[u8]>, kind: Kind, lsn: u64, isize: usize) -> FsResult<u16> {
     match kind {
         Kind::Inodes => {
-            if isize == 0 || b.len() % isize != 0 {
+            if isize == 0 || !b.len().is_multiple_of(isize) {
                 return Err(internal("inode buffer of odd size"));
             }
             for (i, ino) in b.chunks_mut(isize).enumerate() {
@@ -304,7 +304,9 @@ fn stamp(b: &mut [u8], orig: Option<&[u8]>, kind: Kind, lsn: u64, isize: usize) 
                 seal(b, l, c, lsn);
                 Ok(t)
             }
-            None => Err(corrupt("a metadata block about to be written has no known magic")),
+            None => Err(corrupt(
+                "a metadata block about to be written has no known magic",
+            )),
         },
     }
 }
@@ -318,9 +320,7 @@ fn buf_type(b: &[u8], kind: Kind) -> u16 {
             (0x5846_5342, _) => blft::SB,
             (0x5841_4746, _) => blft::AGF,
             (0x5841_4749, _) => blft::AGI,
-            (0x4142_5442 | 0x4142_5443 | 0x4941_4254 | 0x4649_4254 | 0x424D_4150, _) => {
-                blft::BTREE
-            }
+            (0x4142_5442 | 0x4142_5443 | 0x4941_4254 | 0x4649_4254 | 0x424D_4150, _) => blft::BTREE,
             (0x5844_3242, _) => blft::DIR_BLOCK,
             (0x5844_3244, _) => blft::DIR_DATA,
             (0x5844_3246, _) => blft::DIR_FREE,

@@ -22,7 +22,8 @@ use alloc::vec::Vec;
 use wire::{Error, ErrorKind};
 
 /// ro_compat features this writer maintains.
-const RO_COMPAT_KNOWN: u32 = RO_COMPAT_FINOBT | RO_COMPAT_RMAPBT | RO_COMPAT_REFLINK | RO_COMPAT_INOBTCNT;
+const RO_COMPAT_KNOWN: u32 =
+    RO_COMPAT_FINOBT | RO_COMPAT_RMAPBT | RO_COMPAT_REFLINK | RO_COMPAT_INOBTCNT;
 /// `sb_qflags` accounting bits (user, project, group).
 const QUOTA_ACCT: u16 = 0x0001 | 0x0010 | 0x0040;
 /// features2: version 2 extended attributes.
@@ -36,17 +37,14 @@ pub struct Geo {
     pub blog: u32,
     pub sect: u32,
     pub isize: u32,
-    pub ilog: u32,
     pub inopb_log: u32,
     pub agcount: u32,
     pub agblklog: u32,
-    pub dblocks: u64,
     /// Directory block size in bytes and in filesystem blocks.
     pub dirblk: u32,
     pub dir_fsbs: u32,
     /// Inode chunk alignment (blocks) and sparse chunk alignment.
     pub inoalign: u32,
-    pub spino_align: u32,
     pub finobt: bool,
     pub rmapbt: bool,
     pub reflink: bool,
@@ -108,7 +106,6 @@ impl Geo {
         let v5 = sb.version == 5;
         let inopb_log = sb.inopb_log.min(6);
         let inoalign = be32(raw, 0xB4);
-        let spino_align = if v5 { be32(raw, 0xE4) } else { 0 };
         let chunk_blocks = 64u32 >> inopb_log;
         let core = if v5 { 176 } else { 100 };
         let dblocks = sb.dblocks;
@@ -125,15 +122,12 @@ impl Geo {
             blog: sb.block_log,
             sect: sb.sect_size,
             isize: sb.inode_size,
-            ilog: sb.inode_log,
             inopb_log,
             agcount: sb.ag_count,
             agblklog: sb.agblk_log,
-            dblocks,
             dirblk: sb.dir_blk_size(),
             dir_fsbs: 1 << sb.dir_blk_log,
             inoalign: inoalign.max(1),
-            spino_align,
             finobt: v5 && sb.ro_compat & RO_COMPAT_FINOBT != 0,
             rmapbt: v5 && sb.ro_compat & RO_COMPAT_RMAPBT != 0,
             reflink: v5 && sb.ro_compat & RO_COMPAT_REFLINK != 0,

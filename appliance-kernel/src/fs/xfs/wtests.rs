@@ -82,7 +82,8 @@ fn repair_silent(img: &str) {
         .args(["-n", "-f", img])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let noise: Vec<&str> = text
         .lines()
         .filter(|l| {
@@ -118,7 +119,10 @@ fn small_tree() -> N {
     dir(vec![
         kid("hello.txt", file(b"hello, xfs\n")),
         kid("empty", file(b"")),
-        kid("sub", dir(vec![kid("a", file(b"aaa")), kid("b", file(b"bbb"))])),
+        kid(
+            "sub",
+            dir(vec![kid("a", file(b"aaa")), kid("b", file(b"bbb"))]),
+        ),
         kid("big.bin", file(&pseudo_random(300_000, 5))),
     ])
 }
@@ -136,10 +140,14 @@ fn chmod_chown_times_are_logged_and_in_place() {
         assert!(!fs.readonly());
         fs.chmod("/hello.txt", 0o600).unwrap();
         fs.chown("/hello.txt", 1000, 1001).unwrap();
-        fs.set_times("/hello.txt", 1_600_000_000, 1_600_000_100).unwrap();
+        fs.set_times("/hello.txt", 1_600_000_000, 1_600_000_100)
+            .unwrap();
         let st = fs.stat("/hello.txt", false).unwrap();
         assert_eq!((st.mode, st.uid, st.gid), (0o600, 1000, 1001));
-        assert_eq!((st.atime, st.mtime, st.ctime), (1_600_000_000, 1_600_000_100, 1_700_000_000));
+        assert_eq!(
+            (st.atime, st.mtime, st.ctime),
+            (1_600_000_000, 1_600_000_100, 1_700_000_000)
+        );
         fs.sync().unwrap();
     }
     repair_silent(p);
@@ -149,12 +157,18 @@ fn chmod_chown_times_are_logged_and_in_place() {
     assert_eq!(f["core.uid"], "1000");
     assert_eq!(f["core.gid"], "1001");
     assert_eq!(db_time(&f["core.mtime.sec"]), 1_600_000_100);
-    assert!(logprint_state(p).ends_with("state: <CLEAN>"), "the log is clean after sync");
+    assert!(
+        logprint_state(p).ends_with("state: <CLEAN>"),
+        "the log is clean after sync"
+    );
     // The kernel sees it too.
     let m = Mounted::new(p, "ro");
     let md = std::fs::metadata(m.at("hello.txt")).unwrap();
     use std::os::unix::fs::MetadataExt;
-    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o600, 1000, 1001));
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o600, 1000, 1001)
+    );
     assert_eq!(md.mtime(), 1_600_000_100);
 }
 
@@ -180,7 +194,11 @@ fn a_killed_commit_is_replayed_by_linux_and_by_skiff() {
     });
     assert_eq!(n, 1);
     assert_eq!(db_inode(p, ino)["core.mode"], "0100644", "not in place yet");
-    assert!(!logprint_state(p).contains("CLEAN"), "{}", logprint_state(p));
+    assert!(
+        !logprint_state(p).contains("CLEAN"),
+        "{}",
+        logprint_state(p)
+    );
     let copy = TempImage::new("xfsw-replay-copy", 0);
     std::fs::copy(p, copy.path()).unwrap();
     // A read-only skiff mount sees the change is not in place and refuses.
@@ -258,7 +276,11 @@ fn model_of(n: &N) -> Model {
     fn walk(n: &N, path: &str, out: &mut Model) {
         if let N::Dir { kids, .. } = n {
             for (k, c) in kids {
-                let p = if path == "/" { format!("/{k}") } else { format!("{path}/{k}") };
+                let p = if path == "/" {
+                    format!("/{k}")
+                } else {
+                    format!("{path}/{k}")
+                };
                 match c {
                     N::Dir { .. } => {
                         out.insert(p.clone(), M::Dir);
@@ -281,7 +303,11 @@ fn model_of(n: &N) -> Model {
 }
 
 fn children<'m>(model: &'m Model, dir: &str) -> Vec<&'m str> {
-    let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
+    let prefix = if dir == "/" {
+        "/".to_string()
+    } else {
+        format!("{dir}/")
+    };
     model
         .keys()
         .filter(|k| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
@@ -295,11 +321,21 @@ fn verify(img: &str, model: &Model, kernel: bool) {
     repair_silent(img);
     let mut fs = open(img);
     let mut dirs = vec!["/".to_string()];
-    dirs.extend(model.iter().filter(|(_, v)| **v == M::Dir).map(|(k, _)| k.clone()));
+    dirs.extend(
+        model
+            .iter()
+            .filter(|(_, v)| **v == M::Dir)
+            .map(|(k, _)| k.clone()),
+    );
     for d in &dirs {
         let mut want = children(model, d);
         want.sort_unstable();
-        let mut got: Vec<String> = fs.read_dir(d).unwrap().into_iter().map(|e| e.name).collect();
+        let mut got: Vec<String> = fs
+            .read_dir(d)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         got.sort_unstable();
         assert_eq!(got, want, "{d}: skiff listing");
         let mut dbl: Vec<String> = db_ls(img, d).into_iter().map(|(n, _)| n).collect();
@@ -328,7 +364,9 @@ fn verify(img: &str, model: &Model, kernel: bool) {
         for (p, v) in model {
             let at = m.at(p.trim_start_matches('/'));
             match v {
-                M::File(data) => assert!(std::fs::read(&at).unwrap() == *data, "{p}: Linux contents"),
+                M::File(data) => {
+                    assert!(std::fs::read(&at).unwrap() == *data, "{p}: Linux contents")
+                }
                 M::Link(t) => assert_eq!(std::fs::read_link(&at).unwrap().to_string_lossy(), *t),
                 M::Dir => assert!(at.is_dir()),
             }
@@ -363,7 +401,10 @@ fn dir_forms(tag: &str, opts: &[&str], kernel: bool) {
         drop(fs);
         verify(p, &model, kernel && form == "node");
         let k = kind_of(p, "/d");
-        assert!(k.starts_with(form), "{tag}: {count} entries: {k}, want {form}");
+        assert!(
+            k.starts_with(form),
+            "{tag}: {count} entries: {k}, want {form}"
+        );
     }
     let shrink = [(300, "leaf"), (50, "block"), (2, "short"), (0, "short")];
     for (want, form) in shrink {
@@ -378,7 +419,10 @@ fn dir_forms(tag: &str, opts: &[&str], kernel: bool) {
         drop(fs);
         verify(p, &model, false);
         let k = kind_of(p, "/d");
-        assert!(k.starts_with(form), "{tag}: {count} entries: {k}, want {form}");
+        assert!(
+            k.starts_with(form),
+            "{tag}: {count} entries: {k}, want {form}"
+        );
     }
     // An empty directory goes.
     {
@@ -390,7 +434,10 @@ fn dir_forms(tag: &str, opts: &[&str], kernel: bool) {
     verify(p, &model, kernel);
     let sb = db_sb(p);
     // In use: the root, the two realtime inodes mkfs makes, and keep.
-    assert_eq!(sb["icount"].parse::<u64>().unwrap() - sb["ifree"].parse::<u64>().unwrap(), 4);
+    assert_eq!(
+        sb["icount"].parse::<u64>().unwrap() - sb["ifree"].parse::<u64>().unwrap(),
+        4
+    );
 }
 
 #[test]
@@ -422,15 +469,24 @@ fn namespace_ops(tag: &str, size: u64, opts: &[&str], kernel: bool) {
         fs.mkdir("/etc/ssh", 0o700).unwrap();
         fs.mkdir("/home", 0o755).unwrap();
         fs.mkdir("/home/user", 0o750).unwrap();
-        assert_eq!(fs.mkdir("/etc", 0o755).unwrap_err().kind, ErrorKind::AlreadyExists);
-        assert_eq!(fs.mkdir("/nope/x", 0o755).unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            fs.mkdir("/etc", 0o755).unwrap_err().kind,
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            fs.mkdir("/nope/x", 0o755).unwrap_err().kind,
+            ErrorKind::NotFound
+        );
         for d in ["/etc", "/etc/ssh", "/home", "/home/user"] {
             model.insert(d.into(), M::Dir);
         }
         write_all(&mut fs, "/etc/hostname", b"guest\n");
         write_all(&mut fs, "/etc/ssh/key", b"ssh-ed25519 AAAA test\n");
         model.insert("/etc/hostname".into(), M::File(b"guest\n".to_vec()));
-        model.insert("/etc/ssh/key".into(), M::File(b"ssh-ed25519 AAAA test\n".to_vec()));
+        model.insert(
+            "/etc/ssh/key".into(),
+            M::File(b"ssh-ed25519 AAAA test\n".to_vec()),
+        );
         // Same directory.
         fs.rename("/hello.txt", "/hello2.txt").unwrap();
         let v = model.remove("/hello.txt").unwrap();
@@ -461,9 +517,15 @@ fn namespace_ops(tag: &str, size: u64, opts: &[&str], kernel: bool) {
         model.insert("/home/empty".into(), M::Dir);
         model.insert("/home/empty/key".into(), v);
         // Removals.
-        assert_eq!(fs.unlink("/home").unwrap_err().kind, ErrorKind::IsADirectory);
+        assert_eq!(
+            fs.unlink("/home").unwrap_err().kind,
+            ErrorKind::IsADirectory
+        );
         assert_eq!(fs.rmdir("/home").unwrap_err().kind, ErrorKind::NotEmpty);
-        assert_eq!(fs.rmdir("/etc/hostname").unwrap_err().kind, ErrorKind::NotADirectory);
+        assert_eq!(
+            fs.rmdir("/etc/hostname").unwrap_err().kind,
+            ErrorKind::NotADirectory
+        );
         fs.unlink("/big.bin").unwrap();
         model.remove("/big.bin");
         // Symlinks.
@@ -527,7 +589,8 @@ fn fragmented_file(tag: &str, opts: &[&str], bs: usize) {
         let mut fs = rw(p);
         for i in 0..blocks {
             let d = pseudo_random(bs, i as u64 + 1);
-            fs.write("/frag", (2 * i * bs) as u64, &d, false, 0o644).unwrap();
+            fs.write("/frag", (2 * i * bs) as u64, &d, false, 0o644)
+                .unwrap();
             want[2 * i * bs..(2 * i + 1) * bs].copy_from_slice(&d);
         }
         fs.sync().unwrap();
@@ -555,7 +618,8 @@ fn fragmented_file(tag: &str, opts: &[&str], bs: usize) {
         let mut fs = rw(p);
         fs.truncate("/frag", 0).unwrap();
         for i in 0..blocks {
-            fs.write("/frag", (2 * i * bs) as u64, &[7u8; 100], false, 0).unwrap();
+            fs.write("/frag", (2 * i * bs) as u64, &[7u8; 100], false, 0)
+                .unwrap();
         }
         fs.truncate("/frag", (3 * bs) as u64).unwrap();
         fs.sync().unwrap();
@@ -647,7 +711,11 @@ fn free_space_btrees_split_and_merge() {
     // beyond the roots too.
     let agfl: u64 = (0..2).map(|a| agf_field(p, a, "btreeblks")).sum();
     let sb = db_sb(p);
-    assert_eq!(total + agfl, sb["fdblocks"].parse::<u64>().unwrap(), "{out}");
+    assert_eq!(
+        total + agfl,
+        sb["fdblocks"].parse::<u64>().unwrap(),
+        "{out}"
+    );
 }
 
 /// sb_fdblocks against the AG counters, through the writer's view.
@@ -657,14 +725,15 @@ fn counters_agree(fs: &mut XfsFs) -> (u64, u64) {
         let mut sum = 0u64;
         for a in 0..n {
             let f = c.agf(a)?;
-            sum += u64::from(ondisk::be32(f, 0x34)) + u64::from(ondisk::be32(f, 0x30)) + u64::from(ondisk::be32(f, 0x3C));
+            sum += u64::from(ondisk::be32(f, 0x34))
+                + u64::from(ondisk::be32(f, 0x30))
+                + u64::from(ondisk::be32(f, 0x3C));
         }
         let fd = ondisk::be64(c.sbuf()?, 0x90);
         Ok((sum, fd))
     })
     .unwrap()
 }
-
 
 /// `getfattr -d -m -` of a path under a Linux mount: name → value (hex).
 fn getfattr(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -695,9 +764,14 @@ fn xattrs(tag: &str, opts: &[&str], kernel: bool) {
     let mut want: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
     {
         let mut fs = rw(p);
-        fs.set_xattr("/hello.txt", "security.selinux", &label).unwrap();
-        assert_eq!(fs.get_xattr("/hello.txt", "security.selinux").unwrap(), label);
-        fs.set_xattr("/sub", "user.comment", b"a directory").unwrap();
+        fs.set_xattr("/hello.txt", "security.selinux", &label)
+            .unwrap();
+        assert_eq!(
+            fs.get_xattr("/hello.txt", "security.selinux").unwrap(),
+            label
+        );
+        fs.set_xattr("/sub", "user.comment", b"a directory")
+            .unwrap();
         fs.set_xattr("/hello.txt", "trusted.t", b"T").unwrap();
         fs.sync().unwrap();
     }
@@ -716,7 +790,8 @@ fn xattrs(tag: &str, opts: &[&str], kernel: bool) {
         let mut fs = rw(p);
         for i in 0..40 {
             let v = format!("value number {i} with some padding to take room");
-            fs.set_xattr("/hello.txt", &format!("user.attr{i:02}"), v.as_bytes()).unwrap();
+            fs.set_xattr("/hello.txt", &format!("user.attr{i:02}"), v.as_bytes())
+                .unwrap();
             want.insert(format!("user.attr{i:02}"), v.into_bytes());
         }
         fs.set_xattr("/hello.txt", "user.big", &big).unwrap();
@@ -725,9 +800,14 @@ fn xattrs(tag: &str, opts: &[&str], kernel: bool) {
         names.sort();
         assert_eq!(names, want.keys().cloned().collect::<Vec<_>>());
         assert_eq!(fs.get_xattr("/hello.txt", "user.big").unwrap(), big);
-        assert_eq!(fs.get_xattr("/hello.txt", "user.nope").unwrap_err().kind, ErrorKind::NotFound);
         assert_eq!(
-            fs.set_xattr("/hello.txt", "system.posix_acl_access", b"x").unwrap_err().kind,
+            fs.get_xattr("/hello.txt", "user.nope").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            fs.set_xattr("/hello.txt", "system.posix_acl_access", b"x")
+                .unwrap_err()
+                .kind,
             ErrorKind::Unsupported
         );
         // The file's contents replaced: its label stays.
@@ -738,7 +818,10 @@ fn xattrs(tag: &str, opts: &[&str], kernel: bool) {
     assert_eq!(db_inode(p, ino)["core.aformat"], "2 (extents)");
     {
         let mut fs = open(p);
-        assert_eq!(fs.get_xattr("/hello.txt", "security.selinux").unwrap(), label);
+        assert_eq!(
+            fs.get_xattr("/hello.txt", "security.selinux").unwrap(),
+            label
+        );
         assert_eq!(fs.get_xattr("/hello.txt", "user.big").unwrap(), big);
         assert_eq!(read_all(&mut fs, "/hello.txt"), b"replaced\n");
     }
@@ -750,12 +833,16 @@ fn xattrs(tag: &str, opts: &[&str], kernel: bool) {
     {
         let mut fs = rw(p);
         for i in 0..40 {
-            fs.remove_xattr("/hello.txt", &format!("user.attr{i:02}")).unwrap();
+            fs.remove_xattr("/hello.txt", &format!("user.attr{i:02}"))
+                .unwrap();
             want.remove(&format!("user.attr{i:02}"));
         }
         fs.remove_xattr("/hello.txt", "user.big").unwrap();
         want.remove("user.big");
-        assert_eq!(fs.remove_xattr("/hello.txt", "user.big").unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            fs.remove_xattr("/hello.txt", "user.big").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
         fs.sync().unwrap();
     }
     repair_silent(p);
@@ -802,11 +889,21 @@ fn ten_thousand_files_created_and_removed() {
     {
         let mut fs = rw(p);
         for i in 0..n {
-            fs.write(&format!("/many/file-{i:05}"), 0, format!("{i}\n").as_bytes(), true, 0o644)
-                .unwrap();
+            fs.write(
+                &format!("/many/file-{i:05}"),
+                0,
+                format!("{i}\n").as_bytes(),
+                true,
+                0o644,
+            )
+            .unwrap();
         }
         let st = fs.statvfs().unwrap();
-        assert_eq!(before.files_free - st.files_free, n as u64, "statvfs counts the new inodes");
+        assert_eq!(
+            before.files_free - st.files_free,
+            n as u64,
+            "statvfs counts the new inodes"
+        );
         assert!(st.blocks_free < before.blocks_free - n as u64);
         fs.sync().unwrap();
     }
@@ -833,7 +930,10 @@ fn ten_thousand_files_created_and_removed() {
     let after = open(p).statvfs().unwrap();
     let chunk_blocks = (icount1 - icount0) / 64 * 8;
     assert_eq!(before.blocks_free - after.blocks_free, chunk_blocks);
-    assert_eq!(after.files - after.files_free, before.files - before.files_free);
+    assert_eq!(
+        after.files - after.files_free,
+        before.files - before.files_free
+    );
 }
 
 /// xorshift64: random but repeatable.
@@ -881,7 +981,11 @@ fn random_writes(tag: &str, opts: &[&str], seed: u64, steps: usize) {
         match rng.below(10) {
             0..=6 => {
                 let big = rng.below(4) == 0;
-                let len = if big { rng.below(600_000) + 1 } else { rng.below(9000) + 1 } as usize;
+                let len = if big {
+                    rng.below(600_000) + 1
+                } else {
+                    rng.below(9000) + 1
+                } as usize;
                 let max_off = (cur.len() as u64 + 200_000).min(8 << 20);
                 let off = rng.below(max_off) as usize;
                 let data = pseudo_random(len, rng.next());
@@ -905,7 +1009,12 @@ fn random_writes(tag: &str, opts: &[&str], seed: u64, steps: usize) {
             }
         }
         let got = read_all(&mut fs, name);
-        assert!(got == *cur, "step {step}: {name} differs from the model (len {} vs {})", got.len(), cur.len());
+        assert!(
+            got == *cur,
+            "step {step}: {name} differs from the model (len {} vs {})",
+            got.len(),
+            cur.len()
+        );
         let (a, b) = counters_agree(&mut fs);
         assert_eq!(a, b, "step {step}: free block counters");
     }
@@ -924,7 +1033,12 @@ fn random_writes_v5() {
 
 #[test]
 fn random_writes_1k_rmap_reflink() {
-    random_writes("xfsw-rand1k", &["-b", "size=1024", "-m", "rmapbt=1,reflink=1"], 0x5EED_0002, 1000);
+    random_writes(
+        "xfsw-rand1k",
+        &["-b", "size=1024", "-m", "rmapbt=1,reflink=1"],
+        0x5EED_0002,
+        1000,
+    );
 }
 
 #[test]
@@ -1001,7 +1115,11 @@ fn workload_step(fs: &mut XfsFs, model: &mut Model, i: usize) -> FsResult<()> {
         }
         70 => {
             fs.rename("/w/d", "/w/e/d")?;
-            let moved: Vec<String> = model.keys().filter(|k| k.starts_with("/w/d")).cloned().collect();
+            let moved: Vec<String> = model
+                .keys()
+                .filter(|k| k.starts_with("/w/d"))
+                .cloned()
+                .collect();
             for k in moved {
                 let v = model.remove(&k).unwrap();
                 model.insert(format!("/w/e{}", &k[2..]), v);
@@ -1050,7 +1168,11 @@ fn tree_of(img: &str) -> Model {
     let mut todo = vec!["/".to_string()];
     while let Some(d) = todo.pop() {
         for e in fs.read_dir(&d).unwrap() {
-            let p = if d == "/" { format!("/{}", e.name) } else { format!("{d}/{}", e.name) };
+            let p = if d == "/" {
+                format!("/{}", e.name)
+            } else {
+                format!("{d}/{}", e.name)
+            };
             match e.stat.file_type {
                 FileType::Directory => {
                     out.insert(p.clone(), M::Dir);
@@ -1116,7 +1238,10 @@ fn kill_points(tag: &str, opts: &[&str], seed: u64, points: usize) {
         }
         // A read-only look never panics: either the tree, or "mount read-write once".
         if let Err(e) = XfsFs::open(disk(img.path())) {
-            assert!(e.message.contains("read-write once"), "kill at write {k}: {e:?}");
+            assert!(
+                e.message.contains("read-write once"),
+                "kill at write {k}: {e:?}"
+            );
         }
         if n % 2 == 0 {
             drop(rw(img.path()));
@@ -1165,7 +1290,11 @@ fn corrupt_free_space_btree_fails_cleanly() {
     let cntroot = agf_field(p, 0, "cntroot");
     let at = cntroot * 4096 + 200;
     let mut b = [0u8; 1];
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap();
     f.read_exact_at(&mut b, at).unwrap();
     b[0] ^= 0x40;
     f.write_all_at(&b, at).unwrap();
@@ -1173,11 +1302,19 @@ fn corrupt_free_space_btree_fails_cleanly() {
     let before = file_hash(p);
     {
         let mut fs = rw(p);
-        let e = fs.write("/new", 0, &[1u8; 10_000], true, 0o644).unwrap_err();
+        let e = fs
+            .write("/new", 0, &[1u8; 10_000], true, 0o644)
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Corrupt, "{e:?}");
-        assert!(e.message.contains("free space (cnt) btree") && e.message.contains("CRC"), "{e:?}");
+        assert!(
+            e.message.contains("free space (cnt) btree") && e.message.contains("CRC"),
+            "{e:?}"
+        );
         // The failed change left nothing behind, in memory or on disk.
-        assert_eq!(fs.stat("/new", false).unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            fs.stat("/new", false).unwrap_err().kind,
+            ErrorKind::NotFound
+        );
         assert_eq!(read_all(&mut fs, "/hello.txt"), b"hello, xfs\n");
         fs.sync().unwrap();
     }
@@ -1185,11 +1322,16 @@ fn corrupt_free_space_btree_fails_cleanly() {
     // A record out of range, with a good CRC.
     let img = v5_image("xfsw-badbno2", &[]);
     let p = img.path();
-    db_write(p, &["agf 0", "addr bnoroot", "write recs[1].blockcount 60000"]);
+    db_write(
+        p,
+        &["agf 0", "addr bnoroot", "write recs[1].blockcount 60000"],
+    );
     let before = file_hash(p);
     {
         let mut fs = rw(p);
-        let e = fs.write("/new", 0, &[1u8; 10_000], true, 0o644).unwrap_err();
+        let e = fs
+            .write("/new", 0, &[1u8; 10_000], true, 0o644)
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Corrupt, "{e:?}");
         fs.sync().unwrap();
     }
@@ -1406,11 +1548,19 @@ fn the_dispatcher_mounts_read_write() {
     repair_silent(p);
     assert!(logprint_state(p).ends_with("<CLEAN>"));
     let mut fs = open(p);
-    assert_eq!(read_all(&mut fs, "/etc/ssh/authorized_keys"), b"ssh-ed25519 AAAA\n");
-    assert_eq!(fs.stat("/etc/ssh/authorized_keys", false).unwrap().mode, 0o600);
-    assert_eq!(fs.stat("/sub", false).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        read_all(&mut fs, "/etc/ssh/authorized_keys"),
+        b"ssh-ed25519 AAAA\n"
+    );
+    assert_eq!(
+        fs.stat("/etc/ssh/authorized_keys", false).unwrap().mode,
+        0o600
+    );
+    assert_eq!(
+        fs.stat("/sub", false).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
 }
-
 
 /// v4 with 512-byte blocks and 256-byte inodes (no inode alignment: chunks start at
 /// any block).
@@ -1427,7 +1577,12 @@ fn v4_with_512_byte_blocks() {
             ]),
         ),
     ]);
-    let img = make_image("xfsw-v4-512", 32 << 20, &["-m", "crc=0", "-b", "size=512", "-d", "agcount=2"], &tree);
+    let img = make_image(
+        "xfsw-v4-512",
+        32 << 20,
+        &["-m", "crc=0", "-b", "size=512", "-d", "agcount=2"],
+        &tree,
+    );
     let p = img.path();
     let mut model = model_of(&tree);
     {
@@ -1450,7 +1605,8 @@ fn v4_with_512_byte_blocks() {
         model.insert("/new/sub/small".into(), v);
         fs.symlink(&"x/".repeat(200), "/lnk").unwrap();
         model.insert("/lnk".into(), M::Link("x/".repeat(200)));
-        fs.set_xattr("/hello.txt", "security.selinux", b"label").unwrap();
+        fs.set_xattr("/hello.txt", "security.selinux", b"label")
+            .unwrap();
         fs.unlink("/empty").unwrap();
         model.remove("/empty");
         for i in 0..200 {
@@ -1461,7 +1617,10 @@ fn v4_with_512_byte_blocks() {
         fs.sync().unwrap();
     }
     verify(p, &model, false);
-    assert_eq!(open(p).get_xattr("/hello.txt", "security.selinux").unwrap(), b"label");
+    assert_eq!(
+        open(p).get_xattr("/hello.txt", "security.selinux").unwrap(),
+        b"label"
+    );
 }
 
 /// Files sharing blocks (cp --reflink on a Linux mount): writes copy the shared blocks,
@@ -1480,7 +1639,14 @@ fn reflinked(tag: &str, opts: &[&str]) {
         std::fs::write(m.at("a"), &a).unwrap();
         std::fs::write(m.at("c"), &c).unwrap();
         for (src, dst) in [("a", "b"), ("a", "b2"), ("c", "d")] {
-            tool("cp", &["--reflink=always", m.at(src).to_str().unwrap(), m.at(dst).to_str().unwrap()]);
+            tool(
+                "cp",
+                &[
+                    "--reflink=always",
+                    m.at(src).to_str().unwrap(),
+                    m.at(dst).to_str().unwrap(),
+                ],
+            );
         }
         m.umount();
     }
