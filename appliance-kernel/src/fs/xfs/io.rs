@@ -18,8 +18,9 @@ const CACHE_ENTRIES: usize = 1024;
 /// Largest single metadata read (a 64 KiB directory block is the largest structure).
 pub const MAX_META_READ: usize = 64 << 10;
 
-/// A cached block: its bytes and when it was last used.
-type Cached = (Rc<Vec<u8>>, u64);
+/// A cached block: its bytes, when it was last used, and whether its checks passed
+/// (or skiff wrote it whole): the writer checks a trusted block's structure only.
+type Cached = (Rc<Vec<u8>>, u64, bool);
 
 pub struct Io {
     dev: SharedDevice,
@@ -86,7 +87,7 @@ impl Io {
         }
         self.tick += 1;
         let tick = self.tick;
-        if let Some((data, used)) = self.cache.get_mut(&(off, len)) {
+        if let Some((data, used, _)) = self.cache.get_mut(&(off, len)) {
             self.lru.remove(used);
             *used = tick;
             self.lru.insert(tick, (off, len));
@@ -97,11 +98,11 @@ impl Io {
             let Some((_, key)) = self.lru.pop_first() else {
                 break;
             };
-            if let Some((old, _)) = self.cache.remove(&key) {
+            if let Some((old, _, _)) = self.cache.remove(&key) {
                 self.bytes -= old.len();
             }
         }
-        self.cache.insert((off, len), (data.clone(), tick));
+        self.cache.insert((off, len), (data.clone(), tick, false));
         self.lru.insert(tick, (off, len));
         self.bytes += len;
         Ok(data)
@@ -139,7 +140,9 @@ impl Io {
             .filter(|&(o, l)| o + l as u64 > off && o < end)
             .collect();
         for (o, l) in keys {
-            if let Some((rc, _)) = self.cache.get_mut(&(o, l)) {
+            if let Some((rc, _, trusted)) = self.cache.get_mut(&(o, l)) {
+                // Written whole by skiff: trusted; partly: checked again when next used.
+                *trusted = o == off && l == data.len();
                 let v = Rc::make_mut(rc);
                 let a = o.max(off);
                 let b = (o + l as u64).min(end);
@@ -151,6 +154,20 @@ impl Io {
             }
         }
         Ok(())
+    }
+
+    /// A metadata block through the cache, and whether it is trusted (see `Cached`).
+    pub fn meta_trusted(&mut self, off: u64, len: usize) -> FsResult<(Rc<Vec<u8>>, bool)> {
+        let data = self.meta(off, len)?;
+        let trusted = self.cache.get(&(off, len)).is_some_and(|c| c.2);
+        Ok((data, trusted))
+    }
+
+    /// Marks a cached block as checked.
+    pub fn trust(&mut self, off: u64, len: usize) {
+        if let Some(c) = self.cache.get_mut(&(off, len)) {
+            c.2 = true;
+        }
     }
 
     /// Makes every completed write durable.

@@ -110,23 +110,39 @@ impl Tx {
 
     /// The working copy of the buffer at `off` (read on first use).
     pub fn get(&mut self, io: &mut Io, off: u64, len: usize, kind: Kind) -> FsResult<&mut Vec<u8>> {
-        self.get_checked(io, off, len, kind, |_| Ok(()))
+        self.load(io, off, len, kind, None::<fn(&[u8], bool) -> FsResult<()>>)
     }
 
-    /// As [`Tx::get`], running `check` over the bytes when they are read from the disk
-    /// (not on later uses, when the transaction may have changed them).
+    /// As [`Tx::get`], running `check` over the bytes when the transaction first uses
+    /// them (not later, when it may have changed them). `check`'s second argument: the
+    /// block is trusted (checked before, or written by skiff since): checksums need
+    /// not be computed again, the structure still is checked.
     pub fn get_checked(
         &mut self,
         io: &mut Io,
         off: u64,
         len: usize,
         kind: Kind,
-        check: impl FnOnce(&[u8]) -> FsResult<()>,
+        check: impl FnOnce(&[u8], bool) -> FsResult<()>,
+    ) -> FsResult<&mut Vec<u8>> {
+        self.load(io, off, len, kind, Some(check))
+    }
+
+    fn load(
+        &mut self,
+        io: &mut Io,
+        off: u64,
+        len: usize,
+        kind: Kind,
+        check: Option<impl FnOnce(&[u8], bool) -> FsResult<()>>,
     ) -> FsResult<&mut Vec<u8>> {
         if !self.bufs.contains_key(&off) {
             self.check_shape(off, len)?;
-            let rc = io.meta(off, len)?;
-            check(&rc)?;
+            let (rc, trusted) = io.meta_trusted(off, len)?;
+            if let Some(check) = check {
+                check(&rc, trusted)?;
+                io.trust(off, len);
+            }
             let data = (*rc).clone();
             self.bufs.insert(
                 off,
