@@ -179,19 +179,21 @@ impl Ctx<'_> {
         let bs = self.g.bs as usize;
         let v5 = self.g.v5;
         let uuid = self.g.uuid;
-        let b = self.tx.get_checked(self.io, off, bs, Kind::Meta, |b, trusted| {
-            if v5
-                && (!(trusted || super::crc::verify(b, 12))
-                    || super::ondisk::be64(b, 16) != off >> 9
-                    || super::ondisk::uuid_at(b, 32) != uuid
-                    || super::ondisk::be64(b, 48) != ino)
-            {
-                return Err(corrupt(format_args!(
-                    "inode {ino}: attribute block {ablk}: bad CRC or header"
-                )));
-            }
-            Ok(())
-        })?;
+        let b = self
+            .tx
+            .get_checked(self.io, off, bs, Kind::Meta, |b, trusted| {
+                if v5
+                    && (!(trusted || super::crc::verify(b, 12))
+                        || super::ondisk::be64(b, 16) != off >> 9
+                        || super::ondisk::uuid_at(b, 32) != uuid
+                        || super::ondisk::be64(b, 48) != ino)
+                {
+                    return Err(corrupt(format_args!(
+                        "inode {ino}: attribute block {ablk}: bad CRC or header"
+                    )));
+                }
+                Ok(())
+            })?;
         Ok(b.clone())
     }
 

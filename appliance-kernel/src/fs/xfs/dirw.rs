@@ -188,46 +188,56 @@ impl Ctx<'_> {
         let ino = d.ino;
         let v5 = self.g.v5;
         let uuid = self.g.uuid;
-        self.tx.get_checked(self.io, off, len, Kind::Meta, |b, trusted| {
-            let daddr = off >> 9;
-            if trusted {
-                // Checked whole before (or written by skiff): only its kind and owner.
-                let data_like = matches!(
-                    be32(b, 0),
-                    0x5844_4233 | 0x5844_3242 | 0x5844_4433 | 0x5844_3244 | 0x5844_4633 | 0x5844_3246
-                );
-                let da_like = matches!(be16(b, 8), 0x3DF1 | 0xD2F1 | 0x3DFF | 0xD2FF | 0x3EBE | 0xFEBE);
-                let owner_ok = !v5
-                    || (data_like && be64(b, 40) == ino)
-                    || (da_like && be64(b, 48) == ino);
-                if !(data_like || da_like) || !owner_ok {
-                    return Err(corrupt(format_args!("directory {ino}: a block of another kind")));
-                }
-                return Ok(());
-            }
-            match be32(b, 0) {
-                0x5844_4233 | 0x5844_3242 => {
-                    odir::parse_data_block(sb, ino, b, daddr, true).map(|_| ())
-                }
-                0x5844_4433 | 0x5844_3244 => {
-                    odir::parse_data_block(sb, ino, b, daddr, false).map(|_| ())
-                }
-                0x5844_4633 | 0x5844_3246 => {
-                    if v5
-                        && (!super::crc::verify(b, DATA_CRC_OFF)
-                            || be64(b, 8) != daddr
-                            || super::ondisk::uuid_at(b, 24) != uuid
-                            || be64(b, 40) != ino)
-                    {
+        self.tx
+            .get_checked(self.io, off, len, Kind::Meta, |b, trusted| {
+                let daddr = off >> 9;
+                if trusted {
+                    // Checked whole before (or written by skiff): only its kind and owner.
+                    let data_like = matches!(
+                        be32(b, 0),
+                        0x5844_4233
+                            | 0x5844_3242
+                            | 0x5844_4433
+                            | 0x5844_3244
+                            | 0x5844_4633
+                            | 0x5844_3246
+                    );
+                    let da_like = matches!(
+                        be16(b, 8),
+                        0x3DF1 | 0xD2F1 | 0x3DFF | 0xD2FF | 0x3EBE | 0xFEBE
+                    );
+                    let owner_ok =
+                        !v5 || (data_like && be64(b, 40) == ino) || (da_like && be64(b, 48) == ino);
+                    if !(data_like || da_like) || !owner_ok {
                         return Err(corrupt(format_args!(
-                            "directory {ino}: free index block: bad CRC or header"
+                            "directory {ino}: a block of another kind"
                         )));
                     }
-                    Ok(())
+                    return Ok(());
                 }
-                _ => odir::parse_da_block(sb, ino, b, daddr).map(|_| ()),
-            }
-        })
+                match be32(b, 0) {
+                    0x5844_4233 | 0x5844_3242 => {
+                        odir::parse_data_block(sb, ino, b, daddr, true).map(|_| ())
+                    }
+                    0x5844_4433 | 0x5844_3244 => {
+                        odir::parse_data_block(sb, ino, b, daddr, false).map(|_| ())
+                    }
+                    0x5844_4633 | 0x5844_3246 => {
+                        if v5
+                            && (!super::crc::verify(b, DATA_CRC_OFF)
+                                || be64(b, 8) != daddr
+                                || super::ondisk::uuid_at(b, 24) != uuid
+                                || be64(b, 40) != ino)
+                        {
+                            return Err(corrupt(format_args!(
+                                "directory {ino}: free index block: bad CRC or header"
+                            )));
+                        }
+                        Ok(())
+                    }
+                    _ => odir::parse_da_block(sb, ino, b, daddr).map(|_| ()),
+                }
+            })
     }
 
     /// Maps and formats nothing yet: a new directory block at `dablk` (zeroed).

@@ -111,8 +111,7 @@ impl Io {
     /// Writes `data` at `off` in one device request and brings every cached block it
     /// overlaps up to date.
     pub fn write(&mut self, off: u64, data: &[u8]) -> FsResult<()> {
-        let end = off
-            .checked_add(data.len() as u64)
+        off.checked_add(data.len() as u64)
             .filter(|&e| e <= self.size)
             .ok_or_else(|| {
                 Error::new(
@@ -130,6 +129,13 @@ impl Io {
                 .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
             d.write_at(off, data)?;
         }
+        self.patch(off, data);
+        Ok(())
+    }
+
+    /// Brings the cached blocks overlapping `off..off+data.len()` up to date.
+    fn patch(&mut self, off: u64, data: &[u8]) {
+        let end = off.saturating_add(data.len() as u64);
         // Cached blocks are at most MAX_META_READ long: those overlapping start after
         // off - MAX_META_READ.
         let lo = off.saturating_sub(MAX_META_READ as u64);
@@ -153,7 +159,6 @@ impl Io {
                 }
             }
         }
-        Ok(())
     }
 
     /// A metadata block through the cache, and whether it is trusted (see `Cached`).
@@ -168,6 +173,34 @@ impl Io {
         if let Some(c) = self.cache.get_mut(&(off, len)) {
             c.2 = true;
         }
+    }
+
+    /// Writes buffers lying end to end (of `lens` bytes each, `data` their
+    /// concatenation) in one device request, keeping the cache as separate writes would.
+    pub fn write_run(
+        &mut self,
+        off: u64,
+        data: &[u8],
+        lens: impl Iterator<Item = usize>,
+    ) -> FsResult<()> {
+        off.checked_add(data.len() as u64)
+            .filter(|&e| e <= self.size)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "xfs: write past the device"))?;
+        {
+            let mut d = self
+                .dev
+                .try_borrow_mut()
+                .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
+            d.write_at(off, data)?;
+        }
+        let mut at = 0usize;
+        for l in lens {
+            if let Some(part) = data.get(at..at + l) {
+                self.patch(off + at as u64, part);
+            }
+            at += l;
+        }
+        Ok(())
     }
 
     /// Makes every completed write durable.

@@ -209,14 +209,15 @@ impl Ctx<'_> {
         let sect = self.g.sect as usize;
         let off = self.sb.ag_byte(agno) + sect as u64;
         let sb = self.sb;
-        self.tx.get_checked(self.io, off, sect, Kind::Meta, |b, trusted| {
-            if trusted {
-                return (be32(b, 0) == super::ondisk::ag::AGF_MAGIC && be32(b, 8) == agno)
-                    .then_some(())
-                    .ok_or_else(|| corrupt(format_args!("AG {agno} AGF: bad magic")));
-            }
-            super::ondisk::ag::parse_agf(sb, agno, b).map(|_| ())
-        })
+        self.tx
+            .get_checked(self.io, off, sect, Kind::Meta, |b, trusted| {
+                if trusted {
+                    return (be32(b, 0) == super::ondisk::ag::AGF_MAGIC && be32(b, 8) == agno)
+                        .then_some(())
+                        .ok_or_else(|| corrupt(format_args!("AG {agno} AGF: bad magic")));
+                }
+                super::ondisk::ag::parse_agf(sb, agno, b).map(|_| ())
+            })
     }
 
     /// The AGI of `agno` (checked when first read).
@@ -227,14 +228,15 @@ impl Ctx<'_> {
         let sect = self.g.sect as usize;
         let off = self.sb.ag_byte(agno) + 2 * sect as u64;
         let sb = self.sb;
-        self.tx.get_checked(self.io, off, sect, Kind::Meta, |b, trusted| {
-            if trusted {
-                return (be32(b, 0) == super::ondisk::ag::AGI_MAGIC && be32(b, 8) == agno)
-                    .then_some(())
-                    .ok_or_else(|| corrupt(format_args!("AG {agno} AGI: bad magic")));
-            }
-            super::ondisk::ag::parse_agi(sb, agno, b)
-        })
+        self.tx
+            .get_checked(self.io, off, sect, Kind::Meta, |b, trusted| {
+                if trusted {
+                    return (be32(b, 0) == super::ondisk::ag::AGI_MAGIC && be32(b, 8) == agno)
+                        .then_some(())
+                        .ok_or_else(|| corrupt(format_args!("AG {agno} AGI: bad magic")));
+                }
+                super::ondisk::ag::parse_agi(sb, agno, b)
+            })
     }
 
     fn agfl(&mut self, agno: u32) -> FsResult<&mut Vec<u8>> {
@@ -242,17 +244,18 @@ impl Ctx<'_> {
         let off = self.sb.ag_byte(agno) + 3 * sect as u64;
         let v5 = self.g.v5;
         let uuid = self.g.uuid;
-        self.tx.get_checked(self.io, off, sect, Kind::Agfl, |b, trusted| {
-            if v5
-                && (be32(b, 0) != 0x5841_464C
-                    || be32(b, 4) != agno
-                    || uuid_at(b, 8) != uuid
-                    || !(trusted || super::crc::verify(b, 0x20)))
-            {
-                return Err(corrupt(format_args!("AG {agno} AGFL: bad header or CRC")));
-            }
-            Ok(())
-        })
+        self.tx
+            .get_checked(self.io, off, sect, Kind::Agfl, |b, trusted| {
+                if v5
+                    && (be32(b, 0) != 0x5841_464C
+                        || be32(b, 4) != agno
+                        || uuid_at(b, 8) != uuid
+                        || !(trusted || super::crc::verify(b, 0x20)))
+                {
+                    return Err(corrupt(format_args!("AG {agno} AGFL: bad header or CRC")));
+                }
+                Ok(())
+            })
     }
 
     /// The primary superblock sector.

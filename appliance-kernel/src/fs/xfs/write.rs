@@ -209,8 +209,37 @@ impl Writer {
         // Earlier in-place writes and this change's file data first.
         io.flush()?;
         self.journal.log(io, &items)?;
-        for it in &items {
-            io.write(it.off, &it.data)?;
+        // In place, neighbouring buffers (AG headers, adjacent btree blocks) in one
+        // request each.
+        let mut i = 0;
+        while let Some(first) = items.get(i) {
+            let mut end = first.off + first.data.len() as u64;
+            let mut j = i + 1;
+            while let Some(next) = items.get(j) {
+                if next.off != end || end - first.off >= 1 << 20 {
+                    break;
+                }
+                end += next.data.len() as u64;
+                j += 1;
+            }
+            if j == i + 1 {
+                io.write(first.off, &first.data)?;
+            } else {
+                let mut run = Vec::with_capacity((end - first.off) as usize);
+                for it in items.get(i..j).unwrap_or(&[]) {
+                    run.extend_from_slice(&it.data);
+                }
+                io.write_run(
+                    first.off,
+                    &run,
+                    items
+                        .get(i..j)
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|it| it.data.len()),
+                )?;
+            }
+            i = j;
         }
         self.failed = false;
         Ok(())

@@ -1722,13 +1722,19 @@ fn reflinked_files_rmapbt() {
 #[test]
 #[ignore]
 fn bench_cpu() {
-    let img = make_image("xfsw-bench", 256 << 20, &[], &dir(vec![kid("d", dir(vec![]))]));
+    let img = make_image(
+        "xfsw-bench",
+        256 << 20,
+        &[],
+        &dir(vec![kid("d", dir(vec![]))]),
+    );
     let bytes = std::fs::read(img.path()).unwrap();
     let dev = shared(crate::block::MemDisk::new(bytes, false));
     let mut fs = XfsFs::open_with(dev, true).unwrap();
     let t = std::time::Instant::now();
     for i in 0..3000 {
-        fs.write(&format!("/d/file-{i}"), 0, &[7u8; 1000], true, 0o644).unwrap();
+        fs.write(&format!("/d/file-{i}"), 0, &[7u8; 1000], true, 0o644)
+            .unwrap();
     }
     eprintln!("3000 small files: {:?}", t.elapsed());
     let chunk = vec![5u8; 1 << 20];
