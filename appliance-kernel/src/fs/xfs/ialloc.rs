@@ -116,6 +116,15 @@ impl Ctx<'_> {
                 return self.take_free_inode(a);
             }
         }
+        // Free space too fragmented for a whole chunk: part of one (sparse inodes).
+        if self.g.spinodes && self.g.spino_align > 0 && self.g.spino_align < self.g.chunk_blocks {
+            for i in 0..n {
+                let a = (agno + i) % n;
+                if self.new_sparse_chunk(a)? {
+                    return self.take_free_inode(a);
+                }
+            }
+        }
         Err(Error::new(
             ErrorKind::NoSpace,
             "xfs: no space left for new inodes",
@@ -245,6 +254,97 @@ impl Ctx<'_> {
         put32(self.agi(agno)?, AGI_NEWINO, start);
         self.sb_add(SB_ICOUNT, 64)?;
         self.sb_add(SB_IFREE, 64)?;
+        Ok(true)
+    }
+
+    /// Allocates part of an inode chunk (`spino_align` blocks) in `agno`, recorded in
+    /// the chunk's inode btree record with the rest as holes; false when it has no room.
+    fn new_sparse_chunk(&mut self, agno: u32) -> FsResult<bool> {
+        let blocks = self.g.spino_align;
+        let chunk = self.g.chunk_blocks;
+        let align = self.g.inoalign.max(chunk);
+        let got = self.alloc(
+            Want {
+                agno,
+                near: None,
+                minlen: blocks,
+                maxlen: blocks,
+                align: blocks,
+                data: false,
+                same_ag: true,
+            },
+            Owner::special(OWN_INODES),
+        )?;
+        let Some((fsb, len)) = got else {
+            return Ok(false);
+        };
+        let (_, agbno) = self.split_fsb(fsb)?;
+        let chunk_start = agbno / align * align;
+        if len != blocks || chunk_start + chunk > self.ag_len(agno) {
+            // (The change is dropped: nothing of it stays.)
+            return Err(Error::new(
+                ErrorKind::NoSpace,
+                "xfs: no room for a sparse inode chunk",
+            ));
+        }
+        self.init_inode_blocks(agno, agbno, blocks)?;
+        let ipb = 1u32 << self.g.inopb_log;
+        let start = chunk_start * ipb;
+        let first = (agbno - chunk_start) * ipb; // inodes into the chunk
+        let count = blocks * ipb;
+        // Holemask bits (4 inodes each) of the new part.
+        let mut bits = 0u16;
+        for i in first / 4..(first + count) / 4 {
+            bits |= 1 << i;
+        }
+        let ino_bt = Bt::new(Tree::Ino, agno);
+        let old = ino_bt.find_eq(self, &key(start))?;
+        let (rec, was_free) = match &old {
+            Some((_, r)) => {
+                let mut rec = IRec::parse(self, r);
+                rec.check(agno)?;
+                if rec.holemask & bits != bits {
+                    return Err(corrupt(format_args!(
+                        "AG {agno} inode btree: a new sparse chunk overlaps inodes in use"
+                    )));
+                }
+                let was = rec.freecount;
+                rec.holemask &= !bits;
+                rec.count = rec.count.saturating_add(count as u8);
+                rec.freecount += count;
+                (rec, was)
+            }
+            None => (
+                IRec {
+                    start,
+                    holemask: !bits,
+                    count: count as u8,
+                    freecount: count,
+                    free: u64::MAX,
+                },
+                0,
+            ),
+        };
+        match old {
+            Some((path, _)) => ino_bt.update(self, &path, &rec.encode(self))?,
+            None => ino_bt.insert(self, &rec.encode(self))?,
+        }
+        if self.g.finobt {
+            let fino = Bt::new(Tree::Fino, agno);
+            if was_free == 0 {
+                fino.insert(self, &rec.encode(self))?;
+            } else {
+                let (fpath, _) = fino.find_eq(self, &key(start))?.ok_or_else(|| {
+                    corrupt(format_args!("AG {agno} free inode btree: record missing"))
+                })?;
+                fino.update(self, &fpath, &rec.encode(self))?;
+            }
+        }
+        self.hdr_add(true, agno, AGI_COUNT, i64::from(count))?;
+        self.hdr_add(true, agno, AGI_FREECOUNT, i64::from(count))?;
+        put32(self.agi(agno)?, AGI_NEWINO, agbno * ipb);
+        self.sb_add(SB_ICOUNT, i64::from(count))?;
+        self.sb_add(SB_IFREE, i64::from(count))?;
         Ok(true)
     }
 

@@ -45,6 +45,7 @@ pub struct Geo {
     pub dir_fsbs: u32,
     /// Inode chunk alignment (blocks) and sparse chunk alignment.
     pub inoalign: u32,
+    pub spino_align: u32,
     pub finobt: bool,
     pub rmapbt: bool,
     pub reflink: bool,
@@ -106,6 +107,7 @@ impl Geo {
         let v5 = sb.version == 5;
         let inopb_log = sb.inopb_log.min(6);
         let inoalign = be32(raw, 0xB4);
+        let spino_align = if v5 { be32(raw, 0xE4) } else { 0 };
         let chunk_blocks = 64u32 >> inopb_log;
         let core = if v5 { 176 } else { 100 };
         let dblocks = sb.dblocks;
@@ -128,6 +130,7 @@ impl Geo {
             dirblk: sb.dir_blk_size(),
             dir_fsbs: 1 << sb.dir_blk_log,
             inoalign: inoalign.max(1),
+            spino_align,
             finobt: v5 && sb.ro_compat & RO_COMPAT_FINOBT != 0,
             rmapbt: v5 && sb.ro_compat & RO_COMPAT_RMAPBT != 0,
             reflink: v5 && sb.ro_compat & RO_COMPAT_REFLINK != 0,

@@ -1745,3 +1745,107 @@ fn bench_cpu() {
     fs.sync().unwrap();
     eprintln!("64 MiB upload: {:?}", t.elapsed());
 }
+
+/// ASCII case-insensitive names (`-n version=ci`): hashes of folded names, lookups
+/// that ignore case, xfs_repair checking the hashes.
+#[test]
+fn ascii_ci_names() {
+    let tree = dir(vec![kid("d", dir(vec![]))]);
+    let img = make_image("xfsw-ci", 64 << 20, &["-n", "version=ci"], &tree);
+    let p = img.path();
+    {
+        let mut fs = rw(p);
+        for i in 0..600 {
+            fs.write(&format!("/d/MixedCase-{i}"), 0, b"x", true, 0o644)
+                .unwrap();
+        }
+        // The same name in another case is the same entry.
+        assert_eq!(
+            fs.mkdir("/d/mixedcase-7", 0o755).unwrap_err().kind,
+            ErrorKind::AlreadyExists
+        );
+        fs.write("/d/MIXEDCASE-8", 0, b"yy", false, 0).unwrap();
+        assert_eq!(read_all(&mut fs, "/d/mixedcase-8"), b"yy");
+        fs.unlink("/d/MIXEDCASE-9").unwrap();
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    let names = db_ls(p, "/d");
+    assert_eq!(names.len(), 599);
+    assert!(names.iter().any(|(n, _)| n == "MixedCase-8"));
+    assert!(!names.iter().any(|(n, _)| n == "MixedCase-9"));
+}
+
+/// With free space in 4-block pieces only, new inodes come in sparse chunks (part of a
+/// 64-inode chunk, the rest recorded as holes).
+#[test]
+fn sparse_inode_chunks() {
+    let tree = dir(vec![kid("d", dir(vec![]))]);
+    let img = make_image("xfsw-sparse", 64 << 20, &["-d", "agcount=2"], &tree);
+    let p = img.path();
+    let mut files = Vec::new();
+    {
+        let mut fs = rw(p);
+        let mut i = 0;
+        loop {
+            let path = format!("/d/f{i}");
+            if fs.write(&path, 0, &[1u8; 4096], true, 0o644).is_err() {
+                break;
+            }
+            files.push(path);
+            i += 1;
+            assert!(i < 100_000);
+        }
+        // Free every block at 4..8 of each aligned 8-block group.
+        let mut gone = 0;
+        for path in &files {
+            let ino = fs.resolve(path, false).unwrap();
+            let w = fs.extents(&ino, 0, 1).unwrap();
+            let (_, agbno) = fs.sb.split_fsb(w.exts[0].block);
+            if agbno % 8 >= 4 {
+                fs.unlink(path).unwrap();
+                gone += 1;
+            }
+        }
+        assert!(gone > 1000, "{gone}");
+
+        // Use up the free inodes, then some: new chunks can only be sparse.
+        let ifree = fs.peek(|c| Ok(ondisk::be64(c.sbuf()?, 0x88))).unwrap();
+        let want = ifree as usize + 300;
+        for k in 0..want {
+            fs.write(&format!("/d/e{k}"), 0, b"", true, 0o644)
+                .unwrap_or_else(|e| panic!("{k}: {e:?}"));
+        }
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+    let recs = db(p, &["agi 0", "addr root", "print recs"])
+        + &db(p, &["agi 1", "addr root", "print recs"]);
+    let sparse = recs
+        .split(']')
+        .filter_map(|r| r.split('[').nth(1))
+        .filter_map(|r| {
+            let h = r.split(',').nth(1)?.trim();
+            match h.strip_prefix("0x") {
+                Some(x) => u64::from_str_radix(x, 16).ok(),
+                None => h.parse::<u64>().ok(),
+            }
+        })
+        .filter(|&h| h != 0)
+        .count();
+    let odd: Vec<&str> = recs.lines().filter(|l| !l.contains(",0,64,")).collect();
+    assert!(sparse > 0, "no sparse chunk: {odd:?}");
+    // Freed and allocated again within the sparse chunks.
+    {
+        let mut fs = rw(p);
+        for k in (0..200).step_by(3) {
+            fs.unlink(&format!("/d/e{k}")).unwrap();
+        }
+        for k in 0..100 {
+            fs.write(&format!("/d/again{k}"), 0, b"", true, 0o644)
+                .unwrap();
+        }
+        fs.sync().unwrap();
+    }
+    repair_silent(p);
+}
