@@ -14,7 +14,8 @@
 //! shared reflinked blocks copied on write), directories in every form converting as
 //! they grow and shrink (`dirw`), symlinks, ownership, modes, times, extended attributes
 //! in shortform and leaf form (`attr`). Everything a change touches is kept consistent
-//! and checksummed: inode allocation (`ialloc`: inobt, finobt, AGI, superblock),
+//! and checksummed: inode allocation (`ialloc`: inobt, finobt, sparse inode chunks
+//! when free space is too fragmented for whole ones, AGI, superblock),
 //! free space (`space`: bnobt, cntbt, AGFL, counters), reverse mappings (rmapbt) and
 //! reference counts (`refc`: refcountbt) when present, extent maps converting between
 //! the inode and a bmbt (`bmapw`). `btree` is the one engine behind every AG btree.
