@@ -51,6 +51,14 @@ if command -v mkfs.xfs >/dev/null; then
     seed "$(byte inode "$root")" 512 root-inode; seed "$(byte inode "$many")" 512 dir-inode
     seed "$(byte fsb "$fsb")" 4096 dir-block
   done
+  # xfs_write: whole 32 MiB images (v5 and v4) with the same tree.
+  mkdir -p corpus/xfs_write
+  for v in 4 5; do
+    img="corpus/xfs_write/v$v.img"; opts=(); [ "$v" = 4 ] && opts=(-m crc=0)
+    rm -f "$img"; truncate -s 32M "$img"
+    TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f -d agcount=2 "${opts[@]}" -p "$t/proto" "$img" 2>/dev/null
+  done
+fi
 # Inspection parsers: the first byte picks the parser (see fuzz_targets/inspect.rs).
 mkdir -p corpus/inspect
 { printf '\000'; head -c 65536 /var/lib/dpkg/status 2>/dev/null || true; } > corpus/inspect/dpkg

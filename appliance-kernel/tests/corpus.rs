@@ -1426,3 +1426,128 @@ fn inspect_corpus() {
     }
     assert!(total >= 450);
 }
+
+/// Mounts a (mutated) image read-write and changes it through the dispatcher: create,
+/// append, mkdir -p, rename, truncate, symlink, xattrs, rm -r, sync; then mounts the
+/// result again and walks it. Errors are fine (the image is damaged); panics and hangs
+/// are not. Returns how many of the changes succeeded.
+fn exercise_rw(img: Vec<u8>, fstype: &'static str) -> usize {
+    let dev = shared(MemDisk::new(img, false));
+    let mut a = Appliance::new();
+    a.set_disk(0, dev);
+    let mut ok = 0;
+    let mount = |a: &mut Appliance| {
+        a.handle(Request::Mount {
+            device: "/dev/sda".to_string(),
+            mountpoint: "/".to_string(),
+            readonly: false,
+            fstype: Some(fstype.to_string()),
+        })
+        .is_ok()
+    };
+    if mount(&mut a) {
+        let s = |p: &str| p.to_string();
+        let reqs = vec![
+            Request::SetClock { now: 1_700_000_000 },
+            Request::Mkdir {
+                path: s("/new/deeper"),
+                parents: true,
+                mode: 0o755,
+            },
+            Request::WriteFile {
+                path: s("/new/deeper/file"),
+                offset: 0,
+                data: Bytes(data(3, 9000)),
+                truncate: true,
+                mode: 0o644,
+            },
+            Request::Append {
+                path: s("/hello.txt"),
+                data: Bytes(b"more\n".to_vec()),
+            },
+            Request::WriteFile {
+                path: s("/dir/medium.bin"),
+                offset: 5000,
+                data: Bytes(data(4, 70_000)),
+                truncate: false,
+                mode: 0o644,
+            },
+            Request::Truncate {
+                path: s("/dir/sub/deeper/big.dat"),
+                size: 1000,
+            },
+            Request::Rename {
+                from: s("/dir/sub"),
+                to: s("/new/sub"),
+            },
+            Request::Symlink {
+                target: s("new/deeper/file"),
+                linkpath: s("/lnk"),
+            },
+            Request::Setxattr {
+                path: s("/hello.txt"),
+                name: s("security.selinux"),
+                value: Bytes(b"system_u:object_r:etc_t:s0\0".to_vec()),
+            },
+            Request::Chmod {
+                path: s("/hello.txt"),
+                mode: 0o600,
+            },
+            Request::Chown {
+                path: s("/hello.txt"),
+                uid: 1,
+                gid: 2,
+            },
+            Request::Remove {
+                path: s("/empty"),
+                recursive: false,
+            },
+            Request::Remove {
+                path: s("/new"),
+                recursive: true,
+            },
+            Request::Sync,
+        ];
+        for r in reqs {
+            if a.handle(r).is_ok() {
+                ok += 1;
+            }
+        }
+        let _ = a.handle(Request::Umount {
+            mountpoint: "/".to_string(),
+        });
+        // What was written must mount again (or be refused cleanly) and walk.
+        if mount(&mut a)
+            && let Ok(Reply::Names(names)) = a.handle(Request::Find {
+                path: "/".to_string(),
+            })
+        {
+            for n in names.into_iter().take(256) {
+                let _ = a.handle(Request::Pread {
+                    path: format!("/{n}"),
+                    offset: 0,
+                    len: 65536,
+                });
+            }
+        }
+    }
+    let _ = a.handle(Request::Shutdown);
+    ok
+}
+
+#[test]
+fn xfs_write_corpus() {
+    assert!(have("mkfs.xfs"), "mkfs.xfs (xfsprogs) is needed");
+    let t = Tmp::new("xfs5w");
+    let v5 = xfs_image(&t, false);
+    let pristine = exercise_rw(v5.clone(), "xfs");
+    assert!(pristine >= 13, "the pristine image took {pristine} changes");
+    let vs = variants(&v5, 0x0F5F_5015, 120, 20, 128 * 1024);
+    let n = run_variants("xfs-v5-rw", vs, |img, _| exercise_rw(img, "xfs"));
+    let t4 = Tmp::new("xfs4w");
+    let v4 = xfs_image(&t4, true);
+    assert!(exercise_rw(v4.clone(), "xfs") >= 13);
+    let vs = variants(&v4, 0x0F5F_5014, 60, 10, 64 * 1024);
+    let m = run_variants("xfs-v4-rw", vs, |img, _| exercise_rw(img, "xfs"));
+    assert!(n + m >= 200);
+}

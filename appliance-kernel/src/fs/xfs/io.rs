@@ -18,8 +18,9 @@ const CACHE_ENTRIES: usize = 1024;
 /// Largest single metadata read (a 64 KiB directory block is the largest structure).
 pub const MAX_META_READ: usize = 64 << 10;
 
-/// A cached block: its bytes and when it was last used.
-type Cached = (Rc<Vec<u8>>, u64);
+/// A cached block: its bytes, when it was last used, and whether its checks passed
+/// (or skiff wrote it whole): the writer checks a trusted block's structure only.
+type Cached = (Rc<Vec<u8>>, u64, bool);
 
 pub struct Io {
     dev: SharedDevice,
@@ -86,7 +87,7 @@ impl Io {
         }
         self.tick += 1;
         let tick = self.tick;
-        if let Some((data, used)) = self.cache.get_mut(&(off, len)) {
+        if let Some((data, used, _)) = self.cache.get_mut(&(off, len)) {
             self.lru.remove(used);
             *used = tick;
             self.lru.insert(tick, (off, len));
@@ -97,14 +98,123 @@ impl Io {
             let Some((_, key)) = self.lru.pop_first() else {
                 break;
             };
-            if let Some((old, _)) = self.cache.remove(&key) {
+            if let Some((old, _, _)) = self.cache.remove(&key) {
                 self.bytes -= old.len();
             }
         }
-        self.cache.insert((off, len), (data.clone(), tick));
+        self.cache.insert((off, len), (data.clone(), tick, false));
         self.lru.insert(tick, (off, len));
         self.bytes += len;
         Ok(data)
+    }
+
+    /// Writes `data` at `off` in one device request and brings every cached block it
+    /// overlaps up to date.
+    pub fn write(&mut self, off: u64, data: &[u8]) -> FsResult<()> {
+        off.checked_add(data.len() as u64)
+            .filter(|&e| e <= self.size)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    alloc::format!(
+                        "xfs: write of {} bytes at {off} is past the device",
+                        data.len()
+                    ),
+                )
+            })?;
+        {
+            let mut d = self
+                .dev
+                .try_borrow_mut()
+                .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
+            d.write_at(off, data)?;
+        }
+        self.patch(off, data);
+        Ok(())
+    }
+
+    /// Brings the cached blocks overlapping `off..off+data.len()` up to date.
+    fn patch(&mut self, off: u64, data: &[u8]) {
+        let end = off.saturating_add(data.len() as u64);
+        // Cached blocks are at most MAX_META_READ long: those overlapping start after
+        // off - MAX_META_READ.
+        let lo = off.saturating_sub(MAX_META_READ as u64);
+        let keys: Vec<(u64, usize)> = self
+            .cache
+            .range((lo, 0)..(end, 0))
+            .map(|(k, _)| *k)
+            .filter(|&(o, l)| o + l as u64 > off && o < end)
+            .collect();
+        for (o, l) in keys {
+            if let Some((rc, _, trusted)) = self.cache.get_mut(&(o, l)) {
+                // Written whole by skiff: trusted; partly: checked again when next used.
+                *trusted = o == off && l == data.len();
+                let v = Rc::make_mut(rc);
+                let a = o.max(off);
+                let b = (o + l as u64).min(end);
+                let dst = v.get_mut((a - o) as usize..(b - o) as usize);
+                let src = data.get((a - off) as usize..(b - off) as usize);
+                if let (Some(dst), Some(src)) = (dst, src) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+    }
+
+    /// A metadata block through the cache, and whether it is trusted (see `Cached`).
+    pub fn meta_trusted(&mut self, off: u64, len: usize) -> FsResult<(Rc<Vec<u8>>, bool)> {
+        let data = self.meta(off, len)?;
+        let trusted = self.cache.get(&(off, len)).is_some_and(|c| c.2);
+        Ok((data, trusted))
+    }
+
+    /// Marks a cached block as checked.
+    pub fn trust(&mut self, off: u64, len: usize) {
+        if let Some(c) = self.cache.get_mut(&(off, len)) {
+            c.2 = true;
+        }
+    }
+
+    /// Writes buffers lying end to end (of `lens` bytes each, `data` their
+    /// concatenation) in one device request, keeping the cache as separate writes would.
+    pub fn write_run(
+        &mut self,
+        off: u64,
+        data: &[u8],
+        lens: impl Iterator<Item = usize>,
+    ) -> FsResult<()> {
+        off.checked_add(data.len() as u64)
+            .filter(|&e| e <= self.size)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "xfs: write past the device"))?;
+        {
+            let mut d = self
+                .dev
+                .try_borrow_mut()
+                .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
+            d.write_at(off, data)?;
+        }
+        let mut at = 0usize;
+        for l in lens {
+            if let Some(part) = data.get(at..at + l) {
+                self.patch(off + at as u64, part);
+            }
+            at += l;
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write durable.
+    pub fn flush(&mut self) -> FsResult<()> {
+        let mut d = self
+            .dev
+            .try_borrow_mut()
+            .map_err(|_| Error::new(ErrorKind::Internal, "xfs: device busy"))?;
+        d.flush()
+    }
+
+    /// True when the device refuses writes.
+    pub fn readonly(&self) -> bool {
+        self.dev.borrow().readonly()
     }
 
     /// Bytes currently cached (for tests).

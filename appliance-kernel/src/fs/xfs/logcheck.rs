@@ -25,6 +25,10 @@ use wire::{Error, ErrorKind};
 /// The message of the dirty-log refusal.
 pub const DIRTY: &str = "xfs: the log is dirty (unclean shutdown): the filesystem needs log recovery; skiff does not replay XFS logs";
 
+/// Where the log ends: the head, and the block and header of the last complete record
+/// before it.
+pub type LastRecord = (u64, u64, RecHeader);
+
 /// Basic blocks read per request while scanning.
 const SCAN_CHUNK: u64 = 512;
 
@@ -190,11 +194,17 @@ impl<R: FnMut(u64, &mut [u8]) -> FsResult<()>> Log<R> {
 
     /// Decides whether the log is clean.
     pub fn state(&mut self) -> FsResult<LogState> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Decides whether the log is clean, and where the last complete record before the
+    /// head is: `(head, record block, record header)` (`None` for a zeroed log).
+    pub fn scan(&mut self) -> FsResult<(LogState, Option<LastRecord>)> {
         if self.n < 2 {
             return Err(corrupt("log: too small"));
         }
         let Some(mut head) = self.find_head()? else {
-            return Ok(LogState::Clean);
+            return Ok((LogState::Clean, None));
         };
         // At most one torn record is stepped over.
         for _ in 0..2 {
@@ -214,15 +224,22 @@ impl<R: FnMut(u64, &mut [u8]) -> FsResult<()>> Log<R> {
                 head = rblk;
                 continue;
             }
+            let last = Some((head, rblk, h));
             if span < to_head {
-                return Ok(LogState::Dirty("blocks after the last record"));
+                return Ok((LogState::Dirty("blocks after the last record"), last));
             }
             if h.num_logops != 1 {
-                return Ok(LogState::Dirty("the last record is not an unmount record"));
+                return Ok((
+                    LogState::Dirty("the last record is not an unmount record"),
+                    last,
+                ));
             }
             let op = self.block(rblk + hblks)?;
             if super::ondisk::u8_at(&op, 9) & UNMOUNT_TRANS == 0 {
-                return Ok(LogState::Dirty("the last record is not an unmount record"));
+                return Ok((
+                    LogState::Dirty("the last record is not an unmount record"),
+                    last,
+                ));
             }
             if h.crc != 0 {
                 let all = self.blocks(rblk, span)?;
@@ -237,9 +254,9 @@ impl<R: FnMut(u64, &mut [u8]) -> FsResult<()>> Log<R> {
                     )));
                 }
             }
-            return Ok(LogState::Clean);
+            return Ok((LogState::Clean, last));
         }
-        Ok(LogState::Dirty("torn records at the head"))
+        Ok((LogState::Dirty("torn records at the head"), None))
     }
 }
 

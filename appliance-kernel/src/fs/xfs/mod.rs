@@ -1,27 +1,83 @@
-//! XFS, read-only: skiff's own reader (no maintained `no_std` crate exists).
+//! XFS: skiff's own reader and writer (no maintained `no_std` crate exists).
 //!
-//! Reads v5 (CRC) filesystems with today's mkfs defaults (ftype, sparse inodes, reflink,
-//! bigtime, inobtcount, finobt, rmapbt, large extent counts) and v4 ones: superblock and
-//! AG header checks, inodes v1-v3, data forks in local, extents and btree format, every
-//! directory form (shortform, block, leaf, node; extents or btree data forks), inline and
-//! remote symlinks. v5 metadata CRCs are verified (superblock, AGF, AGI, inodes,
-//! directory, btree and remote symlink blocks). A filesystem whose log is dirty is
-//! refused at mount ([`logcheck`]): skiff does not replay XFS logs and never reads
-//! metadata a replay would change. Writes are refused with `ReadOnly`.
+//! **Reading** handles v5 (CRC) filesystems with today's mkfs defaults (ftype, sparse
+//! inodes, reflink, bigtime, inobtcount, finobt, rmapbt, large extent counts) and v4
+//! ones: superblock and AG header checks, inodes v1-v3, data forks in local, extents and
+//! btree format, every directory form (shortform, block, leaf, node; extents or btree
+//! data forks), inline and remote symlinks, extended attributes (shortform, leaf, node).
+//! v5 metadata CRCs are verified (superblock, AGF, AGI, inodes, directory, btree and
+//! remote symlink blocks). A filesystem whose log is dirty is refused at mount
+//! ([`logcheck`]) unless the log is one skiff wrote (see below).
 //!
-//! [`ondisk`] parses structures from bytes only (a future writer reuses it); the read
-//! logic is here (path walk, file data), in `extents` (block maps), `dirs` (directory
-//! forms) and `logcheck`; `io` does device access with a bounded metadata cache.
+//! **Writing** (read-write mounts) changes v5 and v4 filesystems through every
+//! `FileSystem` write method: file data (create, overwrite, extend, sparse, truncate;
+//! shared reflinked blocks copied on write), directories in every form converting as
+//! they grow and shrink (`dirw`), symlinks, ownership, modes, times, extended attributes
+//! in shortform and leaf form (`attr`). Everything a change touches is kept consistent
+//! and checksummed: inode allocation (`ialloc`: inobt, finobt, sparse inode chunks
+//! when free space is too fragmented for whole ones, AGI, superblock),
+//! free space (`space`: bnobt, cntbt, AGFL, counters), reverse mappings (rmapbt) and
+//! reference counts (`refc`: refcountbt) when present, extent maps converting between
+//! the inode and a bmbt (`bmapw`). `btree` is the one engine behind every AG btree.
+//!
+//! **Crash safety: through the log, as XFS does.** Each write call is one transaction
+//! (`trans`): its metadata buffers are logged in the filesystem's own internal journal
+//! as an XFS checkpoint (`journal`, the format Linux replays), the device is flushed,
+//! and only then are the buffers written in place; the next transaction's records are
+//! only written after another flush. Killed at any point:
+//! - before the commit is on disk: the change is lost as a whole (its records are
+//!   incomplete or torn; recovery discards them). File data written to newly allocated
+//!   blocks is lost with it (it lies in what is still free space);
+//! - after the commit: the log holds the whole transaction, which recovery replays (the
+//!   next read-write skiff mount, or Linux's mount), so the change survives complete;
+//! - overwrites of existing file blocks are written in place before the commit, as on
+//!   Linux: a kill may leave part of the new bytes in the file (never other files'
+//!   data: blocks freed by an uncommitted change are not reused for data until it
+//!   commits).
+//!
+//! So a kill loses at most the call in progress and never leaves a filesystem
+//! `xfs_repair -n` rejects once the log is replayed. `sync` (and unmount) writes an
+//! unmount record: the log is then clean for every tool. A read-only skiff mount of a
+//! log skiff left dirty is accepted when every logged change is already in place, and
+//! otherwise refused with a request to mount read-write once (which replays it).
+//!
+//! **Refused** (`Unsupported`, naming what): a dirty log written by Linux (skiff
+//! replays only logs of plain buffer items, as it writes them), a zeroed log, realtime
+//! devices, quota accounting, log-incompatible or unknown read-only-compatible features,
+//! parent pointers, v1 inodes, more than 64 inodes per block — at mount, for read-write
+//! mounts; per change: POSIX ACLs (`system.*` attributes), changing node- or
+//! btree-format attribute forks, directory blocks split across extents, forks of more
+//! than 65536 extents. Damage found while changing fails the change (`Corrupt`, naming
+//! the structure) with nothing written; a full filesystem or AG, or the inode limit
+//! (`imaxpct`), is `NoSpace` with nothing half-allocated.
+//!
+//! [`ondisk`] parses structures from bytes; `io` does device access with a bounded
+//! metadata cache kept coherent with writes; the read logic is here (path walk, file
+//! data), in `extents` (block maps), `dirs` (directory forms) and `logcheck`.
 
+mod attr;
+mod bmapw;
+mod btree;
 mod crc;
 mod dirs;
+mod dirw;
 mod extents;
+mod fileops;
+mod ialloc;
 mod io;
+mod iwrite;
+pub mod journal;
 pub mod logcheck;
 pub mod ondisk;
+mod refc;
+mod space;
+mod trans;
+mod write;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wtests;
 
 use super::{FileSystem, FsResult};
 use crate::block::SharedDevice;
@@ -55,10 +111,12 @@ const INODE_CLUSTER: u64 = 8192;
 /// AGs whose headers are checked at mount; beyond this they are checked on first use.
 const EAGER_AG_CHECKS: u32 = 64;
 
-/// Mounts an XFS filesystem, always read-only (`readonly == false` is accepted and
-/// mounts read-only: writes then fail with `ReadOnly`).
-pub fn mount(dev: SharedDevice, _readonly: bool) -> FsResult<Box<dyn FileSystem>> {
-    Ok(Box::new(XfsFs::open(dev)?))
+/// Mounts an XFS filesystem: read-write when `!readonly` and the device allows it
+/// (after refusing features the writer does not maintain and replaying a log skiff
+/// left), else read-only.
+pub fn mount(dev: SharedDevice, readonly: bool) -> FsResult<Box<dyn FileSystem>> {
+    let writable = !readonly && !dev.borrow().readonly();
+    Ok(Box::new(XfsFs::open_with(dev, writable)?))
 }
 
 /// A mounted XFS filesystem.
@@ -79,6 +137,10 @@ pub struct XfsFs {
     parsed: dirs::Parsed,
     /// The file last read: its path and inode, so chunked reads skip the path walk.
     last_file: Option<(String, Rc<Inode>)>,
+    /// Geometry as the writer and the attribute reader use it.
+    g: write::Geo,
+    /// The writer (read-write mounts only).
+    w: Option<write::Writer>,
     /// Block map windows loaded from a btree (a test hook for the window cache).
     #[cfg(test)]
     window_loads: usize,
@@ -97,7 +159,7 @@ impl core::fmt::Debug for XfsFs {
 fn ro_error() -> Error {
     Error::new(
         ErrorKind::ReadOnly,
-        "xfs: read-only: skiff cannot write XFS filesystems",
+        "xfs: the filesystem is mounted read-only",
     )
 }
 
@@ -106,8 +168,14 @@ fn not_found(path: &str) -> Error {
 }
 
 impl XfsFs {
-    /// Reads and checks the superblock, the AG headers and the log.
+    /// Reads and checks the superblock, the AG headers and the log (read-only).
     pub fn open(dev: SharedDevice) -> FsResult<Self> {
+        Self::open_with(dev, false)
+    }
+
+    /// As [`XfsFs::open`]; `writable`: mount read-write (refusing what the writer does
+    /// not maintain, replaying a log skiff left dirty).
+    pub fn open_with(dev: SharedDevice, writable: bool) -> FsResult<Self> {
         let io = Io::new(dev);
         let size = io.size();
         let first = io.read_vec(0, 512.min(size as usize))?;
@@ -129,7 +197,10 @@ impl XfsFs {
         }
         // A realtime device (sb.rblocks != 0) is not attached here: files on it are
         // refused one by one (`read_data`), everything else reads.
+        let g = write::Geo::new(&sb, &buf);
         let mut fs = XfsFs {
+            g,
+            w: None,
             sb,
             io,
             ags_ok: BTreeSet::new(),
@@ -143,8 +214,16 @@ impl XfsFs {
             window_loads: 0,
         };
         // The log first: with a dirty log, "needs recovery" is the accurate answer even
-        // when metadata a replay would rewrite looks damaged.
-        fs.check_log()?;
+        // when metadata a replay would rewrite looks damaged. A log skiff left is
+        // replayed (read-write) or accepted when already in place (read-only).
+        if writable {
+            fs.w = Some(write::Writer::open(&mut fs.io, &fs.sb)?);
+        } else if let Err(e) = fs.check_log() {
+            if e.kind != ErrorKind::Unsupported {
+                return Err(e);
+            }
+            journal::Journal::open(&mut fs.io, &fs.sb, false)?;
+        }
         for agno in 0..fs.sb.ag_count.min(EAGER_AG_CHECKS) {
             fs.check_ag(agno)?;
         }
@@ -436,7 +515,7 @@ impl FileSystem for XfsFs {
     }
 
     fn readonly(&self) -> bool {
-        true
+        self.w.is_none()
     }
 
     fn stat(&mut self, path: &str, follow: bool) -> FsResult<Stat> {
@@ -504,7 +583,10 @@ impl FileSystem for XfsFs {
     }
 
     fn statvfs(&mut self) -> FsResult<StatVfs> {
-        let sb = &self.sb;
+        // The counters as they are now (writes change them).
+        let sect = self.sb.sect_size as usize;
+        let cur = Superblock::parse(&self.io.meta(0, sect)?)?;
+        let sb = &cur;
         // As Linux reports it, less the per-AG metadata reservations it also holds back:
         // the internal log is not counted, 8 blocks per AG are set aside for the
         // free-space btrees and the free list, and the inode total is what fits in the
@@ -537,28 +619,313 @@ impl FileSystem for XfsFs {
         })
     }
 
-    fn write(&mut self, _: &str, _: u64, _: &[u8], _: bool, _: u32) -> FsResult<u64> {
-        Err(ro_error())
+    fn write(
+        &mut self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        truncate: bool,
+        mode: u32,
+    ) -> FsResult<u64> {
+        self.writable()?;
+        let ino = match self.resolve(path, true) {
+            Ok(i) => {
+                self.check_regular(path, &i)?;
+                Some(i.ino)
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                if self.resolve(path, false).is_ok() {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("{path}: a dangling symbolic link"),
+                    ));
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        match ino {
+            Some(ino) => self.mutate(|c| {
+                if truncate {
+                    c.file_truncate(ino, 0)?;
+                }
+                c.file_write(ino, offset, data)
+            })?,
+            None => {
+                let (dir, name) = self.parent_of(path)?;
+                self.mutate(|c| {
+                    let ino = c.create_file(dir, name.as_bytes(), (mode & 0o7777) as u16, 0, 0)?;
+                    c.file_write(ino, offset, data)
+                })?
+            }
+        }
+        Ok(data.len() as u64)
     }
-    fn mkdir(&mut self, _: &str, _: u32) -> FsResult<()> {
-        Err(ro_error())
+
+    fn mkdir(&mut self, path: &str, mode: u32) -> FsResult<()> {
+        self.writable()?;
+        let (dir, name) = self.parent_of(path)?;
+        self.mutate(|c| {
+            if c.dir_lookup(dir, name.as_bytes())?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path} exists"),
+                ));
+            }
+            c.create_dir(dir, name.as_bytes(), (mode & 0o7777) as u16, 0, 0)
+                .map(|_| ())
+        })
     }
-    fn unlink(&mut self, _: &str) -> FsResult<()> {
-        Err(ro_error())
+
+    fn unlink(&mut self, path: &str) -> FsResult<()> {
+        self.writable()?;
+        let i = self.resolve(path, false)?;
+        if i.is_dir() {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path} is a directory"),
+            ));
+        }
+        let (dir, name) = self.parent_of(path)?;
+        self.mutate(|c| c.remove_file(dir, name.as_bytes()))
     }
-    fn rmdir(&mut self, _: &str) -> FsResult<()> {
-        Err(ro_error())
+
+    fn rmdir(&mut self, path: &str) -> FsResult<()> {
+        self.writable()?;
+        let i = self.resolve(path, false)?;
+        if !i.is_dir() {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{path} is not a directory"),
+            ));
+        }
+        if i.ino == self.sb.root_ino {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                "xfs: the root cannot be removed",
+            ));
+        }
+        let (dir, name) = self.parent_of(path)?;
+        self.mutate(|c| c.remove_dir(dir, name.as_bytes(), i.ino))
     }
-    fn rename(&mut self, _: &str, _: &str) -> FsResult<()> {
-        Err(ro_error())
+
+    fn rename(&mut self, from: &str, to: &str) -> FsResult<()> {
+        self.writable()?;
+        let src = self.resolve(from, false)?;
+        let (sdir, sname) = self.parent_of(from)?;
+        let (ddir, dname) = self.parent_of(to)?;
+        let root = self.sb.root_ino;
+        self.mutate(|c| {
+            c.rename(
+                sdir,
+                sname.as_bytes(),
+                ddir,
+                dname.as_bytes(),
+                src.ino,
+                root,
+            )
+        })
     }
-    fn chmod(&mut self, _: &str, _: u32) -> FsResult<()> {
-        Err(ro_error())
+
+    fn chmod(&mut self, path: &str, mode: u32) -> FsResult<()> {
+        self.writable()?;
+        let i = self.resolve(path, true)?;
+        self.mutate(|c| c.set_mode(i.ino, (mode & 0o7777) as u16))
     }
-    fn symlink(&mut self, _: &str, _: &str) -> FsResult<()> {
-        Err(ro_error())
+
+    fn symlink(&mut self, target: &str, linkpath: &str) -> FsResult<()> {
+        self.writable()?;
+        let (dir, name) = self.parent_of(linkpath)?;
+        self.mutate(|c| {
+            if c.dir_lookup(dir, name.as_bytes())?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{linkpath} exists"),
+                ));
+            }
+            c.create_symlink(dir, name.as_bytes(), target.as_bytes(), 0, 0)
+                .map(|_| ())
+        })
     }
-    fn truncate(&mut self, _: &str, _: u64) -> FsResult<()> {
-        Err(ro_error())
+
+    fn truncate(&mut self, path: &str, size: u64) -> FsResult<()> {
+        self.writable()?;
+        let i = self.resolve(path, true)?;
+        self.check_regular(path, &i)?;
+        self.mutate(|c| c.file_truncate(i.ino, size))
+    }
+
+    fn chown(&mut self, path: &str, uid: u32, gid: u32) -> FsResult<()> {
+        self.writable()?;
+        let i = self.resolve(path, false)?;
+        self.mutate(|c| c.set_owner(i.ino, uid, gid))
+    }
+
+    fn set_times(&mut self, path: &str, atime: i64, mtime: i64) -> FsResult<()> {
+        self.writable()?;
+        let i = self.resolve(path, true)?;
+        self.mutate(|c| c.set_times(i.ino, atime, mtime))
+    }
+
+    fn get_xattr(&mut self, path: &str, name: &str) -> FsResult<Vec<u8>> {
+        let (ns, n) = attr::split_name(name)?;
+        let i = self.resolve(path, true)?;
+        self.peek(|c| c.attr_get(i.ino, ns, &n))?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{path}: no extended attribute {name}"),
+            )
+        })
+    }
+
+    fn list_xattrs(&mut self, path: &str) -> FsResult<Vec<String>> {
+        let i = self.resolve(path, true)?;
+        let attrs = self.peek(|c| c.attr_list(i.ino))?;
+        Ok(attrs
+            .iter()
+            .filter_map(|a| attr::full_name(a.ns, &a.name))
+            .collect())
+    }
+
+    fn set_xattr(&mut self, path: &str, name: &str, value: &[u8]) -> FsResult<()> {
+        self.writable()?;
+        let (ns, n) = attr::split_name(name)?;
+        let i = self.resolve(path, true)?;
+        self.mutate(|c| c.attr_change(i.ino, ns, &n, Some(value)).map(|_| ()))
+    }
+
+    fn remove_xattr(&mut self, path: &str, name: &str) -> FsResult<()> {
+        self.writable()?;
+        let (ns, n) = attr::split_name(name)?;
+        let i = self.resolve(path, true)?;
+        let found = self.mutate(|c| c.attr_change(i.ino, ns, &n, None))?;
+        if !found {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{path}: no extended attribute {name}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn set_clock(&mut self, now: i64) {
+        if let Some(w) = self.w.as_mut() {
+            w.now = now;
+        }
+    }
+
+    fn sync(&mut self) -> FsResult<()> {
+        match self.w.as_mut() {
+            Some(w) => w.sync(&mut self.io),
+            None => Ok(()),
+        }
+    }
+}
+
+impl XfsFs {
+    fn writable(&self) -> FsResult<()> {
+        match &self.w {
+            None => Err(ro_error()),
+            Some(w) if w.failed => Err(Error::new(
+                ErrorKind::Io,
+                "xfs: an earlier write failed part-way; remount to recover",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn check_regular(&self, path: &str, i: &Inode) -> FsResult<()> {
+        match i.file_type() {
+            FileType::Regular => Ok(()),
+            FileType::Directory => Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path} is a directory"),
+            )),
+            _ => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{path} is not a regular file"),
+            )),
+        }
+    }
+
+    /// The inode of the directory holding `path`, and the last component.
+    fn parent_of(&mut self, path: &str) -> FsResult<(u64, String)> {
+        let (parent, name) = crate::fs::vfs::split_parent(path).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{path}: no parent directory"),
+            )
+        })?;
+        if name.is_empty() || name == "." || name == ".." || name.len() > 255 || name.contains('\0')
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{path}: bad file name"),
+            ));
+        }
+        let d = self.resolve(parent, true)?;
+        if !d.is_dir() {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{parent} is not a directory"),
+            ));
+        }
+        Ok((d.ino, String::from(name)))
+    }
+
+    /// Forgets parsed metadata (the device cache stays coherent by itself).
+    fn forget_parsed(&mut self) {
+        self.young.clear();
+        self.old.clear();
+        self.windows.clear();
+        self.forms.clear();
+        self.parsed = dirs::Parsed::default();
+        self.last_file = None;
+    }
+
+    /// Runs a change as one transaction: committed when `f` succeeds, dropped (the
+    /// filesystem untouched) when it fails.
+    fn mutate<T>(&mut self, f: impl FnOnce(&mut write::Ctx) -> FsResult<T>) -> FsResult<T> {
+        self.writable()?;
+        let XfsFs { sb, io, w, g, .. } = self;
+        let w = w.as_mut().ok_or_else(ro_error)?;
+        let r = {
+            let mut c = write::Ctx {
+                sb,
+                g,
+                io,
+                tx: &mut w.tx,
+                now: w.now,
+                igen: &mut w.igen,
+                agfl_defer: Vec::new(),
+            };
+            f(&mut c).and_then(|v| c.drain_deferred().map(|_| v))
+        };
+        let r = match r {
+            Ok(v) => w.commit(io).map(|_| v),
+            Err(e) => {
+                w.tx = trans::Tx::default();
+                Err(e)
+            }
+        };
+        self.forget_parsed();
+        r
+    }
+
+    /// Runs a read through the writer's code (attributes) without changing anything.
+    fn peek<T>(&mut self, f: impl FnOnce(&mut write::Ctx) -> FsResult<T>) -> FsResult<T> {
+        let mut tx = trans::Tx::default();
+        let mut igen = 0;
+        let XfsFs { sb, io, g, .. } = self;
+        let mut c = write::Ctx {
+            sb,
+            g,
+            io,
+            tx: &mut tx,
+            now: 0,
+            igen: &mut igen,
+            agfl_defer: Vec::new(),
+        };
+        f(&mut c)
     }
 }

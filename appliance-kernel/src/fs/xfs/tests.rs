@@ -16,7 +16,7 @@ use std::process::Command;
 
 /// Runs a tool with the environment that lets mkfs.xfs make filesystems under 300 MB
 /// (the fstests escape hatch); panics with its stderr on failure.
-fn tool(cmd: &str, args: &[&str]) -> String {
+pub(super) fn tool(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
         .env("TEST_DIR", "1")
@@ -35,7 +35,7 @@ fn tool(cmd: &str, args: &[&str]) -> String {
 }
 
 /// `xfs_db -r` with the given commands.
-fn db(img: &str, cmds: &[&str]) -> String {
+pub(super) fn db(img: &str, cmds: &[&str]) -> String {
     let mut args = vec!["-r"];
     for c in cmds {
         args.push("-c");
@@ -46,7 +46,7 @@ fn db(img: &str, cmds: &[&str]) -> String {
 }
 
 /// `xfs_db -x` (expert mode: writes; `write -d` recomputes the CRC of what it breaks).
-fn db_write(img: &str, cmds: &[&str]) {
+pub(super) fn db_write(img: &str, cmds: &[&str]) {
     let mut args = vec!["-x"];
     for c in cmds {
         args.push("-c");
@@ -62,12 +62,12 @@ fn db_write(img: &str, cmds: &[&str]) {
     );
 }
 
-fn repair_clean(img: &str) {
+pub(super) fn repair_clean(img: &str) {
     tool("xfs_repair", &["-n", "-f", img]);
 }
 
 /// A read-only file-backed disk (images are read in place, not copied to memory).
-struct FileDisk(std::fs::File, u64);
+pub(super) struct FileDisk(std::fs::File, u64);
 
 impl BlockDevice for FileDisk {
     fn size(&self) -> u64 {
@@ -90,24 +90,24 @@ impl BlockDevice for FileDisk {
     }
 }
 
-fn disk(img: &str) -> SharedDevice {
+pub(super) fn disk(img: &str) -> SharedDevice {
     let f = std::fs::File::open(img).unwrap();
     let len = f.metadata().unwrap().len();
     shared(FileDisk(f, len))
 }
 
-fn open(img: &str) -> XfsFs {
+pub(super) fn open(img: &str) -> XfsFs {
     XfsFs::open(disk(img)).unwrap_or_else(|e| panic!("{img}: {e:?}"))
 }
 
-fn open_err(img: &str) -> Error {
+pub(super) fn open_err(img: &str) -> Error {
     match XfsFs::open(disk(img)) {
         Ok(_) => panic!("{img}: mounted"),
         Err(e) => e,
     }
 }
 
-fn pseudo_random(len: usize, mut x: u64) -> Vec<u8> {
+pub(super) fn pseudo_random(len: usize, mut x: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(len + 8);
     while v.len() < len {
         x ^= x << 13;
@@ -123,7 +123,7 @@ fn pseudo_random(len: usize, mut x: u64) -> Vec<u8> {
 // A model tree, written out as a protofile
 
 #[derive(Clone, Debug)]
-enum N {
+pub(super) enum N {
     Dir {
         mode: u16,
         uid: u32,
@@ -142,7 +142,7 @@ enum N {
     Fifo,
 }
 
-fn dir(kids: Vec<(String, N)>) -> N {
+pub(super) fn dir(kids: Vec<(String, N)>) -> N {
     N::Dir {
         mode: 0o755,
         uid: 0,
@@ -151,7 +151,7 @@ fn dir(kids: Vec<(String, N)>) -> N {
     }
 }
 
-fn file(data: &[u8]) -> N {
+pub(super) fn file(data: &[u8]) -> N {
     N::File {
         mode: 0o644,
         uid: 0,
@@ -160,11 +160,11 @@ fn file(data: &[u8]) -> N {
     }
 }
 
-fn kid(name: &str, n: N) -> (String, N) {
+pub(super) fn kid(name: &str, n: N) -> (String, N) {
     (name.to_string(), n)
 }
 
-fn mode_str(t: char, mode: u16) -> String {
+pub(super) fn mode_str(t: char, mode: u16) -> String {
     format!(
         "{t}{}{}{:03o}",
         if mode & 0o4000 != 0 { 'u' } else { '-' },
@@ -174,7 +174,7 @@ fn mode_str(t: char, mode: u16) -> String {
 }
 
 /// Writes the protofile for `root` (file contents go to files in `store`).
-fn protofile(root: &N, store: &TempDir) -> String {
+pub(super) fn protofile(root: &N, store: &TempDir) -> String {
     fn emit(n: &N, name: &str, store: &TempDir, counter: &mut usize, out: &mut String) {
         match n {
             N::Dir {
@@ -220,7 +220,7 @@ fn protofile(root: &N, store: &TempDir) -> String {
 }
 
 /// An image of `root` made with `mkfs.xfs -p` and `opts` (checked by xfs_repair -n).
-fn make_image(tag: &str, size: u64, opts: &[&str], root: &N) -> TempImage {
+pub(super) fn make_image(tag: &str, size: u64, opts: &[&str], root: &N) -> TempImage {
     let store = TempDir::new("xfs-store");
     let proto = store.0.join("proto");
     std::fs::write(&proto, protofile(root, &store)).unwrap();
@@ -237,7 +237,7 @@ fn make_image(tag: &str, size: u64, opts: &[&str], root: &N) -> TempImage {
 // Oracles
 
 /// `xfs_db ls` of a directory: (name, inode) in listing order, without `.` and `..`.
-fn db_ls(img: &str, path: &str) -> Vec<(String, u64)> {
+pub(super) fn db_ls(img: &str, path: &str) -> Vec<(String, u64)> {
     let out = db(img, &[&format!("ls {path}")]);
     let mut v = Vec::new();
     for line in out.lines().skip(1) {
@@ -256,24 +256,24 @@ fn db_ls(img: &str, path: &str) -> Vec<(String, u64)> {
 }
 
 /// `field = value` lines of an `xfs_db` print.
-fn db_fields(out: &str) -> Map<String, String> {
+pub(super) fn db_fields(out: &str) -> Map<String, String> {
     out.lines()
         .filter_map(|l| l.split_once(" = "))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
 
-fn db_inode(img: &str, ino: u64) -> Map<String, String> {
+pub(super) fn db_inode(img: &str, ino: u64) -> Map<String, String> {
     db_fields(&db(img, &[&format!("inode {ino}"), "print"]))
 }
 
-fn db_sb(img: &str) -> Map<String, String> {
+pub(super) fn db_sb(img: &str) -> Map<String, String> {
     db_fields(&db(img, &["sb 0", "print"]))
 }
 
 /// Seconds since the epoch of an `xfs_db` date ("Mon Nov 30 19:14:14 2026"), read
 /// as UTC (xfs_db prints local time; the tests run it with TZ unset = UTC).
-fn db_time(s: &str) -> i64 {
+pub(super) fn db_time(s: &str) -> i64 {
     let out = Command::new("date")
         .args(["-u", "-d", s, "+%s"])
         .output()
@@ -285,7 +285,7 @@ fn db_time(s: &str) -> i64 {
 // Checks
 
 /// Reads a whole file in 1 MiB chunks, as the host does.
-fn read_all(fs: &mut XfsFs, path: &str) -> Vec<u8> {
+pub(super) fn read_all(fs: &mut XfsFs, path: &str) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let d = fs.read(path, out.len() as u64, 1 << 20).unwrap();
@@ -297,7 +297,7 @@ fn read_all(fs: &mut XfsFs, path: &str) -> Vec<u8> {
 }
 
 /// Compares the filesystem below `path` with the model, entry by entry.
-fn check_tree(fs: &mut XfsFs, path: &str, n: &N) {
+pub(super) fn check_tree(fs: &mut XfsFs, path: &str, n: &N) {
     let N::Dir {
         mode,
         uid,
@@ -370,7 +370,7 @@ fn check_tree(fs: &mut XfsFs, path: &str, n: &N) {
 
 /// Our listing of `path` against `xfs_db ls`: the same names and inode numbers in the
 /// same order, and every name looked up by path to the same inode.
-fn check_against_db(fs: &mut XfsFs, img: &str, path: &str) -> usize {
+pub(super) fn check_against_db(fs: &mut XfsFs, img: &str, path: &str) -> usize {
     let want = db_ls(img, path);
     let got: Vec<(String, u64)> = fs
         .read_dir(path)
@@ -391,7 +391,7 @@ fn check_against_db(fs: &mut XfsFs, img: &str, path: &str) -> usize {
 }
 
 /// Inode number of `path` per xfs_db.
-fn db_ino(img: &str, path: &str) -> u64 {
+pub(super) fn db_ino(img: &str, path: &str) -> u64 {
     let (parent, name) = crate::fs::vfs::split_parent(path).unwrap();
     db_ls(img, parent)
         .into_iter()
@@ -401,12 +401,12 @@ fn db_ino(img: &str, path: &str) -> u64 {
 }
 
 /// The parsed inode of `path`.
-fn fs_inode(img: &str, path: &str) -> Rc<Inode> {
+pub(super) fn fs_inode(img: &str, path: &str) -> Rc<Inode> {
     open(img).resolve(path, false).unwrap()
 }
 
 /// A directory's stored form, as the reader sees it.
-fn dir_kind(fs: &mut XfsFs, path: &str) -> &'static str {
+pub(super) fn dir_kind(fs: &mut XfsFs, path: &str) -> &'static str {
     let d = fs.resolve(path, true).unwrap();
     let btree = d.format == dinode::FMT_BTREE;
     match fs.dir_form(&d).unwrap() {
@@ -430,7 +430,7 @@ fn dir_kind(fs: &mut XfsFs, path: &str) -> &'static str {
 
 const LONG_TARGET_LEN: usize = 900;
 
-fn long_target() -> String {
+pub(super) fn long_target() -> String {
     let mut t = String::from("/a/remote/symlink/target");
     while t.len() < LONG_TARGET_LEN {
         t.push_str("/0123456789");
@@ -442,7 +442,7 @@ fn long_target() -> String {
 /// A tree with every directory form, every file type and files of several sizes.
 /// `remote_link`: include a symlink too long for the inode (mkfs 6.1's protofile writes
 /// those without the v5 header, so v5 images get theirs from a kernel mount instead).
-fn standard_tree(node_entries: usize, remote_link: bool) -> N {
+pub(super) fn standard_tree(node_entries: usize, remote_link: bool) -> N {
     let small = |i: usize| file(format!("content {i}\n").as_bytes());
     let short_dir = dir(vec![
         kid("a", small(1)),
@@ -516,7 +516,12 @@ fn standard_tree(node_entries: usize, remote_link: bool) -> N {
 }
 
 /// Everything a standard image must show.
-fn check_standard(img: &TempImage, node_entries: usize, remote_link: bool, expect_node: &str) {
+pub(super) fn check_standard(
+    img: &TempImage,
+    node_entries: usize,
+    remote_link: bool,
+    expect_node: &str,
+) {
     let path = img.path();
     let mut fs = open(path);
     check_tree(&mut fs, "/", &standard_tree(node_entries, remote_link));
@@ -808,13 +813,13 @@ fn mkfs_protofile_remote_symlink_is_corrupt() {
 // Kernel-written images (loop mounts)
 
 /// A loop mount of an image file, unmounted on drop.
-struct Mounted {
-    dir: TempDir,
+pub(super) struct Mounted {
+    pub(super) dir: TempDir,
     on: bool,
 }
 
 impl Mounted {
-    fn new(img: &str, opts: &str) -> Self {
+    pub(super) fn new(img: &str, opts: &str) -> Self {
         let dir = TempDir::new("xfs-mnt");
         let o = if opts.is_empty() {
             String::from("loop")
@@ -824,10 +829,10 @@ impl Mounted {
         tool("mount", &["-o", &o, img, dir.path()]);
         Mounted { dir, on: true }
     }
-    fn at(&self, rel: &str) -> std::path::PathBuf {
+    pub(super) fn at(&self, rel: &str) -> std::path::PathBuf {
         self.dir.0.join(rel)
     }
-    fn umount(mut self) {
+    pub(super) fn umount(mut self) {
         tool("umount", &[self.dir.path()]);
         self.on = false;
     }
@@ -841,7 +846,7 @@ impl Drop for Mounted {
     }
 }
 
-fn logprint_state(img: &str) -> String {
+pub(super) fn logprint_state(img: &str) -> String {
     let out = Command::new("xfs_logprint")
         .args(["-t", img])
         .output()

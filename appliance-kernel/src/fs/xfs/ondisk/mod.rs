@@ -53,6 +53,39 @@ pub fn be64(b: &[u8], off: usize) -> u64 {
     bytes(b, off).map_or(0, u64::from_be_bytes)
 }
 
+/// Big-endian stores for the writer: a store outside `b` is dropped (callers size their
+/// buffers from the geometry first, so this never happens in practice).
+pub fn put16(b: &mut [u8], off: usize, v: u16) {
+    if let Some(s) = off.checked_add(2).and_then(|e| b.get_mut(off..e)) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+pub fn put32(b: &mut [u8], off: usize, v: u32) {
+    if let Some(s) = off.checked_add(4).and_then(|e| b.get_mut(off..e)) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+pub fn put64(b: &mut [u8], off: usize, v: u64) {
+    if let Some(s) = off.checked_add(8).and_then(|e| b.get_mut(off..e)) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+pub fn put8(b: &mut [u8], off: usize, v: u8) {
+    if let Some(s) = b.get_mut(off) {
+        *s = v;
+    }
+}
+
+/// Copies `src` into `b` at `off` (dropped when it does not fit).
+pub fn put_bytes(b: &mut [u8], off: usize, src: &[u8]) {
+    if let Some(s) = off.checked_add(src.len()).and_then(|e| b.get_mut(off..e)) {
+        s.copy_from_slice(src);
+    }
+}
+
 pub fn u8_at(b: &[u8], off: usize) -> u8 {
     b.get(off).copied().unwrap_or(0)
 }
