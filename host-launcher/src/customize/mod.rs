@@ -57,7 +57,10 @@ pub enum Op {
     /// `--ssh-inject USER[:file:PATH|:string:KEY]`.
     SshInject { user: String, key: SshKey },
     /// `--root-password SELECTOR` (user `root`) and `--password USER:SELECTOR`.
-    Password { user: String, password: PasswordSpec },
+    Password {
+        user: String,
+        password: PasswordSpec,
+    },
     /// `--timezone TZ`.
     Timezone(String),
     /// `--write FILE:CONTENT`.
@@ -287,8 +290,9 @@ impl Op {
             "firstboot-command" => Op::FirstbootCommand(v.into()),
             "selinux-relabel" => Op::SelinuxRelabel,
             "run" | "run-command" | "install" | "update" | "uninstall" | "firstboot-install"
-            | "edit" | "scrub" | "sm-register" | "sm-attach" | "sm-remove"
-            | "sm-unregister" => return Err(not_offered(name)),
+            | "edit" | "scrub" | "sm-register" | "sm-attach" | "sm-remove" | "sm-unregister" => {
+                return Err(not_offered(name));
+            }
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "--{other}: not a customize operation"
@@ -401,7 +405,9 @@ fn check_timezone(tz: &str) -> Result<()> {
     let ok = !tz.is_empty()
         && tz.len() <= 255
         && !tz.starts_with('/')
-        && tz.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && tz
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
         && tz
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
@@ -486,14 +492,14 @@ pub struct Options {
 /// the first write; an operation that fails is [`Error::Operation`] naming it.
 pub fn customize(s: &mut Session, ops: &[Op], opts: &Options) -> Result<Report> {
     let prepared = Prepared::new(ops)?;
-    run(s, &prepared, &[], opts)
+    run(s, &prepared, None, opts)
 }
 
 /// The two passes (check, then write) over sysprep operations and customize steps.
 pub(crate) fn run(
     s: &mut Session,
     prepared: &Prepared,
-    sysprep_ops: &[&'static sysprep::Operation],
+    sysprep_ops: Option<&[&'static sysprep::Operation]>,
     opts: &Options,
 ) -> Result<Report> {
     let passes: &[bool] = if opts.dry_run {
@@ -504,10 +510,9 @@ pub(crate) fn run(
     let mut report = Report::default();
     for &dry in passes {
         let mut g = Guest::new(s, dry)?;
-        if sysprep_ops.is_empty() {
-            prepared.apply(&mut g)?;
-        } else {
-            sysprep::apply(&mut g, sysprep_ops, prepared)?;
+        match sysprep_ops {
+            None => prepared.apply(&mut g)?,
+            Some(ops) => sysprep::apply(&mut g, ops, prepared)?,
         }
         let relabel = prepared.wants_relabel();
         let (changes, notes) = g.finish(relabel)?;
@@ -582,7 +587,9 @@ mod tests {
         );
         assert!(Op::parse("password", "bob:lockedx").is_err());
         assert!(Op::parse("root-password", "hunter2").is_err());
-        let e = Op::parse("root-password", "hunter2:x").unwrap_err().to_string();
+        let e = Op::parse("root-password", "hunter2:x")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("x\""), "{e}");
         assert_eq!(
             Op::parse("write", "/etc/motd:hello: world").unwrap(),

@@ -1,7 +1,7 @@
 //! The customize operations: host inputs read once ([`Prepared::new`]), then each
 //! operation applied to a [`Guest`].
 
-use super::guest::{Guest, NewAttrs, split};
+use super::guest::{Guest, NewAttrs};
 use super::{MAX_HOST_SMALL_FILE, Op, PasswordSpec, SshKey, failed, firstboot, glob, passwd};
 use crate::error::{Error, Result};
 use std::io::Read;
@@ -37,9 +37,7 @@ fn first_key_line(data: &[u8], from: &Path) -> Result<String> {
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!("{}: no key in the file", from.display()))
-        })?
+        .ok_or_else(|| Error::InvalidArgument(format!("{}: no key in the file", from.display())))?
         .to_string();
     check_key_line(&line)?;
     Ok(line)
@@ -179,9 +177,7 @@ impl Prepared {
                     user,
                     password: PasswordSpec::Random,
                 },
-                Input::Password {
-                    plain: Some(p), ..
-                },
+                Input::Password { plain: Some(p), .. },
             ) = (op, input)
             {
                 out.push((user.clone(), p.clone()));
@@ -196,9 +192,8 @@ fn resolve_password(spec: &PasswordSpec) -> Result<(Option<String>, bool)> {
         PasswordSpec::Password(p) => (Some(p.clone()), false),
         PasswordSpec::File(f) => {
             let data = read_host_small(f)?;
-            let text = String::from_utf8(data).map_err(|_| {
-                Error::InvalidArgument(format!("{}: not UTF-8 text", f.display()))
-            })?;
+            let text = String::from_utf8(data)
+                .map_err(|_| Error::InvalidArgument(format!("{}: not UTF-8 text", f.display())))?;
             let line = text.lines().next().unwrap_or("").to_string();
             (Some(line), false)
         }
@@ -357,8 +352,7 @@ pub fn set_shell_var(text: &str, key: &str, value: &str) -> String {
 }
 
 fn text_file(g: &mut Guest, path: &str) -> Result<Option<String>> {
-    Ok(g
-        .read_optional(path, MAX_GUEST_TEXT)?
+    Ok(g.read_optional(path, MAX_GUEST_TEXT)?
         .map(|d| String::from_utf8_lossy(&d).into_owned()))
 }
 
@@ -399,8 +393,12 @@ fn user(g: &mut Guest, name: &str) -> Result<passwd::User> {
     let pw = g
         .read_optional("/etc/passwd", MAX_GUEST_TEXT)?
         .ok_or_else(|| remote(ErrorKind::NotFound, "the guest has no /etc/passwd".into()))?;
-    passwd::find_user(&pw, name)
-        .ok_or_else(|| remote(ErrorKind::NotFound, format!("no user {name} in /etc/passwd")))
+    passwd::find_user(&pw, name).ok_or_else(|| {
+        remote(
+            ErrorKind::NotFound,
+            format!("no user {name} in /etc/passwd"),
+        )
+    })
 }
 
 fn ssh_inject(g: &mut Guest, name: &str, key: &str) -> Result<()> {
@@ -408,7 +406,10 @@ fn ssh_inject(g: &mut Guest, name: &str, key: &str) -> Result<()> {
     if !u.home.starts_with('/') || u.home.len() > 4096 {
         return Err(remote(
             ErrorKind::InvalidArgument,
-            format!("{name}'s home directory {:?} is not an absolute path", u.home),
+            format!(
+                "{name}'s home directory {:?} is not an absolute path",
+                u.home
+            ),
         ));
     }
     if !g.is_dir(&u.home)? {
@@ -473,8 +474,12 @@ fn set_password(g: &mut Guest, name: &str, plain: Option<&str>, locked: bool) ->
         None => "*".to_string(),
     };
     let field = if locked { format!("!{hash}") } else { hash };
-    let new = passwd::set_shadow_password(&data, name, &field)
-        .ok_or_else(|| remote(ErrorKind::NotFound, format!("no user {name} in /etc/shadow")))?;
+    let new = passwd::set_shadow_password(&data, name, &field).ok_or_else(|| {
+        remote(
+            ErrorKind::NotFound,
+            format!("no user {name} in /etc/shadow"),
+        )
+    })?;
     g.replace(shadow, &new, NewAttrs::root(0o640))
 }
 
@@ -502,7 +507,11 @@ fn timezone(g: &mut Guest, tz: &str) -> Result<()> {
     if let Some(clock) = text_file(g, "/etc/sysconfig/clock")? {
         let new = set_shell_var(&clock, "ZONE", &format!("\"{tz}\""));
         if new != clock {
-            g.replace("/etc/sysconfig/clock", new.as_bytes(), NewAttrs::root(0o644))?;
+            g.replace(
+                "/etc/sysconfig/clock",
+                new.as_bytes(),
+                NewAttrs::root(0o644),
+            )?;
         }
     }
     Ok(())
@@ -566,7 +575,13 @@ fn copy_in(g: &mut Guest, host: &Path, guest_dir: &str) -> Result<()> {
     copy_tree(g, host, &glob::join(guest_dir, &name), 0, &mut count)
 }
 
-fn copy_tree(g: &mut Guest, host: &Path, dest: &str, depth: usize, count: &mut usize) -> Result<()> {
+fn copy_tree(
+    g: &mut Guest,
+    host: &Path,
+    dest: &str,
+    depth: usize,
+    count: &mut usize,
+) -> Result<()> {
     *count += 1;
     if depth > MAX_COPY_DEPTH || *count > MAX_COPY_ENTRIES {
         return Err(Error::InvalidArgument(format!(
@@ -610,11 +625,6 @@ fn copy_tree(g: &mut Guest, host: &Path, dest: &str, depth: usize, count: &mut u
         host.display()
     ));
     Ok(())
-}
-
-/// `split` for callers outside (sysprep).
-pub fn parent_and_name(p: &str) -> Result<(&str, &str)> {
-    split(p)
 }
 
 #[cfg(test)]

@@ -141,12 +141,14 @@ impl Labeler {
             return Ok(Some(labeler));
         }
         let base = format!("/etc/selinux/{kind}/contexts/files");
-        if let Some(main) = g.read_optional_soft(&format!("{base}/file_contexts"), MAX_POLICY_FILE)?
+        if let Some(main) =
+            g.read_optional_soft(&format!("{base}/file_contexts"), MAX_POLICY_FILE)?
         {
             let mut entries = Vec::new();
             parse_file_contexts(&String::from_utf8_lossy(&main), &mut entries);
             for extra in ["file_contexts.homedirs", "file_contexts.local"] {
-                if let Some(t) = g.read_optional_soft(&format!("{base}/{extra}"), MAX_POLICY_FILE)?
+                if let Some(t) =
+                    g.read_optional_soft(&format!("{base}/{extra}"), MAX_POLICY_FILE)?
                 {
                     parse_file_contexts(&String::from_utf8_lossy(&t), &mut entries);
                 }
@@ -295,7 +297,9 @@ mod tests {
 
     #[test]
     fn unreadable_patterns_give_no_label() {
-        let mut l = Labeler::from_text("/etc(/.*)?\tsystem_u:object_r:etc_t:s0\n/etc/(?<=x)y\tsystem_u:object_r:x_t:s0\n");
+        let mut l = Labeler::from_text(
+            "/etc(/.*)?\tsystem_u:object_r:etc_t:s0\n/etc/(?<=x)y\tsystem_u:object_r:x_t:s0\n",
+        );
         assert_eq!(l.label_for("/etc/y", FileType::Regular), None);
         assert_eq!(
             l.label_for("/usr", FileType::Regular),
