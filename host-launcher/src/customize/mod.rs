@@ -515,7 +515,10 @@ pub(crate) fn run(
             Some(ops) => sysprep::apply(&mut g, ops, prepared)?,
         }
         let relabel = prepared.wants_relabel();
-        let (changes, notes) = g.finish(relabel)?;
+        let (changes, mut notes) = g.finish(relabel)?;
+        for (user, pw) in prepared.random_passwords() {
+            notes.push(format!("random password for {user}: {pw}"));
+        }
         report = Report {
             dry_run: dry,
             changes,
