@@ -126,8 +126,8 @@ pub enum Error {
 
     /// A customize or sysprep operation failed; `op` is the operation as given
     /// (`--ssh-inject alice`, `sysprep machine-id`), secrets redacted.
-    #[error("{op}: {source}")]
-    Operation { op: String, source: Box<Error> },
+    #[error("{op}: {error}")]
+    Operation { op: String, error: Box<Error> },
 }
 
 /// Result alias for the library.

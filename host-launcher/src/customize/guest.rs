@@ -49,6 +49,9 @@ pub struct Guest<'s> {
     notes: Vec<String>,
     /// Dry run: paths created (`Some(type)`) or removed (`None`) so far.
     overlay: BTreeMap<String, Option<FileType>>,
+    /// Dry run: the bytes of files written so far (small ones), for later operations
+    /// that read them (a second password change reads the first one's shadow).
+    dry_data: BTreeMap<String, Vec<u8>>,
     /// SELinux labelling, when the guest uses SELinux.
     labeler: Option<Labeler>,
     /// A new file could not be labelled: `/.autorelabel` at the end.
@@ -109,6 +112,7 @@ impl<'s> Guest<'s> {
             changes: Vec::new(),
             notes: Vec::new(),
             overlay: BTreeMap::new(),
+            dry_data: BTreeMap::new(),
             labeler: None,
             relabel: false,
             tmp_counter: 0,
@@ -252,9 +256,20 @@ impl<'s> Guest<'s> {
         let Some(st) = self.stat(path)? else {
             return Ok(None);
         };
-        if self.dry_run && self.overlay.contains_key(path) {
-            // Created earlier in this dry run: its bytes are not on the disk.
-            return Ok(Some(Vec::new()));
+        if self.dry_run {
+            if let Some(d) = self.dry_data.get(path) {
+                if d.len() as u64 > max {
+                    return Err(remote(
+                        ErrorKind::TooLarge,
+                        format!("{path} is larger than {max} bytes (refused)"),
+                    ));
+                }
+                return Ok(Some(d.clone()));
+            }
+            if self.overlay.contains_key(path) {
+                // Written earlier in this dry run from a host file: not read back.
+                return Ok(Some(Vec::new()));
+            }
         }
         if st.file_type != FileType::Regular {
             return Err(remote(
@@ -325,7 +340,23 @@ impl<'s> Guest<'s> {
     pub fn replace(&mut self, path: &str, data: &[u8], new: NewAttrs) -> Result<()> {
         self.replace_with(path, new, data.len() as u64, |s, tmp| {
             s.write_file(tmp, data)
-        })
+        })?;
+        if self.dry_run {
+            self.remember(path, data.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Dry run: keeps what `path` now holds (when small enough to keep).
+    fn remember(&mut self, path: &str, data: Vec<u8>) {
+        const MAX_KEPT: usize = 1 << 20;
+        const MAX_KEPT_TOTAL: usize = 32 << 20;
+        let total: usize = self.dry_data.values().map(Vec::len).sum();
+        if data.len() <= MAX_KEPT && total.saturating_add(data.len()) <= MAX_KEPT_TOTAL {
+            self.dry_data.insert(path.to_string(), data);
+        } else {
+            self.dry_data.remove(path);
+        }
     }
 
     /// Like [`Guest::replace`], the bytes streamed from a host reader.
@@ -405,16 +436,16 @@ impl<'s> Guest<'s> {
         fill(self.s, tmp)?;
         match old {
             Some(st) => {
-                self.s.chmod(tmp, st.mode & 0o7777)?;
+                soft(self.s.chmod(tmp, st.mode & 0o7777))?;
                 if (st.uid, st.gid) != (0, 0) {
-                    self.chown_raw(tmp, st.uid, st.gid)?;
+                    soft(self.chown_raw(tmp, st.uid, st.gid))?;
                 }
                 self.copy_xattrs(path, tmp)?;
             }
             None => {
-                self.s.chmod(tmp, new.mode & 0o7777)?;
+                soft(self.s.chmod(tmp, new.mode & 0o7777))?;
                 if (new.uid, new.gid) != (0, 0) {
-                    self.chown_raw(tmp, new.uid, new.gid)?;
+                    soft(self.chown_raw(tmp, new.uid, new.gid))?;
                 }
                 self.label_new(tmp, path, FileType::Regular)?;
             }
@@ -503,9 +534,23 @@ impl<'s> Guest<'s> {
     pub fn append(&mut self, path: &str, data: &[u8], new: NewAttrs) -> Result<()> {
         match self.replaceable(path)? {
             None => self.replace(path, data, new),
-            Some(_) => {
+            Some(st) => {
                 if !self.dry_run {
                     self.s.append(path, data)?;
+                } else {
+                    let mut now = match self.dry_data.remove(path) {
+                        Some(d) => Some(d),
+                        None if st.size <= 1 << 20 && !self.overlay.contains_key(path) => {
+                            Some(self.s.pread(path, 0, st.size)?)
+                        }
+                        None => None,
+                    };
+                    if let Some(d) = now.as_mut() {
+                        d.extend_from_slice(data);
+                    }
+                    if let Some(d) = now {
+                        self.remember(path, d);
+                    }
                 }
                 self.record(Action::Append, path, Some(format!("{} bytes", data.len())));
                 Ok(())
@@ -556,9 +601,9 @@ impl<'s> Guest<'s> {
                 other => return Err(unexpected(&other)),
             }
             // Linux masks the mode at mkdir (umask); set it as asked.
-            self.s.chmod(path, new.mode & 0o7777)?;
+            soft(self.s.chmod(path, new.mode & 0o7777))?;
             if (new.uid, new.gid) != (0, 0) {
-                self.chown_raw(path, new.uid, new.gid)?;
+                soft(self.chown_raw(path, new.uid, new.gid))?;
             }
             self.label_new(path, path, FileType::Directory)?;
         }
@@ -579,6 +624,9 @@ impl<'s> Guest<'s> {
             }
         } else {
             self.overlay.insert(path.to_string(), None);
+            let prefix = format!("{}/", path.trim_end_matches('/'));
+            self.dry_data
+                .retain(|k, _| k != path && !k.starts_with(&prefix));
         }
         let detail = (st.file_type == FileType::Directory).then(|| "recursively".to_string());
         self.record(Action::Remove, path, detail);
@@ -594,6 +642,8 @@ impl<'s> Guest<'s> {
                 }
                 if !self.dry_run {
                     self.s.truncate(path, 0)?;
+                } else {
+                    self.dry_data.insert(path.to_string(), Vec::new());
                 }
                 self.record(Action::Empty, path, None);
                 Ok(true)
@@ -621,6 +671,8 @@ impl<'s> Guest<'s> {
         }
         if !self.dry_run {
             self.s.truncate(path, 0)?;
+        } else {
+            self.dry_data.insert(path.to_string(), Vec::new());
         }
         self.record(Action::Truncate, path, None);
         Ok(())
@@ -732,6 +784,9 @@ impl<'s> Guest<'s> {
             let t = self.lstat(from)?.map(|s| s.file_type);
             self.overlay.insert(from.to_string(), None);
             self.overlay.insert(dest.clone(), t);
+            if let Some(d) = self.dry_data.remove(from) {
+                self.dry_data.insert(dest.clone(), d);
+            }
         } else {
             self.s.rename(from, &dest)?;
         }
@@ -742,6 +797,15 @@ impl<'s> Guest<'s> {
     /// Records a change made by other means (e.g. a file upload into a new directory).
     pub fn recorded(&mut self, action: Action, path: &str, detail: Option<String>) {
         self.record(action, path, detail);
+    }
+}
+
+/// A permission or owner change that the filesystem cannot hold (FAT: no Unix
+/// permissions or owners) is skipped: the file is made all the same.
+fn soft(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if is_kind(&e, ErrorKind::Unsupported) => Ok(()),
+        r => r,
     }
 }
 

@@ -156,10 +156,16 @@ impl PasswordSpec {
 }
 
 fn bad_selector(s: &str) -> Error {
-    // Never echo what might be a password.
+    // Never echo what might be a password: only a known selector word is named.
     let kind = s.split(':').next().unwrap_or("");
+    let known = ["password", "file", "random", "disabled", "locked"].contains(&kind);
+    let shown = if known {
+        format!(" {kind:?}...")
+    } else {
+        String::new()
+    };
     Error::InvalidArgument(format!(
-        "password selector {kind:?}...: expected password:PW, file:PATH, random, disabled, locked or locked:SELECTOR"
+        "bad password selector{shown}: expected password:PW, file:PATH, random, disabled, locked or locked:SELECTOR"
     ))
 }
 
@@ -534,7 +540,7 @@ pub(crate) fn failed(op: &str, e: Error) -> Error {
         e @ Error::Operation { .. } => e,
         e => Error::Operation {
             op: op.to_string(),
-            source: Box::new(e),
+            error: Box::new(e),
         },
     }
 }

@@ -30,6 +30,13 @@ pub enum Effect {
     /// Removes the lines starting with one of these `KEY=` prefixes from the files
     /// matching the pattern.
     DropLines(&'static str, &'static [&'static str]),
+    /// Removes the non-directories matching these patterns (directories are kept).
+    RemoveFiles(&'static [&'static str]),
+    /// The inner effect on guests of the Red Hat / SUSE family only (rpm-based, ifcfg
+    /// network scripts), as virt-sysprep decides from inspection.
+    RpmFamily(&'static Effect),
+    /// Several effects in turn.
+    All(&'static [Effect]),
     /// Runs the customize operations given with the sysprep command.
     Customize,
     /// Needs guest binaries or device changes: not offered by skiff.
@@ -188,16 +195,19 @@ pub static OPERATIONS: &[Operation] = &[
         "net-hostname",
         true,
         "Remove HOSTNAME and DHCP_HOSTNAME in network interface configuration",
-        DropLines(
+        RpmFamily(&DropLines(
             "/etc/sysconfig/network-scripts/ifcfg-*",
             &["HOSTNAME=", "DHCP_HOSTNAME="],
-        ),
+        )),
     ),
     op(
         "net-hwaddr",
         true,
         "Remove HWADDR (hard-coded MAC address) configuration",
-        DropLines("/etc/sysconfig/network-scripts/ifcfg-*", &["HWADDR="]),
+        RpmFamily(&DropLines(
+            "/etc/sysconfig/network-scripts/ifcfg-*",
+            &["HWADDR="],
+        )),
     ),
     op(
         "net-nmconn",
@@ -215,12 +225,14 @@ pub static OPERATIONS: &[Operation] = &[
         "package-manager-cache",
         true,
         "Remove package manager cache",
-        RemoveContents(&[
-            "/var/cache/apt/archives",
-            "/var/cache/dnf",
-            "/var/cache/yum",
-            "/var/cache/zypp/packages",
-            "/var/cache/urpmi",
+        All(&[
+            RemoveFiles(&["/var/cache/apt/archives/*"]),
+            RemoveContents(&[
+                "/var/cache/dnf",
+                "/var/cache/yum",
+                "/var/cache/zypp/packages",
+                "/var/cache/urpmi",
+            ]),
         ]),
     ),
     op(
@@ -271,7 +283,7 @@ pub static OPERATIONS: &[Operation] = &[
         "rpm-db",
         true,
         "Remove host-specific RPM database files",
-        Remove(&["/var/lib/rpm/__db.*"]),
+        RpmFamily(&Remove(&["/var/lib/rpm/__db.*"])),
     ),
     op(
         "samba-db-log",
@@ -495,8 +507,66 @@ pub(crate) fn apply(g: &mut Guest, ops: &[&'static Operation], customize: &Prepa
     Ok(())
 }
 
+/// Is the guest of the Red Hat / SUSE family (`/etc/redhat-release`, `/etc/SuSE-release`,
+/// or such an `ID`/`ID_LIKE` in `/etc/os-release`)?
+fn rpm_family(g: &mut Guest) -> Result<bool> {
+    if g.exists("/etc/redhat-release")? || g.exists("/etc/SuSE-release")? {
+        return Ok(true);
+    }
+    let Some(text) = g.read_optional("/etc/os-release", 64 << 10).unwrap_or(None) else {
+        return Ok(false);
+    };
+    let text = String::from_utf8_lossy(&text);
+    const FAMILY: &[&str] = &[
+        "rhel",
+        "fedora",
+        "centos",
+        "rocky",
+        "almalinux",
+        "ol",
+        "amzn",
+        "suse",
+        "opensuse",
+        "sles",
+        "mageia",
+        "openmandriva",
+    ];
+    Ok(text.lines().any(|l| {
+        let v = l
+            .strip_prefix("ID=")
+            .or_else(|| l.strip_prefix("ID_LIKE="))
+            .unwrap_or("");
+        v.trim_matches('"')
+            .split_whitespace()
+            .any(|w| FAMILY.contains(&w))
+    }))
+}
+
 fn apply_one(g: &mut Guest, o: &Operation, customize: &Prepared) -> Result<()> {
-    match o.effect {
+    apply_effect(g, &o.effect, customize)
+}
+
+fn apply_effect(g: &mut Guest, effect: &Effect, customize: &Prepared) -> Result<()> {
+    match *effect {
+        RemoveFiles(patterns) => {
+            for p in patterns {
+                for path in glob::expand(g, p)? {
+                    if !g.is_real_dir(&path)? {
+                        g.remove(&path)?;
+                    }
+                }
+            }
+        }
+        RpmFamily(inner) => {
+            if rpm_family(g)? {
+                apply_effect(g, inner, customize)?;
+            }
+        }
+        All(effects) => {
+            for e in effects {
+                apply_effect(g, e, customize)?;
+            }
+        }
         Remove(patterns) => {
             for p in patterns {
                 for path in glob::expand(g, p)? {
