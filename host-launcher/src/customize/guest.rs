@@ -240,12 +240,39 @@ impl<'s> Guest<'s> {
 
     /// The entries of a directory (as on the disk).
     pub fn read_dir(&mut self, path: &str) -> Result<Vec<DirEntry>> {
-        let mut v = self.s.read_dir(path)?;
-        if self.dry_run {
-            v.retain(|e| {
-                let p = super::glob::join(path, &e.name);
-                self.overlaid(&p) != Some(None)
-            });
+        if !self.dry_run {
+            return self.s.read_dir(path);
+        }
+        // Dry run: the disk's entries, less those removed, plus those created.
+        let created_here = self.overlaid(path) == Some(Some(FileType::Directory));
+        let mut v = match self.s.read_dir(path) {
+            Ok(v) => v,
+            Err(e)
+                if created_here && (is_not_found(&e) || is_kind(&e, ErrorKind::NotADirectory)) =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        v.retain(|e| {
+            let p = super::glob::join(path, &e.name);
+            self.overlaid(&p) != Some(None)
+        });
+        let prefix = super::glob::join(path, "");
+        for (p, t) in &self.overlay {
+            let Some(name) = p.strip_prefix(&prefix) else {
+                continue;
+            };
+            if let Some(t) = t
+                && !name.is_empty()
+                && !name.contains('/')
+                && !v.iter().any(|e| e.name == name)
+            {
+                v.push(DirEntry {
+                    name: name.to_string(),
+                    stat: fake_stat(*t),
+                });
+            }
         }
         Ok(v)
     }
