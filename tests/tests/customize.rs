@@ -614,3 +614,127 @@ fn each_runs_customize_per_image() {
         b"ssh-ed25519 AAAA e@h\n"
     );
 }
+
+/// `debugfs ea_get PATH security.selinux` (`None` when the file has no label).
+fn label(img: &Path, path: &str) -> Option<String> {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("ea_get {path} security.selinux"))
+        .arg(img)
+        .output()
+        .expect("debugfs");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if text.is_empty() || !out.status.success() {
+        return None;
+    }
+    Some(text.trim_end_matches("\\000").trim_matches('"').to_string())
+}
+
+#[test]
+fn selinux_labels_kept_derived_or_relabel() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    guests::write_tree(
+        &root,
+        &[
+            ("etc/selinux/config", "SELINUX=enforcing\nSELINUXTYPE=targeted\n"),
+            (
+                "etc/selinux/targeted/contexts/files/file_contexts",
+                "/etc(/.*)?\tsystem_u:object_r:etc_t:s0\n\
+                 /etc/hostname\t--\tsystem_u:object_r:hostname_etc_t:s0\n\
+                 /root(/.*)?\tsystem_u:object_r:admin_home_t:s0\n\
+                 /root/\\.ssh(/.*)?\tsystem_u:object_r:ssh_home_t:s0\n",
+            ),
+            ("etc/hostname", "old\n"),
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("root/.profile", ""),
+            ("opt/.keep", ""),
+        ],
+    );
+    // The label the guest's hostname carries: something set by hand, not the policy's.
+    // (Python's os.setxattr: mkfs.ext4 -d copies the host files' extended attributes.)
+    let set = |rel: &str, ctx: &str| {
+        run(Command::new("python3").args([
+            "-c",
+            "import os, sys; os.setxattr(sys.argv[1], 'security.selinux', sys.argv[2].encode() + b'\\0')",
+            p(&root.join(rel)),
+            ctx,
+        ]));
+    };
+    set("etc/hostname", "system_u:object_r:custom_t:s0");
+    let img = dir.path().join("se.img");
+    mkfs_ext4(&root, &img, "8M", &[]);
+    assert_eq!(
+        label(&img, "/etc/hostname").as_deref(),
+        Some("system_u:object_r:custom_t:s0")
+    );
+    ok(&[
+        "customize",
+        "-a",
+        p(&img),
+        "--hostname",
+        "new",
+        "--write",
+        "/etc/new.conf:x",
+        "--ssh-inject",
+        "root:string:ssh-ed25519 AAAA r@h",
+    ]);
+    assert_e2fsck_clean(&img);
+    assert_eq!(debugfs_cat(&img, "/etc/hostname"), b"new\n");
+    // Replaced: its own label kept. New: the policy's label for the path.
+    assert_eq!(
+        label(&img, "/etc/hostname").as_deref(),
+        Some("system_u:object_r:custom_t:s0")
+    );
+    assert_eq!(
+        label(&img, "/etc/new.conf").as_deref(),
+        Some("system_u:object_r:etc_t:s0")
+    );
+    assert_eq!(
+        label(&img, "/root/.ssh").as_deref(),
+        Some("system_u:object_r:ssh_home_t:s0")
+    );
+    assert_eq!(
+        label(&img, "/root/.ssh/authorized_keys").as_deref(),
+        Some("system_u:object_r:ssh_home_t:s0")
+    );
+    assert!(!exists(&img, "/.autorelabel"), "every label was derived");
+    // A path the policy does not cover: /.autorelabel instead.
+    let out = ok(&["customize", "-a", p(&img), "--write", "/opt/x:y"]);
+    assert!(out.contains("create /.autorelabel"), "{out}");
+    assert!(exists(&img, "/.autorelabel"));
+    assert_eq!(label(&img, "/opt/x"), None);
+}
+
+#[test]
+fn firstboot_on_a_sysv_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    guests::write_tree(
+        &root,
+        &[
+            ("etc/init.d/rc", "#!/bin/sh\n"),
+            ("etc/rc2.d/.keep", ""),
+            ("etc/rc3.d/.keep", ""),
+        ],
+    );
+    let script = dir.path().join("setup.sh");
+    std::fs::write(&script, "#!/bin/sh\ntouch /root/done\n").unwrap();
+    let img = dir.path().join("sysv.img");
+    mkfs_ext4(&root, &img, "8M", &[]);
+    ok(&["customize", "-a", p(&img), "--firstboot", p(&script)]);
+    assert_e2fsck_clean(&img);
+    let init = String::from_utf8(debugfs_cat(&img, "/etc/init.d/guestfs-firstboot")).unwrap();
+    assert!(init.contains("/usr/lib/virt-sysprep/firstboot.sh start"), "{init}");
+    for rl in ["2", "3"] {
+        assert_eq!(
+            link_target(&img, &format!("/etc/rc{rl}.d/S99guestfs-firstboot")),
+            "../init.d/guestfs-firstboot"
+        );
+    }
+    assert_eq!(
+        debugfs_cat(&img, "/usr/lib/virt-sysprep/scripts/0001-setup-sh"),
+        b"#!/bin/sh\ntouch /root/done\n"
+    );
+    assert_eq!(stat(&img, "/usr/lib/virt-sysprep/scripts/0001-setup-sh").0, 0o755);
+}
