@@ -627,7 +627,9 @@ fn label(img: &Path, path: &str) -> Option<String> {
     if text.is_empty() || !out.status.success() {
         return None;
     }
-    Some(text.trim_end_matches("\\000").trim_matches('"').to_string())
+    // `security.selinux (30) = "CONTEXT\000"`
+    let value = text.split_once(" = ").map_or(text.as_str(), |(_, v)| v);
+    Some(value.trim_matches('"').trim_end_matches("\\000").to_string())
 }
 
 #[test]
