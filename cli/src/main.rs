@@ -48,7 +48,7 @@ enum Cmd {
     #[command(flatten)]
     Bulk(BulkCmd),
     #[command(flatten)]
-    Customize(CustomizeCmd),
+    Customize(Box<CustomizeCmd>),
     /// An interactive shell running many commands in one appliance (guestfish-like);
     /// reads commands from stdin when it is not a terminal.
     #[command(after_help = "Examples:
@@ -83,7 +83,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Cmd::Bulk(c) => commands::bulk::run(a, c, sink),
         Cmd::Customize(c) => {
             let m = matches.subcommand().map(|(_, m)| m);
-            commands::customize::run(a, c, m, sink)
+            commands::customize::run(a, *c, m, sink)
         }
         Cmd::Shell => shell::run(a, sink),
     }

@@ -629,7 +629,12 @@ fn label(img: &Path, path: &str) -> Option<String> {
     }
     // `security.selinux (30) = "CONTEXT\000"`
     let value = text.split_once(" = ").map_or(text.as_str(), |(_, v)| v);
-    Some(value.trim_matches('"').trim_end_matches("\\000").to_string())
+    Some(
+        value
+            .trim_matches('"')
+            .trim_end_matches("\\000")
+            .to_string(),
+    )
 }
 
 #[test]
@@ -639,7 +644,10 @@ fn selinux_labels_kept_derived_or_relabel() {
     guests::write_tree(
         &root,
         &[
-            ("etc/selinux/config", "SELINUX=enforcing\nSELINUXTYPE=targeted\n"),
+            (
+                "etc/selinux/config",
+                "SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+            ),
             (
                 "etc/selinux/targeted/contexts/files/file_contexts",
                 "/etc(/.*)?\tsystem_u:object_r:etc_t:s0\n\
@@ -727,7 +735,10 @@ fn firstboot_on_a_sysv_guest() {
     ok(&["customize", "-a", p(&img), "--firstboot", p(&script)]);
     assert_e2fsck_clean(&img);
     let init = String::from_utf8(debugfs_cat(&img, "/etc/init.d/guestfs-firstboot")).unwrap();
-    assert!(init.contains("/usr/lib/virt-sysprep/firstboot.sh start"), "{init}");
+    assert!(
+        init.contains("/usr/lib/virt-sysprep/firstboot.sh start"),
+        "{init}"
+    );
     for rl in ["2", "3"] {
         assert_eq!(
             link_target(&img, &format!("/etc/rc{rl}.d/S99guestfs-firstboot")),
@@ -738,5 +749,8 @@ fn firstboot_on_a_sysv_guest() {
         debugfs_cat(&img, "/usr/lib/virt-sysprep/scripts/0001-setup-sh"),
         b"#!/bin/sh\ntouch /root/done\n"
     );
-    assert_eq!(stat(&img, "/usr/lib/virt-sysprep/scripts/0001-setup-sh").0, 0o755);
+    assert_eq!(
+        stat(&img, "/usr/lib/virt-sysprep/scripts/0001-setup-sh").0,
+        0o755
+    );
 }
