@@ -289,3 +289,68 @@ pub fn run(
     down?;
     sink.emit(Output::Customize(report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// The operations of `args`, as `run` gets them.
+    fn parsed(args: &[&str]) -> Result<Vec<Op>> {
+        let m = crate::Cli::command().try_get_matches_from(args)?;
+        let cli = crate::Cli::from_arg_matches(&m)?;
+        let crate::Cmd::Customize(c) = cli.command else {
+            panic!("a customize command");
+        };
+        let sub = m.subcommand().map(|(_, m)| m);
+        match *c {
+            CustomizeCmd::Customize { ops, .. } | CustomizeCmd::Sysprep { ops, .. } => ops.ops(sub),
+        }
+    }
+
+    #[test]
+    fn operations_keep_command_line_order() {
+        let ops = parsed(&[
+            "skiff",
+            "customize",
+            "-a",
+            "x.img",
+            "--write",
+            "/a:1",
+            "--hostname",
+            "h1",
+            "--delete",
+            "/tmp/x",
+            "--write",
+            "/b:2",
+            "--selinux-relabel",
+        ])
+        .unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                Op::parse("write", "/a:1").unwrap(),
+                Op::parse("hostname", "h1").unwrap(),
+                Op::parse("delete", "/tmp/x").unwrap(),
+                Op::parse("write", "/b:2").unwrap(),
+                Op::SelinuxRelabel,
+            ]
+        );
+        let ops = parsed(&[
+            "skiff",
+            "sysprep",
+            "-a",
+            "x.img",
+            "--operations",
+            "machine-id",
+            "--touch",
+            "/t",
+        ])
+        .unwrap();
+        assert_eq!(ops, vec![Op::Touch("/t".into())]);
+        let e = parsed(&["skiff", "customize", "-a", "x", "--install", "vim"]).unwrap_err();
+        assert!(e.to_string().contains("--firstboot-command"), "{e}");
+        let e = parsed(&["skiff", "customize", "-a", "x", "--update"]).unwrap_err();
+        assert!(e.to_string().contains("not offered"), "{e}");
+    }
+}
