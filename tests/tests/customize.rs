@@ -754,3 +754,24 @@ fn firstboot_on_a_sysv_guest() {
         0o755
     );
 }
+
+#[test]
+fn copy_in_copies_a_host_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = guest(dir.path(), "g.img");
+    let tree = dir.path().join("site");
+    guests::write_tree(
+        &tree,
+        &[("index.html", "<h1>hi</h1>\n"), ("css/a.css", "a{}\n")],
+    );
+    std::fs::set_permissions(tree.join("css"), PermissionsExt::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink("index.html", tree.join("home.html")).unwrap();
+    let arg = format!("{}:/srv", p(&tree));
+    ok(&["customize", "-a", p(&img), "--copy-in", &arg]);
+    assert_e2fsck_clean(&img);
+    assert_eq!(debugfs_cat(&img, "/srv/site/index.html"), b"<h1>hi</h1>\n");
+    assert_eq!(debugfs_cat(&img, "/srv/site/css/a.css"), b"a{}\n");
+    let (mode, _, _, t) = stat(&img, "/srv/site/css");
+    assert_eq!((mode, t.as_str()), (0o750, "directory"));
+    assert_eq!(link_target(&img, "/srv/site/home.html"), "index.html");
+}
