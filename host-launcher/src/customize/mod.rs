@@ -639,6 +639,65 @@ mod tests {
         assert!(Op::parse("frobnicate", "x").is_err());
     }
 
+    /// Deterministic mutations of `seed` (bit flips, truncations, byte insertions).
+    pub(crate) fn mutations(seed: &[u8], n: usize) -> Vec<Vec<u8>> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let mut v = seed.to_vec();
+            for _ in 0..(next() % 8 + 1) {
+                if v.is_empty() {
+                    break;
+                }
+                let i = (next() as usize) % v.len();
+                match next() % 4 {
+                    0 => v[i] ^= 1 << (next() % 8),
+                    1 => v.truncate(i),
+                    2 => v.insert(i, b":\n\r\0#*!$"[(next() % 8) as usize]),
+                    _ => v[i] = next() as u8,
+                }
+            }
+            out.push(v);
+        }
+        out
+    }
+
+    /// Hostile guest text (passwd, shadow, hosts, SELinux config) never panics the
+    /// host-side parsers, and a shadow rewrite keeps every other byte.
+    #[test]
+    fn hostile_guest_text_never_panics() {
+        let passwd_seed =
+            b"root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:A,,,:/home/alice:/bin/sh\n";
+        let shadow_seed = b"root:*:19000:0:99999:7:::\n# c\nalice:!:1:0:99999:7:::";
+        for m in mutations(passwd_seed, 3000) {
+            let _ = passwd::find_user(&m, "alice");
+            let _ = passwd::users(&m);
+        }
+        for m in mutations(shadow_seed, 3000) {
+            if let Some(out) = passwd::set_shadow_password(&m, "alice", "$6$s$h") {
+                // Only alice's field changed: the bytes before her line are the same.
+                let i = m.windows(6).position(|w| w == b"alice:").unwrap_or(0);
+                assert_eq!(&out[..i], &m[..i]);
+            }
+        }
+        let hosts = b"127.0.0.1 localhost\n127.0.1.1 old.example old # old\n";
+        for m in mutations(hosts, 2000) {
+            let t = String::from_utf8_lossy(&m);
+            let _ = ops::rewrite_hosts(&t, "old.example", "new");
+            let _ = ops::set_shell_var(&t, "HOSTNAME", "new");
+            let _ = selinux::parse_config(&t);
+            for pat in ["*.log*", "[!a-", "[]", "?*?"] {
+                let _ = glob::matches(pat, &t);
+            }
+        }
+    }
+
     #[test]
     fn secrets_are_not_shown() {
         let op = Op::parse("password", "bob:locked:password:hunter2").unwrap();

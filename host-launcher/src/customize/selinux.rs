@@ -245,6 +245,19 @@ impl Guest<'_> {
 mod tests {
     use super::*;
 
+    /// Hostile `file_contexts` text: parsed and matched without a panic.
+    #[test]
+    fn hostile_file_contexts_never_panic() {
+        let seed = b"/etc(/.*)?\tsystem_u:object_r:etc_t:s0\n/etc/hostname\t--\tsystem_u:object_r:hostname_etc_t:s0\n/root/\\.ssh(/.*)?\t<<none>>\n";
+        for m in super::super::tests::mutations(seed, 1500) {
+            let mut l = Labeler::from_text(&String::from_utf8_lossy(&m));
+            for p in ["/etc/hostname", "/etc/x", "/root/.ssh/k", "/"] {
+                let _ = l.label_for(p, FileType::Regular);
+                let _ = l.label_for(p, FileType::Directory);
+            }
+        }
+    }
+
     const FC: &str = "\
 /.*\t\t\tsystem_u:object_r:default_t:s0
 /etc(/.*)?\t\tsystem_u:object_r:etc_t:s0
