@@ -267,6 +267,12 @@ pub fn run(
     if a.drives.is_empty() && a.domain.is_none() && a.volumes.is_empty() {
         bail!("add the guest's disk(s) with -a DISK (or -d DOMAIN)");
     }
+    if a.inherit_appliance.is_some() && !dry_run {
+        bail!(
+            "customize and sysprep write to the disk: `each --pool` attaches images read-only \
+             (run `each` without --pool, or add --dry-run)"
+        );
+    }
     let mut a = a.clone();
     a.rw = !dry_run;
     let mut s = launch(&a)?;
