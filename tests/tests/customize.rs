@@ -775,3 +775,37 @@ fn copy_in_copies_a_host_tree() {
     assert_eq!((mode, t.as_str()), (0o750, "directory"));
     assert_eq!(link_target(&img, "/srv/site/home.html"), "index.html");
 }
+
+#[test]
+fn full_filesystem_found_before_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    guests::write_tree(&root, &[("etc/hostname", "old\n")]);
+    std::fs::write(root.join("filler"), skiff_tests::pattern(700_000, 1)).unwrap();
+    let img = dir.path().join("full.img");
+    mkfs_ext4(&root, &img, "1M", &[]);
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, skiff_tests::pattern(600_000, 2)).unwrap();
+    let before = file_hash(&img);
+    let up = format!("{}:/etc/hostname", p(&big));
+    let err = fails(&[
+        "customize",
+        "-a",
+        p(&img),
+        "--hostname",
+        "new",
+        "--upload",
+        &up,
+    ]);
+    assert!(
+        err.contains("--upload") && err.contains("no space left"),
+        "{err}"
+    );
+    assert_eq!(
+        file_hash(&img),
+        before,
+        "nothing written, the hostname neither"
+    );
+    assert_e2fsck_clean(&img);
+    assert_eq!(debugfs_cat(&img, "/etc/hostname"), b"old\n");
+}

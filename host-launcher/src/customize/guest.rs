@@ -52,6 +52,9 @@ pub struct Guest<'s> {
     /// Dry run: the bytes of files written so far (small ones), for later operations
     /// that read them (a second password change reads the first one's shadow).
     dry_data: BTreeMap<String, Vec<u8>>,
+    /// Dry run: bytes the writes so far would take, per filesystem (its block size and
+    /// block count standing for its identity).
+    dry_space: BTreeMap<(u64, u64), u64>,
     /// SELinux labelling, when the guest uses SELinux.
     labeler: Option<Labeler>,
     /// A new file could not be labelled: `/.autorelabel` at the end.
@@ -113,6 +116,7 @@ impl<'s> Guest<'s> {
             notes: Vec::new(),
             overlay: BTreeMap::new(),
             dry_data: BTreeMap::new(),
+            dry_space: BTreeMap::new(),
             labeler: None,
             relabel: false,
             tmp_counter: 0,
@@ -436,6 +440,7 @@ impl<'s> Guest<'s> {
         } else {
             Action::Create
         };
+        self.check_space(&parent, path, size)?;
         if self.dry_run {
             self.overlay
                 .insert(path.to_string(), Some(FileType::Regular));
@@ -478,6 +483,41 @@ impl<'s> Guest<'s> {
             }
         }
         self.s.rename(tmp, path)
+    }
+
+    /// Refuses a write of `size` bytes into `dir` that its filesystem has no room for
+    /// (the replaced file is only freed after the rename), counting, in the dry run, what
+    /// the earlier writes would take: a full filesystem is found before the first write.
+    fn check_space(&mut self, dir: &str, path: &str, size: u64) -> Result<()> {
+        let st = match self.s.statvfs(dir) {
+            Ok(st) => st,
+            Err(e) if is_kind(&e, ErrorKind::Unsupported) || is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let bs = st.block_size.max(512);
+        // The data, rounded up to blocks, plus room for an extent/indirect block or two.
+        let needed = size
+            .div_ceil(bs)
+            .saturating_add(size / bs / 256)
+            .saturating_add(2)
+            .saturating_mul(bs);
+        let free = st.blocks_free.saturating_mul(bs);
+        let before = if self.dry_run {
+            *self.dry_space.get(&(bs, st.blocks)).unwrap_or(&0)
+        } else {
+            0
+        };
+        let total = before.saturating_add(needed);
+        if total > free {
+            return Err(remote(
+                ErrorKind::NoSpace,
+                format!("{path}: needs about {total} bytes, {free} free on its filesystem"),
+            ));
+        }
+        if self.dry_run {
+            self.dry_space.insert((bs, st.blocks), total);
+        }
+        Ok(())
     }
 
     /// A name for a temporary file in `dir` that does not exist (anything there under
