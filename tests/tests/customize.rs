@@ -809,3 +809,20 @@ fn full_filesystem_found_before_the_first_write() {
     assert_e2fsck_clean(&img);
     assert_eq!(debugfs_cat(&img, "/etc/hostname"), b"old\n");
 }
+
+#[test]
+fn xfs_is_refused_by_name_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(300 << 20))
+        .unwrap();
+    run(Command::new("mkfs.xfs").args(["-q", "-f", p(&img)]));
+    let before = file_hash(&img);
+    let err = fails(&["customize", "-a", p(&img), "--write", "/motd:hi"]);
+    assert!(
+        err.contains("--write /motd") && err.contains("xfs"),
+        "{err}"
+    );
+    assert_eq!(file_hash(&img), before);
+}
