@@ -1,8 +1,10 @@
 #!/bin/sh
-# Re-records sysprep-virt-sysprep.txt: builds the guest of sysprep-tree.txt (as
-# tests/tests/customize.rs does), runs the real virt-sysprep on it with the operations
-# skiff's test runs, and lists the tree left (PATH SIZE, sorted) through debugfs.
-# Takes 20-60 s under TCG. Run as root from anywhere: tests/oracles/sysprep-record.sh
+# Re-records sysprep-virt-sysprep.txt and sysprep-virt-sysprep-defaults.txt: builds the
+# guest of sysprep-tree.txt (as tests/tests/customize.rs does), runs the real
+# virt-sysprep on a fresh copy of it (with the operations of sysprep-operations.txt,
+# then with its defaults), and lists the tree left (PATH SIZE for files and symlinks,
+# PATH/ for directories, sorted; lost+found left out) through debugfs.
+# Takes 1-2 min under TCG. Run as root from anywhere: tests/oracles/sysprep-record.sh
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 ops=$(cat "$here/sysprep-operations.txt")
@@ -24,16 +26,7 @@ for line in open(src):
     with open(p, "w") as f:
         f.write(content.replace("\\n", "\n"))
 PY
-cp /bin/dash "$work/root/usr/bin/sh"
-ln -s usr/bin "$work/root/bin"
-mkfs.ext4 -q -F -d "$work/root" "$work/guest.img" 16M
-LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg \
-    virt-sysprep -q -a "$work/guest.img" --operations "$ops"
-mkdir "$work/out"
-debugfs -R "rdump / $work/out" "$work/guest.img" 2>/dev/null
-# Files and symlinks as "PATH SIZE", directories as "PATH/" (their sizes differ
-# between writers), lost+found left out.
-python3 - "$work/out" > "$here/sysprep-virt-sysprep.txt" <<'PY'
+cat > "$work/list.py" <<'PY'
 import os, sys
 base = sys.argv[1]
 out = []
@@ -49,4 +42,23 @@ for d, dirs, files in os.walk(base):
             out.append("%s %d" % (rel, os.lstat(p).st_size))
 print("\n".join(sorted(out)))
 PY
-echo "recorded $here/sysprep-virt-sysprep.txt" >&2
+cp /bin/dash "$work/root/usr/bin/sh"
+ln -s usr/bin "$work/root/bin"
+mkfs.ext4 -q -F -d "$work/root" "$work/guest.img" 16M
+
+# record OUT [VIRT-SYSPREP OPTIONS]
+record() {
+    out=$1
+    shift
+    img="$work/copy.img"
+    cp --sparse=always "$work/guest.img" "$img"
+    LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg \
+        virt-sysprep -q -a "$img" "$@"
+    rm -rf "$work/out"
+    mkdir "$work/out"
+    debugfs -R "rdump / $work/out" "$img" 2>/dev/null
+    python3 "$work/list.py" "$work/out" > "$out"
+    echo "recorded $out" >&2
+}
+record "$here/sysprep-virt-sysprep.txt" --operations "$ops"
+record "$here/sysprep-virt-sysprep-defaults.txt"
