@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options for booting the appliance (accepted before or after the subcommand).
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct LaunchArgs {
     /// Add a disk image: PATH[,format=raw|qcow2][,backing=allow] (format found from the
     /// image header if omitted; an image naming a backing or data file is refused unless

@@ -16,6 +16,7 @@ mod warnings;
 
 use clap::{Parser, Subcommand};
 use commands::bulk::BulkCmd;
+use commands::customize::CustomizeCmd;
 use commands::device::DeviceCmd;
 use commands::fs::FsCmd;
 use commands::inspect::InspectCmd;
@@ -46,6 +47,8 @@ enum Cmd {
     Inspect(InspectCmd),
     #[command(flatten)]
     Bulk(BulkCmd),
+    #[command(flatten)]
+    Customize(Box<CustomizeCmd>),
     /// An interactive shell running many commands in one appliance (guestfish-like);
     /// reads commands from stdin when it is not a terminal.
     #[command(after_help = "Examples:
@@ -56,8 +59,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    use clap::{CommandFactory, FromArgMatches};
+    // The matches are kept: customize's operations run in command-line order.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("skiff: {e:#}");
@@ -66,7 +72,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let a = &cli.launch;
     let mut renderer = Renderer::new(if a.json { Format::Json } else { Format::Text });
     let sink = &mut renderer;
@@ -75,6 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Fs(c) => commands::fs::run(a, c, sink),
         Cmd::Inspect(c) => commands::inspect::run(a, c, sink),
         Cmd::Bulk(c) => commands::bulk::run(a, c, sink),
+        Cmd::Customize(c) => {
+            let m = matches.subcommand().map(|(_, m)| m);
+            commands::customize::run(a, *c, m, sink)
+        }
         Cmd::Shell => shell::run(a, sink),
     }
 }

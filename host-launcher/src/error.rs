@@ -123,6 +123,11 @@ pub enum Error {
 
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+
+    /// A customize or sysprep operation failed; `op` is the operation as given
+    /// (`--ssh-inject alice`, `sysprep machine-id`), secrets redacted.
+    #[error("{op}: {error}")]
+    Operation { op: String, error: Box<Error> },
 }
 
 /// Result alias for the library.

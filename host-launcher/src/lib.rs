@@ -57,6 +57,13 @@
 //!   mod.rs              inspect_os, mount_plan (host side, over file calls)
 //!   calls.rs            Session::applications, windows_facts (computed in the appliance)
 //! bulk/               many images: each (parallel runs), df, pool (Pool, SharedReader)
+//! customize/          customize and sysprep: operations on a mounted guest
+//!   mod.rs              Op (virt-customize's options), customize(), Report, Change
+//!   ops.rs              each operation; host inputs read once (Prepared)
+//!   sysprep.rs          virt-sysprep's file operations
+//!   guest.rs            Guest: how changes are made (whole-file replace, attributes,
+//!                       labels, no writes through symlinks, dry run)
+//!   passwd.rs, selinux.rs, firstboot.rs, glob.rs
 //! json.rs             the JSON documents of front-ends' --json output
 //! ```
 //!
@@ -70,6 +77,7 @@ pub mod appliance;
 pub mod backend;
 pub mod bulk;
 pub mod confine;
+pub mod customize;
 pub mod error;
 pub mod images;
 pub mod inspect;

@@ -9,6 +9,7 @@
 //! - `df` and `each` over many images: [`bulk`].
 
 pub mod bulk;
+pub mod customize;
 pub mod device;
 pub mod fs;
 pub mod inspect;
@@ -90,6 +91,10 @@ pub enum Output {
     Df(DfReport),
     /// `each`: one image's run (as it completes).
     EachImage(EachOutcome),
+    /// `customize`, `sysprep`: what changed (or, with `--dry-run`, would change).
+    Customize(skiff::customize::Report),
+    /// `sysprep --list-operations`.
+    SysprepOperations(&'static [skiff::customize::sysprep::Operation]),
     /// The end of a bulk run in which every image succeeded: `ok` images.
     Summary {
         ok: usize,

@@ -124,6 +124,21 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
             },
         ),
         Output::EachImage(o) => Ok(write_outcome(out, &o)?),
+        Output::Customize(report) => json_to(out, &report),
+        Output::SysprepOperations(ops) => json_to(
+            out,
+            &SysprepOpsDoc {
+                operations: ops
+                    .iter()
+                    .map(|o| SysprepOpDoc {
+                        name: o.name,
+                        default: o.default,
+                        offered: !matches!(o.effect, skiff::customize::sysprep::Effect::NotOffered),
+                        description: o.description,
+                    })
+                    .collect(),
+            },
+        ),
         Output::Summary { ok, failed } => {
             eprintln!("{ok} ok, {failed} failed");
             Ok(())
@@ -153,6 +168,20 @@ fn with_warnings(doc: String, pending: &[String]) -> Result<String> {
     let sep = if body.is_empty() { "" } else { "," };
     let list = serde_json::to_string(pending)?;
     Ok(format!("{{{body}{sep}\"warnings\":{list}}}"))
+}
+
+/// `sysprep --list-operations`: `{"operations": [{name, default, offered, description}]}`.
+#[derive(Serialize)]
+struct SysprepOpsDoc {
+    operations: Vec<SysprepOpDoc>,
+}
+
+#[derive(Serialize)]
+struct SysprepOpDoc {
+    name: &'static str,
+    default: bool,
+    offered: bool,
+    description: &'static str,
 }
 
 /// `inspect`: `{"operating_systems": [...]}`.

@@ -10,6 +10,39 @@ use skiff::inspect::OsInfo;
 use skiff::wire::{FileType, Stat, StatVfs, TableKind};
 use std::io::Write;
 
+/// `customize`/`sysprep`: one line per change (`would ...` in a dry run), then notes.
+fn write_customize(out: &mut impl Write, r: &skiff::customize::Report) -> Result<()> {
+    let would = if r.dry_run { "would " } else { "" };
+    for c in &r.changes {
+        write!(
+            out,
+            "{}: {would}{} {}",
+            safe(&c.operation),
+            c.action.verb(),
+            safe(&c.path)
+        )?;
+        if let Some(d) = &c.detail {
+            write!(out, " ({})", safe(d))?;
+        }
+        writeln!(out)?;
+    }
+    if r.changes.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            if r.dry_run {
+                "nothing would change"
+            } else {
+                "nothing changed"
+            }
+        )?;
+    }
+    for n in &r.notes {
+        writeln!(out, "note: {}", safe(n))?;
+    }
+    Ok(())
+}
+
 /// Writes `output` as text to `out` (and, for `df` errors and the end of `each`, to
 /// stderr).
 pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
@@ -92,6 +125,17 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
         Output::Df(report) => write_df(out, &report)?,
         Output::EachImage(o) => write_outcome(out, &o)?,
         Output::Summary { ok, failed } => eprintln!("{ok} ok, {failed} failed"),
+        Output::Customize(report) => write_customize(out, &report)?,
+        Output::SysprepOperations(ops) => {
+            for o in ops {
+                let mark = match o.effect {
+                    skiff::customize::sysprep::Effect::NotOffered => "-",
+                    _ if o.default => "*",
+                    _ => " ",
+                };
+                writeln!(out, "{} {mark} {}", o.name, o.description)?;
+            }
+        }
     }
     out.flush()?;
     Ok(())

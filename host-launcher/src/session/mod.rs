@@ -11,7 +11,7 @@
 //! - [`fs`]: partitions, mounts and file calls.
 //! - [`hotplug`]: disks added and removed after launch (the backend does the plugging).
 
-mod calls;
+pub(crate) mod calls;
 pub mod channel;
 mod device;
 pub mod fs;
