@@ -811,20 +811,41 @@ fn full_filesystem_found_before_the_first_write() {
 }
 
 #[test]
-fn xfs_is_refused_by_name_and_left_alone() {
+fn xfs_guests_are_customized_and_stay_clean() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("x.img");
     std::fs::File::create(&img)
         .and_then(|f| f.set_len(300 << 20))
         .unwrap();
     run(Command::new("mkfs.xfs").args(["-q", "-f", p(&img)]));
-    let before = file_hash(&img);
-    let err = fails(&["customize", "-a", p(&img), "--write", "/motd:hi"]);
-    assert!(
-        err.contains("--write /motd") && err.contains("xfs"),
-        "{err}"
-    );
-    assert_eq!(file_hash(&img), before);
+    ok(&[
+        "customize",
+        "-a",
+        p(&img),
+        "--mkdir",
+        "/etc",
+        "--write",
+        "/etc/motd:hello from skiff",
+        "--append-line",
+        "/etc/motd:second line",
+        "--chmod",
+        "0600:/etc/motd",
+        "--link",
+        "/etc/motd:/motd-link",
+    ]);
+    // xfs_repair -n: no corruption, the log clean.
+    run(Command::new("xfs_repair").args(["-n", p(&img)]));
+    // Linux reads what skiff wrote.
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount").args(["-o", "loop,ro", p(&img), p(&mnt)]));
+    let motd = std::fs::read_to_string(mnt.join("etc/motd"));
+    let mode = std::fs::metadata(mnt.join("etc/motd")).map(|m| m.permissions());
+    let link = std::fs::read_link(mnt.join("motd-link"));
+    run(Command::new("umount").arg(p(&mnt)));
+    assert_eq!(motd.unwrap(), "hello from skiff\nsecond line\n");
+    assert_eq!(mode.unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(link.unwrap(), Path::new("/etc/motd"));
 }
 
 #[test]
