@@ -264,8 +264,8 @@ pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<Mou
             let opts = skiff::inspect::InspectOptions {
                 applications: false,
             };
-            let found = skiff::inspect::inspect_os_with(session, &opts)
-                .context("inspecting the disks")?;
+            let found =
+                skiff::inspect::inspect_os_with(session, &opts).context("inspecting the disks")?;
             if let Some(os) = found.first() {
                 let plan = skiff::inspect::mount_plan(os);
                 return Ok(plan

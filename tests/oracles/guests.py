@@ -331,10 +331,13 @@ def rpm_database(tree, dbpath, work, packages):
     run("rpm", *macros, "--initdb")
     run("rpm", *macros, "-i", "--justdb", "--nodeps", "--noscripts", "--notriggers",
         "--ignorearch", "--ignoreos", *sorted(rpms))
-    # Drop the sqlite side files rpm may leave (a clean shutdown checkpoints them).
-    for f in os.listdir(db):
-        if f.endswith("-shm") or f.endswith("-wal"):
-            os.remove(os.path.join(db, f))
+    # rpm keeps its sqlite database in WAL mode and leaves the (checkpointed, empty)
+    # -wal and the -shm files, as an installed system has them: keep them. librpm
+    # (virt-inspector's appliance mounts the guest read-only) cannot open a WAL
+    # database without its -shm file. Everything must be in the main file.
+    wal = os.path.join(db, "rpmdb.sqlite-wal")
+    if os.path.exists(wal) and os.path.getsize(wal) != 0:
+        raise SystemExit("guests.py: rpm left a non-empty rpmdb.sqlite-wal")
 
 
 def rpm_config(tree, dbpath):

@@ -98,8 +98,15 @@ fn without_point_release(xml: &str) -> String {
 /// `(name, version, arch)` of the installed packages per `dpkg-query` on the tree.
 fn dpkg_query(tree: &Path) -> Vec<(String, String, String)> {
     let out = Command::new("dpkg-query")
-        .arg(format!("--admindir={}", tree.join("var/lib/dpkg").display()))
-        .args(["-W", "-f", "${db:Status-Status} ${Package} ${Version} ${Architecture}\n"])
+        .arg(format!(
+            "--admindir={}",
+            tree.join("var/lib/dpkg").display()
+        ))
+        .args([
+            "-W",
+            "-f",
+            "${db:Status-Status} ${Package} ${Version} ${Architecture}\n",
+        ])
         .output()
         .expect("dpkg-query");
     String::from_utf8_lossy(&out.stdout)
@@ -176,8 +183,8 @@ fn check(name: &str) {
     };
     let recorded = std::fs::read_to_string(oracles().join(format!("{name}.xml")))
         .unwrap_or_else(|e| panic!("tests/oracles/{name}.xml: {e} (tests/oracles/record.sh)"));
-    let recorded_fp = std::fs::read_to_string(oracles().join(format!("{name}.fingerprint")))
-        .unwrap_or_default();
+    let recorded_fp =
+        std::fs::read_to_string(oracles().join(format!("{name}.fingerprint"))).unwrap_or_default();
     let o = skiff_cli(&["inspect", "--xml", "-a", img.to_str().unwrap()], b"");
     assert!(
         o.status.success(),

@@ -232,18 +232,17 @@ fn write_os(out: &mut impl Write, os: &OsInfo, list_applications: bool) -> Resul
             let how = os
                 .fstab
                 .iter()
-                .find(|e| e.mountpoint.trim_end_matches('/') == m.mountpoint || e.mountpoint == m.mountpoint)
+                .find(|e| {
+                    e.mountpoint.trim_end_matches('/') == m.mountpoint
+                        || e.mountpoint == m.mountpoint
+                })
                 .map(|e| format!(" ({} {})", safe(&e.spec), safe(&e.fstype)))
                 .unwrap_or_default();
             writeln!(out, "    {} {}{how}", safe(&m.mountpoint), safe(&m.device))?;
         }
     }
     if let Some(apps) = &os.applications {
-        let dbs: Vec<String> = os
-            .package_databases
-            .iter()
-            .map(|d| safe(&d.path))
-            .collect();
+        let dbs: Vec<String> = os.package_databases.iter().map(|d| safe(&d.path)).collect();
         let from = if dbs.is_empty() {
             String::new()
         } else {

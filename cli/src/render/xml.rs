@@ -149,12 +149,24 @@ fn os(w: &mut W, os: &OsInfo) {
     w.opt(2, "distro", &os.distro);
     w.opt(2, "product_name", &os.product_name);
     w.opt(2, "product_variant", &os.product_variant);
-    w.leaf(2, "major_version", &os.major_version.unwrap_or(0).to_string());
-    w.leaf(2, "minor_version", &os.minor_version.unwrap_or(0).to_string());
+    w.leaf(
+        2,
+        "major_version",
+        &os.major_version.unwrap_or(0).to_string(),
+    );
+    w.leaf(
+        2,
+        "minor_version",
+        &os.minor_version.unwrap_or(0).to_string(),
+    );
     w.opt(2, "package_format", &os.package_format);
     w.opt(2, "package_management", &os.package_management);
     w.opt(2, "windows_systemroot", &os.windows_systemroot);
-    w.opt(2, "windows_current_control_set", &os.windows_current_control_set);
+    w.opt(
+        2,
+        "windows_current_control_set",
+        &os.windows_current_control_set,
+    );
     w.opt(2, "hostname", &os.hostname);
     w.opt(2, "osinfo", &os.osinfo);
 
@@ -224,6 +236,17 @@ fn os(w: &mut W, os: &OsInfo) {
             w.close(2, "applications");
         }
     }
+    if let Some(icon) = &os.icon {
+        // libxml2's base64 writer: 72 characters a line, lines ended by CR LF.
+        let lines: Vec<&str> = icon
+            .as_bytes()
+            .chunks(72)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        w.pad(2);
+        w.out
+            .push_str(&format!("<icon>{}</icon>\n", lines.join("\r\n")));
+    }
     w.close(1, "operatingsystem");
 }
 
@@ -257,12 +280,18 @@ mod tests {
 
     #[test]
     fn escaping_like_libxml2() {
-        assert_eq!(text("A <free> & \"open\"\r\nx"), "A &lt;free&gt; &amp; &quot;open&quot;&#13;\nx");
+        assert_eq!(
+            text("A <free> & \"open\"\r\nx"),
+            "A &lt;free&gt; &amp; &quot;open&quot;&#13;\nx"
+        );
         assert_eq!(attr("a\"b\n\té"), "a&quot;b&#10;&#9;&#xE9;");
     }
 
     #[test]
     fn empty_document() {
-        assert_eq!(document(&[]), "<?xml version=\"1.0\"?>\n<operatingsystems/>\n");
+        assert_eq!(
+            document(&[]),
+            "<?xml version=\"1.0\"?>\n<operatingsystems/>\n"
+        );
     }
 }

@@ -50,7 +50,9 @@ pub trait GuestFiles {
 
 /// The components of an absolute or relative path (empty ones and `.` dropped).
 fn components(p: &str) -> Vec<&str> {
-    p.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
+    p.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
 }
 
 /// The guest as the session has it mounted (the root at `/`, its other filesystems
@@ -98,7 +100,11 @@ impl<'s> Mounted<'s> {
     /// what is there; `None` when a component is missing, a non-directory is walked
     /// through, or a bound is hit.
     pub fn resolve(&mut self, path: &str, follow: bool) -> Result<Option<(String, FileType)>> {
-        let mut todo: Vec<String> = components(path).into_iter().rev().map(str::to_string).collect();
+        let mut todo: Vec<String> = components(path)
+            .into_iter()
+            .rev()
+            .map(str::to_string)
+            .collect();
         let mut done: Vec<String> = Vec::new();
         let mut links = 0usize;
         let mut walked = 0usize;
@@ -207,7 +213,8 @@ pub mod testing {
         }
         pub fn file(&mut self, p: &str, data: &str) -> &mut Self {
             self.parents(p);
-            self.nodes.insert(p.into(), Node::File(data.as_bytes().to_vec()));
+            self.nodes
+                .insert(p.into(), Node::File(data.as_bytes().to_vec()));
             self
         }
         pub fn bytes(&mut self, p: &str, data: &[u8]) -> &mut Self {
@@ -227,7 +234,11 @@ pub mod testing {
         }
 
         fn resolve(&self, path: &str, follow: bool) -> Option<(String, &Node)> {
-            let mut todo: Vec<String> = components(path).into_iter().rev().map(str::to_string).collect();
+            let mut todo: Vec<String> = components(path)
+                .into_iter()
+                .rev()
+                .map(str::to_string)
+                .collect();
             let mut done: Vec<String> = Vec::new();
             let mut links = 0;
             let mut node = self.nodes.get("/")?;
@@ -300,7 +311,10 @@ pub mod testing {
             .link("/a", "/b")
             .link("/b", "/a")
             .link("/abs", "/usr/./lib//os-release");
-        assert_eq!(t.read("/etc/os-release").unwrap().as_deref(), Some("ID=x\n"));
+        assert_eq!(
+            t.read("/etc/os-release").unwrap().as_deref(),
+            Some("ID=x\n")
+        );
         assert_eq!(t.read("/abs").unwrap().as_deref(), Some("ID=x\n"));
         assert!(t.is_file("/bin/sh", true).unwrap());
         assert!(!t.is_dir("/bin", false).unwrap());

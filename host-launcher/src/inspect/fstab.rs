@@ -133,7 +133,11 @@ fn mapper_name(device: &str) -> Option<String> {
     if vg == "mapper" || lv.contains('/') {
         return None;
     }
-    Some(format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--")))
+    Some(format!(
+        "{}-{}",
+        vg.replace('-', "--"),
+        lv.replace('-', "--")
+    ))
 }
 
 impl Devices<'_> {
@@ -293,7 +297,9 @@ pub fn inspected_entries(text: &str, root: &str, devs: &Devices) -> Vec<(String,
         }
         let mp = canonical_path(&l.mountpoint);
         let pseudo = |p: &str| mp == p || mp.starts_with(&format!("{p}/"));
-        if ["/dev", "/proc", "/selinux", "/sys"].iter().any(|p| pseudo(p))
+        if ["/dev", "/proc", "/selinux", "/sys"]
+            .iter()
+            .any(|p| pseudo(p))
             || mp.starts_with("/media/")
         {
             continue;
@@ -405,8 +411,14 @@ mod tests {
         assert_eq!(r("/dev/vdb1").as_deref(), Some("/dev/sdb1"));
         assert_eq!(r("/dev/xvda1").as_deref(), Some("/dev/sda1"));
         assert_eq!(r("/dev/nvme0n1p2").as_deref(), Some("/dev/sda2"));
-        assert_eq!(r("/dev/mapper/my--vg-root--lv").as_deref(), Some("/dev/my-vg/root-lv"));
-        assert_eq!(r("/dev/my-vg/root-lv").as_deref(), Some("/dev/my-vg/root-lv"));
+        assert_eq!(
+            r("/dev/mapper/my--vg-root--lv").as_deref(),
+            Some("/dev/my-vg/root-lv")
+        );
+        assert_eq!(
+            r("/dev/my-vg/root-lv").as_deref(),
+            Some("/dev/my-vg/root-lv")
+        );
         assert_eq!(r("/dev/vdc1"), None);
         assert_eq!(r("/dev/sda9"), None);
         assert_eq!(r("/dev/mapper/vg-lv"), None);

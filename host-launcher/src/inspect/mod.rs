@@ -28,6 +28,7 @@
 pub mod calls;
 pub mod files;
 pub mod fstab;
+pub mod icon;
 pub mod release;
 
 use crate::error::{Error, Result};
@@ -37,9 +38,9 @@ use files::{GuestFiles, Mounted};
 use fstab::Devices;
 use release::OsData;
 use serde::Serialize;
-use wire::{Application, ErrorKind, PackageDatabase, WindowsFacts};
 #[cfg(test)]
 use wire::Filesystem;
+use wire::{Application, ErrorKind, PackageDatabase, WindowsFacts};
 
 pub use fstab::{parse_fstab, resolve_spec};
 
@@ -124,6 +125,8 @@ pub struct OsInfo {
     pub filesystems: Vec<GuestFilesystem>,
     /// `/etc/fstab` entries with a mountpoint, in file order.
     pub fstab: Vec<FstabEntry>,
+    /// The distro's logo (a PNG, base64), virt-inspector's `<icon>`.
+    pub icon: Option<String>,
     /// Installed applications sorted by name (`None` when not asked for).
     pub applications: Option<Vec<Application>>,
     /// The package databases (and registry hive) the applications came from, with what
@@ -228,11 +231,17 @@ fn soft<T>(r: Result<T>) -> Result<Option<T>> {
 /// What the first pass found a filesystem to be.
 enum Role {
     /// A Linux or Hurd root, with its fstab's text (read on the root alone).
-    Unix { hurd: bool, fstab: Option<String> },
+    Unix {
+        hurd: bool,
+        fstab: Option<String>,
+    },
     CoreOsRoot,
     Windows(Box<WindowsFacts>),
     /// A `/usr` (CoreOS or other), with what its os-release says.
-    Usr { coreos: bool, data: OsData },
+    Usr {
+        coreos: bool,
+        data: OsData,
+    },
     Other,
 }
 
@@ -406,6 +415,7 @@ fn new_os(root: &str, os_type: OsType) -> OsInfo {
         mountpoints: Vec::new(),
         filesystems: Vec::new(),
         fstab: Vec::new(),
+        icon: None,
         applications: None,
         package_databases: Vec::new(),
         warnings: Vec::new(),
@@ -568,6 +578,7 @@ fn inspect_unix(
         let data = release::check_unix_root(&mut f, hurd)?;
         let has_dnf = f.is_file("/usr/bin/dnf", true)?;
         apply(os, data, has_dnf);
+        os.icon = icon::find_icon(&mut f, os.distro.as_deref())?;
         if opts.applications {
             list_applications(s, os)?;
         }
@@ -617,7 +628,10 @@ fn inspect_windows(
     os.product_variant = w.product_variant.clone();
     os.major_version = w.major_version;
     os.minor_version = w.minor_version;
-    os.version = w.major_version.zip(w.minor_version).map(|(a, b)| format!("{a}.{b}"));
+    os.version = w
+        .major_version
+        .zip(w.minor_version)
+        .map(|(a, b)| format!("{a}.{b}"));
     os.build_id = w.build.clone();
     os.windows_current_control_set = w.current_control_set.clone();
     os.hostname = w.hostname.clone();
@@ -634,8 +648,9 @@ fn inspect_windows(
     dm.sort_by_key(|d| d.name.to_ascii_lowercase());
     os.drive_mappings = dm;
     for h in &w.dirty_hives {
-        os.warnings
-            .push(clean(&format!("{h}: dirty hive (its logs were not replayed)")));
+        os.warnings.push(clean(&format!(
+            "{h}: dirty hive (its logs were not replayed)"
+        )));
     }
     os.warnings.extend(w.warnings.iter().map(|x| clean(x)));
     set_osinfo(&mut os);
@@ -816,7 +831,11 @@ mod tests {
             ],
             &devs,
         );
-        let mps: Vec<&str> = os.mountpoints.iter().map(|m| m.mountpoint.as_str()).collect();
+        let mps: Vec<&str> = os
+            .mountpoints
+            .iter()
+            .map(|m| m.mountpoint.as_str())
+            .collect();
         assert_eq!(mps, ["/", "/srv", "/boot/efi"]);
         let fs: Vec<(&str, Option<&str>)> = os
             .filesystems

@@ -82,7 +82,11 @@ fn leading_number(s: &str) -> Option<(u32, &str)> {
 /// libguestfs' `parse_version_from_major_minor`: the first `N.M` in `s`, else the first
 /// `N` (as `N.0`); the matched text comes along.
 pub fn version_from(s: &str) -> Option<((u32, u32), String)> {
-    let starts = || s.char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i);
+    let starts = || {
+        s.char_indices()
+            .filter(|(_, c)| c.is_ascii_digit())
+            .map(|(i, _)| i)
+    };
     for i in starts() {
         if let Some((a, rest)) = leading_number(&s[i..])
             && let Some(rest) = rest.strip_prefix('.')
@@ -393,23 +397,71 @@ enum Test {
 const LINUX_TESTS: &[(&str, Test)] = &[
     ("/etc/os-release", Test::OsRelease),
     ("/etc/lsb-release", Test::Lsb),
-    ("/etc/oracle-release", Test::Generic("oraclelinux", Some(Rex::Old("Oracle Linux")))),
-    ("/etc/oracle-release", Test::Generic("oraclelinux", Some(Rex::MajorMinor("Oracle Linux")))),
-    ("/etc/oracle-release", Test::Generic("oraclelinux", Some(Rex::NoMinor("Oracle Linux")))),
-    ("/etc/centos-release", Test::Generic("centos", Some(Rex::Old("CentOS")))),
-    ("/etc/centos-release", Test::Generic("centos", Some(Rex::MajorMinor("CentOS")))),
-    ("/etc/centos-release", Test::Generic("centos", Some(Rex::NoMinor("CentOS")))),
+    (
+        "/etc/oracle-release",
+        Test::Generic("oraclelinux", Some(Rex::Old("Oracle Linux"))),
+    ),
+    (
+        "/etc/oracle-release",
+        Test::Generic("oraclelinux", Some(Rex::MajorMinor("Oracle Linux"))),
+    ),
+    (
+        "/etc/oracle-release",
+        Test::Generic("oraclelinux", Some(Rex::NoMinor("Oracle Linux"))),
+    ),
+    (
+        "/etc/centos-release",
+        Test::Generic("centos", Some(Rex::Old("CentOS"))),
+    ),
+    (
+        "/etc/centos-release",
+        Test::Generic("centos", Some(Rex::MajorMinor("CentOS"))),
+    ),
+    (
+        "/etc/centos-release",
+        Test::Generic("centos", Some(Rex::NoMinor("CentOS"))),
+    ),
     ("/etc/altlinux-release", Test::Generic("altlinux", None)),
-    ("/etc/redhat-release", Test::Generic("fedora", Some(Rex::Fedora))),
-    ("/etc/redhat-release", Test::Generic("rhel", Some(Rex::Old("Red Hat")))),
-    ("/etc/redhat-release", Test::Generic("rhel", Some(Rex::MajorMinor("Red Hat")))),
-    ("/etc/redhat-release", Test::Generic("rhel", Some(Rex::NoMinor("Red Hat")))),
-    ("/etc/redhat-release", Test::Generic("centos", Some(Rex::Old("CentOS")))),
-    ("/etc/redhat-release", Test::Generic("centos", Some(Rex::MajorMinor("CentOS")))),
-    ("/etc/redhat-release", Test::Generic("centos", Some(Rex::NoMinor("CentOS")))),
-    ("/etc/redhat-release", Test::Generic("scientificlinux", Some(Rex::Old("Scientific Linux")))),
-    ("/etc/redhat-release", Test::Generic("scientificlinux", Some(Rex::MajorMinor("Scientific Linux")))),
-    ("/etc/redhat-release", Test::Generic("scientificlinux", Some(Rex::NoMinor("Scientific Linux")))),
+    (
+        "/etc/redhat-release",
+        Test::Generic("fedora", Some(Rex::Fedora)),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("rhel", Some(Rex::Old("Red Hat"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("rhel", Some(Rex::MajorMinor("Red Hat"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("rhel", Some(Rex::NoMinor("Red Hat"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("centos", Some(Rex::Old("CentOS"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("centos", Some(Rex::MajorMinor("CentOS"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("centos", Some(Rex::NoMinor("CentOS"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("scientificlinux", Some(Rex::Old("Scientific Linux"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("scientificlinux", Some(Rex::MajorMinor("Scientific Linux"))),
+    ),
+    (
+        "/etc/redhat-release",
+        Test::Generic("scientificlinux", Some(Rex::NoMinor("Scientific Linux"))),
+    ),
     ("/etc/redhat-release", Test::Generic("redhat-based", None)),
     ("/etc/redhat-release", Test::Exists("redhat-based")),
     ("/etc/debian_version", Test::Generic("debian", None)),
@@ -424,8 +476,14 @@ const LINUX_TESTS: &[(&str, Test)] = &[
     ("/etc/cirros/version", Test::Generic("cirros", None)),
     ("/etc/br-version", Test::Buildroot),
     ("/etc/alpine-release", Test::Generic("alpinelinux", None)),
-    ("/etc/frugalware-release", Test::Generic("frugalware", Some(Rex::Frugalware))),
-    ("/etc/pld-release", Test::Generic("pldlinux", Some(Rex::Pld))),
+    (
+        "/etc/frugalware-release",
+        Test::Generic("frugalware", Some(Rex::Frugalware)),
+    ),
+    (
+        "/etc/pld-release",
+        Test::Generic("pldlinux", Some(Rex::Pld)),
+    ),
 ];
 
 /// The Hurd's tests.
@@ -496,9 +554,8 @@ pub fn check_hostname(f: &mut dyn GuestFiles) -> Result<Option<String>> {
     if f.is_file("/etc/sysconfig/network", false)?
         && let Some(t) = f.read("/etc/sysconfig/network")?
     {
-        return Ok(key_values(&t).find_map(|(k, v)| {
-            (k.trim() == "HOSTNAME").then(|| clean(&shell_unquote(v.trim())))
-        }));
+        return Ok(key_values(&t)
+            .find_map(|(k, v)| (k.trim() == "HOSTNAME").then(|| clean(&shell_unquote(v.trim())))));
     }
     Ok(None)
 }
@@ -679,7 +736,10 @@ mod tests {
     #[test]
     fn release_patterns() {
         let m = |r: Rex, s: &str| r.matches(s);
-        assert_eq!(m(Rex::Fedora, "Fedora release 39 (Thirty Nine)"), Some((39, None)));
+        assert_eq!(
+            m(Rex::Fedora, "Fedora release 39 (Thirty Nine)"),
+            Some((39, None))
+        );
         let rh = "Red Hat Enterprise Linux release 9.4 (Plow)";
         assert_eq!(m(Rex::Old("Red Hat"), rh), None);
         assert_eq!(m(Rex::MajorMinor("Red Hat"), rh), Some((9, Some(4))));
@@ -688,7 +748,10 @@ mod tests {
         assert_eq!(m(Rex::MajorMinor("Red Hat"), old), None);
         assert_eq!(m(Rex::NoMinor("Red Hat"), old), Some((4, None)));
         assert_eq!(
-            m(Rex::MajorMinor("CentOS"), "CentOS Linux release 7.9.2009 (Core)"),
+            m(
+                Rex::MajorMinor("CentOS"),
+                "CentOS Linux release 7.9.2009 (Core)"
+            ),
             Some((7, Some(9)))
         );
         assert_eq!(m(Rex::Frugalware, "Frugalware 2.1 (x)"), Some((2, Some(1))));
@@ -711,7 +774,10 @@ mod tests {
         assert_eq!(d.hostname.as_deref(), Some("deb"));
         // Without debian_version, what os-release said stays.
         let mut t = Tree::new();
-        t.file("/etc/os-release", "PRETTY_NAME=\"Debian 12\"\nVERSION_ID=12\nID=debian\n");
+        t.file(
+            "/etc/os-release",
+            "PRETTY_NAME=\"Debian 12\"\nVERSION_ID=12\nID=debian\n",
+        );
         let d = linux(&mut t);
         assert_eq!((d.distro, d.version), (Some("debian"), Some((12, 0))));
         assert_eq!(d.product_name.as_deref(), Some("Debian 12"));
@@ -735,7 +801,10 @@ mod tests {
             "/etc/os-release",
             "ID=almalinux\nVERSION_ID=9.4\nPRETTY_NAME=\"AlmaLinux 9.4 (Seafoam Ocelot)\"\n",
         )
-        .file("/etc/redhat-release", "AlmaLinux release 9.4 (Seafoam Ocelot)\n");
+        .file(
+            "/etc/redhat-release",
+            "AlmaLinux release 9.4 (Seafoam Ocelot)\n",
+        );
         let d = linux(&mut t);
         assert_eq!(d.distro, Some("redhat-based"));
         assert_eq!(d.version, Some((9, 4)));
@@ -745,8 +814,11 @@ mod tests {
         );
 
         let mut t = Tree::new();
-        t.file("/etc/redhat-release", "CentOS Linux release 7.9.2009 (Core)\n")
-            .file("/etc/sysconfig/network", "HOSTNAME=\"c7\"\n");
+        t.file(
+            "/etc/redhat-release",
+            "CentOS Linux release 7.9.2009 (Core)\n",
+        )
+        .file("/etc/sysconfig/network", "HOSTNAME=\"c7\"\n");
         let d = linux(&mut t);
         assert_eq!((d.distro, d.version), (Some("centos"), Some((7, 9))));
         assert_eq!(d.hostname.as_deref(), Some("c7"));
@@ -807,8 +879,14 @@ mod tests {
         assert_eq!(o("linux", "ubuntu", 22, 4).as_deref(), Some("ubuntu22.04"));
         assert_eq!(o("linux", "centos", 7, 9).as_deref(), Some("centos7.0"));
         assert_eq!(o("linux", "archlinux", 0, 0).as_deref(), Some("archlinux"));
-        assert_eq!(o("linux", "coreos", 2345, 3).as_deref(), Some("coreos2345.3"));
-        assert_eq!(o("linux", "alpinelinux", 3, 19).as_deref(), Some("alpinelinux3.19"));
+        assert_eq!(
+            o("linux", "coreos", 2345, 3).as_deref(),
+            Some("coreos2345.3")
+        );
+        assert_eq!(
+            o("linux", "alpinelinux", 3, 19).as_deref(),
+            Some("alpinelinux3.19")
+        );
         assert_eq!(o("linux", "redhat-based", 0, 0), None);
         let w = |name, variant, build| {
             osinfo(&OsinfoInput {
@@ -821,12 +899,21 @@ mod tests {
                 build: Some(build),
             })
         };
-        assert_eq!(w("Windows 10 Pro", "Client", "19045").as_deref(), Some("win10"));
-        assert_eq!(w("Windows 10 Pro", "Client", "22631").as_deref(), Some("win11"));
+        assert_eq!(
+            w("Windows 10 Pro", "Client", "19045").as_deref(),
+            Some("win10")
+        );
+        assert_eq!(
+            w("Windows 10 Pro", "Client", "22631").as_deref(),
+            Some("win11")
+        );
         assert_eq!(
             w("Windows Server 2022 Standard", "Server", "20348").as_deref(),
             Some("win2k22")
         );
-        assert_eq!(w("Windows Server 2016", "Server Core", "1").as_deref(), Some("win2k16"));
+        assert_eq!(
+            w("Windows Server 2016", "Server Core", "1").as_deref(),
+            Some("win2k16")
+        );
     }
 }
