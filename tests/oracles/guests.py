@@ -805,6 +805,7 @@ def build_fedora(out, work):
     write(tree, "home/fedora/.bashrc", "# .bashrc\n")
     boot = os.path.join(work, "boot")
     write(boot, "loader/entries/fedora.conf", "title Fedora Linux 40\n")
+    mkdirs(boot, "efi")
     write(boot, "vmlinuz-6.8.5-301.fc40.x86_64", "not a kernel\n")
 
     img = os.path.join(out, "fedora.img")

@@ -93,7 +93,9 @@ fn lists_applications(os: &OsInfo) -> bool {
     }
 }
 
-fn application(w: &mut W, a: &Application, rpm: bool) {
+/// `format`: the OS's package format (`rpm`, `deb`, `apk`, ...).
+fn application(w: &mut W, a: &Application, format: Option<&str>) {
+    let rpm = format == Some("rpm");
     w.open(3, "application");
     w.leaf(4, "name", &a.name);
     // librpm prints a header tag the package does not have as "(none)".
@@ -122,10 +124,12 @@ fn application(w: &mut W, a: &Application, rpm: bool) {
         ("url", none(&a.url)),
         (
             "source_package",
-            if rpm {
-                String::new()
-            } else {
+            // libguestfs fills it from dpkg's `Source:` only (rpm's source rpm and apk's
+            // origin, which skiff reads, are left out).
+            if format == Some("deb") {
                 a.source_package.clone()
+            } else {
+                String::new()
             },
         ),
         ("summary", none(&a.summary)),
@@ -228,10 +232,9 @@ fn os(w: &mut W, os: &OsInfo) {
             w.pad(2);
             w.out.push_str("<applications/>\n");
         } else {
-            let rpm = os.package_format.as_deref() == Some("rpm");
             w.open(2, "applications");
             for a in apps {
-                application(w, a, rpm);
+                application(w, a, os.package_format.as_deref());
             }
             w.close(2, "applications");
         }
