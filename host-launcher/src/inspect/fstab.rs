@@ -432,7 +432,7 @@ mod tests {
             [
                 ("/dev/sda2", "/"),
                 ("/dev/sda1", "/boot/efi"),
-                ("/dev/vda3", "none"),
+                ("/dev/sda3", "none"),
                 ("/dev/sda2", "/srv/my data"),
                 ("/dev/sda3", "/boot"),
                 ("/dev/sda2", "/again"),
