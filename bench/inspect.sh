@@ -13,8 +13,12 @@ cd "$(dirname "$0")/.."
 R="${R:-3}"
 N="${N:-50}"
 P="${P:-2}"
-cargo build --release -q -p skiff-cli
-skiff="${CARGO_TARGET_DIR:-target}/release/skiff"
+# SKIFF=path/to/skiff uses that binary instead of building the release one.
+if [ -z "${SKIFF:-}" ]; then
+  cargo build --release -q -p skiff-cli
+  SKIFF="${CARGO_TARGET_DIR:-target}/release/skiff"
+fi
+skiff="$SKIFF"
 OUT="${OUT:-${CARGO_TARGET_DIR:-target}/tmp/oracle-guests}"
 mkdir -p "$OUT"
 guests=("$@")

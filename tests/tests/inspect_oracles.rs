@@ -258,3 +258,164 @@ fn windows10_mbr() {
 fn windows_server_2022_gpt() {
     check("win2k22");
 }
+
+// ---- corrupt package databases and hives: facts lost one by one, never a crash ----
+
+/// Offsets of `magic` in the file at `p` (scanned in 1 MiB chunks).
+fn find_all(p: &Path, magic: &[u8]) -> Vec<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).unwrap();
+    let (mut out, mut buf, mut base) = (Vec::new(), vec![0u8; 1 << 20], 0u64);
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        let mut hay = std::mem::take(&mut carry);
+        let start = base - hay.len() as u64;
+        hay.extend_from_slice(&buf[..n]);
+        for i in 0..hay.len().saturating_sub(magic.len() - 1) {
+            if hay[i..].starts_with(magic) {
+                out.push(start + i as u64);
+            }
+        }
+        carry = hay[hay.len().saturating_sub(magic.len() - 1)..].to_vec();
+        base += n as u64;
+    }
+}
+
+fn overwrite(p: &Path, at: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+fn read_at(p: &Path, at: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(p).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    let mut b = vec![0u8; len];
+    f.read_exact(&mut b).unwrap();
+    b
+}
+
+/// `skiff inspect --json` of `img`: the first OS.
+fn json_os(img: &Path) -> serde_json::Value {
+    let o = skiff_cli(&["inspect", "--json", "-a", img.to_str().unwrap()], b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["operating_systems"][0].clone()
+}
+
+/// A sparse copy of the oracle guest `name` in a temporary directory.
+fn copy_of(name: &str, dir: &Path) -> PathBuf {
+    let (img, _) = guest(name).unwrap();
+    let out = dir.join(format!("{name}.img"));
+    let st = Command::new("cp")
+        .args(["--sparse=always"])
+        .arg(&img)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
+#[test]
+fn corrupt_rpm_database_loses_only_the_applications() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = copy_of("rhel", dir.path());
+    let clean = json_os(&img);
+    let at = find_all(&img, b"SQLite format 3\0");
+    assert_eq!(at.len(), 1, "one rpmdb.sqlite in the rhel guest");
+    let head = read_at(&img, at[0], 100);
+    let page = u64::from(u16::from_be_bytes([head[16], head[17]]));
+    let pages = u64::from(u32::from_be_bytes([head[28], head[29], head[30], head[31]]));
+    assert!(page >= 512 && pages > 2, "page size {page}, {pages} pages");
+    // Every page but the first (the schema) becomes garbage.
+    let garbage: Vec<u8> = (0..page * (pages - 1))
+        .map(|i| (i * 131 % 251) as u8)
+        .collect();
+    overwrite(&img, at[0] + page, &garbage);
+    let bad = json_os(&img);
+    for k in [
+        "root",
+        "type",
+        "distro",
+        "product_name",
+        "version",
+        "arch",
+        "hostname",
+        "package_format",
+        "package_management",
+        "osinfo",
+        "mountpoints",
+        "filesystems",
+    ] {
+        assert_eq!(bad[k], clean[k], "{k}");
+    }
+    assert_eq!(clean["applications"].as_array().unwrap().len(), 5);
+    let dbs = bad["package_databases"].as_array().unwrap();
+    let apps = bad["applications"].as_array().map_or(0, Vec::len);
+    assert!(
+        apps < 5
+            && dbs
+                .iter()
+                .any(|d| !d["error"].is_null() || d["skipped"] != 0),
+        "a corrupt rpmdb.sqlite must be reported: {} applications, databases {dbs:?}",
+        apps
+    );
+}
+
+#[test]
+fn corrupt_software_hive_keeps_the_system_hive_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = copy_of("windows", dir.path());
+    let clean = json_os(&img);
+    // The SOFTWARE hive: the regf whose first 64 KiB name the Uninstall key.
+    let software: Vec<u64> = find_all(&img, b"regf")
+        .into_iter()
+        .filter(|&o| {
+            let b = read_at(&img, o, 64 * 1024);
+            b.windows(9).any(|w| w == b"Uninstall")
+        })
+        .collect();
+    assert!(!software.is_empty(), "the SOFTWARE hive is in the image");
+    for o in software {
+        // Garbage over the hive's cells (keys, values, Uninstall), its header and the
+        // start of its first hbin kept: the hive's bins span the size at 0x28.
+        let h = read_at(&img, o, 0x30);
+        let size = u64::from(u32::from_le_bytes([h[0x28], h[0x29], h[0x2a], h[0x2b]]));
+        assert!((0x1000..=16 << 20).contains(&size), "hive bins size {size}");
+        let garbage: Vec<u8> = (0..size - 0x100).map(|i| (i * 197 % 253) as u8).collect();
+        overwrite(&img, o + 0x1000 + 0x100, &garbage);
+    }
+    let bad = json_os(&img);
+    for k in [
+        "root",
+        "type",
+        "distro",
+        "hostname",
+        "windows_systemroot",
+        "windows_current_control_set",
+        "drive_mappings",
+        "mountpoints",
+        "filesystems",
+    ] {
+        assert_eq!(bad[k], clean[k], "{k}");
+    }
+    let clean_apps = clean["applications"].as_array().unwrap().len();
+    let apps = bad["applications"].as_array().map_or(0, Vec::len);
+    let said = !bad["warnings"].as_array().unwrap().is_empty()
+        || bad["package_databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| !d["error"].is_null() || d["skipped"] != 0);
+    assert!(
+        apps < clean_apps && said,
+        "a corrupt SOFTWARE hive must be reported: {apps} of {clean_apps} applications, {bad}"
+    );
+}
