@@ -38,6 +38,7 @@ have db5.3_load || pkgs+=(db5.3-util)
 have hivexregedit || pkgs+=(libwin-hivex-perl)
 /usr/bin/python3 -c 'import hivex' >/dev/null 2>&1 || pkgs+=(python3-hivex)
 have file || pkgs+=(file)
+have debootstrap || pkgs+=(debootstrap)  # tests/oracles/guests.py: the Debian oracle guest
 # The libvirt backend is in the default build: skiff links libvirt (libvirt0 comes with
 # libvirt-dev). `cargo build --no-default-features` needs neither.
 [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)
