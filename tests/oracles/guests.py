@@ -48,6 +48,8 @@ U = {
     "win-sysres": "0123456789ABCDEF",
     "win-c": "1122334455667788",
     "win22-c": "8877665544332211",
+    "ubuntu-root": "0b0e7e00-2204-4000-8000-000000000001",
+    "rocky-root": "20c6e900-0903-4000-8000-000000000001",
 }
 
 
@@ -971,6 +973,143 @@ def build_win2k22(out, work):
     return img
 
 
+UBUNTU_STATUS = """\
+Package: base-files
+Essential: yes
+Status: install ok installed
+Priority: required
+Section: admin
+Installed-Size: 394
+Maintainer: Ubuntu Developers <ubuntu-devel-discuss@lists.ubuntu.com>
+Architecture: amd64
+Version: 12ubuntu4.6
+Replaces: base, dpkg (<= 1.15.0), miscutils
+Provides: base
+Depends: libc6 (>= 2.34), libcrypt1 (>= 1:4.4.10-10ubuntu3)
+Conffiles:
+ /etc/debian_version 5aa6c1cb4e2ea53d7bd6d8f1a0e7c2f0
+Description: Debian base system miscellaneous files
+ This package contains the basic filesystem hierarchy of a Debian system, and
+ several important miscellaneous files, such as /etc/debian_version,
+ /etc/host.conf, /etc/issue, /etc/motd, /etc/profile, and others,
+ and the text of several common licenses in use on Debian systems.
+Homepage: https://tracker.debian.org/pkg/base-files
+
+Package: libgcc-s1
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 140
+Maintainer: Ubuntu Core developers <ubuntu-devel-discuss@lists.ubuntu.com>
+Architecture: amd64
+Multi-Arch: same
+Source: gcc-12 (12.3.0-1ubuntu1~22.04)
+Version: 12.3.0-1ubuntu1~22.04
+Depends: gcc-12-base (= 12.3.0-1ubuntu1~22.04), libc6 (>= 2.35)
+Description: GCC support library
+ Shared version of the support library, a library of internal subroutines
+ that GCC uses to overcome shortcomings of particular machines, or
+ special needs for some languages.
+Homepage: http://gcc.gnu.org/
+
+Package: old-config-only
+Status: deinstall ok config-files
+Priority: optional
+Section: misc
+Installed-Size: 12
+Maintainer: Nobody <nobody@example.com>
+Architecture: all
+Version: 1.0-1
+Description: removed, its configuration files left
+
+Package: tzdata
+Status: install ok installed
+Priority: required
+Section: localization
+Installed-Size: 3876
+Maintainer: Ubuntu Developers <ubuntu-devel-discuss@lists.ubuntu.com>
+Architecture: all
+Multi-Arch: foreign
+Version: 2024a-0ubuntu0.22.04
+Replaces: libc0.1, libc0.3, libc6, libc6.1
+Provides: tzdata-bookworm
+Depends: debconf (>= 0.5) | debconf-2.0
+Description: time zone and daylight-saving time data
+ This package contains data required for the implementation of
+ standard local time for many representative locations around the globe.
+Homepage: https://www.iana.org/time-zones
+
+"""
+
+
+def build_ubuntu(out, work):
+    tree = os.path.join(work, "root")
+    usrmerge(tree)
+    mkdirs(tree, "boot", "home", "root", "tmp", "proc", "sys", "dev", "run", "var/tmp")
+    write(tree, "usr/bin/dash", elf_binary(), 0o755)
+    symlink(tree, "usr/bin/sh", "dash")
+    write(tree, "usr/lib/os-release",
+          'PRETTY_NAME="Ubuntu 22.04.4 LTS"\nNAME="Ubuntu"\nVERSION_ID="22.04"\n'
+          'VERSION="22.04.4 LTS (Jammy Jellyfish)"\nVERSION_CODENAME=jammy\nID=ubuntu\n'
+          'ID_LIKE=debian\nHOME_URL="https://www.ubuntu.com/"\nUBUNTU_CODENAME=jammy\n')
+    symlink(tree, "etc/os-release", "../usr/lib/os-release")
+    write(tree, "etc/lsb-release",
+          "DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=22.04\nDISTRIB_CODENAME=jammy\n"
+          'DISTRIB_DESCRIPTION="Ubuntu 22.04.4 LTS"\n')
+    write(tree, "etc/debian_version", "bookworm/sid\n")
+    write(tree, "etc/hostname", "ubuntu-oracle\n")
+    write(tree, "etc/fstab",
+          "# /etc/fstab: static file system information.\n"
+          f"/dev/disk/by-uuid/{U['ubuntu-root']} / ext4 defaults 0 1\n"
+          "/swap.img\tnone\tswap\tsw\t0\t0\n")
+    write(tree, "var/lib/dpkg/status", UBUNTU_STATUS)
+    img = os.path.join(out, "ubuntu.img")
+    parts = new_disk(img, [(32, "83", None, None)], "dos", "0x0b0e7e22")
+    fs = os.path.join(work, "fs")
+    ext4(fs, 32 * MIB, tree, U["ubuntu-root"], "cloudimg-rootfs")
+    dd_into(fs, img, parts[0][0])
+    return img
+
+
+ROCKY_PACKAGES = [
+    dict(name="rocky-release", version="9.3", release="1.2.el9", arch="noarch",
+         summary="Rocky Linux release files", url="https://rockylinux.org/",
+         description="Rocky Linux release files."),
+    dict(name="coreutils", version="8.32", release="34.el9",
+         summary="A set of basic GNU tools commonly used in shell scripts",
+         url="https://www.gnu.org/software/coreutils/",
+         description="These are the GNU core utilities."),
+]
+
+
+def build_rocky(out, work):
+    tree = os.path.join(work, "root")
+    usrmerge(tree)
+    mkdirs(tree, "boot", "home", "root", "tmp", "proc", "sys", "dev", "run", "var/tmp")
+    write(tree, "usr/bin/bash", elf_binary(), 0o755)
+    symlink(tree, "usr/bin/sh", "bash")
+    write(tree, "etc/os-release",
+          'NAME="Rocky Linux"\nVERSION="9.3 (Blue Onyx)"\nID="rocky"\n'
+          'ID_LIKE="rhel centos fedora"\nVERSION_ID="9.3"\nPLATFORM_ID="platform:el9"\n'
+          'PRETTY_NAME="Rocky Linux 9.3 (Blue Onyx)"\nANSI_COLOR="0;32"\n'
+          'CPE_NAME="cpe:/o:rocky:rocky:9::baseos"\nHOME_URL="https://rockylinux.org/"\n')
+    write(tree, "etc/rocky-release", "Rocky Linux release 9.3 (Blue Onyx)\n")
+    symlink(tree, "etc/redhat-release", "rocky-release")
+    symlink(tree, "etc/system-release", "rocky-release")
+    write(tree, "etc/hostname", "rocky-oracle\n")
+    write(tree, "etc/fstab",
+          f"UUID={U['rocky-root']} /                       ext4    defaults        1 1\n")
+    rpm_config(tree, "/var/lib/rpm")
+    write(tree, "usr/bin/dnf", "#!/usr/bin/python3\n", 0o755)
+    rpm_database(tree, "/var/lib/rpm", work, ROCKY_PACKAGES)
+    img = os.path.join(out, "rocky.img")
+    parts = new_disk(img, [(48, "83", None, None)], "dos", "0x20c6e993")
+    fs = os.path.join(work, "fs")
+    ext4(fs, 48 * MIB, tree, U["rocky-root"], "")
+    dd_into(fs, img, parts[0][0])
+    return img
+
+
 GUESTS = {
     "debian": build_debian,
     "rhel": build_rhel,
@@ -980,6 +1119,8 @@ GUESTS = {
     "coreos": build_coreos,
     "windows": build_windows,
     "win2k22": build_win2k22,
+    "ubuntu": build_ubuntu,
+    "rocky": build_rocky,
 }
 
 

@@ -3,7 +3,8 @@
 //! ESP and swap; RHEL-style XFS on LVM with an rpm sqlite database; Fedora-style btrfs
 //! subvolumes; Arch (pacman); Alpine (apk, a whole-disk filesystem); a Container Linux
 //! root whose `/etc/os-release` points into its separate `/usr` partition; Windows 10 on
-//! MBR and Windows Server 2022 on GPT with hivexregedit-made hives), cached under the
+//! MBR and Windows Server 2022 on GPT with hivexregedit-made hives; Ubuntu with a dpkg
+//! status holding a `Source:` and a removed package; Rocky on ext4), cached under the
 //! target directory, and what virt-inspector said about each was recorded once in
 //! `tests/oracles/NAME.xml` (`tests/oracles/record.sh`). The XML must be equal, byte for
 //! byte, after the differences the README lists (each undone by [`documented`]).
@@ -418,4 +419,14 @@ fn corrupt_software_hive_keeps_the_system_hive_facts() {
         apps < clean_apps && said,
         "a corrupt SOFTWARE hive must be reported: {apps} of {clean_apps} applications, {bad}"
     );
+}
+
+#[test]
+fn ubuntu_lsb_and_os_release_dpkg_source_and_removed_package() {
+    check("ubuntu");
+}
+
+#[test]
+fn rocky_rpm_ext4() {
+    check("rocky");
 }

@@ -8,7 +8,7 @@
 //! differences that remain are listed in the README.
 
 use anyhow::Result;
-use skiff::inspect::{OsInfo, OsType};
+use skiff::inspect::{GuestFilesystem, OsInfo, OsType};
 use skiff::wire::Application;
 use std::io::Write;
 
@@ -143,6 +143,20 @@ fn application(w: &mut W, a: &Application, format: Option<&str>) {
     w.close(3, "application");
 }
 
+/// The name virt-inspector shows for the skiff device `dev` (mounted at `mp`, when
+/// given): libguestfs leaves an fstab spec `/dev/disk/by-*/...` as written (its
+/// appliance has those links), where skiff resolves it to the device.
+fn shown_device(os: &OsInfo, dev: &str, mp: Option<&str>) -> String {
+    os.fstab
+        .iter()
+        .find(|e| {
+            e.spec.starts_with("/dev/disk/by-")
+                && e.device.as_deref() == Some(dev)
+                && mp.is_none_or(|m| e.mountpoint == m)
+        })
+        .map_or_else(|| dev.to_string(), |e| e.spec.clone())
+}
+
 fn os(w: &mut W, os: &OsInfo) {
     w.open(1, "operatingsystem");
     w.leaf(2, "root", &os.root);
@@ -183,7 +197,7 @@ fn os(w: &mut W, os: &OsInfo) {
             w.pad(3);
             w.out.push_str(&format!(
                 "<mountpoint dev=\"{}\">{}</mountpoint>\n",
-                attr(&m.device),
+                attr(&shown_device(os, &m.device, Some(&m.mountpoint))),
                 text(&m.mountpoint)
             ));
         }
@@ -195,16 +209,23 @@ fn os(w: &mut W, os: &OsInfo) {
         w.out.push_str("<filesystems/>\n");
     } else {
         w.open(2, "filesystems");
-        for f in &os.filesystems {
+        // Sorted by the name shown, as virt-inspector sorts them.
+        let mut fss: Vec<(String, &GuestFilesystem)> = os
+            .filesystems
+            .iter()
+            .map(|f| (shown_device(os, &f.device, None), f))
+            .collect();
+        fss.sort_by(|a, b| a.0.cmp(&b.0));
+        for (dev, f) in fss {
             w.pad(3);
             let children = [("type", &f.fstype), ("label", &f.label), ("uuid", &f.uuid)];
             if children.iter().all(|(_, v)| v.is_none()) {
                 w.out
-                    .push_str(&format!("<filesystem dev=\"{}\"/>\n", attr(&f.device)));
+                    .push_str(&format!("<filesystem dev=\"{}\"/>\n", attr(&dev)));
                 continue;
             }
             w.out
-                .push_str(&format!("<filesystem dev=\"{}\">\n", attr(&f.device)));
+                .push_str(&format!("<filesystem dev=\"{}\">\n", attr(&dev)));
             for (name, v) in children {
                 w.opt(4, name, v);
             }
