@@ -50,6 +50,7 @@ U = {
     "win22-c": "8877665544332211",
     "ubuntu-root": "0b0e7e00-2204-4000-8000-000000000001",
     "rocky-root": "20c6e900-0903-4000-8000-000000000001",
+    "noos-data": "d47a0000-0000-4000-8000-000000000001",
 }
 
 
@@ -1110,6 +1111,19 @@ def build_rocky(out, work):
     return img
 
 
+def build_noos(out, work):
+    """A data disk: an ext4 filesystem with files but no operating system."""
+    tree = os.path.join(work, "data")
+    write(tree, "backups/notes.txt", "no operating system here\n")
+    mkdirs(tree, "etc")
+    img = os.path.join(out, "noos.img")
+    parts = new_disk(img, [(16, "83", None, None)], "dos", "0x0d47a001")
+    fs = os.path.join(work, "fs")
+    ext4(fs, 16 * MIB, tree, U["noos-data"], "data")
+    dd_into(fs, img, parts[0][0])
+    return img
+
+
 GUESTS = {
     "debian": build_debian,
     "rhel": build_rhel,
@@ -1121,6 +1135,7 @@ GUESTS = {
     "win2k22": build_win2k22,
     "ubuntu": build_ubuntu,
     "rocky": build_rocky,
+    "noos": build_noos,
 }
 
 

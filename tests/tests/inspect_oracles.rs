@@ -4,7 +4,8 @@
 //! subvolumes; Arch (pacman); Alpine (apk, a whole-disk filesystem); a Container Linux
 //! root whose `/etc/os-release` points into its separate `/usr` partition; Windows 10 on
 //! MBR and Windows Server 2022 on GPT with hivexregedit-made hives; Ubuntu with a dpkg
-//! status holding a `Source:` and a removed package; Rocky on ext4), cached under the
+//! status holding a `Source:` and a removed package; Rocky on ext4; a data disk with no
+//! OS), cached under the
 //! target directory, and what virt-inspector said about each was recorded once in
 //! `tests/oracles/NAME.xml` (`tests/oracles/record.sh`). The XML must be equal, byte for
 //! byte, after the differences the README lists (each undone by [`documented`]).
@@ -429,4 +430,9 @@ fn ubuntu_lsb_and_os_release_dpkg_source_and_removed_package() {
 #[test]
 fn rocky_rpm_ext4() {
     check("rocky");
+}
+
+#[test]
+fn data_disk_without_an_os() {
+    check("noos");
 }
