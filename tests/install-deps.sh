@@ -41,6 +41,7 @@ have file || pkgs+=(file)
 # customize tests: sha512-crypt checked with `openssl passwd -6`; python3 builds the guest trees.
 have openssl || pkgs+=(openssl)
 have python3 || pkgs+=(python3)
+have debootstrap || pkgs+=(debootstrap)  # tests/oracles/guests.py: the Debian oracle guest
 # The libvirt backend is in the default build: skiff links libvirt (libvirt0 comes with
 # libvirt-dev). `cargo build --no-default-features` needs neither.
 [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)

@@ -261,7 +261,11 @@ pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<Mou
         many => {
             // Several filesystems: mount the guest the way it mounts itself (inspection:
             // the OS root at /, then its fstab entries, shallowest first).
-            let found = skiff::inspect::inspect_os(session).context("inspecting the disks")?;
+            let opts = skiff::inspect::InspectOptions {
+                applications: false,
+            };
+            let found =
+                skiff::inspect::inspect_os_with(session, &opts).context("inspecting the disks")?;
             if let Some(os) = found.first() {
                 let plan = skiff::inspect::mount_plan(os);
                 return Ok(plan

@@ -74,7 +74,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let a = &cli.launch;
-    let mut renderer = Renderer::new(if a.json { Format::Json } else { Format::Text });
+    let xml = matches!(&cli.command, Cmd::Inspect(c) if c.wants_xml());
+    if xml && a.json {
+        anyhow::bail!("--xml and --json: choose one");
+    }
+    let format = if xml {
+        Format::Xml
+    } else if a.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    let mut renderer = Renderer::new(format);
     let sink = &mut renderer;
     match cli.command {
         Cmd::Device(c) => commands::device::run(a, c, sink),

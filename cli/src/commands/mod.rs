@@ -86,7 +86,7 @@ pub enum Output {
         kib: u64,
     },
     /// `inspect`: the operating systems found.
-    Inspect(Vec<OsInfo>),
+    Inspect(InspectReport),
     /// `df`.
     Df(DfReport),
     /// `each`: one image's run (as it completes).
@@ -107,6 +107,13 @@ pub enum Output {
 pub struct Entry {
     pub entry: DirEntry,
     pub link_target: Option<String>,
+}
+
+/// `inspect`'s result.
+pub struct InspectReport {
+    pub oses: Vec<OsInfo>,
+    /// Text output lists the applications (`--applications`), not only their number.
+    pub list_applications: bool,
 }
 
 /// Which test `exists`, `is-file` and `is-dir` made.

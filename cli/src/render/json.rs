@@ -96,10 +96,10 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
             json_to(out, &doc)
         }
         Output::Mounts(mounts) => json_to(out, &MountsDoc { mounts: &mounts }),
-        Output::Inspect(found) => json_to(
+        Output::Inspect(r) => json_to(
             out,
             &InspectDoc {
-                operating_systems: &found,
+                operating_systems: &r.oses,
             },
         ),
         Output::Df(report) => json_to(

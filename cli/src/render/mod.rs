@@ -2,11 +2,12 @@
 //! on stdout (and, where text says so, stderr). `--json` prints exactly one JSON
 //! document per command (one line; `each`: one per image), built from the library's
 //! `Serialize` types; text output shows guest strings with control characters escaped.
-//! Raw bytes pass straight through ([`Sink::raw`]). A third form (XML) is a third
-//! module here and a [`Format`] variant.
+//! Raw bytes pass straight through ([`Sink::raw`]). `inspect --xml` prints
+//! virt-inspector's XML ([`xml`]).
 
 mod json;
 mod text;
+mod xml;
 
 use crate::commands::{Output, Sink};
 use anyhow::Result;
@@ -17,6 +18,8 @@ use std::io::Write;
 pub enum Format {
     Text,
     Json,
+    /// virt-inspector's XML (`inspect --xml`; other results are shown as text).
+    Xml,
 }
 
 /// Renders results on stdout/stderr as they are handed over.
@@ -40,6 +43,10 @@ impl Sink for Renderer {
         match self.format {
             Format::Text => text::render(&mut out, output),
             Format::Json => json::render(&mut out, output),
+            Format::Xml => match output {
+                Output::Inspect(r) => xml::render(&mut out, &r.oses),
+                other => text::render(&mut out, other),
+            },
         }
     }
 

@@ -114,12 +114,12 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
                 writeln!(out, "{} {} {} {mode}", m.device, m.mountpoint, m.fstype)?;
             }
         }
-        Output::Inspect(found) => {
-            if found.is_empty() {
+        Output::Inspect(r) => {
+            if r.oses.is_empty() {
                 writeln!(out, "no operating system found")?;
             }
-            for os in &found {
-                write_os(out, os)?;
+            for os in &r.oses {
+                write_os(out, os, r.list_applications)?;
             }
         }
         Output::Df(report) => write_df(out, &report)?,
@@ -248,27 +248,77 @@ pub fn format_time(t: i64) -> String {
     )
 }
 
-fn write_os(out: &mut impl Write, os: &OsInfo) -> Result<()> {
+fn write_os(out: &mut impl Write, os: &OsInfo, list_applications: bool) -> Result<()> {
     let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "unknown".into(), safe);
-    writeln!(out, "{}:", os.root)?;
+    writeln!(out, "{}:", safe(&os.root))?;
     writeln!(out, "  type: {}", os.os_type.as_str())?;
     writeln!(out, "  distro: {}", opt(&os.distro))?;
     writeln!(out, "  version: {}", opt(&os.version))?;
     writeln!(out, "  product name: {}", opt(&os.product_name))?;
+    if let Some(v) = &os.product_variant {
+        writeln!(out, "  product variant: {}", safe(v))?;
+    }
     writeln!(out, "  hostname: {}", opt(&os.hostname))?;
     writeln!(out, "  arch: {}", opt(&os.arch))?;
     writeln!(out, "  package format: {}", opt(&os.package_format))?;
-    if !os.fstab.is_empty() {
+    writeln!(out, "  package management: {}", opt(&os.package_management))?;
+    writeln!(out, "  osinfo: {}", opt(&os.osinfo))?;
+    if let Some(v) = &os.windows_systemroot {
+        writeln!(out, "  windows systemroot: {}", safe(v))?;
+    }
+    if let Some(v) = &os.windows_current_control_set {
+        writeln!(out, "  windows current control set: {}", safe(v))?;
+    }
+    if !os.drive_mappings.is_empty() {
+        let d: Vec<String> = os
+            .drive_mappings
+            .iter()
+            .map(|d| format!("{}: {}", safe(&d.name), safe(&d.device)))
+            .collect();
+        writeln!(out, "  drive mappings: {}", d.join(", "))?;
+    }
+    if !os.mountpoints.is_empty() {
         writeln!(out, "  mountpoints:")?;
-        for e in &os.fstab {
-            writeln!(
-                out,
-                "    {} {} ({} {})",
-                safe(&e.mountpoint),
-                e.device.as_deref().unwrap_or("-"),
-                safe(&e.spec),
-                safe(&e.fstype)
-            )?;
+        for m in &os.mountpoints {
+            let how = os
+                .fstab
+                .iter()
+                .find(|e| {
+                    e.mountpoint.trim_end_matches('/') == m.mountpoint
+                        || e.mountpoint == m.mountpoint
+                })
+                .map(|e| format!(" ({} {})", safe(&e.spec), safe(&e.fstype)))
+                .unwrap_or_default();
+            writeln!(out, "    {} {}{how}", safe(&m.mountpoint), safe(&m.device))?;
+        }
+    }
+    if let Some(apps) = &os.applications {
+        let dbs: Vec<String> = os.package_databases.iter().map(|d| safe(&d.path)).collect();
+        let from = if dbs.is_empty() {
+            String::new()
+        } else {
+            format!(" (from {})", dbs.join(", "))
+        };
+        writeln!(out, "  applications: {}{from}", apps.len())?;
+        if list_applications {
+            for a in apps {
+                let mut v = String::new();
+                if a.epoch != 0 {
+                    v.push_str(&format!("{}:", a.epoch));
+                }
+                v.push_str(&a.version);
+                if !a.release.is_empty() {
+                    v.push_str(&format!("-{}", a.release));
+                }
+                let mut line = format!("    {} {}", safe(&a.name), safe(&v));
+                if !a.arch.is_empty() {
+                    line.push_str(&format!(" {}", safe(&a.arch)));
+                }
+                if !a.display_name.is_empty() {
+                    line.push_str(&format!(" \"{}\"", safe(&a.display_name)));
+                }
+                writeln!(out, "{}", line.trim_end())?;
+            }
         }
     }
     Ok(())

@@ -1,20 +1,48 @@
-//! Operating-system inspection (libguestfs `inspect_os`): finds the OS root filesystem(s)
-//! of the attached disks and reads what the guest says about itself — type, distro and
-//! version (`/etc/os-release`, then `/etc/*-release`), hostname, architecture (the ELF
-//! header of `/bin/sh`), package format, and `/etc/fstab` resolved to skiff's devices.
+//! Operating-system inspection (libguestfs `inspect_os`, at `virt-inspector`'s depth):
+//! finds the OS roots on the attached disks and reports, typed, every fact
+//! `virt-inspector` does — type, distro, product name and variant, version, arch,
+//! hostname, package format and manager, the libosinfo short id, mountpoints and
+//! filesystems, Windows facts (system root, current control set, drive letters) and the
+//! installed applications.
+//!
+//! How, in two passes:
+//!
+//! 1. **Roles.** Every mountable filesystem (ext2/3/4, FAT, XFS, btrfs and each of its
+//!    subvolumes, NTFS, on partitions, LVs or LUKS mappings) is mounted read-only at
+//!    `/` alone and sorted as libguestfs sorts it: a Grub `/boot`, a Linux root (`/etc`,
+//!    `/bin` or `/bin -> usr/bin`, and `/etc/fstab` or `/etc/hosts`), a CoreOS root, a
+//!    Linux or CoreOS `/usr`, a `/var`, a Windows system root (decided by the appliance,
+//!    [`Session::windows_facts`]), or nothing in particular.
+//! 2. **Facts.** Each root is mounted the way it mounts itself — its fstab's filesystems
+//!    (a CoreOS root, which has no fstab: its `/usr` partition) — and only then read,
+//!    with symlinks followed across those mounts ([`files::Mounted`]): an
+//!    `/etc/os-release` pointing into a separately mounted `/usr` is found. The release
+//!    files are tried in libguestfs' order ([`release`]); package databases and
+//!    registry hives are parsed in the appliance ([`calls`]).
 //!
 //! Everything read from the guest is untrusted: every file read is bounded
 //! ([`MAX_GUEST_FILE`]), every string kept is stripped of control characters and
-//! bounded ([`clean`]), nothing is executed or interpreted beyond these parsers, and
-//! paths are only ever resolved by the appliance inside the guest's own filesystem.
+//! bounded ([`clean`]), nothing is executed, and paths are resolved inside the guest's
+//! own mounts only, with bounded symlink walks.
 
 pub mod calls;
+pub mod files;
+pub mod fstab;
+pub mod icon;
+pub mod release;
 
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::session::fs::MountOptions;
+use files::{GuestFiles, Mounted};
+use fstab::Devices;
+use release::OsData;
 use serde::Serialize;
-use wire::{Filesystem, Partition};
+#[cfg(test)]
+use wire::Filesystem;
+use wire::{Application, ErrorKind, PackageDatabase, WindowsFacts};
+
+pub use fstab::{parse_fstab, resolve_spec};
 
 /// The most bytes read from any one guest file.
 pub const MAX_GUEST_FILE: u64 = 64 * 1024;
@@ -22,7 +50,9 @@ pub const MAX_GUEST_FILE: u64 = 64 * 1024;
 pub const MAX_GUEST_STRING: usize = 256;
 
 /// Filesystem types the appliance can mount (candidates for an OS root).
-const MOUNTABLE: &[&str] = &["ext2", "ext3", "ext4", "vfat", "fat12", "fat16", "fat32"];
+const MOUNTABLE: &[&str] = &[
+    "ext2", "ext3", "ext4", "vfat", "fat12", "fat16", "fat32", "xfs", "btrfs", "ntfs",
+];
 
 /// What kind of operating system a root holds.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +60,7 @@ const MOUNTABLE: &[&str] = &["ext2", "ext3", "ext4", "vfat", "fat12", "fat16", "
 pub enum OsType {
     Linux,
     Windows,
+    Hurd,
     Unknown,
 }
 
@@ -38,36 +69,72 @@ impl OsType {
         match self {
             OsType::Linux => "linux",
             OsType::Windows => "windows",
+            OsType::Hurd => "hurd",
             OsType::Unknown => "unknown",
         }
     }
 }
 
-/// One operating system found by [`inspect_os`]. JSON field names are stable.
+/// One operating system found by [`inspect_os`]: `virt-inspector`'s facts, typed. JSON
+/// field names are stable; `None` is what libguestfs calls "unknown".
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct OsInfo {
-    /// The root filesystem's device, `/dev/sda2`.
+    /// The root filesystem: `/dev/sda2`, `/dev/rhel/root`, `btrfsvol:/dev/sda3/root`.
     pub root: String,
-    /// `linux`, `windows` or `unknown`.
+    /// `linux`, `windows`, `hurd` or `unknown`.
     #[serde(rename = "type")]
     pub os_type: OsType,
-    /// os-release `ID` (`debian`, `fedora`, `ubuntu`, `alpine`, ...), else derived from
-    /// `/etc/*-release`.
+    /// libguestfs' distro name: `debian`, `ubuntu`, `fedora`, `rhel`, `centos`, `rocky`,
+    /// `archlinux`, `alpinelinux`, `opensuse`, `sles`, `coreos`, `redhat-based`,
+    /// `windows`, ...
     pub distro: Option<String>,
-    /// os-release `VERSION_ID` (`12`, `22.04`), or the version in `/etc/*-release`.
+    /// os-release `PRETTY_NAME`, the first line of a release file, Windows
+    /// `ProductName`.
+    pub product_name: Option<String>,
+    /// Windows `InstallationType` (`Client`, `Server`, `Server Core`).
+    pub product_variant: Option<String>,
+    /// The text the version was read from (`12.7`, `9.4`, `22.04`, `40`).
     pub version: Option<String>,
     pub major_version: Option<u32>,
     pub minor_version: Option<u32>,
-    /// os-release `PRETTY_NAME` (`Debian GNU/Linux 12 (bookworm)`), or the release line.
-    pub product_name: Option<String>,
-    /// `/etc/hostname`, else `HOSTNAME=` in `/etc/sysconfig/network`.
-    pub hostname: Option<String>,
-    /// From the ELF header of `/bin/sh` (or `/bin/ls`, ...): `x86_64`, `i386`, `aarch64`, ...
+    /// Windows `CurrentBuildNumber` (`19045`).
+    pub build_id: Option<String>,
+    /// `x86_64`, `i386`, `aarch64`, ... (the first ELF of libguestfs' binaries;
+    /// Windows: `cmd.exe`).
     pub arch: Option<String>,
-    /// `deb`, `rpm`, `apk` or `pacman`.
+    pub hostname: Option<String>,
+    /// `deb`, `rpm`, `pacman`, `apk`, `ebuild`, `xbps`, `pisi` (from the distro, as
+    /// libguestfs decides it).
     pub package_format: Option<String>,
+    /// `apt`, `dnf`, `yum`, `zypper`, `pacman`, `apk`, `urpmi`, `portage`, `up2date`, ...
+    pub package_management: Option<String>,
+    /// The libosinfo short id libguestfs computes: `debian12`, `fedora40`, `rhel9.4`,
+    /// `rocky9`, `ubuntu22.04`, `win10`, `win2k22`, ...
+    pub osinfo: Option<String>,
+    /// Windows: the system root with the guest's spelling, `/Windows`.
+    pub windows_systemroot: Option<String>,
+    /// Windows: `ControlSet001`.
+    pub windows_current_control_set: Option<String>,
+    /// Windows: drive letters mapped to partitions here (`MountedDevices`), by letter.
+    pub drive_mappings: Vec<DriveMapping>,
+    /// How the guest mounts its filesystems (libguestfs' `inspect_get_mountpoints`):
+    /// shortest mountpoint first, then by name.
+    pub mountpoints: Vec<Mountpoint>,
+    /// The filesystems the guest uses (fstab order resolved, sorted by device), with
+    /// their type, label and UUID.
+    pub filesystems: Vec<GuestFilesystem>,
     /// `/etc/fstab` entries with a mountpoint, in file order.
     pub fstab: Vec<FstabEntry>,
+    /// The distro's logo (a PNG, base64), virt-inspector's `<icon>`.
+    pub icon: Option<String>,
+    /// Installed applications sorted by name (`None` when not asked for).
+    pub applications: Option<Vec<Application>>,
+    /// The package databases (and registry hive) the applications came from, with what
+    /// went wrong reading each.
+    pub package_databases: Vec<PackageDatabase>,
+    /// Facts that could not be read and why (a corrupt hive, a database the appliance
+    /// could not read, a filesystem of the fstab that did not mount).
+    pub warnings: Vec<String>,
 }
 
 /// One `/etc/fstab` line, resolved to a skiff device where possible.
@@ -77,9 +144,51 @@ pub struct FstabEntry {
     pub spec: String,
     pub mountpoint: String,
     pub fstype: String,
-    /// The skiff device (`/dev/sda1`) the spec names, `None` when it names none here
-    /// (LVM, network filesystems, `tmpfs`, a disk that is not attached, ...).
+    /// The skiff device (`/dev/sda1`, `/dev/VG/LV`, `btrfsvol:/dev/sda3/home`) the spec
+    /// names, `None` when it names none here (network filesystems, `tmpfs`, a disk that
+    /// is not attached, ...).
     pub device: Option<String>,
+}
+
+/// A mountpoint of the guest and the device mounted there.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Mountpoint {
+    pub mountpoint: String,
+    /// As libguestfs names it (a spec that names nothing here stays as written, with
+    /// `/dev/vd*` spelled `/dev/sd*`).
+    pub device: String,
+}
+
+/// A filesystem the guest uses.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct GuestFilesystem {
+    pub device: String,
+    /// `ext4`, `xfs`, `btrfs`, `vfat`, `ntfs`, `swap`, ... (`None`: nothing here).
+    pub fstype: Option<String>,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+}
+
+/// A Windows drive letter and the partition it names.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct DriveMapping {
+    /// `C`.
+    pub name: String,
+    pub device: String,
+}
+
+/// What [`inspect_os_with`] gathers.
+#[derive(Debug, Clone, Copy)]
+pub struct InspectOptions {
+    /// List the installed applications (the package databases and, for Windows, the
+    /// SOFTWARE hive's Uninstall keys); the rest of inspection is much cheaper.
+    pub applications: bool,
+}
+
+impl Default for InspectOptions {
+    fn default() -> Self {
+        InspectOptions { applications: true }
+    }
 }
 
 /// Strips control characters and bounds the length: guest strings are safe to print.
@@ -96,6 +205,19 @@ fn nonempty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// Removes one level of matching quotes.
+fn unquote(v: &str) -> &str {
+    let v = v.trim();
+    for q in ['"', '\''] {
+        if v.len() >= 2
+            && let Some(inner) = v.strip_prefix(q).and_then(|x| x.strip_suffix(q))
+        {
+            return inner;
+        }
+    }
+    v
+}
+
 /// A failed call the appliance answered (missing file, not a directory, ...) is "no
 /// answer" (`None`); anything else (the appliance died, a timeout) is an error.
 fn soft<T>(r: Result<T>) -> Result<Option<T>> {
@@ -106,38 +228,115 @@ fn soft<T>(r: Result<T>) -> Result<Option<T>> {
     }
 }
 
-/// The first [`MAX_GUEST_FILE`] bytes of a guest file as (lossy) text; `None` if it
-/// cannot be read.
-fn read_text(s: &mut Session, path: &str) -> Result<Option<String>> {
-    if !soft(s.is_file(path))?.unwrap_or(false) {
-        return Ok(None);
+/// What the first pass found a filesystem to be.
+enum Role {
+    /// A Linux or Hurd root, with its fstab's text (read on the root alone).
+    Unix {
+        hurd: bool,
+        fstab: Option<String>,
+    },
+    CoreOsRoot,
+    Windows(Box<WindowsFacts>),
+    /// A `/usr` (CoreOS or other), with what its os-release says.
+    Usr {
+        coreos: bool,
+        data: OsData,
+    },
+    Other,
+}
+
+/// libguestfs' `check_filesystem`: the role of the filesystem mounted alone at `/`.
+fn classify(s: &mut Session) -> Result<Role> {
+    let mut f = Mounted::new(s);
+    let dir = |f: &mut Mounted, p: &str| f.is_dir(p, false);
+    let file = |f: &mut Mounted, p: &str| f.is_file(p, false);
+    if file(&mut f, "/grub/menu.lst")?
+        || file(&mut f, "/grub/grub.conf")?
+        || file(&mut f, "/grub2/grub.cfg")?
+    {
+        return Ok(Role::Other);
     }
-    let data = soft(s.pread(path, 0, MAX_GUEST_FILE))?;
-    Ok(data.map(|d| String::from_utf8_lossy(&d).into_owned()))
+    if file(&mut f, "/hurd/console")? && file(&mut f, "/hurd/hello")? && file(&mut f, "/hurd/null")?
+    {
+        let fstab = f.read("/etc/fstab")?;
+        return Ok(Role::Unix { hurd: true, fstab });
+    }
+    let etc = dir(&mut f, "/etc")?;
+    if etc
+        && (dir(&mut f, "/bin")? || f.readlink("/bin")?.as_deref() == Some("usr/bin"))
+        && (file(&mut f, "/etc/fstab")? || file(&mut f, "/etc/hosts")?)
+    {
+        let fstab = f.read("/etc/fstab")?;
+        return Ok(Role::Unix { hurd: false, fstab });
+    }
+    if etc
+        && dir(&mut f, "/root")?
+        && dir(&mut f, "/home")?
+        && dir(&mut f, "/usr")?
+        && file(&mut f, "/etc/coreos/update.conf")?
+    {
+        return Ok(Role::CoreOsRoot);
+    }
+    let (bin, share, local) = (
+        dir(&mut f, "/bin")?,
+        dir(&mut f, "/share")?,
+        dir(&mut f, "/local")?,
+    );
+    let fstab = file(&mut f, "/etc/fstab")?;
+    if etc && bin && share && !local && !fstab {
+        return Ok(Role::Other); // a /usr/local
+    }
+    let linux_usr = etc && bin && share && local && !fstab;
+    let coreos_usr = !linux_usr && bin && share && local && dir(&mut f, "/share/coreos")?;
+    if linux_usr || coreos_usr {
+        let mut data = OsData::default();
+        if f.is_file("/lib/os-release", true)? {
+            let t = f.read("/lib/os-release")?.unwrap_or_default();
+            release::parse_os_release(&t, &mut data);
+        }
+        let coreos = coreos_usr || data.distro == Some("coreos");
+        return Ok(Role::Usr { coreos, data });
+    }
+    if dir(&mut f, "/log")? && dir(&mut f, "/run")? && dir(&mut f, "/spool")? {
+        return Ok(Role::Other); // a /var
+    }
+    drop(f);
+    match s.windows_facts("/") {
+        Ok(w) => Ok(Role::Windows(Box::new(w))),
+        Err(Error::Remote(e)) if e.kind == ErrorKind::NotFound => Ok(Role::Other),
+        Err(Error::Remote(e)) => {
+            // A system root whose facts could not be read is still a Windows root.
+            Ok(Role::Windows(Box::new(WindowsFacts {
+                warnings: vec![clean(&e.message)],
+                ..WindowsFacts::default()
+            })))
+        }
+        Err(e) => Err(e),
+    }
 }
 
-fn is_dir(s: &mut Session, path: &str) -> Result<bool> {
-    Ok(soft(s.is_dir(path))?.unwrap_or(false))
-}
-
-fn exists(s: &mut Session, path: &str) -> Result<bool> {
-    Ok(soft(s.exists(path))?.unwrap_or(false))
-}
-
-/// Finds every operating system on the session's disks. Each mountable filesystem is
-/// mounted read-only at `/` in turn and unmounted again, so the session must have
-/// nothing mounted. Roots come in device order.
+/// Finds every operating system on the session's disks and reads what virt-inspector
+/// reports about each, applications included. The session must have nothing mounted;
+/// nothing is left mounted. Roots come in the appliance's filesystem order.
 ///
 /// ```no_run
 /// let mut s = skiff::Appliance::builder()
 ///     .add_drive("guest.qcow2", skiff::DriveOptions::readonly())
 ///     .launch()?;
 /// for os in skiff::inspect::inspect_os(&mut s)? {
-///     println!("{} {:?} {:?} {:?}", os.root, os.distro, os.version, os.hostname);
+///     println!("{} {:?} {:?} {:?}", os.root, os.distro, os.osinfo, os.hostname);
+///     for a in os.applications.iter().flatten() {
+///         println!("  {} {}-{}", a.name, a.version, a.release);
+///     }
 /// }
 /// # Ok::<(), skiff::Error>(())
 /// ```
 pub fn inspect_os(s: &mut Session) -> Result<Vec<OsInfo>> {
+    inspect_os_with(s, &InspectOptions::default())
+}
+
+/// [`inspect_os`] with options (applications or not).
+pub fn inspect_os_with(s: &mut Session, opts: &InspectOptions) -> Result<Vec<OsInfo>> {
     if !s.mounts()?.is_empty() {
         return Err(Error::InvalidArgument(
             "inspection needs a session with nothing mounted".into(),
@@ -146,7 +345,14 @@ pub fn inspect_os(s: &mut Session) -> Result<Vec<OsInfo>> {
     let filesystems = s.filesystems()?;
     let partitions = s.partitions()?;
     let disks: Vec<String> = s.devices().iter().map(|d| d.name.clone()).collect();
-    let mut found = Vec::new();
+    let devs = Devices {
+        filesystems: &filesystems,
+        partitions: &partitions,
+        disks: &disks,
+    };
+
+    // Pass 1: the role of every filesystem.
+    let mut roles = Vec::new();
     for fs in &filesystems {
         if !MOUNTABLE.contains(&fs.fstype.as_str()) {
             continue;
@@ -154,264 +360,305 @@ pub fn inspect_os(s: &mut Session) -> Result<Vec<OsInfo>> {
         if soft(s.mount(&fs.device, "/", MountOptions::readonly()))?.is_none() {
             continue;
         }
-        let r = inspect_mounted(s, &fs.device, &filesystems, &partitions, &disks);
+        let r = classify(s);
         let u = s.umount("/");
-        if let Some(os) = r? {
-            found.push(os);
-        }
+        let role = r?;
         u?;
+        roles.push((fs, role));
+    }
+
+    // A CoreOS root takes the CoreOS /usr with the highest version (A/B partitions).
+    let coreos_usr = roles
+        .iter()
+        .filter_map(|(fs, r)| match r {
+            Role::Usr { coreos: true, data } => Some((data.version.unwrap_or((0, 0)), *fs)),
+            _ => None,
+        })
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, fs)| fs.device.clone());
+
+    // Pass 2: each root mounted as it mounts itself, then read.
+    let mut found = Vec::new();
+    for (fs, role) in roles {
+        let os = match role {
+            Role::Unix { hurd, fstab } => {
+                inspect_unix(s, &fs.device, hurd, fstab.as_deref(), &devs, opts)?
+            }
+            Role::CoreOsRoot => inspect_coreos(s, &fs.device, coreos_usr.as_deref(), &devs, opts)?,
+            Role::Windows(w) => inspect_windows(s, &fs.device, *w, &devs, opts)?,
+            Role::Usr { .. } | Role::Other => continue,
+        };
+        found.push(os);
     }
     Ok(found)
 }
 
-/// Inspects the filesystem mounted at `/`: `None` when it is not an OS root.
-fn inspect_mounted(
-    s: &mut Session,
-    device: &str,
-    filesystems: &[Filesystem],
-    partitions: &[Partition],
-    disks: &[String],
-) -> Result<Option<OsInfo>> {
-    let mut os = OsInfo {
-        root: device.to_string(),
-        os_type: OsType::Unknown,
+fn new_os(root: &str, os_type: OsType) -> OsInfo {
+    OsInfo {
+        root: root.to_string(),
+        os_type,
         distro: None,
+        product_name: None,
+        product_variant: None,
         version: None,
         major_version: None,
         minor_version: None,
-        product_name: None,
-        hostname: None,
+        build_id: None,
         arch: None,
+        hostname: None,
         package_format: None,
+        package_management: None,
+        osinfo: None,
+        windows_systemroot: None,
+        windows_current_control_set: None,
+        drive_mappings: Vec::new(),
+        mountpoints: Vec::new(),
+        filesystems: Vec::new(),
         fstab: Vec::new(),
-    };
-    if is_dir(s, "/etc")? && (is_dir(s, "/bin")? || is_dir(s, "/usr")?) {
-        os.os_type = OsType::Linux;
-    } else if is_dir(s, "/Windows/System32")? || is_dir(s, "/WINDOWS/system32")? {
-        os.os_type = OsType::Windows;
-        os.product_name = Some("Windows".into());
-        return Ok(Some(os));
-    } else {
-        return Ok(None);
+        icon: None,
+        applications: None,
+        package_databases: Vec::new(),
+        warnings: Vec::new(),
     }
+}
 
-    // Distro and version.
-    let mut rel = None;
-    for p in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Some(t) = read_text(s, p)? {
-            rel = Some(parse_os_release(&t));
-            break;
+/// Fills `os` from libguestfs-style data, and the derived package facts and osinfo.
+fn apply(os: &mut OsInfo, d: OsData, has_dnf: bool) {
+    let major = d.version.map_or(0, |v| v.0);
+    os.package_format = release::package_format(d.distro).map(str::to_string);
+    os.package_management =
+        release::package_management(d.distro, major, has_dnf).map(str::to_string);
+    os.distro = d.distro.map(str::to_string);
+    os.product_name = d.product_name;
+    os.product_variant = d.product_variant;
+    os.major_version = d.version.map(|v| v.0);
+    os.minor_version = d.version.map(|v| v.1);
+    os.version = d.version_text;
+    os.arch = d.arch;
+    os.hostname = d.hostname;
+    set_osinfo(os);
+}
+
+fn set_osinfo(os: &mut OsInfo) {
+    os.osinfo = release::osinfo(&release::OsinfoInput {
+        os_type: os.os_type.as_str(),
+        distro: os.distro.as_deref(),
+        major: os.major_version.unwrap_or(0),
+        minor: os.minor_version.unwrap_or(0),
+        product_name: os.product_name.as_deref(),
+        product_variant: os.product_variant.as_deref(),
+        build: os.build_id.as_deref(),
+    });
+}
+
+/// `mountpoints` and `filesystems` from libguestfs' `(device, mountpoint)` list, in
+/// virt-inspector's order; just the root when the list is empty.
+fn set_mount_lists(os: &mut OsInfo, mut entries: Vec<(String, String)>, devs: &Devices) {
+    if entries.is_empty() {
+        entries.push((os.root.clone(), "/".to_string()));
+    }
+    let mut mps: Vec<Mountpoint> = entries
+        .iter()
+        .filter(|(_, mp)| mp.starts_with('/'))
+        .map(|(d, mp)| Mountpoint {
+            mountpoint: mp.clone(),
+            device: fstab::canonical_device(d),
+        })
+        .collect();
+    mps.sort_by(|a, b| {
+        (a.mountpoint.len(), &a.mountpoint).cmp(&(b.mountpoint.len(), &b.mountpoint))
+    });
+    os.mountpoints = mps;
+    let mut fss: Vec<&String> = entries.iter().map(|(d, _)| d).collect();
+    fss.sort();
+    os.filesystems = fss
+        .into_iter()
+        .map(|d| {
+            let f = devs.filesystems.iter().find(|f| &f.device == d);
+            GuestFilesystem {
+                device: fstab::canonical_device(d),
+                fstype: f
+                    .map(|f| f.fstype.clone())
+                    .filter(|t| !t.is_empty() && t != "unknown"),
+                label: f.and_then(|f| f.label.clone()).filter(|l| !l.is_empty()),
+                uuid: f.and_then(|f| f.uuid.clone()).filter(|u| !u.is_empty()),
+            }
+        })
+        .collect();
+}
+
+/// Mounts `os` as [`mount_plan`] says (read-only; a filesystem that does not mount is
+/// a warning), runs `f`, and unmounts everything again.
+fn with_guest_mounted<T>(
+    s: &mut Session,
+    os: &mut OsInfo,
+    f: impl FnOnce(&mut Session, &mut OsInfo) -> Result<T>,
+) -> Result<T> {
+    let plan = mount_plan(os);
+    let mut mounted: Vec<String> = Vec::new();
+    let mut outcome = Ok(());
+    for (i, (dev, mp)) in plan.iter().enumerate() {
+        match s.mount(dev, mp, MountOptions::readonly()) {
+            Ok(()) => mounted.push(mp.clone()),
+            Err(Error::Remote(e)) if i > 0 => os
+                .warnings
+                .push(clean(&format!("{dev} on {mp} not mounted: {}", e.message))),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
         }
     }
-    let rel = match rel {
-        Some(r) if r.id.is_some() || r.pretty_name.is_some() => r,
-        _ => {
-            let mut r = Release::default();
-            for (path, distro) in RELEASE_FILES {
-                if let Some(t) = read_text(s, path)? {
-                    r = parse_release_file(*distro, &t);
-                    break;
+    let r = outcome.and_then(|()| f(s, os));
+    let mut u = Ok(());
+    for mp in mounted.iter().rev() {
+        if let Err(e) = s.umount(mp) {
+            u = u.and(Err(e));
+        }
+    }
+    let v = r?;
+    u?;
+    Ok(v)
+}
+
+/// The applications of the guest mounted at `/`, into `os`.
+fn list_applications(s: &mut Session, os: &mut OsInfo) -> Result<()> {
+    match soft(s.applications("/"))? {
+        Some(a) => {
+            for db in &a.databases {
+                if let Some(e) = &db.error {
+                    os.warnings.push(clean(&format!("{}: {e}", db.path)));
                 }
             }
-            r
+            if a.truncated {
+                os.warnings
+                    .push("the application list was cut at the appliance's bounds".into());
+            }
+            os.applications = Some(a.applications);
+            os.package_databases = a.databases;
         }
-    };
-    os.distro = rel.id;
-    os.version = rel.version;
-    os.product_name = rel.pretty_name;
-    if let Some(v) = &os.version {
-        (os.major_version, os.minor_version) = split_version(v);
+        None => os.applications = Some(Vec::new()),
     }
+    Ok(())
+}
 
-    // Hostname.
-    if let Some(t) = read_text(s, "/etc/hostname")? {
-        os.hostname = t.lines().next().map(clean).and_then(nonempty);
-    }
-    if os.hostname.is_none()
-        && let Some(t) = read_text(s, "/etc/sysconfig/network")?
-    {
-        os.hostname = t.lines().find_map(|l| {
-            let v = l.trim().strip_prefix("HOSTNAME=")?;
-            nonempty(clean(unquote(v)))
-        });
-    }
-
-    // Architecture: the appliance follows symlinks (/bin -> usr/bin) inside this
-    // filesystem only.
-    for p in [
-        "/bin/sh",
-        "/usr/bin/sh",
-        "/bin/ls",
-        "/usr/bin/ls",
-        "/bin/busybox",
-        "/sbin/init",
-    ] {
-        if !soft(s.is_file(p))?.unwrap_or(false) {
-            continue;
-        }
-        if let Some(head) = soft(s.pread(p, 0, 64))?
-            && let Some(a) = elf_arch(&head)
-        {
-            os.arch = Some(a.to_string());
-            break;
-        }
-    }
-
-    // Package format.
-    os.package_format = if exists(s, "/var/lib/dpkg/status")? {
-        Some("deb".into())
-    } else if is_dir(s, "/var/lib/rpm")? || is_dir(s, "/usr/lib/sysimage/rpm")? {
-        Some("rpm".into())
-    } else if exists(s, "/lib/apk/db/installed")? {
-        Some("apk".into())
-    } else if is_dir(s, "/var/lib/pacman")? {
-        Some("pacman".into())
-    } else {
-        None
-    };
-
-    // fstab.
-    if let Some(t) = read_text(s, "/etc/fstab")? {
-        os.fstab = parse_fstab(&t)
+fn inspect_unix(
+    s: &mut Session,
+    root: &str,
+    hurd: bool,
+    fstab_text: Option<&str>,
+    devs: &Devices,
+    opts: &InspectOptions,
+) -> Result<OsInfo> {
+    let mut os = new_os(root, if hurd { OsType::Hurd } else { OsType::Linux });
+    if let Some(t) = fstab_text {
+        os.fstab = fstab::lines(t)
             .into_iter()
-            .map(|(spec, mountpoint, fstype)| {
-                let mut device = resolve_spec(&spec, filesystems, partitions, disks);
-                if device.is_none() && mountpoint == "/" {
-                    device = Some(os.root.clone());
+            .filter(|l| l.mountpoint.starts_with('/') && l.fstype != "swap")
+            .map(|l| {
+                let mut device = devs.resolve(&l.spec);
+                if l.mountpoint == "/" && (device.is_none() || l.fstype == "btrfs") {
+                    device = Some(root.to_string());
                 }
+                let device = device.map(|d| fstab::with_subvolume(d, &l));
                 FstabEntry {
-                    spec: clean(&spec),
-                    mountpoint: clean(&mountpoint),
-                    fstype: clean(&fstype),
+                    spec: clean(&l.spec),
+                    mountpoint: clean(&l.mountpoint),
+                    fstype: clean(&l.fstype),
                     device,
                 }
             })
             .collect();
-    }
-    Ok(Some(os))
-}
-
-/// What a release file says.
-#[derive(Default, Debug, PartialEq, Eq)]
-pub struct Release {
-    pub id: Option<String>,
-    pub version: Option<String>,
-    pub pretty_name: Option<String>,
-}
-
-/// Fallback release files, in the order tried, with the distro each implies
-/// (`None`: derived from the text).
-const RELEASE_FILES: &[(&str, Option<&str>)] = &[
-    ("/etc/lsb-release", None),
-    ("/etc/redhat-release", None),
-    ("/etc/fedora-release", Some("fedora")),
-    ("/etc/centos-release", Some("centos")),
-    ("/etc/SuSE-release", Some("opensuse")),
-    ("/etc/alpine-release", Some("alpine")),
-    ("/etc/arch-release", Some("archlinux")),
-    ("/etc/gentoo-release", Some("gentoo")),
-    ("/etc/debian_version", Some("debian")),
-];
-
-/// Removes one level of matching quotes and shell escapes of an os-release value.
-fn unquote(v: &str) -> &str {
-    let v = v.trim();
-    for q in ['"', '\''] {
-        if let Some(inner) = v.strip_prefix(q).and_then(|x| x.strip_suffix(q)) {
-            return inner;
-        }
-    }
-    v
-}
-
-/// Parses `/etc/os-release` (`KEY=value` lines, values optionally quoted).
-pub fn parse_os_release(text: &str) -> Release {
-    let mut r = Release::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        let v = nonempty(clean(
-            &unquote(v).replace("\\\"", "\"").replace("\\\\", "\\"),
-        ));
-        match k.trim() {
-            "ID" => r.id = v.map(|s| s.to_ascii_lowercase()),
-            "VERSION_ID" => r.version = v,
-            "PRETTY_NAME" => r.pretty_name = v,
-            _ => {}
-        }
-    }
-    r
-}
-
-/// Parses a `/etc/*-release` file: `lsb-release` style `DISTRIB_*=` lines, or one line
-/// like `Fedora release 39 (Thirty Nine)`, `CentOS Linux release 7.9.2009 (Core)`,
-/// `3.19.1` (alpine), `12.5` / `bookworm/sid` (debian_version).
-pub fn parse_release_file(distro: Option<&str>, text: &str) -> Release {
-    let mut r = Release::default();
-    if text.contains("DISTRIB_ID=") {
-        for line in text.lines() {
-            let Some((k, v)) = line.trim().split_once('=') else {
-                continue;
-            };
-            let v = nonempty(clean(unquote(v)));
-            match k {
-                "DISTRIB_ID" => r.id = v.map(|s| s.to_ascii_lowercase()),
-                "DISTRIB_RELEASE" => r.version = v,
-                "DISTRIB_DESCRIPTION" => r.pretty_name = v,
-                _ => {}
-            }
-        }
-        return r;
-    }
-    let line = clean(text.lines().next().unwrap_or(""));
-    let lower = line.to_ascii_lowercase();
-    r.id = distro.map(str::to_string).or_else(|| {
-        let d = if lower.starts_with("fedora") {
-            "fedora"
-        } else if lower.starts_with("centos") {
-            "centos"
-        } else if lower.starts_with("red hat") {
-            "rhel"
-        } else if lower.starts_with("rocky") {
-            "rocky"
-        } else if lower.starts_with("almalinux") {
-            "almalinux"
-        } else {
-            return None;
-        };
-        Some(d.to_string())
-    });
-    r.version = line
-        .split(|c: char| c.is_whitespace() || c == '/')
-        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
-        .map(|w| {
-            w.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .to_string()
-        });
-    let plain_version = r.version.as_deref() == Some(line.as_str());
-    r.pretty_name = if plain_version {
-        match distro {
-            Some("debian") => Some(format!("Debian {line}")),
-            Some("alpine") => Some(format!("Alpine Linux {line}")),
-            _ => nonempty(line),
-        }
+        set_mount_lists(&mut os, fstab::inspected_entries(t, root, devs), devs);
     } else {
-        nonempty(line)
-    };
-    r
+        set_mount_lists(&mut os, Vec::new(), devs);
+    }
+    with_guest_mounted(s, &mut os, |s, os| {
+        let mut f = Mounted::new(s);
+        let data = release::check_unix_root(&mut f, hurd)?;
+        let has_dnf = f.is_file("/usr/bin/dnf", true)?;
+        apply(os, data, has_dnf);
+        os.icon = icon::find_icon(&mut f, os.distro.as_deref())?;
+        if opts.applications {
+            list_applications(s, os)?;
+        }
+        Ok(())
+    })?;
+    Ok(os)
 }
 
-/// `22.04` → (22, 4); `12` → (12, 0); `rolling` → (None, None).
-fn split_version(v: &str) -> (Option<u32>, Option<u32>) {
-    let mut it = v.split('.');
-    let major = it.next().and_then(|m| m.parse().ok());
-    let minor = major.map(|_| it.next().and_then(|m| m.parse().ok()).unwrap_or(0));
-    (major, minor)
+fn inspect_coreos(
+    s: &mut Session,
+    root: &str,
+    usr: Option<&str>,
+    devs: &Devices,
+    opts: &InspectOptions,
+) -> Result<OsInfo> {
+    let mut os = new_os(root, OsType::Linux);
+    let mut entries = Vec::new();
+    if let Some(u) = usr {
+        entries.push((u.to_string(), "/usr".to_string()));
+    }
+    entries.push((root.to_string(), "/".to_string()));
+    set_mount_lists(&mut os, entries, devs);
+    with_guest_mounted(s, &mut os, |s, os| {
+        let mut f = Mounted::new(s);
+        let data = release::check_coreos_root(&mut f)?;
+        apply(os, data, false);
+        if opts.applications {
+            list_applications(s, os)?;
+        }
+        Ok(())
+    })?;
+    Ok(os)
+}
+
+fn inspect_windows(
+    s: &mut Session,
+    root: &str,
+    w: WindowsFacts,
+    devs: &Devices,
+    opts: &InspectOptions,
+) -> Result<OsInfo> {
+    let mut os = new_os(root, OsType::Windows);
+    os.distro = Some("windows".into());
+    os.windows_systemroot = nonempty(w.systemroot.clone());
+    os.arch = w.arch.clone();
+    os.product_name = w.product_name.clone();
+    os.product_variant = w.product_variant.clone();
+    os.major_version = w.major_version;
+    os.minor_version = w.minor_version;
+    os.version = w
+        .major_version
+        .zip(w.minor_version)
+        .map(|(a, b)| format!("{a}.{b}"));
+    os.build_id = w.build.clone();
+    os.windows_current_control_set = w.current_control_set.clone();
+    os.hostname = w.hostname.clone();
+    let mut dm: Vec<DriveMapping> = w
+        .drive_mappings
+        .iter()
+        .filter_map(|d| {
+            Some(DriveMapping {
+                name: d.letter.to_string(),
+                device: fstab::canonical_device(d.device.as_deref()?),
+            })
+        })
+        .collect();
+    dm.sort_by_key(|d| d.name.to_ascii_lowercase());
+    os.drive_mappings = dm;
+    for h in &w.dirty_hives {
+        os.warnings.push(clean(&format!(
+            "{h}: dirty hive (its logs were not replayed)"
+        )));
+    }
+    os.warnings.extend(w.warnings.iter().map(|x| clean(x)));
+    set_osinfo(&mut os);
+    set_mount_lists(&mut os, Vec::new(), devs);
+    if opts.applications {
+        with_guest_mounted(s, &mut os, list_applications)?;
+    }
+    Ok(os)
 }
 
 /// The architecture an ELF header is built for (`e_machine`, honouring `EI_CLASS` and
@@ -457,176 +704,23 @@ pub fn elf_arch(head: &[u8]) -> Option<&'static str> {
     })
 }
 
-/// Undoes fstab's octal escapes (`\040` for a space).
-fn fstab_unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && let Some(oct) = b.get(i + 1..i + 4)
-            && oct.iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = oct.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
-            out.push(u8::try_from(v).unwrap_or(b'?'));
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `(spec, mountpoint, fstype)` of every fstab line whose mountpoint is an absolute
-/// path (swap, `none` and malformed lines are left out).
-pub fn parse_fstab(text: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for line in text.lines().take(1024) {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut f = line.split_whitespace();
-        let (Some(spec), Some(mp)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let fstype = f.next().unwrap_or("auto");
-        let mp = fstab_unescape(mp);
-        if !mp.starts_with('/') || fstype == "swap" {
-            continue;
-        }
-        out.push((fstab_unescape(spec), mp, fstype.to_string()));
-    }
-    out
-}
-
-/// The skiff device an fstab spec names: `UUID=`, `LABEL=`, `PARTUUID=`, `PARTLABEL=`,
-/// `/dev/disk/by-*/...`, or a guest device path (`/dev/vda2`, `/dev/sda2`, `/dev/xvda1`,
-/// `/dev/nvme0n1p2`) mapped by disk position to `/dev/sdX`. Only devices that exist
-/// here are returned.
-pub fn resolve_spec(
-    spec: &str,
-    filesystems: &[Filesystem],
-    partitions: &[Partition],
-    disks: &[String],
-) -> Option<String> {
-    let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
-    let by_uuid = |u: &str| {
-        filesystems
-            .iter()
-            .find(|f| eq(&f.uuid, u))
-            .map(|f| f.device.clone())
-    };
-    let by_label = |l: &str| {
-        filesystems
-            .iter()
-            .find(|f| f.label.as_deref() == Some(l))
-            .map(|f| f.device.clone())
-    };
-    let by_partuuid = |u: &str| {
-        partitions
-            .iter()
-            .find(|p| eq(&p.uuid, u))
-            .map(|p| p.name.clone())
-    };
-    let by_partlabel = |l: &str| {
-        partitions
-            .iter()
-            .find(|p| p.label.as_deref() == Some(l))
-            .map(|p| p.name.clone())
-    };
-    let spec = unquote(spec);
-    if let Some(v) = spec.strip_prefix("UUID=") {
-        return by_uuid(unquote(v));
-    }
-    if let Some(v) = spec.strip_prefix("LABEL=") {
-        return by_label(unquote(v));
-    }
-    if let Some(v) = spec.strip_prefix("PARTUUID=") {
-        return by_partuuid(unquote(v));
-    }
-    if let Some(v) = spec.strip_prefix("PARTLABEL=") {
-        return by_partlabel(unquote(v));
-    }
-    if let Some(rest) = spec.strip_prefix("/dev/disk/") {
-        let (kind, name) = rest.split_once('/')?;
-        // udev escapes '/' and other bytes as \x2f in by-label names.
-        let name = name.replace("\\x2f", "/").replace("\\x20", " ");
-        return match kind {
-            "by-uuid" => by_uuid(&name),
-            "by-label" => by_label(&name),
-            "by-partuuid" => by_partuuid(&name),
-            "by-partlabel" => by_partlabel(&name),
-            _ => None,
-        };
-    }
-    let (index, part) = guest_device(spec)?;
-    let disk = disks.get(index)?;
-    let name = match part {
-        Some(n) => format!("{disk}{n}"),
-        None => disk.clone(),
-    };
-    let known =
-        filesystems.iter().any(|f| f.device == name) || partitions.iter().any(|p| p.name == name);
-    known.then_some(name)
-}
-
-/// `/dev/vdb3` → (1, Some(3)); `/dev/sda` → (0, None); `/dev/nvme0n1p2` → (0, Some(2)).
-fn guest_device(path: &str) -> Option<(usize, Option<u32>)> {
-    let d = path.strip_prefix("/dev/")?;
-    if let Some(rest) = d.strip_prefix("nvme") {
-        let (ctrl, rest) = rest.split_once('n')?;
-        let index: usize = ctrl.parse().ok()?;
-        let part = match rest.split_once('p') {
-            Some((ns, p)) => {
-                ns.parse::<u32>().ok()?;
-                Some(p.parse().ok()?)
-            }
-            None => {
-                rest.parse::<u32>().ok()?;
-                None
-            }
-        };
-        return Some((index, part));
-    }
-    let letters_and_num = ["xvd", "sd", "vd", "hd"]
-        .iter()
-        .find_map(|p| d.strip_prefix(p))?;
-    let letters: &str = letters_and_num
-        .split(|c: char| c.is_ascii_digit())
-        .next()
-        .unwrap_or("");
-    if letters.is_empty() || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
-        return None;
-    }
-    let num = &letters_and_num[letters.len()..];
-    let mut n: usize = 0;
-    for b in letters.bytes() {
-        n = n.checked_mul(26)?.checked_add(usize::from(b - b'a') + 1)?;
-    }
-    let part = if num.is_empty() {
-        None
-    } else {
-        Some(num.parse().ok()?)
-    };
-    Some((n - 1, part))
-}
-
 /// How to mount `os` the way it mounts itself: `(device, mountpoint)` pairs, the root at
-/// `/` first, then the fstab entries resolved to a device here, shallowest mountpoint
-/// first (so `/boot` comes before `/boot/efi`). Entries with no device, a second mount
-/// of a device or mountpoint, or a mountpoint with `..`, are left out.
+/// `/` first, then its other [`OsInfo::mountpoints`] (those of its fstab that name a
+/// device here; a CoreOS `/usr`), shallowest mountpoint first (so `/boot` comes before
+/// `/boot/efi`). A second mount of a device or mountpoint, and a mountpoint with `..`,
+/// are left out.
 pub fn mount_plan(os: &OsInfo) -> Vec<(String, String)> {
     let mut plan = vec![(os.root.clone(), "/".to_string())];
     let mut rest: Vec<(String, String)> = os
-        .fstab
+        .mountpoints
         .iter()
-        .filter(|e| e.mountpoint != "/" && e.fstype != "swap")
-        .filter(|e| !e.mountpoint.split('/').any(|c| c == ".."))
-        .filter_map(|e| {
-            let mp = e.mountpoint.trim_end_matches('/');
-            Some((e.device.clone()?, mp.to_string()))
+        .filter(|m| m.mountpoint != "/")
+        .filter(|m| !m.mountpoint.split('/').any(|c| c == ".."))
+        .map(|m| {
+            (
+                m.device.clone(),
+                m.mountpoint.trim_end_matches('/').to_string(),
+            )
         })
         .filter(|(_, mp)| !mp.is_empty())
         .collect();
@@ -646,74 +740,6 @@ pub fn mount_plan(os: &OsInfo) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::TableKind;
-
-    fn fs(device: &str, fstype: &str, label: Option<&str>, uuid: Option<&str>) -> Filesystem {
-        Filesystem {
-            device: device.into(),
-            fstype: fstype.into(),
-            label: label.map(Into::into),
-            uuid: uuid.map(Into::into),
-            size: 1 << 20,
-        }
-    }
-
-    fn part(name: &str, label: Option<&str>, uuid: Option<&str>) -> Partition {
-        Partition {
-            name: name.into(),
-            disk: "/dev/sda".into(),
-            table: TableKind::Gpt,
-            number: 1,
-            start: 0,
-            size: 0,
-            part_type: String::new(),
-            label: label.map(Into::into),
-            uuid: uuid.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn os_release() {
-        let r = parse_os_release(
-            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=x\nVERSION_ID='12'\nID=Debian\n# c\n",
-        );
-        assert_eq!(r.id.as_deref(), Some("debian"));
-        assert_eq!(r.version.as_deref(), Some("12"));
-        assert_eq!(
-            r.pretty_name.as_deref(),
-            Some("Debian GNU/Linux 12 (bookworm)")
-        );
-        // Control characters never survive.
-        let r = parse_os_release("PRETTY_NAME=\"a\x1b[31mb\x07\"\n");
-        assert_eq!(r.pretty_name.as_deref(), Some("a[31mb"));
-        let long = format!("ID={}", "x".repeat(10_000));
-        assert_eq!(parse_os_release(&long).id.unwrap().len(), MAX_GUEST_STRING);
-    }
-
-    #[test]
-    fn release_files() {
-        let r = parse_release_file(None, "Fedora release 39 (Thirty Nine)\n");
-        assert_eq!(r.id.as_deref(), Some("fedora"));
-        assert_eq!(r.version.as_deref(), Some("39"));
-        let r = parse_release_file(None, "CentOS Linux release 7.9.2009 (Core)\n");
-        assert_eq!(r.id.as_deref(), Some("centos"));
-        assert_eq!(r.version.as_deref(), Some("7.9.2009"));
-        assert_eq!(split_version("7.9.2009"), (Some(7), Some(9)));
-        let r = parse_release_file(Some("debian"), "12.5\n");
-        assert_eq!(r.id.as_deref(), Some("debian"));
-        assert_eq!(r.version.as_deref(), Some("12.5"));
-        assert_eq!(r.pretty_name.as_deref(), Some("Debian 12.5"));
-        let r = parse_release_file(
-            None,
-            "DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=22.04\nDISTRIB_DESCRIPTION=\"Ubuntu 22.04.3 LTS\"\n",
-        );
-        assert_eq!(r.id.as_deref(), Some("ubuntu"));
-        assert_eq!(
-            split_version(r.version.as_deref().unwrap()),
-            (Some(22), Some(4))
-        );
-        assert_eq!(split_version("rolling"), (None, None));
-    }
 
     #[test]
     fn elf_headers() {
@@ -741,78 +767,88 @@ mod tests {
     }
 
     #[test]
-    fn fstab_and_resolution() {
-        let t = "# /etc/fstab\nUUID=AAAA-1 / ext4 errors=remount-ro 0 1\n\
-                 UUID=ab12-CD34 /boot/efi vfat umask=0077 0 1\n\
-                 /dev/vda3 none swap sw 0 0\n\
-                 LABEL=data /srv/my\\040data ext4 defaults 0 2\n\
-                 PARTUUID=1111-P /boot ext4 defaults 0 2\n\
-                 proc /proc proc defaults 0 0\n\
-                 /dev/disk/by-uuid/aaaa-1 /again ext4 defaults 0 0\n\
-                 /dev/vdb1 /b ext4 defaults 0 0\n\
-                 /dev/mapper/vg-lv /lv ext4 defaults 0 0\n";
-        let e = parse_fstab(t);
-        assert_eq!(e.len(), 8);
-        assert_eq!(e[2].1, "/srv/my data");
-        let fss = [
-            fs("/dev/sda1", "vfat", None, Some("AB12-CD34")),
-            fs("/dev/sda2", "ext4", Some("data"), Some("aaaa-1")),
-            fs("/dev/sdb1", "ext4", None, None),
-        ];
-        let parts = [part("/dev/sda3", Some("boot"), Some("1111-p"))];
-        let disks = ["/dev/sda".to_string(), "/dev/sdb".to_string()];
-        let r = |s: &str| resolve_spec(s, &fss, &parts, &disks);
-        assert_eq!(r("UUID=AAAA-1").as_deref(), Some("/dev/sda2"));
-        assert_eq!(r("UUID=ab12-cd34").as_deref(), Some("/dev/sda1"));
-        assert_eq!(r("LABEL=data").as_deref(), Some("/dev/sda2"));
-        assert_eq!(r("PARTUUID=1111-P").as_deref(), Some("/dev/sda3"));
-        assert_eq!(r("PARTLABEL=boot").as_deref(), Some("/dev/sda3"));
-        assert_eq!(r("/dev/disk/by-uuid/aaaa-1").as_deref(), Some("/dev/sda2"));
-        assert_eq!(r("/dev/vdb1").as_deref(), Some("/dev/sdb1"));
-        assert_eq!(r("/dev/xvda1").as_deref(), Some("/dev/sda1"));
-        assert_eq!(r("/dev/nvme0n1p2").as_deref(), Some("/dev/sda2"));
-        assert_eq!(r("/dev/vdc1"), None);
-        assert_eq!(r("/dev/sda9"), None);
-        assert_eq!(r("/dev/mapper/vg-lv"), None);
-        assert_eq!(r("proc"), None);
-        assert_eq!(guest_device("/dev/sdaa1"), Some((26, Some(1))));
-        assert_eq!(guest_device("/dev/sd"), None);
+    fn clean_bounds_and_strips() {
+        assert_eq!(clean("a\x1b[31mb\x07"), "a[31mb");
+        assert_eq!(clean(&"x".repeat(10_000)).len(), MAX_GUEST_STRING);
     }
 
     #[test]
     fn plan_orders_by_depth() {
-        let entry = |spec: &str, mp: &str, dev: Option<&str>| FstabEntry {
-            spec: spec.into(),
-            mountpoint: mp.into(),
-            fstype: "ext4".into(),
-            device: dev.map(Into::into),
+        let mp = |m: &str, d: &str| Mountpoint {
+            mountpoint: m.into(),
+            device: d.into(),
         };
-        let os = OsInfo {
-            root: "/dev/sda2".into(),
-            os_type: OsType::Linux,
-            distro: None,
-            version: None,
-            major_version: None,
-            minor_version: None,
-            product_name: None,
-            hostname: None,
-            arch: None,
-            package_format: None,
-            fstab: vec![
-                entry("UUID=e", "/boot/efi", Some("/dev/sda1")),
-                entry("UUID=r", "/", Some("/dev/sda2")),
-                entry("UUID=b", "/boot/", Some("/dev/sda3")),
-                entry("tmpfs", "/tmp", None),
-                entry("UUID=x", "/x/../etc", Some("/dev/sda4")),
-                entry("UUID=b", "/boot2", Some("/dev/sda3")),
-            ],
-        };
+        let mut os = new_os("/dev/sda2", OsType::Linux);
+        os.mountpoints = vec![
+            mp("/", "/dev/sda2"),
+            mp("/boot/efi", "/dev/sda1"),
+            mp("/boot/", "/dev/sda3"),
+            mp("/x/../etc", "/dev/sda4"),
+            mp("/boot2", "/dev/sda3"),
+        ];
         assert_eq!(
             mount_plan(&os),
             vec![
                 ("/dev/sda2".to_string(), "/".to_string()),
                 ("/dev/sda3".to_string(), "/boot".to_string()),
                 ("/dev/sda1".to_string(), "/boot/efi".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn mount_lists_in_virt_inspector_order() {
+        let fss = [
+            Filesystem {
+                device: "/dev/sda1".into(),
+                fstype: "vfat".into(),
+                label: Some("ESP".into()),
+                uuid: Some("1A2B-3C4D".into()),
+                size: 1,
+            },
+            Filesystem {
+                device: "/dev/sda2".into(),
+                fstype: "ext4".into(),
+                label: None,
+                uuid: Some("u".into()),
+                size: 1,
+            },
+        ];
+        let disks = ["/dev/sda".to_string()];
+        let devs = Devices {
+            filesystems: &fss,
+            partitions: &[],
+            disks: &disks,
+        };
+        let mut os = new_os("/dev/sda2", OsType::Linux);
+        set_mount_lists(
+            &mut os,
+            vec![
+                ("/dev/sda2".into(), "/".into()),
+                ("/dev/sda1".into(), "/boot/efi".into()),
+                ("/dev/vdc9".into(), "none".into()),
+                ("/dev/sda2".into(), "/srv".into()),
+            ],
+            &devs,
+        );
+        let mps: Vec<&str> = os
+            .mountpoints
+            .iter()
+            .map(|m| m.mountpoint.as_str())
+            .collect();
+        assert_eq!(mps, ["/", "/srv", "/boot/efi"]);
+        let fs: Vec<(&str, Option<&str>)> = os
+            .filesystems
+            .iter()
+            .map(|f| (f.device.as_str(), f.fstype.as_deref()))
+            .collect();
+        assert_eq!(
+            fs,
+            [
+                ("/dev/sda1", Some("vfat")),
+                ("/dev/sda2", Some("ext4")),
+                ("/dev/sda2", Some("ext4")),
+                ("/dev/sdc9", None)
             ]
         );
     }
