@@ -22,7 +22,9 @@ pub const MAX_GUEST_FILE: u64 = 64 * 1024;
 pub const MAX_GUEST_STRING: usize = 256;
 
 /// Filesystem types the appliance can mount (candidates for an OS root).
-const MOUNTABLE: &[&str] = &["ext2", "ext3", "ext4", "vfat", "fat12", "fat16", "fat32"];
+const MOUNTABLE: &[&str] = &[
+    "ext2", "ext3", "ext4", "vfat", "fat12", "fat16", "fat32", "xfs", "btrfs", "ntfs",
+];
 
 /// What kind of operating system a root holds.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,15 +148,36 @@ pub fn inspect_os(s: &mut Session) -> Result<Vec<OsInfo>> {
     let filesystems = s.filesystems()?;
     let partitions = s.partitions()?;
     let disks: Vec<String> = s.devices().iter().map(|d| d.name.clone()).collect();
+    // Opened LUKS devices by header UUID, for /etc/crypttab's names.
+    let luks: Vec<(String, String)> = soft(s.luks_info())?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| Some((v.uuid, v.mapped?)))
+        .collect();
     let mut found = Vec::new();
     for fs in &filesystems {
         if !MOUNTABLE.contains(&fs.fstype.as_str()) {
             continue;
         }
+        // A subvolume of a btrfs whose default subvolume is already an OS root is that
+        // root again.
+        if let Some(rest) = fs.device.strip_prefix(crate::session::fs::BTRFSVOL)
+            && found
+                .iter()
+                .any(|os: &OsInfo| rest.strip_prefix(os.root.as_str()).is_some_and(|r| r.starts_with('/')))
+        {
+            continue;
+        }
         if soft(s.mount(&fs.device, "/", MountOptions::readonly()))?.is_none() {
             continue;
         }
-        let r = inspect_mounted(s, &fs.device, &filesystems, &partitions, &disks);
+        let ctx = Devices {
+            filesystems: &filesystems,
+            partitions: &partitions,
+            disks: &disks,
+            luks: &luks,
+        };
+        let r = inspect_mounted(s, &fs.device, &ctx);
         let u = s.umount("/");
         if let Some(os) = r? {
             found.push(os);
@@ -164,14 +187,17 @@ pub fn inspect_os(s: &mut Session) -> Result<Vec<OsInfo>> {
     Ok(found)
 }
 
+/// What fstab entries are resolved against: the session's devices.
+struct Devices<'a> {
+    filesystems: &'a [Filesystem],
+    partitions: &'a [Partition],
+    disks: &'a [String],
+    /// `(LUKS UUID, /dev/mapper/luks-UUID)` of the opened LUKS devices.
+    luks: &'a [(String, String)],
+}
+
 /// Inspects the filesystem mounted at `/`: `None` when it is not an OS root.
-fn inspect_mounted(
-    s: &mut Session,
-    device: &str,
-    filesystems: &[Filesystem],
-    partitions: &[Partition],
-    disks: &[String],
-) -> Result<Option<OsInfo>> {
+fn inspect_mounted(s: &mut Session, device: &str, d: &Devices) -> Result<Option<OsInfo>> {
     let mut os = OsInfo {
         root: device.to_string(),
         os_type: OsType::Unknown,
@@ -270,12 +296,24 @@ fn inspect_mounted(
         None
     };
 
-    // fstab.
+    // fstab, with /etc/crypttab's names for LUKS devices.
+    let crypttab = read_text(s, "/etc/crypttab")?
+        .map(|t| parse_crypttab(&t))
+        .unwrap_or_default();
     if let Some(t) = read_text(s, "/etc/fstab")? {
-        os.fstab = parse_fstab(&t)
+        os.fstab = parse_fstab_options(&t)
             .into_iter()
-            .map(|(spec, mountpoint, fstype)| {
-                let mut device = resolve_spec(&spec, filesystems, partitions, disks);
+            .map(|(spec, mountpoint, fstype, options)| {
+                let named = crypttab_device(&spec, &crypttab, d.luks, d.filesystems);
+                let mut device = named.or_else(|| {
+                    resolve_spec(&spec, d.filesystems, d.partitions, d.disks)
+                });
+                // btrfs `subvol=`: the subvolume, as libguestfs names it.
+                if let (Some(dev), Some(sub)) = (&device, subvol_option(&options))
+                    && fstype_is_btrfs(&fstype, dev, d.filesystems)
+                {
+                    device = Some(crate::session::fs::btrfs_subvolume(dev, &sub));
+                }
                 if device.is_none() && mountpoint == "/" {
                     device = Some(os.root.clone());
                 }
@@ -481,6 +519,14 @@ fn fstab_unescape(s: &str) -> String {
 /// `(spec, mountpoint, fstype)` of every fstab line whose mountpoint is an absolute
 /// path (swap, `none` and malformed lines are left out).
 pub fn parse_fstab(text: &str) -> Vec<(String, String, String)> {
+    parse_fstab_options(text)
+        .into_iter()
+        .map(|(spec, mp, t, _)| (spec, mp, t))
+        .collect()
+}
+
+/// [`parse_fstab`] with each line's options (fourth field, `defaults` when absent).
+pub fn parse_fstab_options(text: &str) -> Vec<(String, String, String, String)> {
     let mut out = Vec::new();
     for line in text.lines().take(1024) {
         let line = line.trim();
@@ -492,13 +538,87 @@ pub fn parse_fstab(text: &str) -> Vec<(String, String, String)> {
             continue;
         };
         let fstype = f.next().unwrap_or("auto");
+        let options = f.next().unwrap_or("defaults");
         let mp = fstab_unescape(mp);
         if !mp.starts_with('/') || fstype == "swap" {
             continue;
         }
-        out.push((fstab_unescape(spec), mp, fstype.to_string()));
+        out.push((
+            fstab_unescape(spec),
+            mp,
+            fstype.to_string(),
+            fstab_unescape(options),
+        ));
     }
     out
+}
+
+/// The `subvol=` (or `subvolume=`) of an fstab option string, without slashes around
+/// it; `None` when absent or naming the top level.
+pub fn subvol_option(options: &str) -> Option<String> {
+    options.split(',').find_map(|o| {
+        let v = o
+            .strip_prefix("subvol=")
+            .or_else(|| o.strip_prefix("subvolume="))?;
+        let v = v.trim_matches('/');
+        (!v.is_empty()).then(|| clean(v))
+    })
+}
+
+/// Is the entry a btrfs one (its type says so, or the device holds a btrfs)?
+fn fstype_is_btrfs(fstype: &str, device: &str, filesystems: &[Filesystem]) -> bool {
+    fstype == "btrfs"
+        || filesystems
+            .iter()
+            .any(|f| f.device == device && f.fstype == "btrfs")
+}
+
+/// `(name, source)` of every `/etc/crypttab` line: the mapping name the guest gives a
+/// LUKS device (`sda3_crypt`) and the device it names (`UUID=...`, `/dev/sda3`).
+pub fn parse_crypttab(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .take(1024)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((fstab_unescape(f.next()?), fstab_unescape(f.next()?)))
+        })
+        .collect()
+}
+
+/// The opened LUKS device an fstab spec names through `/etc/crypttab`:
+/// `/dev/mapper/sda3_crypt` with crypttab `sda3_crypt UUID=<luks uuid> ...` is this
+/// session's `/dev/mapper/luks-<luks uuid>`. The crypttab source may also name the LUKS
+/// device by path (its UUID is then that device's, from `filesystems`).
+fn crypttab_device(
+    spec: &str,
+    crypttab: &[(String, String)],
+    luks: &[(String, String)],
+    filesystems: &[Filesystem],
+) -> Option<String> {
+    let name = spec.strip_prefix("/dev/mapper/")?;
+    let (_, source) = crypttab.iter().find(|(n, _)| n == name)?;
+    let source = unquote(source);
+    let uuid = match source.strip_prefix("UUID=") {
+        Some(u) => unquote(u).to_string(),
+        None => {
+            let dev = source
+                .strip_prefix("/dev/disk/by-uuid/")
+                .map(|u| u.to_string());
+            match dev {
+                Some(u) => u,
+                None => filesystems
+                    .iter()
+                    .find(|f| f.device == source && f.fstype == "crypto_LUKS")?
+                    .uuid
+                    .clone()?,
+            }
+        }
+    };
+    luks.iter()
+        .find(|(u, _)| u.eq_ignore_ascii_case(&uuid))
+        .map(|(_, m)| m.clone())
 }
 
 /// The skiff device an fstab spec names: `UUID=`, `LABEL=`, `PARTUUID=`, `PARTLABEL=`,
@@ -560,6 +680,17 @@ pub fn resolve_spec(
             "by-partlabel" => by_partlabel(&name),
             _ => None,
         };
+    }
+    // Volumes: /dev/mapper/VG-LV and /dev/VG/LV (LVM), /dev/mapper/NAME (an opened
+    // LUKS mapping), as the appliance lists them.
+    let listed = |name: &str| filesystems.iter().any(|f| f.device == name);
+    if let Some(lv) = crate::volumes::keys::mapper_to_lv(spec)
+        && listed(&lv)
+    {
+        return Some(lv);
+    }
+    if spec.starts_with("/dev/mapper/") || spec.matches('/').count() == 3 {
+        return listed(spec).then(|| spec.to_string());
     }
     let (index, part) = guest_device(spec)?;
     let disk = disks.get(index)?;
@@ -774,9 +905,71 @@ mod tests {
         assert_eq!(r("/dev/vdc1"), None);
         assert_eq!(r("/dev/sda9"), None);
         assert_eq!(r("/dev/mapper/vg-lv"), None);
+        // Volumes listed by the appliance.
+        let fss = [
+            fs("/dev/debian-vg/root", "ext4", None, Some("r-1")),
+            fs("/dev/mapper/luks-abc", "ext4", None, Some("h-1")),
+        ];
+        let r = |s: &str| resolve_spec(s, &fss, &[], &disks);
+        assert_eq!(
+            r("/dev/mapper/debian--vg-root").as_deref(),
+            Some("/dev/debian-vg/root")
+        );
+        assert_eq!(
+            r("/dev/debian-vg/root").as_deref(),
+            Some("/dev/debian-vg/root")
+        );
+        assert_eq!(
+            r("/dev/mapper/luks-abc").as_deref(),
+            Some("/dev/mapper/luks-abc")
+        );
+        assert_eq!(r("UUID=h-1").as_deref(), Some("/dev/mapper/luks-abc"));
+        assert_eq!(r("/dev/mapper/other-lv"), None);
+        assert_eq!(r("/dev/vg/missing"), None);
         assert_eq!(r("proc"), None);
         assert_eq!(guest_device("/dev/sdaa1"), Some((26, Some(1))));
         assert_eq!(guest_device("/dev/sd"), None);
+    }
+
+    #[test]
+    fn crypttab_and_subvolumes() {
+        let ct = parse_crypttab(
+            "# <target> <source> <key> <options>\nsda3_crypt UUID=AbC-1 none luks,discard\n\
+             home_crypt /dev/sda4 none luks\nbad\n",
+        );
+        assert_eq!(
+            ct,
+            [
+                ("sda3_crypt".to_string(), "UUID=AbC-1".to_string()),
+                ("home_crypt".to_string(), "/dev/sda4".to_string())
+            ]
+        );
+        let luks = [
+            ("abc-1".to_string(), "/dev/mapper/luks-abc-1".to_string()),
+            ("def-2".to_string(), "/dev/mapper/luks-def-2".to_string()),
+        ];
+        let fss = [fs("/dev/sda4", "crypto_LUKS", None, Some("DEF-2"))];
+        let c = |s: &str| crypttab_device(s, &ct, &luks, &fss);
+        assert_eq!(
+            c("/dev/mapper/sda3_crypt").as_deref(),
+            Some("/dev/mapper/luks-abc-1")
+        );
+        assert_eq!(
+            c("/dev/mapper/home_crypt").as_deref(),
+            Some("/dev/mapper/luks-def-2")
+        );
+        assert_eq!(c("/dev/mapper/other"), None);
+        assert_eq!(c("UUID=abc-1"), None);
+        let e = parse_fstab_options(
+            "UUID=f1 / btrfs subvol=root,compress=zstd:1 0 0\nUUID=f1 /home btrfs subvol=/home 0 0\n\
+             UUID=f1 /top btrfs defaults\nLABEL=x /x ext4\n",
+        );
+        assert_eq!(e[0].3, "subvol=root,compress=zstd:1");
+        assert_eq!(subvol_option(&e[0].3).as_deref(), Some("root"));
+        assert_eq!(subvol_option(&e[1].3).as_deref(), Some("home"));
+        assert_eq!(subvol_option(&e[2].3), None);
+        assert_eq!(e[3].3, "defaults");
+        assert_eq!(subvol_option("subvol=/"), None);
     }
 
     #[test]

@@ -5,16 +5,46 @@
 use super::Session;
 use crate::error::{Error, Result};
 use crate::session::channel::Waiting;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wire::{Call, Reply, Request, ToHost};
 
 impl Session {
     /// Sends one request and waits (up to the call timeout) for its reply. An error reply
     /// is [`Error::Remote`] and leaves the session usable; anything else that goes wrong
     /// closes it.
+    ///
+    /// Before a request that changes a filesystem, the host's clock goes first
+    /// ([`Request::SetClock`], once a second at most): the appliance has no clock, and
+    /// what it creates or changes is stamped with this one.
     pub fn call(&mut self, request: Request) -> Result<Reply> {
+        if changes_files(&request) {
+            self.send_clock()?;
+        }
         let id = self.submit(request)?;
         self.complete(id)
+    }
+
+    /// Sends the host's wall clock unless it went less than a second ago.
+    fn send_clock(&mut self) -> Result<()> {
+        if self.clock_fixed
+            || self
+                .clock_sent
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return Ok(());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let id = self.submit(Request::SetClock { now })?;
+        match self.complete(id)? {
+            Reply::Unit => {
+                self.clock_sent = Some(Instant::now());
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Sends a request without waiting for its reply; returns its id for
@@ -64,6 +94,27 @@ impl Session {
             other => Err(unexpected(&other)),
         }
     }
+}
+
+/// Requests that create, change or remove files (and so stamp times).
+fn changes_files(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::WriteFile { .. }
+            | Request::Append { .. }
+            | Request::Mkdir { .. }
+            | Request::Remove { .. }
+            | Request::Rmdir { .. }
+            | Request::Rename { .. }
+            | Request::Chmod { .. }
+            | Request::Symlink { .. }
+            | Request::Truncate { .. }
+            | Request::Chown { .. }
+            | Request::Utimens { .. }
+            | Request::Touch { .. }
+            | Request::Setxattr { .. }
+            | Request::Removexattr { .. }
+    )
 }
 
 /// A message from the appliance, for an error message.

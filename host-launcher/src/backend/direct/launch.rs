@@ -70,9 +70,14 @@ fn qemu_path(b: &Builder) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }
 
-/// Opens every disk and its checked chain (before anything is spawned).
+/// Opens every disk and its checked chain (before anything is spawned), with the
+/// builder's keys for encrypted qcow2 images.
 fn open_drives(b: &Builder) -> Result<Vec<OpenedImage>> {
-    b.drives.iter().map(|(path, o)| o.open(path)).collect()
+    b.drives
+        .iter()
+        .enumerate()
+        .map(|(i, (path, o))| o.open_keyed(path, &b.keys, Some(&wire::disk_name(i))))
+        .collect()
 }
 
 fn args(
