@@ -395,6 +395,7 @@ fn lvm_root_reports_inspect_and_cat() {
                  VERSION_ID=\"12\"\nID=debian\n",
             ),
             ("boot/.keep", ""),
+            ("usr/bin/.keep", ""),
         ],
     );
 
@@ -922,6 +923,7 @@ fn btrfs_subvolumes_mount_like_the_guest() {
                 "NAME=\"Fedora Linux\"\nVERSION_ID=40\nID=fedora\n",
             ),
             ("root/home/.keep", ""),
+            ("root/usr/bin/.keep", ""),
             ("home/user/notes.txt", "in the home subvolume\n"),
         ],
     );

@@ -16,12 +16,32 @@ impl Session {
     /// Before a request that changes a filesystem, the host's clock goes first
     /// ([`Request::SetClock`], once a second at most): the appliance has no clock, and
     /// what it creates or changes is stamped with this one.
+    ///
+    /// A change refused as read-only names the filesystem it was refused on (`btrfs on
+    /// /dev/sda3 at /`), for filesystems whose own refusal does not.
     pub fn call(&mut self, request: Request) -> Result<Reply> {
-        if changes_files(&request) {
+        let changes = changes_files(&request);
+        if changes {
             self.send_clock()?;
         }
+        let path = changes.then(|| changed_path(&request).map(String::from)).flatten();
         let id = self.submit(request)?;
-        self.complete(id)
+        match self.complete(id) {
+            Err(Error::Remote(mut e)) if e.kind == wire::ErrorKind::ReadOnly => {
+                if let Some(p) = path
+                    && let Ok(mounts) = self.mounts()
+                    && let Some(m) = mount_of(&mounts, &p)
+                    && !e.message.contains(m.fstype.as_str())
+                {
+                    e.message = format!(
+                        "{} ({} on {} at {})",
+                        e.message, m.fstype, m.device, m.mountpoint
+                    );
+                }
+                Err(Error::Remote(e))
+            }
+            r => r,
+        }
     }
 
     /// Sends the host's wall clock unless it went less than a second ago.
@@ -117,6 +137,40 @@ fn changes_files(r: &Request) -> bool {
     )
 }
 
+/// The guest path a changing request acts on.
+fn changed_path(r: &Request) -> Option<&str> {
+    Some(match r {
+        Request::WriteFile { path, .. }
+        | Request::Append { path, .. }
+        | Request::Mkdir { path, .. }
+        | Request::Remove { path, .. }
+        | Request::Rmdir { path }
+        | Request::Chmod { path, .. }
+        | Request::Truncate { path, .. }
+        | Request::Chown { path, .. }
+        | Request::Utimens { path, .. }
+        | Request::Touch { path }
+        | Request::Setxattr { path, .. }
+        | Request::Removexattr { path, .. } => path,
+        Request::Rename { from, .. } => from,
+        Request::Symlink { linkpath, .. } => linkpath,
+        _ => return None,
+    })
+}
+
+/// The mount holding `path`: the longest mountpoint that is `path` or a parent of it.
+fn mount_of<'a>(mounts: &'a [wire::Mount], path: &str) -> Option<&'a wire::Mount> {
+    mounts
+        .iter()
+        .filter(|m| {
+            let mp = m.mountpoint.trim_end_matches('/');
+            mp.is_empty()
+                || path == mp
+                || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'))
+        })
+        .max_by_key(|m| m.mountpoint.len())
+}
+
 /// A message from the appliance, for an error message.
 pub(super) fn what(msg: &ToHost) -> String {
     match msg {
@@ -131,4 +185,33 @@ pub(crate) fn unexpected(reply: &Reply) -> Error {
     let name = format!("{reply:?}");
     let name = name.split(['(', ' ', '{']).next().unwrap_or("?");
     Error::BadFrame(format!("unexpected reply {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_holding_a_path() {
+        let m = |dev: &str, mp: &str| wire::Mount {
+            device: dev.into(),
+            mountpoint: mp.into(),
+            fstype: "btrfs".into(),
+            readonly: true,
+        };
+        let mounts = [m("/dev/sda1", "/"), m("/dev/sda2", "/home"), m("/dev/sda3", "/home/u")];
+        let dev = |p: &str| mount_of(&mounts, p).map(|m| m.device.as_str());
+        assert_eq!(dev("/etc/x"), Some("/dev/sda1"));
+        assert_eq!(dev("/home"), Some("/dev/sda2"));
+        assert_eq!(dev("/homes/x"), Some("/dev/sda1"));
+        assert_eq!(dev("/home/u/.ssh"), Some("/dev/sda3"));
+        assert_eq!(mount_of(&mounts[1..], "/etc"), None);
+        let r = Request::Chown {
+            path: "/a".into(),
+            uid: 0,
+            gid: 0,
+        };
+        assert_eq!(changed_path(&r), Some("/a"));
+        assert_eq!(changed_path(&Request::Mounts), None);
+    }
 }
