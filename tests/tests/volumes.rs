@@ -1050,3 +1050,150 @@ fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// A root whose fstab mounts `/dev/mapper/sda2_crypt` at `/home`, with `/etc/crypttab`
+/// naming that mapping by the LUKS UUID (Debian's style): inspection with the key
+/// resolves it to skiff's `/dev/mapper/luks-UUID`, and automatic mounting mounts it.
+#[test]
+fn crypttab_names_resolve_in_inspection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let pass = passphrase("ct");
+    let home = ext4_with(d, "home.fs", "12M", &[("user/notes.txt", "encrypted home\n")]);
+    let f = std::fs::OpenOptions::new().write(true).open(&home).expect("open");
+    f.set_len(16 << 20).expect("grow");
+    drop(f);
+    let luks_uuid = luks2_encrypt(&home, &pass, SMALL_ARGON);
+    let root = ext4_with(
+        d,
+        "root.fs",
+        "16M",
+        &[
+            ("etc/hostname", "ctguest\n"),
+            (
+                "etc/fstab",
+                "/dev/vda1 / ext4 defaults 0 1\n/dev/mapper/sda2_crypt /home ext4 defaults 0 2\n",
+            ),
+            (
+                "etc/crypttab",
+                &format!("# target source key options\nsda2_crypt UUID={luks_uuid} none luks,discard\n"),
+            ),
+            ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
+            ("usr/bin/.keep", ""),
+            ("home/.keep", ""),
+        ],
+    );
+    let img = d.join("disk.img");
+    sparse(&img, 40 << 20);
+    sfdisk(
+        &img,
+        "label: dos\nstart=2048, size=32768, type=83\nstart=34816, size=32768, type=83\n",
+    );
+    dd_into(&root, &img, 2048);
+    dd_into(&home, &img, 34816);
+    let key = format!("/dev/sda2:key:{pass}");
+    let j = json(&["-a", s(&img), "--key", &key, "inspect"]);
+    let os = &j["operating_systems"];
+    assert_eq!(os.as_array().map(Vec::len), Some(1), "{j}");
+    assert_eq!(os[0]["root"], "/dev/sda1");
+    let entry = os[0]["fstab"]
+        .as_array()
+        .and_then(|f| f.iter().find(|e| e["mountpoint"] == "/home"))
+        .expect("/home in fstab")
+        .clone();
+    assert_eq!(entry["spec"], "/dev/mapper/sda2_crypt");
+    assert_eq!(
+        entry["device"],
+        format!("/dev/mapper/luks-{luks_uuid}").as_str()
+    );
+    assert_eq!(
+        ok(&["-a", s(&img), "--key", &key, "cat", "/home/user/notes.txt"]),
+        "encrypted home\n"
+    );
+}
+
+/// dm-crypt's aes-xts-plain64 with 512-byte sectors, by Python's `cryptography`
+/// (OpenSSL): an implementation independent of skiff's.
+const XTS_PY: &str = r#"
+import sys
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+key = open(sys.argv[1], 'rb').read(); data = open(sys.argv[2], 'rb').read()
+out = bytearray()
+for i in range(len(data) // 512):
+    e = Cipher(algorithms.AES(key), modes.XTS(i.to_bytes(16, 'little'))).encryptor()
+    out += e.update(data[i * 512:(i + 1) * 512]) + e.finalize()
+open(sys.argv[3], 'wb').write(out)
+"#;
+
+/// LUKS1 made by `cryptsetup luksFormat --type luks1` (PBKDF2), its payload an ext4
+/// encrypted with the volume key cryptsetup dumps: read through `--key`.
+#[test]
+fn luks1_whole_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let pass = passphrase("l1");
+    let img = d.join("luks1.img");
+    sparse(&img, 12 << 20);
+    tool(
+        "cryptsetup",
+        &[
+            "luksFormat",
+            "--batch-mode",
+            "--type",
+            "luks1",
+            "--key-file=-",
+            "--cipher",
+            "aes-xts-plain64",
+            "--key-size",
+            "256",
+            "--pbkdf-force-iterations",
+            "1000",
+            s(&img),
+        ],
+        Some(pass.as_bytes()),
+    );
+    let vk = d.join("vk");
+    tool(
+        "cryptsetup",
+        &[
+            "luksDump",
+            "--batch-mode",
+            "--dump-volume-key",
+            "--volume-key-file",
+            s(&vk),
+            "--key-file=-",
+            s(&img),
+        ],
+        Some(pass.as_bytes()),
+    );
+    let dump = tool("cryptsetup", &["luksDump", s(&img)], None);
+    let offset: u64 = dump
+        .lines()
+        .find_map(|l| l.strip_prefix("Payload offset:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("payload offset in {dump}"));
+    let payload_len = (12 << 20) - offset * 512;
+    let fs = ext4_with(d, "fs.img", "4M", &[("etc/hostname", "luksone\n")]);
+    let f = std::fs::OpenOptions::new().write(true).open(&fs).expect("open");
+    f.set_len(payload_len).expect("size");
+    drop(f);
+    let enc = d.join("enc");
+    tool("python3", &["-c", XTS_PY, s(&vk), s(&fs), s(&enc)], None);
+    let mut f = std::fs::OpenOptions::new().write(true).open(&img).expect("open");
+    f.seek(SeekFrom::Start(offset * 512)).expect("seek");
+    f.write_all(&std::fs::read(&enc).expect("read")).expect("write payload");
+    drop(f);
+    let uuid = tool("cryptsetup", &["luksUUID", s(&img)], None).trim().to_string();
+    let j = json(&["-a", s(&img), "--key", &format!("all:key:{pass}"), "filesystems"]);
+    let fss = j["filesystems"].as_array().expect("filesystems");
+    assert!(
+        fss.iter().any(|f| f["device"] == format!("/dev/mapper/luks-{uuid}").as_str()
+            && f["fstype"] == "ext4"
+            && f["uuid"] == blkid(&fs, "UUID").as_str()),
+        "{fss:?}"
+    );
+    assert_eq!(
+        ok(&["-a", s(&img), "--key", &format!("/dev/sda:key:{pass}"), "cat", "/etc/hostname"]),
+        "luksone\n"
+    );
+}
