@@ -5,8 +5,8 @@
 use crate::warnings;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use skiff::wire::Filesystem;
 use skiff::volumes::{KeyPrompt, KeySet, Secret};
+use skiff::wire::Filesystem;
 use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, MountOptions, Session};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -79,8 +79,20 @@ impl DriveOptions {
 
     /// [`DriveOptions::open`] with keys for an encrypted qcow2, for the disk that will be
     /// `device` (see [`OpenedImage::open_keyed`]).
-    pub fn open_keyed(&self, path: &Path, keys: &KeySet, device: Option<&str>) -> Result<OpenedImage> {
-        OpenedImage::open_keyed(path, self.format, !self.readonly, self.backing, keys, device)
+    pub fn open_keyed(
+        &self,
+        path: &Path,
+        keys: &KeySet,
+        device: Option<&str>,
+    ) -> Result<OpenedImage> {
+        OpenedImage::open_keyed(
+            path,
+            self.format,
+            !self.readonly,
+            self.backing,
+            keys,
+            device,
+        )
     }
 }
 

@@ -117,7 +117,12 @@ impl Lab {
     fn attach(&mut self, img: &Path, range: Option<(u64, u64)>) -> String {
         let mut a = vec!["-f".to_string(), "--show".to_string()];
         if let Some((off, size)) = range {
-            a.extend(["-o".into(), off.to_string(), "--sizelimit".into(), size.to_string()]);
+            a.extend([
+                "-o".into(),
+                off.to_string(),
+                "--sizelimit".into(),
+                size.to_string(),
+            ]);
         }
         a.push(s(img).to_string());
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -159,7 +164,10 @@ impl Drop for Lab {
             let _ = std::fs::remove_file(format!("/etc/lvm/backup/{vg}"));
             if let Ok(rd) = std::fs::read_dir("/etc/lvm/archive") {
                 for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(&format!("{vg}_")) {
+                    if e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{vg}_"))
+                    {
                         let _ = std::fs::remove_file(e.path());
                     }
                 }
@@ -232,7 +240,11 @@ fn lv_runs(vg: &str, lv: &str, len: u64, files: &HashMap<String, (PathBuf, u64)>
             .split_whitespace()
             .map(|range| {
                 let (dev, pes) = range.rsplit_once(':').expect("dev:pe-pe");
-                let first: u64 = pes.split('-').next().and_then(|p| p.parse().ok()).expect("pe");
+                let first: u64 = pes
+                    .split('-')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("pe");
                 (dev.to_string(), pe_start[dev] + first * ext)
             })
             .collect();
@@ -262,7 +274,10 @@ fn lv_runs(vg: &str, lv: &str, len: u64, files: &HashMap<String, (PathBuf, u64)>
 /// Writes `data` as the first bytes of the LV laid out as `runs`.
 fn scatter(runs: &[Run], data: &[u8]) {
     for r in runs {
-        let mut f = std::fs::OpenOptions::new().write(true).open(&r.file).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&r.file)
+            .expect("open");
         f.seek(SeekFrom::Start(r.file_off)).expect("seek");
         let (a, b) = (r.lv_off as usize, (r.lv_off + r.len) as usize);
         f.write_all(&data[a..b]).expect("write");
@@ -330,7 +345,9 @@ fn luks2_encrypt(img: &Path, pass: &str, kdf: &[&str]) -> String {
     a.extend_from_slice(kdf);
     a.push(s(img));
     tool("cryptsetup", &a, Some(pass.as_bytes()));
-    tool("cryptsetup", &["luksUUID", s(img)], None).trim().to_string()
+    tool("cryptsetup", &["luksUUID", s(img)], None)
+        .trim()
+        .to_string()
 }
 
 /// A unique passphrase (so a grep for it finds nothing else).
@@ -402,8 +419,14 @@ fn lvm_root_reports_inspect_and_cat() {
     let mut lab = Lab::default();
     let l = lab.attach(&img, Some((p2_off, p2_size)));
     lab.vg(&vg, &[&l], &[]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "root", "-L", "40M", &vg]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "swap_1", "-L", "8M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "root", "-L", "40M", &vg],
+    );
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "swap_1", "-L", "8M", &vg],
+    );
     let files: HashMap<String, (PathBuf, u64)> = [(l.clone(), (img.clone(), p2_off))].into();
     let root_bytes = std::fs::read(&root).expect("read root fs");
     scatter(
@@ -411,8 +434,12 @@ fn lvm_root_reports_inspect_and_cat() {
         &root_bytes,
     );
     let lvm_pv = report("pvs", "pv_uuid,pe_start,pv_size,pv_free", &[&l]).remove(0);
-    let lvm_vg = report("vgs", "vg_uuid,vg_extent_size,vg_extent_count,vg_free_count", &[&vg])
-        .remove(0);
+    let lvm_vg = report(
+        "vgs",
+        "vg_uuid,vg_extent_size,vg_extent_count,vg_free_count",
+        &[&vg],
+    )
+    .remove(0);
     let lvm_lvs = report("lvs", "lv_name,lv_uuid,lv_size,segtype", &[&vg]);
     lab.detach();
 
@@ -430,7 +457,12 @@ fn lvm_root_reports_inspect_and_cat() {
     assert_eq!(run(&["lvs"]), format!("{root_lv}\n{swap_lv}\n"));
 
     // -full with --json: LVM's own figures.
-    let j = json(&with(&["pvs-full"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let j = json(
+        &with(&["pvs-full"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     let pv = &j["pvs"][0];
     assert_eq!(pv["pv_name"], "/dev/sda2");
     assert_eq!(pv["vg_name"], vg.as_str());
@@ -438,7 +470,12 @@ fn lvm_root_reports_inspect_and_cat() {
     assert_eq!(pv["pe_start"].as_u64(), Some(num(&lvm_pv, "pe_start")));
     assert_eq!(pv["pv_size"].as_u64(), Some(num(&lvm_pv, "pv_size")));
     assert_eq!(pv["pv_free"].as_u64(), Some(num(&lvm_pv, "pv_free")));
-    let j = json(&with(&["vgs-full"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let j = json(
+        &with(&["vgs-full"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     let v = &j["vgs"][0];
     assert_eq!(v["vg_uuid"], lvm_vg["vg_uuid"].as_str());
     assert_eq!(
@@ -453,7 +490,12 @@ fn lvm_root_reports_inspect_and_cat() {
         v["vg_free_count"].as_u64(),
         Some(num(&lvm_vg, "vg_free_count"))
     );
-    let j = json(&with(&["lvs-full"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let j = json(
+        &with(&["lvs-full"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     let lvs = j["lvs"].as_array().expect("lvs");
     assert_eq!(lvs.len(), lvm_lvs.len());
     for want in &lvm_lvs {
@@ -468,7 +510,12 @@ fn lvm_root_reports_inspect_and_cat() {
     }
 
     // filesystems lists the LVs with blkid's UUIDs.
-    let j = json(&with(&["filesystems"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let j = json(
+        &with(&["filesystems"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     let fss = j["filesystems"].as_array().expect("filesystems");
     let f = fss
         .iter()
@@ -478,7 +525,12 @@ fn lvm_root_reports_inspect_and_cat() {
     assert_eq!(f["uuid"], blkid(&root, "UUID").as_str());
 
     // Inspection finds the root on the LV and resolves the mapper name and the UUID.
-    let j = json(&with(&["inspect"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let j = json(
+        &with(&["inspect"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     let os = &j["operating_systems"][0];
     assert_eq!(os["root"], root_lv.as_str(), "{j}");
     assert_eq!(os["hostname"], "lvmguest");
@@ -498,10 +550,7 @@ fn lvm_root_reports_inspect_and_cat() {
     assert_eq!(run(&["cat", "/boot/config-6.1.0"]), "CONFIG_X=y\n");
     // -m with the mapper name.
     let m = format!("/dev/mapper/{mapper_vg}-root");
-    assert_eq!(
-        run(&["-m", &m, "cat", "/etc/debian_version"]),
-        "12.5\n"
-    );
+    assert_eq!(run(&["-m", &m, "cat", "/etc/debian_version"]), "12.5\n");
 }
 
 /// A VG over two disks with a striped LV: read, written with `--rw`, and the gathered
@@ -526,7 +575,9 @@ fn striped_lv_over_two_disks_read_and_written() {
     lab.vg(&vg, &[&l1, &l2], &["-s", "1M"]);
     lvm(
         "lvcreate",
-        &["-an", "-Zn", "-y", "-n", "data", "-L", "32M", "-i", "2", "-I", "64k", &vg],
+        &[
+            "-an", "-Zn", "-y", "-n", "data", "-L", "32M", "-i", "2", "-I", "64k", &vg,
+        ],
     );
     let files: HashMap<String, (PathBuf, u64)> =
         [(l1.clone(), (d1.clone(), 0)), (l2.clone(), (d2.clone(), 0))].into();
@@ -570,14 +621,20 @@ fn luks_on_lvm_keys_and_wrong_keys() {
     sparse(&img, 48 << 20);
     // The LV's contents: ext4 (20 MiB) then room for the LUKS2 header.
     let inner = ext4_with(d, "inner.fs", "20M", &[("etc/hostname", "inside\n")]);
-    let f = std::fs::OpenOptions::new().write(true).open(&inner).expect("open");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&inner)
+        .expect("open");
     f.set_len(24 << 20).expect("grow");
     drop(f);
     let luks_uuid = luks2_encrypt(&inner, &pass, SMALL_ARGON);
     let mut lab = Lab::default();
     let l = lab.attach(&img, None);
     lab.vg(&vg, &[&l], &[]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "secret", "-L", "24M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "secret", "-L", "24M", &vg],
+    );
     let files: HashMap<String, (PathBuf, u64)> = [(l.clone(), (img.clone(), 0))].into();
     let runs = lv_runs(&vg, "secret", 24 << 20, &files);
     scatter(&runs, &std::fs::read(&inner).expect("read"));
@@ -587,19 +644,13 @@ fn luks_on_lvm_keys_and_wrong_keys() {
     let mapper = format!("/dev/mapper/{vg}-secret");
     let keyfile = d.join("key");
     std::fs::write(&keyfile, format!("{pass}\nignored second line\n")).expect("key file");
-    let cat = |key: &str| {
-        ok(&[
-            "-a",
-            s(&img),
-            "--key",
-            key,
-            "cat",
-            "/etc/hostname",
-        ])
-    };
+    let cat = |key: &str| ok(&["-a", s(&img), "--key", key, "cat", "/etc/hostname"]);
     assert_eq!(cat(&format!("{lv}:key:{pass}")), "inside\n");
     assert_eq!(cat(&format!("{mapper}:key:{pass}")), "inside\n");
-    assert_eq!(cat(&format!("{}:key:{pass}", luks_uuid.to_uppercase())), "inside\n");
+    assert_eq!(
+        cat(&format!("{}:key:{pass}", luks_uuid.to_uppercase())),
+        "inside\n"
+    );
     assert_eq!(cat(&format!("all:file:{}", keyfile.display())), "inside\n");
     // One key per line on stdin.
     let out = ok_in(
@@ -608,7 +659,13 @@ fn luks_on_lvm_keys_and_wrong_keys() {
     );
     assert_eq!(out, "inside\n");
     // The filesystem inside is listed once unlocked.
-    let j = json(&["-a", s(&img), "--key", &format!("all:key:{pass}"), "filesystems"]);
+    let j = json(&[
+        "-a",
+        s(&img),
+        "--key",
+        &format!("all:key:{pass}"),
+        "filesystems",
+    ]);
     let fss = j["filesystems"].as_array().expect("filesystems");
     let mapped = format!("/dev/mapper/luks-{luks_uuid}");
     assert!(
@@ -625,7 +682,14 @@ fn luks_on_lvm_keys_and_wrong_keys() {
     // A wrong key: an error naming the device, never the key.
     let wrong = passphrase("wrong");
     let e = fails(
-        &["-a", s(&img), "--key", &format!("{lv}:key:{wrong}"), "cat", "/etc/hostname"],
+        &[
+            "-a",
+            s(&img),
+            "--key",
+            &format!("{lv}:key:{wrong}"),
+            "cat",
+            "/etc/hostname",
+        ],
         b"",
     );
     assert!(e.contains(&lv) && e.contains("wrong key"), "{e}");
@@ -647,7 +711,14 @@ fn luks_on_lvm_keys_and_wrong_keys() {
         "written through LUKS\n",
     ]);
     assert_eq!(
-        ok(&["-a", s(&img), "--key", &format!("{lv}:key:{pass}"), "cat", "/etc/motd"]),
+        ok(&[
+            "-a",
+            s(&img),
+            "--key",
+            &format!("{lv}:key:{pass}"),
+            "cat",
+            "/etc/motd"
+        ]),
         "written through LUKS\n"
     );
 }
@@ -661,7 +732,10 @@ fn keys_never_leak() {
     let d = dir.path();
     let pass = passphrase("leak");
     let fs = ext4_with(d, "fs.img", "16M", &[("etc/hostname", "leakcheck\n")]);
-    let f = std::fs::OpenOptions::new().write(true).open(&fs).expect("open");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fs)
+        .expect("open");
     f.set_len(20 << 20).expect("grow");
     drop(f);
     luks2_encrypt(&fs, &pass, SMALL_ARGON);
@@ -733,7 +807,15 @@ fn keys_never_leak() {
     // Wrong keys: errors name the device or image, never a key.
     let wrong = passphrase("nope");
     let e = fails(
-        &["-v", "-a", s(&enc), "--key", &format!("/dev/sda:key:{wrong}"), "cat", "/etc/hostname"],
+        &[
+            "-v",
+            "-a",
+            s(&enc),
+            "--key",
+            &format!("/dev/sda:key:{wrong}"),
+            "cat",
+            "/etc/hostname",
+        ],
         b"",
     );
     assert!(e.contains("wrong key") && e.contains(s(&enc)), "{e}");
@@ -793,13 +875,29 @@ fn encrypted_qcow2() {
     let info = tool("qemu-img", &["info", "--output=json", s(&enc)], None);
     assert!(info.contains("\"encrypted\": true"), "{info}");
     assert_eq!(
-        ok(&["-a", s(&enc), "--key", &format!("/dev/sda:key:{pass}"), "cat", "/etc/hostname"]),
+        ok(&[
+            "-a",
+            s(&enc),
+            "--key",
+            &format!("/dev/sda:key:{pass}"),
+            "cat",
+            "/etc/hostname"
+        ]),
         "encq\n"
     );
     let keyfile = d.join("key");
     std::fs::write(&keyfile, format!("{pass}\n")).expect("key");
     let by_path = format!("{}:file:{}", enc.display(), keyfile.display());
-    ok(&["--rw", "-a", s(&enc), "--key", &by_path, "write", "/new", "via skiff\n"]);
+    ok(&[
+        "--rw",
+        "-a",
+        s(&enc),
+        "--key",
+        &by_path,
+        "write",
+        "/new",
+        "via skiff\n",
+    ]);
     // No key: a clear error.
     let e = fails(&["-a", s(&enc), "cat", "/etc/hostname"], b"");
     assert!(e.contains("encrypt") && e.contains("key"), "{e}");
@@ -845,7 +943,10 @@ fn lvm_on_luks_with_relaunch_for_memory() {
     // The PV ends 4 MiB before the end: that room takes the LUKS2 header.
     let l = lab.attach(&img, Some((0, 36 << 20)));
     lab.vg(&vg, &[&l], &[]);
-    lvm("lvcreate", &["-an", "-Zn", "-y", "-n", "data", "-L", "16M", &vg]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "data", "-L", "16M", &vg],
+    );
     let files: HashMap<String, (PathBuf, u64)> = [(l.clone(), (img.clone(), 0))].into();
     scatter(
         &lv_runs(&vg, "data", 16 << 20, &files),
@@ -879,7 +980,11 @@ fn lvm_on_luks_with_relaunch_for_memory() {
     assert!(e.to_string().contains("/dev/sda"), "{e}");
     small.shutdown().expect("shutdown");
     let (mut sess, report) = b.launch_unlocked(&keys, &mut NoPrompt).expect("relaunch");
-    assert!(sess.memory_mib().is_some_and(|m| m >= 320), "{:?}", sess.memory_mib());
+    assert!(
+        sess.memory_mib().is_some_and(|m| m >= 320),
+        "{:?}",
+        sess.memory_mib()
+    );
     assert_eq!(report.opened.len(), 1);
     assert_eq!(report.opened[0].uuid, uuid);
     let lvs = sess.lvs().expect("lvs");
@@ -933,7 +1038,17 @@ fn btrfs_subvolumes_mount_like_the_guest() {
     tool(
         "mkfs.btrfs",
         &[
-            "-q", "-f", "-U", uuid, "--rootdir", s(&src), "-u", "root", "-u", "home", s(&img),
+            "-q",
+            "-f",
+            "-U",
+            uuid,
+            "--rootdir",
+            s(&src),
+            "-u",
+            "root",
+            "-u",
+            "home",
+            s(&img),
         ],
         None,
     );
@@ -966,14 +1081,32 @@ fn btrfs_subvolumes_mount_like_the_guest() {
         "in the home subvolume\n"
     );
     assert_eq!(
-        ok(&["-a", s(&img), "-m", "/dev/sda:/:subvol=/root", "cat", "/etc/hostname"]),
+        ok(&[
+            "-a",
+            s(&img),
+            "-m",
+            "/dev/sda:/:subvol=/root",
+            "cat",
+            "/etc/hostname"
+        ]),
         "fedorabtrfs\n"
     );
     let e = fails(
-        &["--rw", "-a", s(&img), "chown", "1000", "1000", "/etc/hostname"],
+        &[
+            "--rw",
+            "-a",
+            s(&img),
+            "chown",
+            "1000",
+            "1000",
+            "/etc/hostname",
+        ],
         b"",
     );
-    assert!(e.contains("btrfs") && e.to_lowercase().contains("read-only"), "{e}");
+    assert!(
+        e.contains("btrfs") && e.to_lowercase().contains("read-only"),
+        "{e}"
+    );
 }
 
 /// `chown`, `mkdir -p --uid/--gid`, `upload --uid/--gid` into `/home/user/.ssh`,
@@ -1039,7 +1172,10 @@ fn ownership_times_and_xattrs() {
     assert_eq!(time("/etc/hostname", "mtime"), 1234567890);
     assert_eq!(time("/etc/hostname", "atime"), 1000000000);
     let m = time("/etc/stamp", "mtime");
-    assert!(t0 - 2 <= m && m <= t1 + 2, "touch stamped {m}, host clock {t0}..{t1}");
+    assert!(
+        t0 - 2 <= m && m <= t1 + 2,
+        "touch stamped {m}, host clock {t0}..{t1}"
+    );
     let ea = debugfs(&img, "ea_get /etc/hostname user.comment");
     assert!(ea.contains("hello-xattr"), "{ea}");
 }
@@ -1059,8 +1195,16 @@ fn crypttab_names_resolve_in_inspection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let pass = passphrase("ct");
-    let home = ext4_with(d, "home.fs", "12M", &[("user/notes.txt", "encrypted home\n")]);
-    let f = std::fs::OpenOptions::new().write(true).open(&home).expect("open");
+    let home = ext4_with(
+        d,
+        "home.fs",
+        "12M",
+        &[("user/notes.txt", "encrypted home\n")],
+    );
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&home)
+        .expect("open");
     f.set_len(16 << 20).expect("grow");
     drop(f);
     let luks_uuid = luks2_encrypt(&home, &pass, SMALL_ARGON);
@@ -1076,7 +1220,9 @@ fn crypttab_names_resolve_in_inspection() {
             ),
             (
                 "etc/crypttab",
-                &format!("# target source key options\nsda2_crypt UUID={luks_uuid} none luks,discard\n"),
+                &format!(
+                    "# target source key options\nsda2_crypt UUID={luks_uuid} none luks,discard\n"
+                ),
             ),
             ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
             ("usr/bin/.keep", ""),
@@ -1174,26 +1320,50 @@ fn luks1_whole_disk() {
         .unwrap_or_else(|| panic!("payload offset in {dump}"));
     let payload_len = (12 << 20) - offset * 512;
     let fs = ext4_with(d, "fs.img", "4M", &[("etc/hostname", "luksone\n")]);
-    let f = std::fs::OpenOptions::new().write(true).open(&fs).expect("open");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fs)
+        .expect("open");
     f.set_len(payload_len).expect("size");
     drop(f);
     let enc = d.join("enc");
     tool("python3", &["-c", XTS_PY, s(&vk), s(&fs), s(&enc)], None);
-    let mut f = std::fs::OpenOptions::new().write(true).open(&img).expect("open");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .expect("open");
     f.seek(SeekFrom::Start(offset * 512)).expect("seek");
-    f.write_all(&std::fs::read(&enc).expect("read")).expect("write payload");
+    f.write_all(&std::fs::read(&enc).expect("read"))
+        .expect("write payload");
     drop(f);
-    let uuid = tool("cryptsetup", &["luksUUID", s(&img)], None).trim().to_string();
-    let j = json(&["-a", s(&img), "--key", &format!("all:key:{pass}"), "filesystems"]);
+    let uuid = tool("cryptsetup", &["luksUUID", s(&img)], None)
+        .trim()
+        .to_string();
+    let j = json(&[
+        "-a",
+        s(&img),
+        "--key",
+        &format!("all:key:{pass}"),
+        "filesystems",
+    ]);
     let fss = j["filesystems"].as_array().expect("filesystems");
     assert!(
-        fss.iter().any(|f| f["device"] == format!("/dev/mapper/luks-{uuid}").as_str()
-            && f["fstype"] == "ext4"
-            && f["uuid"] == blkid(&fs, "UUID").as_str()),
+        fss.iter().any(
+            |f| f["device"] == format!("/dev/mapper/luks-{uuid}").as_str()
+                && f["fstype"] == "ext4"
+                && f["uuid"] == blkid(&fs, "UUID").as_str()
+        ),
         "{fss:?}"
     );
     assert_eq!(
-        ok(&["-a", s(&img), "--key", &format!("/dev/sda:key:{pass}"), "cat", "/etc/hostname"]),
+        ok(&[
+            "-a",
+            s(&img),
+            "--key",
+            &format!("/dev/sda:key:{pass}"),
+            "cat",
+            "/etc/hostname"
+        ]),
         "luksone\n"
     );
 }

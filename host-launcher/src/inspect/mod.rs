@@ -162,9 +162,10 @@ pub fn inspect_os(s: &mut Session) -> Result<Vec<OsInfo>> {
         // A subvolume of a btrfs whose default subvolume is already an OS root is that
         // root again.
         if let Some(rest) = fs.device.strip_prefix(crate::session::fs::BTRFSVOL)
-            && found
-                .iter()
-                .any(|os: &OsInfo| rest.strip_prefix(os.root.as_str()).is_some_and(|r| r.starts_with('/')))
+            && found.iter().any(|os: &OsInfo| {
+                rest.strip_prefix(os.root.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            })
         {
             continue;
         }
@@ -305,9 +306,8 @@ fn inspect_mounted(s: &mut Session, device: &str, d: &Devices) -> Result<Option<
             .into_iter()
             .map(|(spec, mountpoint, fstype, options)| {
                 let named = crypttab_device(&spec, &crypttab, d.luks, d.filesystems);
-                let mut device = named.or_else(|| {
-                    resolve_spec(&spec, d.filesystems, d.partitions, d.disks)
-                });
+                let mut device =
+                    named.or_else(|| resolve_spec(&spec, d.filesystems, d.partitions, d.disks));
                 // btrfs `subvol=`: the subvolume, as libguestfs names it.
                 if let (Some(dev), Some(sub)) = (&device, subvol_option(&options))
                     && fstype_is_btrfs(&fstype, dev, d.filesystems)

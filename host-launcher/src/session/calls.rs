@@ -24,7 +24,9 @@ impl Session {
         if changes {
             self.send_clock()?;
         }
-        let path = changes.then(|| changed_path(&request).map(String::from)).flatten();
+        let path = changes
+            .then(|| changed_path(&request).map(String::from))
+            .flatten();
         let id = self.submit(request)?;
         match self.complete(id) {
             Err(Error::Remote(mut e)) if e.kind == wire::ErrorKind::ReadOnly => {
@@ -164,9 +166,7 @@ fn mount_of<'a>(mounts: &'a [wire::Mount], path: &str) -> Option<&'a wire::Mount
         .iter()
         .filter(|m| {
             let mp = m.mountpoint.trim_end_matches('/');
-            mp.is_empty()
-                || path == mp
-                || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'))
+            mp.is_empty() || path == mp || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'))
         })
         .max_by_key(|m| m.mountpoint.len())
 }
@@ -199,7 +199,11 @@ mod tests {
             fstype: "btrfs".into(),
             readonly: true,
         };
-        let mounts = [m("/dev/sda1", "/"), m("/dev/sda2", "/home"), m("/dev/sda3", "/home/u")];
+        let mounts = [
+            m("/dev/sda1", "/"),
+            m("/dev/sda2", "/home"),
+            m("/dev/sda3", "/home/u"),
+        ];
         let dev = |p: &str| mount_of(&mounts, p).map(|m| m.device.as_str());
         assert_eq!(dev("/etc/x"), Some("/dev/sda1"));
         assert_eq!(dev("/home"), Some("/dev/sda2"));

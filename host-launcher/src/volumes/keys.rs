@@ -124,10 +124,7 @@ impl KeySet {
             KeySelector::Id(id) => named(id),
             KeySelector::All => false,
         });
-        let all = self
-            .keys
-            .iter()
-            .filter(|k| k.selector == KeySelector::All);
+        let all = self.keys.iter().filter(|k| k.selector == KeySelector::All);
         own.chain(all).map(|k| &k.secret).collect()
     }
 }
@@ -211,7 +208,9 @@ pub fn parse_key(spec: &str) -> Result<Key> {
         KeyKind::File => read_key_file(Path::new(value))?,
     };
     if secret.len() > MAX_KEY_LEN {
-        return Err(bad(&format!("{id}: the key is longer than {MAX_KEY_LEN} bytes")));
+        return Err(bad(&format!(
+            "{id}: the key is longer than {MAX_KEY_LEN} bytes"
+        )));
     }
     Ok(Key { selector, secret })
 }
@@ -225,13 +224,19 @@ enum KeyKind {
 pub fn read_key_file(path: &Path) -> Result<Secret> {
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| {
-        Error::InvalidArgument(format!("--key: cannot read key file {}: {e}", path.display()))
+        Error::InvalidArgument(format!(
+            "--key: cannot read key file {}: {e}",
+            path.display()
+        ))
     })?;
     let mut data = Zeroizing::new(Vec::new());
     f.take(MAX_KEY_LEN as u64 + 1)
         .read_to_end(&mut data)
         .map_err(|e| {
-            Error::InvalidArgument(format!("--key: cannot read key file {}: {e}", path.display()))
+            Error::InvalidArgument(format!(
+                "--key: cannot read key file {}: {e}",
+                path.display()
+            ))
         })?;
     Ok(first_line(&data))
 }

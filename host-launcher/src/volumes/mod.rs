@@ -111,7 +111,12 @@ impl Session {
     }
 
     /// [`Session::luks_open`] with a mapping name of the caller's (`/dev/mapper/NAME`).
-    pub fn luks_open_as(&mut self, device: &str, key: &Secret, name: Option<&str>) -> Result<String> {
+    pub fn luks_open_as(
+        &mut self,
+        device: &str,
+        key: &Secret,
+        name: Option<&str>,
+    ) -> Result<String> {
         let r = self.call(Request::LuksOpen {
             device: device.into(),
             key: Bytes(key.expose().to_vec()),
@@ -146,7 +151,11 @@ impl Session {
     /// listed in [`UnlockReport::skipped`]. A device whose key derivation needs more
     /// memory than this appliance has is [`Error::NeedsMemory`], before any work
     /// ([`Builder::launch_unlocked`] relaunches then).
-    pub fn unlock_all(&mut self, keys: &KeySet, prompt: &mut dyn KeyPrompt) -> Result<UnlockReport> {
+    pub fn unlock_all(
+        &mut self,
+        keys: &KeySet,
+        prompt: &mut dyn KeyPrompt,
+    ) -> Result<UnlockReport> {
         let mut report = UnlockReport::default();
         let mut left: Vec<String> = Vec::new();
         for _ in 0..MAX_ROUNDS {
@@ -226,8 +235,7 @@ impl Session {
         let Some(have) = self.memory_mib() else {
             return Ok(());
         };
-        let fits = v.required_memory
-            <= u64::from(have.saturating_sub(APPLIANCE_RESERVE_MIB)) << 20;
+        let fits = v.required_memory <= u64::from(have.saturating_sub(APPLIANCE_RESERVE_MIB)) << 20;
         if fits {
             return Ok(());
         }

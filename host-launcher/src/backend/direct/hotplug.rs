@@ -172,10 +172,7 @@ fn base64(data: &[u8]) -> zeroize::Zeroizing<String> {
 /// Drops the key objects of a disk (best effort).
 fn remove_secrets(qmp: &mut Qmp, ids: &[String]) {
     for id in ids {
-        let _ = qmp.execute(
-            &ObjectDel { id: id.clone() },
-            Instant::now() + QMP_TIMEOUT,
-        );
+        let _ = qmp.execute(&ObjectDel { id: id.clone() }, Instant::now() + QMP_TIMEOUT);
     }
 }
 
@@ -288,7 +285,11 @@ impl DirectHandle {
 }
 
 /// Per layer of `img` (slot `slot`), the id of its key object if it has one.
-fn layer_secret_ids(ids: &[String], slot: usize, img: &crate::images::OpenedImage) -> Vec<Option<String>> {
+fn layer_secret_ids(
+    ids: &[String],
+    slot: usize,
+    img: &crate::images::OpenedImage,
+) -> Vec<Option<String>> {
     (0..img.layers.len())
         .map(|k| {
             let id = qemu::secret_id(slot, k);
@@ -363,7 +364,11 @@ impl Hotplug for DirectHandle {
         }
         let mut sets = fdsets.iter().copied();
         let mut drive = DriveArg::for_image(slot, &img, |_| sets.next().unwrap_or(u32::MAX));
-        for (l, id) in drive.layers.iter_mut().zip(layer_secret_ids(&secret_ids, slot, &img)) {
+        for (l, id) in drive
+            .layers
+            .iter_mut()
+            .zip(layer_secret_ids(&secret_ids, slot, &img))
+        {
             l.key_secret = id;
         }
         // The same blockdev JSON as a cold-plugged disk, checked against QEMU's schema.
@@ -607,10 +612,19 @@ mod tests {
                 block: false,
             },
             data_file: None,
+            key_secret: None,
         };
         for (layers, readonly) in [
             (vec![layer(Format::Raw, 1, true)], true),
             (vec![layer(Format::Qcow2, 1, false)], false),
+            // An encrypted qcow2: its key in a `secret` object.
+            (
+                vec![LayerArg {
+                    key_secret: Some("key4l0".into()),
+                    ..layer(Format::Qcow2, 1, true)
+                }],
+                true,
+            ),
             (
                 vec![
                     LayerArg {

@@ -108,7 +108,15 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
         .enumerate()
         .map(|(i, (path, o))| {
             let dev = wire::disk_name(i);
-            disk(&conn, local, path, *o, &builder.keys, Some(&dev), &mut secrets)
+            disk(
+                &conn,
+                local,
+                path,
+                *o,
+                &builder.keys,
+                Some(&dev),
+                &mut secrets,
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     trace.step("disks");
@@ -218,7 +226,12 @@ pub(crate) struct Secrets(Vec<virt::secret::Secret>);
 
 impl Secrets {
     /// Defines a secret holding `key`; returns its UUID.
-    fn define(&mut self, conn: &Connect, key: &crate::volumes::Secret, what: &str) -> Result<String> {
+    fn define(
+        &mut self,
+        conn: &Connect,
+        key: &crate::volumes::Secret,
+        what: &str,
+    ) -> Result<String> {
         let sec = conn
             .define_secret_xml(&xml::secret_xml(&format!("skiff: key of {what}")), 0)
             .map_err(|e| verr("cannot define a libvirt secret", e))?;
