@@ -1367,3 +1367,53 @@ fn luks1_whole_disk() {
         "luksone\n"
     );
 }
+
+/// On a terminal, a LUKS device without a `--key` is asked for like virt-cat does
+/// (`Enter key or passphrase ("/dev/sda"): `), the passphrase not echoed. The terminal
+/// is a pty made by `script` (util-linux); the passphrase is typed once the prompt shows.
+#[test]
+fn prompt_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let pass = passphrase("tty");
+    let fs = ext4_with(d, "fs.img", "8M", &[("etc/hostname", "typed\n")]);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fs)
+        .expect("open");
+    f.set_len(12 << 20).expect("grow");
+    drop(f);
+    luks2_encrypt(&fs, &pass, SMALL_ARGON);
+    let cmd = format!(
+        "{} --timeout 120 -a {} cat /etc/hostname",
+        guests::skiff_bin().display(),
+        fs.display()
+    );
+    let mut c = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) is installed");
+    let mut out = c.stdout.take().expect("piped");
+    let mut seen = Vec::new();
+    let prompt = b"Enter key or passphrase (\"/dev/sda\"): ";
+    let mut buf = [0u8; 4096];
+    while !contains(&seen, prompt) {
+        let n = out.read(&mut buf).expect("read the pty");
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut input = c.stdin.take().expect("piped");
+    input
+        .write_all(format!("{pass}\n").as_bytes())
+        .expect("type the passphrase");
+    out.read_to_end(&mut seen).expect("read the rest");
+    let status = c.wait().expect("wait");
+    drop(input);
+    let text = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{text}");
+    assert!(text.contains("typed"), "{text}");
+    assert!(!text.contains(&pass), "the passphrase was echoed: {text}");
+}
