@@ -30,8 +30,10 @@ trap cleanup EXIT
 export LVM_SUPPRESS_FD_WARNINGS=1
 noact=(--config global/activation=0)
 
-mkdir -p "$work/src/etc" "$work/src/usr/bin"
+# A minimal Linux root as both skiff's and libguestfs' inspection recognise it.
+mkdir -p "$work/src/etc" "$work/src/usr/bin" "$work/src/bin"
 echo "bench-guest" > "$work/src/etc/hostname"
+echo "proc /proc proc defaults 0 0" > "$work/src/etc/fstab"
 printf 'ID=debian\nVERSION_ID="12"\n' > "$work/src/etc/os-release"
 mkfs.ext4 -q -F -E root_owner=0:0 -d "$work/src" "$work/fs.img" 32M
 

@@ -1417,3 +1417,31 @@ fn prompt_on_a_terminal() {
     assert!(text.contains("typed"), "{text}");
     assert!(!text.contains(&pass), "the passphrase was echoed: {text}");
 }
+
+/// Changes to NTFS (read-only in skiff) are refused with an error naming NTFS, and the
+/// image is unchanged.
+#[test]
+fn ntfs_changes_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = dir.path().join("ntfs.img");
+    sparse(&img, 16 << 20);
+    tool("mkntfs", &["-q", "-F", "-Q", "-L", "win", s(&img)], None);
+    let before = std::fs::read(&img).expect("read");
+    for cmd in [
+        &["write", "/x.txt", "hi"][..],
+        &["chown", "1000", "1000", "/"][..],
+        &["touch", "/y"][..],
+    ] {
+        let mut a = vec!["--rw", "-a", s(&img)];
+        a.extend_from_slice(cmd);
+        let e = fails(&a, b"");
+        assert!(
+            e.to_lowercase().contains("ntfs") && e.to_lowercase().contains("read-only"),
+            "{cmd:?}: {e}"
+        );
+    }
+    assert!(
+        std::fs::read(&img).expect("read") == before,
+        "image unchanged"
+    );
+}
