@@ -1445,3 +1445,51 @@ fn ntfs_changes_refused_by_name() {
         "image unchanged"
     );
 }
+
+/// An encrypted qcow2 hot-added to a running appliance: its key goes to qemu over QMP
+/// (`object-add` of a `secret`), the disk reads, and a wrong key is a typed error
+/// naming the image.
+#[test]
+fn encrypted_qcow2_hot_added() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let pass = passphrase("hot");
+    let plain = ext4_with(d, "plain.img", "8M", &[("etc/hostname", "hot\n")]);
+    let enc = d.join("hot.qcow2");
+    qcow2_encrypt(&plain, &enc, &pass);
+    let mut keys = KeySet::new();
+    keys.add_spec(&format!("{}:key:{pass}", enc.display()))
+        .expect("key");
+    let mut sess = skiff_tests::builder()
+        .hotplug(true)
+        .keys(keys)
+        .launch()
+        .expect("launch");
+    let dev = sess
+        .add_drive(&enc, DriveOptions::readonly())
+        .expect("hot-add the encrypted image");
+    sess.mount(&dev, "/", MountOptions::readonly())
+        .expect("mount");
+    assert_eq!(sess.read_file("/etc/hostname").expect("read"), b"hot\n");
+    let pid = sess.qemu_pid().expect("qemu pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert!(!contains(&cmdline, pass.as_bytes()));
+    assert!(!sess.log().contains(&pass));
+    sess.shutdown().expect("shutdown");
+
+    let wrong = passphrase("hotwrong");
+    let mut keys = KeySet::new();
+    keys.add_spec(&format!("all:key:{wrong}")).expect("key");
+    let mut sess = skiff_tests::builder()
+        .hotplug(true)
+        .keys(keys)
+        .launch()
+        .expect("launch");
+    let e = sess
+        .add_drive(&enc, DriveOptions::readonly())
+        .expect_err("a wrong key");
+    let msg = format!("{e} {e:?}");
+    assert!(matches!(e, Error::WrongKey { .. }), "{msg}");
+    assert!(msg.contains("hot.qcow2") && !msg.contains(&wrong), "{msg}");
+    sess.shutdown().expect("shutdown");
+}
