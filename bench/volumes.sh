@@ -75,12 +75,20 @@ time_it() {
   out=()
   for _ in $(seq "$runs"); do
     local t0 t1 o
-    t0="$(now)"; o="$("$@" 2>/dev/null)"; t1="$(now)"
+    t0="$(now)"
+    if ! o="$("$@" 2> "$work/err")"; then
+      echo "FAILED: $*: $(tail -n 3 "$work/err" | tr '\n' ' ')" >&2
+      continue
+    fi
+    t1="$(now)"
     case "$*" in *cat*) [ "$o" = "bench-guest" ] || { echo "wrong output from $*: $o" >&2; exit 1; } ;; esac
     out+=("$(ms "$t0" "$t1")")
   done
 }
-report() { printf '%-44s median %6s ms   (all: %s)\n' "$1" "$(printf '%s\n' "${@:2}" | median)" "${*:2}"; }
+report() {
+  if [ $# -lt 2 ]; then printf '%-44s failed\n' "$1"; return; fi
+  printf '%-44s median %6s ms   (all: %s)\n' "$1" "$(printf '%s\n' "${@:2}" | median)" "${*:2}"
+}
 
 echo "images: ext4 32 MiB; LUKS2 KDF: $kdf; accel: ${SKIFF_ACCEL:-auto}; $runs runs"
 echo
@@ -92,7 +100,7 @@ time_it c "$skiff" --memory "$need_mib" cat -a "$luks" --key "/dev/sda:file:$key
 report "LUKS2: launch + unlock + cat (--memory $need_mib)" "${c[@]}"
 time_it d "$skiff" --memory "$need_mib" filesystems -a "$luks"
 time_it e "$skiff" --memory "$need_mib" filesystems -a "$luks" --key "/dev/sda:file:$keyfile"
-unlock=(); for i in $(seq 0 $((runs - 1))); do unlock+=("$(( e[i] - d[i] ))"); done
+unlock=(); for i in $(seq 0 $((${#e[@]} < ${#d[@]} ? ${#e[@]} - 1 : ${#d[@]} - 1))); do unlock+=("$(( e[i] - d[i] ))"); done
 report "LUKS2: LuksOpen (key derivation) alone" "${unlock[@]}"
 time_it f "$skiff" cat -a "$luks" --key "/dev/sda:file:$keyfile" /etc/hostname
 report "LUKS2: default memory (relaunch) + cat" "${f[@]}"
