@@ -124,9 +124,11 @@ pub enum FsCmd {
         #[arg(allow_negative_numbers = true)]
         mtime: i64,
     },
-    /// Write the value of extended attribute NAME of PATH to stdout.
+    /// Write the value of extended attribute NAME of PATH to stdout (ext4: with --rw, as
+    /// its attributes are read on read-write mounts only).
     Getxattr { path: String, name: String },
-    /// List the extended attributes of PATH with their values (`name=value` lines).
+    /// List the extended attributes of PATH with their values (`name=value` lines; ext4:
+    /// with --rw).
     Lgetxattrs { path: String },
     /// Set extended attribute NAME of PATH to VALUE (`-`: stdin). Needs --rw.
     Setxattr {

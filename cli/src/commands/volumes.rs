@@ -18,7 +18,7 @@ pub enum VolCmd {
     /// List the LVM volume groups, one name per line (--json: every field).
     Vgs,
     /// List the LVM logical volumes as /dev/VG/LV, one per line; hidden ones (raid
-    /// legs, pool metadata) are left out (--json: every field, hidden ones included).
+    /// legs, pool metadata) are left out (--json: every field; lvs-full: hidden ones too).
     #[command(after_help = "Examples:
   skiff lvs -a server.qcow2
   skiff lvs -a laptop.qcow2 --key /dev/sda3:file:/root/pass   # LVM inside LUKS")]
