@@ -5,6 +5,7 @@
 use crate::warnings;
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use skiff::volumes::{KeyPrompt, KeySet, Secret};
 use skiff::wire::Filesystem;
 use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, MountOptions, Session};
 use std::path::PathBuf;
@@ -28,10 +29,22 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "MIB", default_value_t = 128, global = true)]
     pub memory: u32,
     /// Mount DEV at MOUNTPOINT (default `/`) before a filesystem command; repeat for
-    /// more, in order. Without -m, the disks' only filesystem is mounted at `/`.
-    #[arg(short = 'm', long = "mount", value_name = "DEV[:MOUNTPOINT]", global = true,
-          value_parser = parse_mount)]
+    /// more, in order. Without -m, the disks' only filesystem is mounted at `/`, or the
+    /// guest the way its fstab says. OPTIONS: `subvol=NAME` mounts a btrfs subvolume
+    /// (same as DEV `btrfsvol:/dev/sda3/NAME`), `ro`; FSTYPE forces the type.
+    #[arg(short = 'm', long = "mount", value_name = "DEV[:MOUNTPOINT[:OPTIONS[:FSTYPE]]]",
+          global = true, value_parser = parse_mount)]
     pub mounts: Vec<MountSpec>,
+    /// A key for an encrypted device or image, libguestfs' syntax: ID:key:PASSPHRASE or
+    /// ID:file:FILE (its first line). ID: a device (/dev/sda2, /dev/VG/LV), a LUKS UUID,
+    /// an encrypted qcow2 image's path (or its /dev/sdX), or `all`. Repeat for more.
+    /// LUKS devices are unlocked before the command runs (as /dev/mapper/luks-UUID).
+    #[arg(long = "key", value_name = "ID:key:PASS|ID:file:FILE", global = true)]
+    pub keys: Vec<String>,
+    /// Read keys from stdin, one line per LUKS device that has no --key (instead of
+    /// asking on the terminal).
+    #[arg(long, global = true)]
+    pub keys_from_stdin: bool,
     /// Extra appliance kernel command line (development: `skiff.test=...` knobs).
     #[arg(long, value_name = "CMDLINE", global = true, hide = true)]
     pub append: Option<String>,
@@ -101,38 +114,150 @@ fn parse_drive(s: &str) -> Result<Drive, String> {
     Ok(d)
 }
 
-/// One `-m DEV[:MOUNTPOINT]`.
+/// One `-m DEV[:MOUNTPOINT[:OPTIONS[:FSTYPE]]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountSpec {
     pub device: String,
     pub mountpoint: String,
+    /// Mount options as given (`subvol=home`, `ro`, ...).
+    pub options: Option<String>,
+    pub fstype: Option<String>,
 }
 
-/// `DEV` (mounted at `/`) or `DEV:MOUNTPOINT`.
+impl MountSpec {
+    /// `device` at `mountpoint`, no options.
+    pub fn new(device: String, mountpoint: String) -> MountSpec {
+        MountSpec {
+            device,
+            mountpoint,
+            options: None,
+            fstype: None,
+        }
+    }
+}
+
+/// `DEV` (mounted at `/`), `DEV:MOUNTPOINT`, `DEV:MOUNTPOINT:OPTIONS` or
+/// `DEV:MOUNTPOINT:OPTIONS:FSTYPE` (guestfish's `-m`). A `btrfsvol:` device keeps its
+/// own colon.
 fn parse_mount(s: &str) -> Result<MountSpec, String> {
-    let (device, mountpoint) = match s.split_once(':') {
-        Some((d, m)) => (d, m),
-        None => (s, "/"),
+    let (prefix, rest) = match s.strip_prefix(skiff::fs::BTRFSVOL) {
+        Some(r) => (skiff::fs::BTRFSVOL, r),
+        None => ("", s),
     };
-    if device.is_empty() {
+    let mut parts = rest.splitn(4, ':');
+    let device = format!("{prefix}{}", parts.next().unwrap_or(""));
+    let mountpoint = parts.next().unwrap_or("/");
+    let options = parts.next().filter(|o| !o.is_empty()).map(String::from);
+    let fstype = parts.next().filter(|t| !t.is_empty()).map(String::from);
+    if device.is_empty() || device == prefix {
         return Err(format!("{s:?}: empty device"));
     }
     if !mountpoint.starts_with('/') {
         return Err(format!("{s:?}: the mountpoint must be an absolute path"));
     }
     Ok(MountSpec {
-        device: device.into(),
+        device,
         mountpoint: mountpoint.into(),
+        options,
+        fstype,
     })
 }
 
+/// What a `-m` (or fstab) option string asks of a mount: the device to mount (a btrfs
+/// `subvol=` makes it `btrfsvol:DEV/SUBVOL`), read-only or not, and the options skiff
+/// does not act on (warned about).
+pub fn apply_options(device: &str, options: Option<&str>) -> (String, bool, Vec<String>) {
+    let mut dev = device.to_string();
+    let mut ro = false;
+    let mut ignored = Vec::new();
+    for o in options.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
+        if let Some(sub) = o
+            .strip_prefix("subvol=")
+            .or_else(|| o.strip_prefix("subvolume="))
+        {
+            let sub = sub.trim_matches('/');
+            if !sub.is_empty() && !device.starts_with(skiff::fs::BTRFSVOL) {
+                dev = skiff::fs::btrfs_subvolume(device, sub);
+            }
+        } else if o == "ro" {
+            ro = true;
+        } else if !matches!(o, "rw" | "defaults") {
+            ignored.push(o.to_string());
+        }
+    }
+    (dev, ro, ignored)
+}
+
+/// The `--key`s of `a`.
+pub fn key_set(a: &LaunchArgs) -> Result<KeySet> {
+    let mut keys = KeySet::new();
+    for k in &a.keys {
+        keys.add_spec(k)?;
+    }
+    Ok(keys)
+}
+
+/// Asks for a LUKS device's key: a line of stdin (`--keys-from-stdin`), else on the
+/// terminal without echo (like virt-cat), else nothing (the device stays locked).
+struct CliPrompt {
+    from_stdin: bool,
+}
+
+impl KeyPrompt for CliPrompt {
+    fn ask(&mut self, device: &str, _uuid: &str) -> skiff::Result<Option<Secret>> {
+        use std::io::{BufRead, IsTerminal};
+        if self.from_stdin {
+            let mut line = zeroize::Zeroizing::new(String::new());
+            let n = std::io::stdin().lock().read_line(&mut line)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(skiff::volumes::keys::first_line(line.as_bytes())));
+        }
+        if !std::io::stdin().is_terminal() {
+            return Ok(None);
+        }
+        let typed = rpassword::prompt_password(format!("Enter key or passphrase (\"{device}\"): "))
+            .map(zeroize::Zeroizing::new)?;
+        Ok(Some(Secret::new(typed.as_bytes())))
+    }
+}
+
 /// Launches the appliance `a` describes (or takes over the one handed down with
-/// `--inherit-appliance`).
+/// `--inherit-appliance`), then unlocks the LUKS devices its keys open (relaunching
+/// with more memory when an Argon2 key derivation needs it). Devices left locked are
+/// warnings.
 pub fn launch(a: &LaunchArgs) -> Result<Session> {
+    let keys = key_set(a)?;
+    let mut prompt = CliPrompt {
+        from_stdin: a.keys_from_stdin,
+    };
+    let (s, report) = if let Some(fd) = a.inherit_appliance {
+        let mut s = adopt(a, fd)?;
+        let r = s.unlock_all(&keys, &mut prompt)?;
+        (s, r)
+    } else {
+        builder(a, &keys)?.launch_unlocked(&keys, &mut prompt)?
+    };
+    for (device, why) in &report.skipped {
+        warnings::warn(format!("{device} (LUKS) is left locked: {why}"));
+    }
+    Ok(s)
+}
+
+/// Launches without unlocking anything (commands on whole disks: `devices`).
+pub fn launch_plain(a: &LaunchArgs) -> Result<Session> {
     if let Some(fd) = a.inherit_appliance {
         return adopt(a, fd);
     }
-    let mut b = base_builder(a)?;
+    let keys = key_set(a)?;
+    Ok(builder(a, &keys)?.launch()?)
+}
+
+/// The builder for `a`: its settings and disks (encrypted qcow2 images get their key
+/// from `keys`).
+fn builder(a: &LaunchArgs, keys: &KeySet) -> Result<Builder> {
+    let mut b = base_builder(a)?.keys(keys.clone());
     for d in &a.drives {
         b = b.add_drive(
             &d.path,
@@ -146,7 +271,7 @@ pub fn launch(a: &LaunchArgs) -> Result<Session> {
     for (path, options) in libvirt_drives(a)? {
         b = b.add_drive(path, options);
     }
-    Ok(b.launch()?)
+    Ok(b)
 }
 
 /// The session on an appliance handed down by `each --pool` (see `--inherit-appliance`).
@@ -240,10 +365,7 @@ pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<Mou
     let all = session.filesystems().context("listing the filesystems")?;
     let found: Vec<&Filesystem> = all.iter().filter(|f| is_mountable(f)).collect();
     match found.as_slice() {
-        [one] => Ok(vec![MountSpec {
-            device: one.device.clone(),
-            mountpoint: "/".into(),
-        }]),
+        [one] => Ok(vec![MountSpec::new(one.device.clone(), "/".into())]),
         [] => {
             let listed: Vec<String> = all
                 .iter()
@@ -270,7 +392,7 @@ pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<Mou
                 let plan = skiff::inspect::mount_plan(os);
                 return Ok(plan
                     .into_iter()
-                    .map(|(device, mountpoint)| MountSpec { device, mountpoint })
+                    .map(|(device, mountpoint)| MountSpec::new(device, mountpoint))
                     .collect());
             }
             let listed: Vec<String> = many
@@ -296,13 +418,17 @@ pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<Mou
 pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
     let from_inspection = a.mounts.is_empty();
     for (i, m) in plan_mounts(s, &a.mounts)?.into_iter().enumerate() {
+        let (device, ro, ignored) = apply_options(&m.device, m.options.as_deref());
+        for o in ignored {
+            warnings::warn(format!("-m {}: mount option {o:?} ignored", m.device));
+        }
         let opts = MountOptions {
-            readonly: !a.rw,
-            fstype: None,
+            readonly: !a.rw || ro,
+            fstype: m.fstype.clone(),
         };
         let r = s
-            .mount(&m.device, &m.mountpoint, opts)
-            .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint));
+            .mount(&device, &m.mountpoint, opts)
+            .with_context(|| format!("mounting {device} at {}", m.mountpoint));
         match r {
             Err(e) if from_inspection && i > 0 && !is_fatal(&e) => {
                 warnings::warn(format!(
@@ -357,11 +483,29 @@ mod tests {
     fn mount_specs() {
         assert_eq!(
             parse_mount("/dev/sda2").unwrap(),
-            MountSpec {
-                device: "/dev/sda2".into(),
-                mountpoint: "/".into()
-            }
+            MountSpec::new("/dev/sda2".into(), "/".into())
         );
+        let m = parse_mount("/dev/sda3:/home:subvol=home").unwrap();
+        assert_eq!(m.device, "/dev/sda3");
+        assert_eq!(m.options.as_deref(), Some("subvol=home"));
+        assert_eq!(
+            apply_options(&m.device, m.options.as_deref()),
+            ("btrfsvol:/dev/sda3/home".to_string(), false, vec![])
+        );
+        let m = parse_mount("btrfsvol:/dev/sda3/root:/:ro,noatime:btrfs").unwrap();
+        assert_eq!(m.device, "btrfsvol:/dev/sda3/root");
+        assert_eq!(m.mountpoint, "/");
+        assert_eq!(m.fstype.as_deref(), Some("btrfs"));
+        assert_eq!(
+            apply_options(&m.device, m.options.as_deref()),
+            (
+                "btrfsvol:/dev/sda3/root".to_string(),
+                true,
+                vec!["noatime".to_string()]
+            )
+        );
+        assert_eq!(parse_mount("/dev/VG/LV:/srv").unwrap().device, "/dev/VG/LV");
+        assert!(parse_mount("btrfsvol::/x").is_err());
         assert_eq!(
             parse_mount("/dev/sda1:/boot/efi").unwrap().mountpoint,
             "/boot/efi"

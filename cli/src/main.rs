@@ -20,6 +20,7 @@ use commands::customize::CustomizeCmd;
 use commands::device::DeviceCmd;
 use commands::fs::FsCmd;
 use commands::inspect::InspectCmd;
+use commands::volumes::VolCmd;
 use launch::LaunchArgs;
 use render::{Format, Renderer};
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Cmd {
     Fs(FsCmd),
     #[command(flatten)]
     Inspect(InspectCmd),
+    #[command(flatten)]
+    Vol(VolCmd),
     #[command(flatten)]
     Bulk(BulkCmd),
     #[command(flatten)]
@@ -91,6 +94,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Cmd::Device(c) => commands::device::run(a, c, sink),
         Cmd::Fs(c) => commands::fs::run(a, c, sink),
         Cmd::Inspect(c) => commands::inspect::run(a, c, sink),
+        Cmd::Vol(c) => commands::volumes::run(a, c, sink),
         Cmd::Bulk(c) => commands::bulk::run(a, c, sink),
         Cmd::Customize(c) => {
             let m = matches.subcommand().map(|(_, m)| m);
@@ -142,5 +146,23 @@ mod tests {
         let c = Cli::try_parse_from(["skiff", "--rw", "devices", "-a", "x", "-a", "y"]).unwrap();
         assert_eq!(c.launch.drives.len(), 2);
         assert!(c.launch.rw);
+        let c = Cli::try_parse_from([
+            "skiff",
+            "lvs",
+            "-a",
+            "x",
+            "--key",
+            "/dev/sda2:key:a b",
+            "--key",
+            "all:file:/k",
+        ])
+        .unwrap();
+        assert_eq!(c.launch.keys, ["/dev/sda2:key:a b", "all:file:/k"]);
+        assert!(matches!(c.command, Cmd::Vol(VolCmd::Lvs)));
+        let c = Cli::try_parse_from([
+            "skiff", "--rw", "-a", "x", "upload", "k.pub", "/a", "--uid", "1000",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Cmd::Fs(_)));
     }
 }

@@ -9,6 +9,7 @@
 //! unless its line starts with `-` (as in guestfish).
 
 use crate::commands::fs::FsCmd;
+use crate::commands::volumes::VolCmd;
 use crate::commands::{self, Output, Sink};
 use crate::launch::{LaunchArgs, launch, mount_planned};
 use anyhow::{Context, Result, bail};
@@ -32,6 +33,8 @@ struct Line {
 enum ShellCmd {
     #[command(flatten)]
     Fs(FsCmd),
+    #[command(flatten)]
+    Vol(VolCmd),
     /// Mount DEVICE at MOUNTPOINT (read-write if the shell was started with --rw).
     Mount { device: String, mountpoint: String },
     /// Unmount MOUNTPOINT.
@@ -131,6 +134,7 @@ fn run_line(
     let line = Line::try_parse_from(&words).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
     let output = match line.cmd {
         ShellCmd::Fs(cmd) => commands::fs::exec(s, cmd, sink)?,
+        ShellCmd::Vol(cmd) => commands::volumes::exec(s, cmd)?,
         ShellCmd::Mount { device, mountpoint } => {
             let opts = if a.rw {
                 MountOptions::writable()

@@ -4,10 +4,11 @@
 
 use crate::backend::Backend;
 use crate::backend::accel::Accel;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::images::format::Format;
 use crate::images::{BackingPolicy, OpenedImage};
 use crate::session::Session;
+use crate::volumes::KeySet;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -75,6 +76,24 @@ impl DriveOptions {
     pub fn open(&self, path: &Path) -> Result<OpenedImage> {
         OpenedImage::open(path, self.format, !self.readonly, self.backing)
     }
+
+    /// [`DriveOptions::open`] with keys for an encrypted qcow2, for the disk that will be
+    /// `device` (see [`OpenedImage::open_keyed`]).
+    pub fn open_keyed(
+        &self,
+        path: &Path,
+        keys: &KeySet,
+        device: Option<&str>,
+    ) -> Result<OpenedImage> {
+        OpenedImage::open_keyed(
+            path,
+            self.format,
+            !self.readonly,
+            self.backing,
+            keys,
+            device,
+        )
+    }
 }
 
 /// Everything a launch needs; reusable for many launches.
@@ -95,6 +114,8 @@ pub struct Builder {
     pub(crate) hotplug: bool,
     /// Root ports added to a hotplug launch ([`Builder::hotplug_ports`]).
     pub(crate) hotplug_ports: usize,
+    /// Keys for encrypted qcow2 images ([`Builder::keys`]).
+    pub(crate) keys: KeySet,
 }
 
 /// How long one call may take unless [`Builder::call_timeout`] says otherwise.
@@ -121,6 +142,7 @@ impl Default for Builder {
             backend: Backend::Direct,
             hotplug: false,
             hotplug_ports: DEFAULT_HOTPLUG_PORTS,
+            keys: KeySet::new(),
         }
     }
 }
@@ -200,6 +222,15 @@ impl Builder {
         self
     }
 
+    /// Keys for the disks: an encrypted qcow2 image (qemu's LUKS encryption) is opened
+    /// with the key naming its path or its device (`/dev/sda`), else an `all` key; qemu
+    /// reads it from a memfd (never its command line). The same keys unlock LUKS
+    /// devices in [`Builder::launch_unlocked`].
+    pub fn keys(mut self, keys: KeySet) -> Self {
+        self.keys = keys;
+        self
+    }
+
     /// Run the appliance as a qemu child (default) or as a transient libvirt domain.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
@@ -209,7 +240,39 @@ impl Builder {
     /// Boots the appliance and waits for its Hello.
     pub fn launch(&self) -> Result<Session> {
         let launched = self.backend.launch(self)?;
-        Session::launched(launched, self.timeout, self.call_timeout)
+        let mut s = Session::launched(launched, self.timeout, self.call_timeout)
+            .map_err(|e| self.key_error(e))?;
+        s.set_memory_mib(self.memory_mib);
+        s.keys = self.keys.clone();
+        Ok(s)
+    }
+
+    /// qemu refusing an encrypted image's key at startup (it exits before the Hello) as
+    /// [`Error::WrongKey`] naming the image; other errors as they are.
+    fn key_error(&self, e: Error) -> Error {
+        let Error::ApplianceExited { log, .. } = &e else {
+            return e;
+        };
+        let Some(line) = log.lines().find(|l| {
+            l.contains("Invalid password, cannot unlock any keyslot")
+                || l.contains("cannot unlock any keyslot")
+        }) else {
+            return e;
+        };
+        // qemu's message quotes the -blockdev (or names the node): "node-name":"dN".
+        let slot = line
+            .split("\"node-name\":\"d")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        let device = match slot.and_then(|i| self.drives.get(i)) {
+            Some((path, _)) => path.display().to_string(),
+            None => "an encrypted qcow2 image".into(),
+        };
+        Error::WrongKey {
+            device,
+            detail: "qemu cannot unlock the image with the key given".into(),
+        }
     }
 
     /// Boots qemu exactly as [`Builder::launch`] would with the direct backend, but does
@@ -231,7 +294,6 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
 
     #[test]
     fn missing_disk_is_reported_before_spawning() {

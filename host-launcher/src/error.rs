@@ -121,6 +121,34 @@ pub enum Error {
     #[error("libvirt: {0}")]
     Libvirt(String),
 
+    /// None of the keys given (or typed) for an encrypted device or image opens it.
+    #[error("{device}: wrong key or passphrase: {detail}")]
+    WrongKey { device: String, detail: String },
+
+    /// Unlocking a LUKS device needs more appliance memory than this appliance has (its
+    /// key derivation is Argon2 with a large memory cost): relaunch with
+    /// `Builder::memory_mib(needed_mib)` ([`crate::Builder::launch_unlocked`] does).
+    #[error(
+        "{device}: unlocking needs about {needed_mib} MiB of appliance memory (Argon2 \
+         key derivation), this appliance has {have_mib} MiB (--memory {needed_mib})"
+    )]
+    NeedsMemory {
+        device: String,
+        needed_mib: u32,
+        have_mib: u32,
+    },
+
+    /// Unlocking a LUKS device needs more memory than any appliance can have.
+    #[error(
+        "{device}: unlocking needs about {needed_mib} MiB of appliance memory (Argon2 \
+         key derivation), more than the {max_mib} MiB an appliance can map"
+    )]
+    MemoryLimit {
+        device: String,
+        needed_mib: u32,
+        max_mib: u32,
+    },
+
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 

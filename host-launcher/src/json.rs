@@ -19,7 +19,10 @@
 
 use crate::session::fs::mode_string;
 use serde::Serialize;
-use wire::{Device, FileType, Filesystem, Mount, Partition, Stat, StatVfs, TableKind};
+use wire::{
+    Device, FileType, Filesystem, LogicalVolume, Mount, Partition, PhysicalVolume, Stat, StatVfs,
+    TableKind, VolumeGroup,
+};
 
 /// A file type as JSON spells it: `regular`, `directory`, `symlink`, `char_device`,
 /// `block_device`, `fifo`, `socket` or `unknown`.
@@ -266,6 +269,170 @@ impl DoneDoc {
             bytes: Some(n),
         }
     }
+}
+
+/// One LVM physical volume of `pvs --json` / `pvs-full`, with libguestfs' `lvm_pv`
+/// field names (sizes in bytes), plus the volume group it belongs to.
+#[derive(Serialize, Debug, Clone)]
+pub struct PvDoc {
+    pub pv_name: String,
+    pub pv_uuid: String,
+    pub pv_fmt: String,
+    /// Empty for an orphan.
+    pub vg_name: String,
+    pub pv_size: u64,
+    pub dev_size: u64,
+    pub pv_free: u64,
+    pub pv_used: u64,
+    pub pv_attr: String,
+    pub pv_pe_count: u64,
+    pub pv_pe_alloc_count: u64,
+    pub pv_tags: Vec<String>,
+    pub pe_start: u64,
+    pub pv_mda_count: u32,
+}
+
+impl From<&PhysicalVolume> for PvDoc {
+    fn from(p: &PhysicalVolume) -> Self {
+        PvDoc {
+            pv_name: p.name.clone(),
+            pv_uuid: p.uuid.clone(),
+            pv_fmt: p.fmt.clone(),
+            vg_name: p.vg.clone(),
+            pv_size: p.size,
+            dev_size: p.dev_size,
+            pv_free: p.free,
+            pv_used: p.used,
+            pv_attr: p.attr.clone(),
+            pv_pe_count: p.pe_count,
+            pv_pe_alloc_count: p.pe_alloc_count,
+            pv_tags: p.tags.clone(),
+            pe_start: p.pe_start,
+            pv_mda_count: p.mda_count,
+        }
+    }
+}
+
+/// One volume group of `vgs --json` / `vgs-full` (libguestfs' `lvm_vg` names), plus the
+/// UUIDs of the physical volumes it lists that are missing.
+#[derive(Serialize, Debug, Clone)]
+pub struct VgDoc {
+    pub vg_name: String,
+    pub vg_uuid: String,
+    pub vg_fmt: String,
+    pub vg_attr: String,
+    pub vg_size: u64,
+    pub vg_free: u64,
+    pub vg_extent_size: u64,
+    pub vg_extent_count: u64,
+    pub vg_free_count: u64,
+    pub max_lv: u64,
+    pub max_pv: u64,
+    pub pv_count: u64,
+    pub lv_count: u64,
+    pub snap_count: u64,
+    pub vg_seqno: u64,
+    pub vg_tags: Vec<String>,
+    pub vg_mda_count: u64,
+    pub missing_pvs: Vec<String>,
+}
+
+impl From<&VolumeGroup> for VgDoc {
+    fn from(v: &VolumeGroup) -> Self {
+        VgDoc {
+            vg_name: v.name.clone(),
+            vg_uuid: v.uuid.clone(),
+            vg_fmt: v.fmt.clone(),
+            vg_attr: v.attr.clone(),
+            vg_size: v.size,
+            vg_free: v.free,
+            vg_extent_size: v.extent_size,
+            vg_extent_count: v.extent_count,
+            vg_free_count: v.free_count,
+            max_lv: v.max_lv,
+            max_pv: v.max_pv,
+            pv_count: v.pv_count,
+            lv_count: v.lv_count,
+            snap_count: v.snap_count,
+            vg_seqno: v.seqno,
+            vg_tags: v.tags.clone(),
+            vg_mda_count: v.mda_count,
+            missing_pvs: v.missing_pvs.clone(),
+        }
+    }
+}
+
+/// One logical volume of `lvs --json` / `lvs-full` (libguestfs' `lvm_lv` names: `lv_name`
+/// is the bare name), with its path, type and whether it can be opened.
+#[derive(Serialize, Debug, Clone)]
+pub struct LvDoc {
+    /// `/dev/VG/LV`: the device name every command takes.
+    pub lv_path: String,
+    pub lv_name: String,
+    pub vg_name: String,
+    pub lv_uuid: String,
+    pub lv_attr: String,
+    pub lv_size: u64,
+    pub seg_count: u64,
+    /// `linear`, `striped`, `raid1`, `thin`, ...
+    pub segtype: String,
+    pub origin: Option<String>,
+    pub pool_lv: Option<String>,
+    pub mirror_log: Option<String>,
+    pub lv_tags: Vec<String>,
+    /// Not listed by `lvs` (raid legs, pool data and metadata).
+    pub hidden: bool,
+    /// `lvs -o devices`: `/dev/sda2(0)`.
+    pub devices: Vec<String>,
+    /// Why it cannot be opened (unsupported type, missing PV), if it cannot.
+    pub error: Option<String>,
+}
+
+impl From<&LogicalVolume> for LvDoc {
+    fn from(l: &LogicalVolume) -> Self {
+        LvDoc {
+            lv_path: l.name.clone(),
+            lv_name: l.lv_name.clone(),
+            vg_name: l.vg.clone(),
+            lv_uuid: l.uuid.clone(),
+            lv_attr: l.attr.clone(),
+            lv_size: l.size,
+            seg_count: l.seg_count,
+            segtype: l.segtype.clone(),
+            origin: l.origin.clone(),
+            pool_lv: l.pool.clone(),
+            mirror_log: l.mirror_log.clone(),
+            lv_tags: l.tags.clone(),
+            hidden: l.hidden,
+            devices: l.devices.clone(),
+            error: l.error.clone(),
+        }
+    }
+}
+
+/// `pvs`: `{"pvs": [...]}`.
+#[derive(Serialize, Debug, Clone)]
+pub struct PvsDoc {
+    pub pvs: Vec<PvDoc>,
+}
+
+/// `vgs`: `{"vgs": [...]}`.
+#[derive(Serialize, Debug, Clone)]
+pub struct VgsDoc {
+    pub vgs: Vec<VgDoc>,
+}
+
+/// `lvs`: `{"lvs": [...]}` (visible LVs; `lvs-full`: hidden ones too).
+#[derive(Serialize, Debug, Clone)]
+pub struct LvsDoc {
+    pub lvs: Vec<LvDoc>,
+}
+
+/// `lgetxattrs`: `{"path", "xattrs": [{name, value}]}` (values as UTF-8, lossy).
+#[derive(Serialize, Debug, Clone)]
+pub struct XattrsDoc<'a> {
+    pub path: &'a str,
+    pub xattrs: &'a [crate::session::attrs::Xattr],
 }
 
 #[cfg(test)]

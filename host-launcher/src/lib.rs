@@ -47,6 +47,7 @@
 //!   fs.rs               partitions, mounts, file calls (MountOptions)
 //!   hotplug.rs          add_drive/remove_drive: policy and bookkeeping (HotDrive)
 //!   tree.rs             whole trees: checksums, du, cp, find with stats, streamed writes
+//!   attrs.rs            chown, utimens, touch, xattrs; the clock sent before changes
 //! images/             disk images opened by skiff: format detection, backing chains
 //!   mod.rs              OpenedImage, BackingPolicy, header checks (before and after)
 //!   format.rs           Format (raw, qcow2) and its detection
@@ -56,6 +57,9 @@
 //! inspect/            operating-system inspection
 //!   mod.rs              inspect_os, mount_plan (host side, over file calls)
 //!   calls.rs            Session::applications, windows_facts (computed in the appliance)
+//! volumes/            LVM and LUKS: pvs/vgs/lvs, luks_info/open/close, unlock_all,
+//!   mod.rs              Builder::launch_unlocked (relaunch with memory for Argon2)
+//!   keys.rs             Secret, KeySet (libguestfs' --key syntax), KeyPrompt
 //! bulk/               many images: each (parallel runs), df, pool (Pool, SharedReader)
 //! customize/          customize and sysprep: operations on a mounted guest
 //!   mod.rs              Op (virt-customize's options), customize(), Report, Change
@@ -83,6 +87,7 @@ pub mod images;
 pub mod inspect;
 pub mod json;
 pub mod session;
+pub mod volumes;
 
 // The modules' former places (before the layout above), for callers.
 pub use backend::direct::{qemu, qmp};
@@ -104,4 +109,5 @@ pub use hotplug::HotDrive;
 pub use images::BackingPolicy;
 pub use pool::{Pool, PoolOptions, PooledSession, SharedReader};
 pub use session::Session;
+pub use volumes::{KeySet, Secret};
 pub use wire;

@@ -1,7 +1,7 @@
 //! `devices`, `pread-device` and `pwrite-device`: the disks and their raw bytes.
 
 use super::{Output, Sink, parse_u64};
-use crate::launch::{LaunchArgs, launch};
+use crate::launch::{LaunchArgs, launch, launch_plain};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use skiff::Session;
@@ -30,12 +30,26 @@ pub enum DeviceCmd {
 /// Launch, run, and (when the command succeeded) shut down cleanly so writes are flushed
 /// and qemu's status is checked.
 pub fn run(a: &LaunchArgs, cmd: DeviceCmd, sink: &mut dyn Sink) -> Result<()> {
-    let mut session = launch(a)?;
+    // Whole disks and partitions need nothing unlocked; other devices (a LUKS
+    // mapping, an LV) may.
+    let volume = match &cmd {
+        DeviceCmd::Devices => false,
+        DeviceCmd::PreadDevice { device, .. } | DeviceCmd::PwriteDevice { device, .. } => {
+            !is_disk_or_partition(device)
+        }
+    };
+    let mut session = if volume { launch(a)? } else { launch_plain(a)? };
     let result = exec(&mut session, cmd, sink).and_then(|o| sink.emit(o));
     match result {
         Ok(()) => session.shutdown().context("shutting the appliance down"),
         Err(e) => Err(e),
     }
+}
+
+/// `/dev/sdX` or `/dev/sdXN`.
+fn is_disk_or_partition(device: &str) -> bool {
+    let disk = device.trim_end_matches(|c: char| c.is_ascii_digit());
+    skiff::wire::disk_slot(disk).is_some()
 }
 
 fn exec(s: &mut Session, cmd: DeviceCmd, sink: &mut dyn Sink) -> Result<Output> {

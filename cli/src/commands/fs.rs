@@ -54,17 +54,33 @@ pub enum FsCmd {
     /// Print true or false: is PATH a directory (following symlinks)?
     IsDir { path: String },
     /// Create or replace a file with CONTENT (`-`: stdin). Needs --rw.
-    Write { path: String, content: String },
+    Write {
+        path: String,
+        content: String,
+        #[command(flatten)]
+        owner: Owner,
+    },
     /// Append CONTENT (`-`: stdin) to a file, creating it if missing. Needs --rw.
     Append { path: String, content: String },
     /// Copy HOSTPATH (`-`: stdin) into the guest as GUESTPATH. Needs --rw.
-    Upload { host: PathBuf, guest: String },
+    #[command(after_help = "Examples:
+  skiff --rw -a guest.img upload id_ed25519.pub /home/user/.ssh/authorized_keys --uid 1000 --gid 1000")]
+    Upload {
+        host: PathBuf,
+        guest: String,
+        #[command(flatten)]
+        owner: Owner,
+    },
     /// Create a directory. Needs --rw.
+    #[command(after_help = "Examples:
+  skiff --rw -a guest.img mkdir -p /home/user/.ssh --uid 1000 --gid 1000   # chowns what it creates")]
     Mkdir {
         /// Create missing parents; no error if it exists.
         #[arg(short, long)]
         parents: bool,
         path: String,
+        #[command(flatten)]
+        owner: Owner,
     },
     /// Remove a file or symlink (`-r`: a directory and everything below it). Needs --rw.
     Rm {
@@ -111,6 +127,56 @@ pub enum FsCmd {
         #[arg(value_parser = parse_u64)]
         size: u64,
     },
+    /// Set the owner of PATH (numeric UID and GID; a final symlink itself). Needs --rw.
+    /// ext4 has owners; FAT has none; XFS, btrfs and NTFS are not written.
+    Chown { uid: u32, gid: u32, path: String },
+    /// Create PATH empty if missing, then set its times to now. Needs --rw.
+    Touch { path: String },
+    /// Set the access and modification times of PATH (seconds since the epoch). Needs --rw.
+    Utimens {
+        path: String,
+        #[arg(allow_negative_numbers = true)]
+        atime: i64,
+        #[arg(allow_negative_numbers = true)]
+        mtime: i64,
+    },
+    /// Write the value of extended attribute NAME of PATH to stdout (ext4: with --rw, as
+    /// its attributes are read on read-write mounts only).
+    Getxattr { path: String, name: String },
+    /// List the extended attributes of PATH with their values (`name=value` lines; ext4:
+    /// with --rw).
+    Lgetxattrs { path: String },
+    /// Set extended attribute NAME of PATH to VALUE (`-`: stdin). Needs --rw.
+    Setxattr {
+        path: String,
+        name: String,
+        value: String,
+    },
+    /// Remove extended attribute NAME of PATH. Needs --rw.
+    Removexattr { path: String, name: String },
+}
+
+/// `--uid`/`--gid` of `write`, `upload` and `mkdir`: the owner of what they create.
+#[derive(clap::Args, Clone, Copy, Default, Debug)]
+pub struct Owner {
+    /// Owner (numeric uid) of the new file or directory (default: unchanged, root).
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<u32>,
+    /// Group (numeric gid) of the new file or directory (default: the --uid, else 0).
+    #[arg(long, value_name = "GID")]
+    pub gid: Option<u32>,
+}
+
+impl Owner {
+    /// `(uid, gid)` to set, when either was given (the other one: 0, or the uid for
+    /// the gid, as a user's own group usually is).
+    fn ids(self) -> Option<(u32, u32)> {
+        match (self.uid, self.gid) {
+            (None, None) => None,
+            (Some(u), None) => Some((u, u)),
+            (u, g) => Some((u.unwrap_or(0), g.unwrap_or(0))),
+        }
+    }
 }
 
 impl FsCmd {
@@ -129,6 +195,11 @@ impl FsCmd {
                 | FsCmd::Ln { .. }
                 | FsCmd::Truncate { .. }
                 | FsCmd::Cp { .. }
+                | FsCmd::Chown { .. }
+                | FsCmd::Touch { .. }
+                | FsCmd::Utimens { .. }
+                | FsCmd::Setxattr { .. }
+                | FsCmd::Removexattr { .. }
         )
     }
 
@@ -259,13 +330,20 @@ pub fn exec(s: &mut Session, cmd: FsCmd, sink: &mut dyn Sink) -> Result<Output> 
             test: Test::IsDir,
             path,
         },
-        FsCmd::Write { path, content } => {
+        FsCmd::Write {
+            path,
+            content,
+            owner,
+        } => {
             let n = if content == "-" {
                 s.upload(&mut std::io::stdin().lock(), &path)?
             } else {
                 s.write_file(&path, content.as_bytes())?;
                 content.len() as u64
             };
+            if let Some((uid, gid)) = owner.ids() {
+                s.chown(&path, uid, gid)?;
+            }
             done(Some(n))
         }
         FsCmd::Append { path, content } => {
@@ -282,7 +360,7 @@ pub fn exec(s: &mut Session, cmd: FsCmd, sink: &mut dyn Sink) -> Result<Output> 
             s.append(&path, &data)?;
             done(Some(data.len() as u64))
         }
-        FsCmd::Upload { host, guest } => {
+        FsCmd::Upload { host, guest, owner } => {
             let n = if host.as_os_str() == "-" {
                 s.upload(&mut std::io::stdin().lock(), &guest)?
             } else {
@@ -290,13 +368,35 @@ pub fn exec(s: &mut Session, cmd: FsCmd, sink: &mut dyn Sink) -> Result<Output> 
                     .with_context(|| format!("opening {}", host.display()))?;
                 s.upload(&mut f, &guest)?
             };
+            if let Some((uid, gid)) = owner.ids() {
+                s.chown(&guest, uid, gid)?;
+            }
             done(Some(n))
         }
-        FsCmd::Mkdir { parents, path } => {
+        FsCmd::Mkdir {
+            parents,
+            path,
+            owner,
+        } => {
+            // With an owner, every directory this command creates gets it (not the
+            // parents that were there already).
+            let mut created = Vec::new();
+            if owner.ids().is_some() {
+                for dir in ancestors(&path, parents) {
+                    if !s.exists(&dir)? {
+                        created.push(dir);
+                    }
+                }
+            }
             if parents {
                 s.mkdir_p(&path)?
             } else {
                 s.mkdir(&path)?
+            }
+            if let Some((uid, gid)) = owner.ids() {
+                for dir in created {
+                    s.chown(&dir, uid, gid)?;
+                }
             }
             done(None)
         }
@@ -362,7 +462,65 @@ pub fn exec(s: &mut Session, cmd: FsCmd, sink: &mut dyn Sink) -> Result<Output> 
             }
             done(None)
         }
+        FsCmd::Chown { uid, gid, path } => {
+            s.chown(&path, uid, gid)?;
+            done(None)
+        }
+        FsCmd::Touch { path } => {
+            s.touch(&path)?;
+            done(None)
+        }
+        FsCmd::Utimens { path, atime, mtime } => {
+            s.utimens(&path, atime, mtime)?;
+            done(None)
+        }
+        FsCmd::Getxattr { path, name } => {
+            let v = s.getxattr(&path, &name)?;
+            let out = sink.raw();
+            out.write_all(&v)?;
+            out.flush()?;
+            Output::Raw
+        }
+        FsCmd::Lgetxattrs { path } => Output::Xattrs {
+            xattrs: s.lgetxattrs(&path)?,
+            path,
+        },
+        FsCmd::Setxattr { path, name, value } => {
+            let v = if value == "-" {
+                let mut d = Vec::new();
+                std::io::stdin()
+                    .lock()
+                    .read_to_end(&mut d)
+                    .context("reading stdin")?;
+                d
+            } else {
+                value.into_bytes()
+            };
+            s.setxattr(&path, &name, &v)?;
+            done(None)
+        }
+        FsCmd::Removexattr { path, name } => {
+            s.removexattr(&path, &name)?;
+            done(None)
+        }
     })
+}
+
+/// The directories `mkdir` (with `parents`: `mkdir -p`) may create for `path`,
+/// shallowest first: `/a/b/c` → `/a`, `/a/b`, `/a/b/c` (just `/a/b/c` without).
+fn ancestors(path: &str, parents: bool) -> Vec<String> {
+    let trimmed = path.trim_end_matches('/');
+    if !parents {
+        return vec![trimmed.to_string()];
+    }
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in trimmed.split('/').filter(|c| !c.is_empty()) {
+        cur.push('/');
+        cur.push_str(c);
+        out.push(cur.clone());
+    }
+    out
 }
 
 /// `dir/name`.
@@ -385,6 +543,20 @@ mod tests {
         assert_eq!(parse_mode("0o4755").unwrap(), 0o4755);
         assert!(parse_mode("999").is_err());
         assert!(parse_mode("17777").is_err());
+    }
+
+    #[test]
+    fn mkdir_ancestors() {
+        assert_eq!(
+            ancestors("/home/u/.ssh/", true),
+            ["/home", "/home/u", "/home/u/.ssh"]
+        );
+        assert_eq!(ancestors("/home/u", false), ["/home/u"]);
+        assert_eq!(Owner::default().ids(), None);
+        let o = |uid, gid| Owner { uid, gid }.ids();
+        assert_eq!(o(Some(1000), None), Some((1000, 1000)));
+        assert_eq!(o(None, Some(5)), Some((0, 5)));
+        assert_eq!(o(Some(1), Some(2)), Some((1, 2)));
     }
 
     #[test]

@@ -7,18 +7,24 @@
 //! - partitions, filesystems and file commands (also run by `skiff shell`): [`fs`].
 //! - `inspect`: [`inspect`].
 //! - `df` and `each` over many images: [`bulk`].
+//! - `pvs`, `vgs`, `lvs` (and `-full`): [`volumes`].
 
 pub mod bulk;
 pub mod customize;
 pub mod device;
 pub mod fs;
 pub mod inspect;
+pub mod volumes;
 
 use anyhow::Result;
 use skiff::df::DfEntry;
 use skiff::images::ChainEntry;
 use skiff::inspect::OsInfo;
-use skiff::wire::{Device, DirEntry, Filesystem, Mount, Partition, Stat, StatVfs};
+use skiff::session::attrs::Xattr;
+use skiff::wire::{
+    Device, DirEntry, Filesystem, LogicalVolume, Mount, Partition, PhysicalVolume, Stat, StatVfs,
+    VolumeGroup,
+};
 use std::io::Write;
 
 /// What one command produced.
@@ -95,6 +101,26 @@ pub enum Output {
     Customize(skiff::customize::Report),
     /// `sysprep --list-operations`.
     SysprepOperations(&'static [skiff::customize::sysprep::Operation]),
+    /// `pvs` (`full`: `pvs-full`).
+    Pvs {
+        pvs: Vec<PhysicalVolume>,
+        full: bool,
+    },
+    /// `vgs` (`full`: `vgs-full`).
+    Vgs {
+        vgs: Vec<VolumeGroup>,
+        full: bool,
+    },
+    /// `lvs` (`full`: `lvs-full`, hidden LVs included).
+    Lvs {
+        lvs: Vec<LogicalVolume>,
+        full: bool,
+    },
+    /// `lgetxattrs`.
+    Xattrs {
+        path: String,
+        xattrs: Vec<Xattr>,
+    },
     /// The end of a bulk run in which every image succeeded: `ok` images.
     Summary {
         ok: usize,

@@ -12,8 +12,9 @@ use serde_json::value::RawValue;
 use skiff::df::DfEntry;
 use skiff::inspect::OsInfo;
 use skiff::json::{
-    DevicesDoc, DoneDoc, FilesystemsDoc, LlDoc, LlEntry, MountsDoc, NamesDoc, PartitionDoc,
-    PartitionsDoc, ReadlinkDoc, StatDoc, StatvfsDoc, TestDoc,
+    DevicesDoc, DoneDoc, FilesystemsDoc, LlDoc, LlEntry, LvDoc, LvsDoc, MountsDoc, NamesDoc,
+    PartitionDoc, PartitionsDoc, PvDoc, PvsDoc, ReadlinkDoc, StatDoc, StatvfsDoc, TestDoc, VgDoc,
+    VgsDoc, XattrsDoc,
 };
 use std::io::Write;
 
@@ -121,6 +122,35 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
                         error: &e.error,
                     })
                     .collect(),
+            },
+        ),
+        Output::Pvs { pvs, .. } => json_to(
+            out,
+            &PvsDoc {
+                pvs: pvs.iter().map(PvDoc::from).collect(),
+            },
+        ),
+        Output::Vgs { vgs, .. } => json_to(
+            out,
+            &VgsDoc {
+                vgs: vgs.iter().map(VgDoc::from).collect(),
+            },
+        ),
+        Output::Lvs { lvs, full } => json_to(
+            out,
+            &LvsDoc {
+                lvs: lvs
+                    .iter()
+                    .filter(|l| full || !l.hidden)
+                    .map(LvDoc::from)
+                    .collect(),
+            },
+        ),
+        Output::Xattrs { path, xattrs } => json_to(
+            out,
+            &XattrsDoc {
+                path: &path,
+                xattrs: &xattrs,
             },
         ),
         Output::EachImage(o) => Ok(write_outcome(out, &o)?),

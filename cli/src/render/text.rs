@@ -7,6 +7,7 @@ use anyhow::Result;
 use skiff::df::human_size;
 use skiff::fs::mode_string;
 use skiff::inspect::OsInfo;
+use skiff::json::{LvDoc, PvDoc, VgDoc};
 use skiff::wire::{FileType, Stat, StatVfs, TableKind};
 use std::io::Write;
 
@@ -122,6 +123,46 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
                 write_os(out, os, r.list_applications)?;
             }
         }
+        Output::Pvs { pvs, full } => {
+            if full {
+                let docs: Vec<PvDoc> = pvs.iter().map(PvDoc::from).collect();
+                write_full(out, &docs)?;
+            } else {
+                for p in pvs {
+                    writeln!(out, "{}", safe(&p.name))?;
+                }
+            }
+        }
+        Output::Vgs { vgs, full } => {
+            if full {
+                let docs: Vec<VgDoc> = vgs.iter().map(VgDoc::from).collect();
+                write_full(out, &docs)?;
+            } else {
+                for v in vgs {
+                    writeln!(out, "{}", safe(&v.name))?;
+                }
+            }
+        }
+        Output::Lvs { lvs, full } => {
+            if full {
+                let docs: Vec<LvDoc> = lvs.iter().map(LvDoc::from).collect();
+                write_full(out, &docs)?;
+            } else {
+                for l in lvs.iter().filter(|l| !l.hidden) {
+                    writeln!(out, "{}", safe(&l.name))?;
+                }
+            }
+        }
+        Output::Xattrs { xattrs, .. } => {
+            for x in xattrs {
+                writeln!(
+                    out,
+                    "{}={}",
+                    safe(&x.name),
+                    safe(&String::from_utf8_lossy(&x.value))
+                )?;
+            }
+        }
         Output::Df(report) => write_df(out, &report)?,
         Output::EachImage(o) => write_outcome(out, &o)?,
         Output::Summary { ok, failed } => eprintln!("{ok} ok, {failed} failed"),
@@ -139,6 +180,56 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Records as guestfish's `*-full` commands print them: `[i] = {`, one `field: value`
+/// line each (in the record's field order), `}`.
+fn write_full(out: &mut impl Write, records: &[impl serde::Serialize]) -> Result<()> {
+    for (i, r) in records.iter().enumerate() {
+        let fields: Ordered = serde_json::from_str(&serde_json::to_string(r)?)?;
+        writeln!(out, "[{i}] = {{")?;
+        for (k, v) in fields.0 {
+            let v = match v {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), String::from))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            writeln!(out, "  {k}: {}", safe(&v))?;
+        }
+        writeln!(out, "}}")?;
+    }
+    Ok(())
+}
+
+/// A JSON object's fields in document order (serde_json's map sorts them).
+struct Ordered(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = m.next_entry()? {
+                    v.push(e);
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// One line of `ll`: mode, uid, gid, size, mtime (UTC), name (`-> target` for a symlink).
@@ -463,6 +554,43 @@ mod tests {
             }])),
             "Name      VFS   Label  UUID       Size\n/dev/sda  vfat  -      1A2B-3C4D  512\n"
         );
+    }
+
+    #[test]
+    fn lvm_forms() {
+        let lv = |name: &str, hidden| skiff::wire::LogicalVolume {
+            name: format!("/dev/vg/{name}"),
+            lv_name: name.into(),
+            vg: "vg".into(),
+            uuid: "u".into(),
+            attr: "-wi-------".into(),
+            size: 4 << 20,
+            segtype: "linear".into(),
+            seg_count: 1,
+            origin: None,
+            pool: None,
+            mirror_log: None,
+            tags: vec!["a".into(), "b".into()],
+            hidden,
+            devices: vec!["/dev/sda2(0)".into()],
+            error: None,
+        };
+        let lvs = vec![lv("root", false), lv("leg", true)];
+        assert_eq!(
+            rendered(Output::Lvs {
+                lvs: lvs.clone(),
+                full: false
+            }),
+            "/dev/vg/root\n"
+        );
+        let full = rendered(Output::Lvs { lvs, full: true });
+        assert!(
+            full.starts_with("[0] = {\n  lv_path: /dev/vg/root\n  lv_name: root\n  vg_name: vg\n"),
+            "{full}"
+        );
+        assert!(full.contains("  lv_tags: a,b\n  hidden: false\n"), "{full}");
+        assert!(full.contains("[1] = {\n  lv_path: /dev/vg/leg\n"), "{full}");
+        assert!(full.contains("  origin: \n"), "{full}");
     }
 
     #[test]

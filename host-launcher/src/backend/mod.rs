@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::images::OpenedImage;
 use crate::images::format::Format;
 use crate::session::channel::{ChannelError, Waiting};
+use crate::volumes::KeySet;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -207,8 +208,14 @@ pub trait Hotplug: Send {
     }
 
     /// Attaches `path` to a free port as a new slot. The image is opened and checked as
-    /// `options` say before anything reaches qemu.
-    fn attach(&mut self, path: &Path, options: DriveOptions) -> Result<Attached, Failure>;
+    /// `options` say before anything reaches qemu; an encrypted qcow2 takes its key from
+    /// `keys`.
+    fn attach(
+        &mut self,
+        path: &Path,
+        options: DriveOptions,
+        keys: &KeySet,
+    ) -> Result<Attached, Failure>;
 
     /// Asks for the disk in `slot` (`device` in the appliance) to be unplugged: the
     /// appliance drops it on its next rescan.

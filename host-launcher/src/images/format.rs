@@ -48,10 +48,11 @@ impl Format {
 }
 
 /// The format for qemu's probe verdict `name` on `path`: raw and qcow2 are attached,
-/// anything else is [`Error::UnknownFormat`] with qemu's name for it.
+/// anything else is [`Error::UnknownFormat`] with qemu's name for it. A disk that is one
+/// LUKS volume (qemu's "luks") is raw: the appliance opens LUKS itself, with `--key`.
 pub(crate) fn from_probe(path: &Path, name: &str) -> Result<Format> {
     match name {
-        "raw" => Ok(Format::Raw),
+        "raw" | "luks" => Ok(Format::Raw),
         "qcow2" => Ok(Format::Qcow2),
         other => Err(Error::UnknownFormat {
             path: path.into(),
@@ -223,6 +224,11 @@ mod tests {
         assert_eq!(probe(b"QFI\xfb", None), "qcow2-unknown-version");
         assert_eq!(probe(b"LUKS\xba\xbe\0\x01", None), "luks");
         assert_eq!(probe(&[0u8; 16], Some(b"koly\0\0\0\x04")), "dmg");
+        assert_eq!(
+            from_probe(Path::new("d"), "luks").ok(),
+            Some(Format::Raw),
+            "a whole-disk LUKS volume is a raw disk"
+        );
         assert_eq!(probe(b"", None), "raw");
     }
 

@@ -27,6 +27,7 @@
 pub mod format;
 
 use crate::error::{Error, Result};
+use crate::volumes::KeySet;
 use format::Format;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -74,6 +75,63 @@ pub struct Layer {
     pub writable: bool,
     /// The external data file of a qcow2 layer (opened like the layer).
     pub data_file: Option<Box<Layer>>,
+    /// The key of an encrypted qcow2 layer (qemu's LUKS encryption), in a sealed memfd
+    /// qemu reads at startup; dropped once the appliance is up
+    /// ([`OpenedImage::forget_secrets`]).
+    pub secret: Option<SecretFile>,
+}
+
+/// A key in a sealed, close-on-exec memfd: qemu gets it as `-object
+/// secret,file=/proc/self/fd/N` (its command line names only the fd) or, hot-added,
+/// over QMP; the key is in no file, argument, environment or log.
+#[derive(Debug)]
+pub struct SecretFile {
+    fd: std::os::fd::OwnedFd,
+    /// Kept for QMP's `object-add` (hot-added disks cannot read a file any more).
+    key: crate::volumes::Secret,
+}
+
+impl SecretFile {
+    /// A sealed memfd holding `key`.
+    pub fn new(key: &crate::volumes::Secret) -> Result<SecretFile> {
+        use std::io::Write;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: the name is a valid NUL-terminated C string; memfd_create has no other
+        // memory-safety preconditions.
+        let raw = unsafe {
+            libc::memfd_create(
+                c"skiff-key".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: `raw` is a freshly created fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut file = File::from(fd);
+        file.write_all(key.expose())?;
+        let fd = OwnedFd::from(file);
+        let seals =
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on an fd we own, with an integer argument.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(SecretFile {
+            fd,
+            key: key.clone(),
+        })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The key itself (for QMP's `object-add`).
+    pub fn key(&self) -> &crate::volumes::Secret {
+        &self.key
+    }
 }
 
 /// What a qcow2 header says about other files.
@@ -89,7 +147,14 @@ pub struct HeaderRefs {
     pub has_data_file_bit: bool,
     /// The image is encrypted (`crypt_method` != 0).
     pub encrypted: bool,
+    /// qcow2's `crypt_method`: 0 none, 1 the old AES-CBC, 2 LUKS.
+    pub crypt_method: u32,
 }
+
+/// qcow2 `crypt_method` of qemu's LUKS encryption.
+pub const CRYPT_LUKS: u32 = 2;
+/// ... and of the old, broken AES-CBC encryption qemu itself no longer opens.
+pub const CRYPT_AES: u32 = 1;
 
 /// An image opened for a drive, with its checked chain (top first).
 #[derive(Debug)]
@@ -274,6 +339,7 @@ pub fn qcow2_refs(f: &mut File, path: &Path) -> Result<HeaderRefs> {
     let mut refs = HeaderRefs {
         has_data_file_bit: incompat & INCOMPAT_DATA_FILE != 0,
         encrypted: crypt != 0,
+        crypt_method: crypt,
         ..HeaderRefs::default()
     };
     if backing_offset != 0 {
@@ -338,12 +404,29 @@ pub fn detect_format(f: &mut File, path: &Path) -> Result<Format> {
 
 impl OpenedImage {
     /// Opens the image at `path` and, when `policy` allows it, its whole chain; checks
-    /// everything listed in the module documentation.
+    /// everything listed in the module documentation. An encrypted qcow2 is refused:
+    /// see [`OpenedImage::open_keyed`].
     pub fn open(
         path: &Path,
         format: Option<Format>,
         writable: bool,
         policy: BackingPolicy,
+    ) -> Result<OpenedImage> {
+        Self::open_keyed(path, format, writable, policy, &KeySet::new(), None)
+    }
+
+    /// [`OpenedImage::open`], with keys for encrypted qcow2 layers (qemu's LUKS
+    /// encryption): a layer takes the first key [`KeySet::for_image`] gives for its
+    /// path (the top layer also for `device`, the `/dev/sdX` it will be). qemu checks
+    /// the key when it opens the image; a layer without a key, or encrypted with the
+    /// old AES method, is refused.
+    pub fn open_keyed(
+        path: &Path,
+        format: Option<Format>,
+        writable: bool,
+        policy: BackingPolicy,
+        keys: &KeySet,
+        device: Option<&str>,
     ) -> Result<OpenedImage> {
         let mut file = open_disk_file(path, writable)?;
         let format = match format {
@@ -356,12 +439,14 @@ impl OpenedImage {
         };
         let mut seen = vec![file_id(&file, path)?];
         let top_refs = refs.clone();
+        let top_secret = layer_secret(path, &refs, keys, device)?;
         let mut layers = vec![Layer {
             path: path.to_path_buf(),
             format,
             file,
             writable,
             data_file: None,
+            secret: top_secret,
         }];
         let mut refs = refs;
         loop {
@@ -381,6 +466,7 @@ impl OpenedImage {
                         file: data,
                         writable: l.writable,
                         data_file: None,
+                        secret: None,
                     }));
                 }
             }
@@ -415,18 +501,32 @@ impl OpenedImage {
                 Format::Qcow2 => qcow2_refs(&mut f, &p)?,
                 Format::Raw => HeaderRefs::default(),
             };
+            let secret = layer_secret(&p, &refs, keys, None)?;
             layers.push(Layer {
                 path: p,
                 format: bformat,
                 file: f,
                 writable: false,
                 data_file: None,
+                secret,
             });
         }
         Ok(OpenedImage {
             layers,
             refs: top_refs,
         })
+    }
+
+    /// Drops the memfds holding the keys of encrypted layers (qemu has read them).
+    pub fn forget_secrets(&mut self) {
+        for l in &mut self.layers {
+            l.secret = None;
+        }
+    }
+
+    /// Is any layer encrypted (qemu's LUKS encryption)?
+    pub fn is_encrypted(&self) -> bool {
+        self.layers.iter().any(|l| l.secret.is_some())
     }
 
     /// The top image.
@@ -500,14 +600,43 @@ fn writable_of(layers: &[Layer]) -> bool {
     layers.last().is_some_and(|l| l.writable)
 }
 
-/// The default policy refuses any reference; encrypted images wait for the volumes issue.
-fn check_header(path: &Path, refs: &HeaderRefs, policy: BackingPolicy) -> Result<()> {
-    if refs.encrypted {
-        return Err(refused(
+/// The key of a layer: `None` for an unencrypted one; an encrypted one needs a key
+/// (qemu's LUKS method; the old AES one is refused).
+fn layer_secret(
+    path: &Path,
+    refs: &HeaderRefs,
+    keys: &KeySet,
+    device: Option<&str>,
+) -> Result<Option<SecretFile>> {
+    match refs.crypt_method {
+        0 => Ok(None),
+        CRYPT_AES => Err(refused(
             path,
-            "it is an encrypted qcow2 image, which skiff does not open yet",
-        ));
+            "it is encrypted with qcow2's old AES-CBC method (crypt_method 1), which is \
+             insecure and which skiff refuses; convert it with qemu-img convert -O qcow2 \
+             -o encrypt.format=luks",
+        )),
+        CRYPT_LUKS => match keys.for_image(device, path).first() {
+            Some(k) => Ok(Some(SecretFile::new(k)?)),
+            None => Err(refused(
+                path,
+                format!(
+                    "it is an encrypted qcow2 image (LUKS) and no key was given for it \
+                     (--key {}:key:PASSPHRASE or --key {}:file:FILE)",
+                    device.unwrap_or("/dev/sdX"),
+                    path.display()
+                ),
+            )),
+        },
+        m => Err(refused(
+            path,
+            format!("its qcow2 header names an unknown encryption method ({m})"),
+        )),
     }
+}
+
+/// The default policy refuses any reference.
+fn check_header(path: &Path, refs: &HeaderRefs, policy: BackingPolicy) -> Result<()> {
     if refs.has_data_file_bit && refs.data_file.is_none() {
         return Err(refused(
             path,

@@ -12,11 +12,31 @@ use super::{clean, unquote};
 use wire::{Filesystem, Partition};
 
 /// What the disks hold, for resolving specs.
+#[derive(Clone, Copy)]
 pub struct Devices<'a> {
     pub filesystems: &'a [Filesystem],
     pub partitions: &'a [Partition],
     /// Whole disks in order: `/dev/sda`, `/dev/sdb`, ...
     pub disks: &'a [String],
+    /// `(LUKS UUID, /dev/mapper/luks-UUID)` of the opened LUKS devices.
+    pub luks: &'a [(String, String)],
+    /// The guest's `/etc/crypttab` (`(name, source)`, [`parse_crypttab`]): the names it
+    /// gives LUKS devices (`/dev/mapper/sda3_crypt`).
+    pub crypttab: &'a [(String, String)],
+}
+
+/// `(name, source)` of every `/etc/crypttab` line: the mapping name the guest gives a
+/// LUKS device (`sda3_crypt`) and the device it names (`UUID=...`, `/dev/sda3`).
+pub fn parse_crypttab(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .take(1024)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((unescape(f.next()?), unescape(f.next()?)))
+        })
+        .collect()
 }
 
 /// One fstab line, its fields as written (octal escapes undone).
@@ -178,6 +198,42 @@ impl Devices<'_> {
             .map(|p| p.name.clone())
     }
 
+    /// The opened LUKS device a `/dev/mapper/NAME` names through `/etc/crypttab`:
+    /// crypttab `sda3_crypt UUID=<luks uuid> ...` makes `/dev/mapper/sda3_crypt` this
+    /// session's `/dev/mapper/luks-<luks uuid>`. The crypttab source may also name the
+    /// LUKS device by path (its UUID is then that device's, from `filesystems`).
+    fn crypttab_device(&self, name: &str) -> Option<String> {
+        let (_, source) = self.crypttab.iter().find(|(n, _)| n == name)?;
+        let source = unquote(source);
+        let uuid = match source.strip_prefix("UUID=") {
+            Some(u) => unquote(u).to_string(),
+            None => match source.strip_prefix("/dev/disk/by-uuid/") {
+                Some(u) => u.to_string(),
+                None => {
+                    let dev = self.resolve_plain(source)?;
+                    self.filesystems
+                        .iter()
+                        .find(|f| f.device == dev && f.fstype == "crypto_LUKS")?
+                        .uuid
+                        .clone()?
+                }
+            },
+        };
+        self.luks
+            .iter()
+            .find(|(u, _)| u.eq_ignore_ascii_case(&uuid))
+            .map(|(_, m)| m.clone())
+    }
+
+    /// [`Devices::resolve`] without crypttab names (they cannot name each other).
+    fn resolve_plain(&self, spec: &str) -> Option<String> {
+        Devices {
+            crypttab: &[],
+            ..*self
+        }
+        .resolve(spec)
+    }
+
     /// The device a spec names here (see the module docs); `None` when it names none.
     pub fn resolve(&self, spec: &str) -> Option<String> {
         let spec = unquote(spec);
@@ -213,6 +269,9 @@ impl Devices<'_> {
             };
         }
         if let Some(name) = spec.strip_prefix("/dev/mapper/") {
+            if let Some(d) = self.crypttab_device(name) {
+                return Some(d);
+            }
             if self.exists(spec) {
                 return Some(spec.to_string());
             }
@@ -246,6 +305,8 @@ pub fn resolve_spec(
         filesystems,
         partitions,
         disks,
+        luks: &[],
+        crypttab: &[],
     }
     .resolve(spec)
 }
@@ -400,6 +461,8 @@ mod tests {
             filesystems: &fss,
             partitions: &parts,
             disks: &disks,
+            luks: &[],
+            crypttab: &[],
         };
         let r = |s: &str| devs.resolve(s);
         assert_eq!(r("UUID=AAAA-1").as_deref(), Some("/dev/sda2"));
@@ -460,6 +523,8 @@ mod tests {
             filesystems: &fss,
             partitions: &[],
             disks: &disks,
+            luks: &[],
+            crypttab: &[],
         };
         assert_eq!(
             inspected_entries(t, "btrfsvol:/dev/sda3/root", &devs),
@@ -471,5 +536,67 @@ mod tests {
             ]
             .map(|(a, b)| (a.to_string(), b.to_string()))
         );
+    }
+}
+
+#[cfg(test)]
+mod crypttab_tests {
+    use super::*;
+
+    fn fs(device: &str, fstype: &str, uuid: &str) -> Filesystem {
+        Filesystem {
+            device: device.into(),
+            fstype: fstype.into(),
+            label: None,
+            uuid: Some(uuid.into()),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn crypttab_names_resolve_to_opened_luks_devices() {
+        let ct = parse_crypttab(
+            "# <target> <source> <key> <options>\nsda3_crypt UUID=AbC-1 none luks,discard\n\
+             home_crypt /dev/sda4 none luks\nbad\n",
+        );
+        assert_eq!(
+            ct,
+            [
+                ("sda3_crypt".to_string(), "UUID=AbC-1".to_string()),
+                ("home_crypt".to_string(), "/dev/sda4".to_string())
+            ]
+        );
+        let luks = [
+            ("abc-1".to_string(), "/dev/mapper/luks-abc-1".to_string()),
+            ("def-2".to_string(), "/dev/mapper/luks-def-2".to_string()),
+        ];
+        let fss = [
+            fs("/dev/sda4", "crypto_LUKS", "DEF-2"),
+            fs("/dev/mapper/luks-abc-1", "ext4", "r-1"),
+            fs("/dev/mapper/luks-def-2", "ext4", "h-1"),
+        ];
+        let disks = ["/dev/sda".to_string()];
+        let devs = Devices {
+            filesystems: &fss,
+            partitions: &[],
+            disks: &disks,
+            luks: &luks,
+            crypttab: &ct,
+        };
+        let r = |s: &str| devs.resolve(s);
+        assert_eq!(
+            r("/dev/mapper/sda3_crypt").as_deref(),
+            Some("/dev/mapper/luks-abc-1")
+        );
+        assert_eq!(
+            r("/dev/mapper/home_crypt").as_deref(),
+            Some("/dev/mapper/luks-def-2")
+        );
+        assert_eq!(
+            r("/dev/mapper/luks-abc-1").as_deref(),
+            Some("/dev/mapper/luks-abc-1")
+        );
+        assert_eq!(r("/dev/mapper/other"), None);
+        assert_eq!(r("UUID=h-1").as_deref(), Some("/dev/mapper/luks-def-2"));
     }
 }

@@ -230,10 +230,12 @@ fn soft<T>(r: Result<T>) -> Result<Option<T>> {
 
 /// What the first pass found a filesystem to be.
 enum Role {
-    /// A Linux or Hurd root, with its fstab's text (read on the root alone).
+    /// A Linux or Hurd root, with its fstab's and crypttab's text (read on the root
+    /// alone).
     Unix {
         hurd: bool,
         fstab: Option<String>,
+        crypttab: Option<String>,
     },
     CoreOsRoot,
     Windows(Box<WindowsFacts>),
@@ -259,7 +261,12 @@ fn classify(s: &mut Session) -> Result<Role> {
     if file(&mut f, "/hurd/console")? && file(&mut f, "/hurd/hello")? && file(&mut f, "/hurd/null")?
     {
         let fstab = f.read("/etc/fstab")?;
-        return Ok(Role::Unix { hurd: true, fstab });
+        let crypttab = f.read("/etc/crypttab")?;
+        return Ok(Role::Unix {
+            hurd: true,
+            fstab,
+            crypttab,
+        });
     }
     let etc = dir(&mut f, "/etc")?;
     if etc
@@ -267,7 +274,12 @@ fn classify(s: &mut Session) -> Result<Role> {
         && (file(&mut f, "/etc/fstab")? || file(&mut f, "/etc/hosts")?)
     {
         let fstab = f.read("/etc/fstab")?;
-        return Ok(Role::Unix { hurd: false, fstab });
+        let crypttab = f.read("/etc/crypttab")?;
+        return Ok(Role::Unix {
+            hurd: false,
+            fstab,
+            crypttab,
+        });
     }
     if etc
         && dir(&mut f, "/root")?
@@ -345,10 +357,18 @@ pub fn inspect_os_with(s: &mut Session, opts: &InspectOptions) -> Result<Vec<OsI
     let filesystems = s.filesystems()?;
     let partitions = s.partitions()?;
     let disks: Vec<String> = s.devices().iter().map(|d| d.name.clone()).collect();
+    // Opened LUKS devices by header UUID, for /etc/crypttab's names.
+    let luks: Vec<(String, String)> = soft(s.luks_info())?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| Some((v.uuid, v.mapped?)))
+        .collect();
     let devs = Devices {
         filesystems: &filesystems,
         partitions: &partitions,
         disks: &disks,
+        luks: &luks,
+        crypttab: &[],
     };
 
     // Pass 1: the role of every filesystem.
@@ -381,7 +401,19 @@ pub fn inspect_os_with(s: &mut Session, opts: &InspectOptions) -> Result<Vec<OsI
     let mut found = Vec::new();
     for (fs, role) in roles {
         let os = match role {
-            Role::Unix { hurd, fstab } => {
+            Role::Unix {
+                hurd,
+                fstab,
+                crypttab,
+            } => {
+                let crypttab = crypttab
+                    .as_deref()
+                    .map(fstab::parse_crypttab)
+                    .unwrap_or_default();
+                let devs = Devices {
+                    crypttab: &crypttab,
+                    ..devs
+                };
                 inspect_unix(s, &fs.device, hurd, fstab.as_deref(), &devs, opts)?
             }
             Role::CoreOsRoot => inspect_coreos(s, &fs.device, coreos_usr.as_deref(), &devs, opts)?,
@@ -819,6 +851,8 @@ mod tests {
             filesystems: &fss,
             partitions: &[],
             disks: &disks,
+            luks: &[],
+            crypttab: &[],
         };
         let mut os = new_os("/dev/sda2", OsType::Linux);
         set_mount_lists(

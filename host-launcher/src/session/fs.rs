@@ -44,6 +44,17 @@ impl MountOptions {
     }
 }
 
+/// libguestfs' prefix for a btrfs subvolume as a mountable device:
+/// `btrfsvol:/dev/sda3/home` (listed by [`Session::filesystems`], taken by
+/// [`Session::mount`]).
+pub const BTRFSVOL: &str = "btrfsvol:";
+
+/// The mountable name of subvolume `subvol` (a path below the top level, `home`,
+/// `root`, `@/var`) of the btrfs on `device`: `btrfsvol:/dev/sda3/home`.
+pub fn btrfs_subvolume(device: &str, subvol: &str) -> String {
+    format!("{BTRFSVOL}{device}/{}", subvol.trim_matches('/'))
+}
+
 /// Mode of files created by [`Session::write_file`] and [`Session::upload`].
 pub const FILE_MODE: u32 = 0o644;
 /// Mode of directories created by [`Session::mkdir`] and [`Session::mkdir_p`].

@@ -55,7 +55,8 @@ impl Session {
         let made = self.hotplug_op(|h| h.make_room(&mut gone));
         self.forget_slots(&gone)?;
         made?;
-        let attached = self.hotplug_op(|h| h.attach(path, options))?;
+        let keys = self.keys.clone();
+        let attached = self.hotplug_op(|h| h.attach(path, options, &keys))?;
         let slot = attached.slot;
         let device = slot_name(slot);
         self.hot.push(HotDrive {

@@ -11,6 +11,7 @@
 //! - [`fs`]: partitions, mounts and file calls.
 //! - [`hotplug`]: disks added and removed after launch (the backend does the plugging).
 
+pub mod attrs;
 pub(crate) mod calls;
 pub mod channel;
 mod device;
@@ -53,6 +54,15 @@ pub struct Session {
     /// The most data one read call asks for ([`MAX_CHUNK`] but in tests).
     read_chunk: u32,
     closed: bool,
+    /// The appliance's memory, when this process launched it ([`Session::memory_mib`]).
+    memory_mib: Option<u32>,
+    /// When the host's clock was last sent ([`wire::Request::SetClock`]): before the
+    /// first change of a session, and again before a change once it is a second old.
+    clock_sent: Option<Instant>,
+    /// The caller set the clock ([`Session::set_clock`]): the host's is not sent.
+    clock_fixed: bool,
+    /// Keys for hot-added encrypted qcow2 images ([`crate::Builder::keys`]).
+    pub(crate) keys: crate::volumes::KeySet,
 }
 
 impl Session {
@@ -75,6 +85,10 @@ impl Session {
         s.images = l.images.into_iter().map(Some).collect();
         if let Err(f) = s.backend.ready(l.deadline) {
             return Err(s.failed(f));
+        }
+        // qemu has read the keys of encrypted images: drop their memfds.
+        for img in s.images.iter_mut().flatten() {
+            img.forget_secrets();
         }
         Ok(s)
     }
@@ -154,6 +168,10 @@ impl Session {
             call_timeout,
             read_chunk: read_chunk.clamp(1, MAX_CHUNK),
             closed: false,
+            memory_mib: None,
+            clock_sent: None,
+            clock_fixed: false,
+            keys: crate::volumes::KeySet::new(),
         }
     }
 
@@ -214,6 +232,16 @@ impl Session {
         self.closed = true;
         self.backend
             .wait_poweroff(self.call_timeout.max(POWEROFF_GRACE))
+    }
+
+    /// The appliance's memory in MiB, when this process launched it
+    /// ([`crate::Builder::memory_mib`]); `None` for an adopted appliance.
+    pub fn memory_mib(&self) -> Option<u32> {
+        self.memory_mib
+    }
+
+    pub(crate) fn set_memory_mib(&mut self, mib: u32) {
+        self.memory_mib = Some(mib);
     }
 
     /// What the appliance printed on its debug port so far (plus qemu's own messages).

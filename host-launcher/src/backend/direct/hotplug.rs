@@ -16,6 +16,7 @@ use crate::backend::{Attached, Failure, Hotplug};
 use crate::confine::process::Qemu;
 use crate::error::{Error, Result};
 use crate::images::raw_fd;
+use crate::volumes::KeySet;
 use qapi::qmp::{BlockdevOptions, Event, blockdev_del, device_add, device_del, remove_fd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub(crate) struct QmpHotplug {
     ports: Vec<(String, Option<usize>)>,
     /// The attached disks' slots and the fd sets their files were handed over in.
     plugged: Vec<(usize, Vec<u32>)>,
+    /// The key objects (`secret`) of hot-added encrypted disks, by slot.
+    secrets: Vec<(usize, Vec<String>)>,
     /// Disks on their way out (see [`Session::remove_drive_deferred`]): their port stays
     /// taken until qemu's `DEVICE_DELETED`.
     ///
@@ -65,6 +68,7 @@ impl QmpHotplug {
             qmp,
             ports: ports.into_iter().map(|p| (p, None)).collect(),
             plugged: Vec::new(),
+            secrets: Vec::new(),
             unplugging: Vec::new(),
             next_slot: cold,
         }
@@ -106,6 +110,71 @@ impl qapi::Command for BlockdevAdd {
 }
 
 impl qapi::qmp::QmpCommand for BlockdevAdd {}
+
+/// `object-add` of a `secret` holding an encrypted image's key, base64 over the QMP
+/// socket (a hot-added disk's key cannot be a file: qemu may be chrooted by now). The
+/// command is never logged.
+#[derive(serde::Serialize)]
+struct SecretAdd {
+    #[serde(rename = "qom-type")]
+    qom_type: &'static str,
+    id: String,
+    data: String,
+    format: &'static str,
+}
+
+impl std::fmt::Debug for SecretAdd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretAdd {{ id: {:?}, data: <redacted> }}", self.id)
+    }
+}
+
+impl qapi::Command for SecretAdd {
+    type Ok = qapi::Empty;
+    const NAME: &'static str = "object-add";
+    const ALLOW_OOB: bool = false;
+}
+
+impl qapi::qmp::QmpCommand for SecretAdd {}
+
+/// `object-del`.
+#[derive(serde::Serialize, Debug)]
+struct ObjectDel {
+    id: String,
+}
+
+impl qapi::Command for ObjectDel {
+    type Ok = qapi::Empty;
+    const NAME: &'static str = "object-del";
+    const ALLOW_OOB: bool = false;
+}
+
+impl qapi::qmp::QmpCommand for ObjectDel {}
+
+/// Standard base64 (RFC 4648, padded).
+fn base64(data: &[u8]) -> zeroize::Zeroizing<String> {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(data.len().div_ceil(3) * 4));
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(char::from(A[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Drops the key objects of a disk (best effort).
+fn remove_secrets(qmp: &mut Qmp, ids: &[String]) {
+    for id in ids {
+        let _ = qmp.execute(&ObjectDel { id: id.clone() }, Instant::now() + QMP_TIMEOUT);
+    }
+}
 
 /// Drops fd sets handed to qemu (best effort: qemu closes its copies once no node uses
 /// them).
@@ -198,6 +267,10 @@ impl DirectHandle {
                 .flat_map(|u| u.fdsets.iter().copied())
                 .collect();
             remove_fdsets(&mut hp.qmp, &sets);
+            if let Some(i) = hp.secrets.iter().position(|(s, _)| *s == slot) {
+                let (_, ids) = hp.secrets.remove(i);
+                remove_secrets(&mut hp.qmp, &ids);
+            }
             hp.unplugging.retain(|u| u.slot != slot);
             if let Some(p) = hp.ports.iter_mut().find(|(_, s)| *s == Some(slot)) {
                 p.1 = None;
@@ -209,6 +282,20 @@ impl DirectHandle {
             }
         }
     }
+}
+
+/// Per layer of `img` (slot `slot`), the id of its key object if it has one.
+fn layer_secret_ids(
+    ids: &[String],
+    slot: usize,
+    img: &crate::images::OpenedImage,
+) -> Vec<Option<String>> {
+    (0..img.layers.len())
+        .map(|k| {
+            let id = qemu::secret_id(slot, k);
+            ids.contains(&id).then_some(id)
+        })
+        .collect()
 }
 
 impl Hotplug for DirectHandle {
@@ -231,17 +318,40 @@ impl Hotplug for DirectHandle {
         Ok(())
     }
 
-    fn attach(&mut self, path: &Path, options: DriveOptions) -> Result<Attached, Failure> {
+    fn attach(
+        &mut self,
+        path: &Path,
+        options: DriveOptions,
+        keys: &KeySet,
+    ) -> Result<Attached, Failure> {
         let (qemu, hp) = self.parts()?;
         let Some(port) = hp.ports.iter().position(|(_, s)| s.is_none()) else {
             return Err(Failure::from(Error::NoFreePort {
                 ports: hp.ports.len(),
             }));
         };
-        // Opened and checked here; qemu gets the files as fds (`add-fd`), never a path.
-        let img = options.open(path)?;
-        let format = img.format();
         let slot = hp.next_slot;
+        // Opened and checked here; qemu gets the files as fds (`add-fd`), never a path.
+        let mut img = options.open_keyed(path, keys, Some(&wire::disk_name(slot)))?;
+        let format = img.format();
+        // Keys first, as `secret` objects the blockdev names.
+        let mut secret_ids = Vec::new();
+        for (k, l) in img.layers.iter().enumerate() {
+            let Some(sec) = &l.secret else { continue };
+            let id = qemu::secret_id(slot, k);
+            let add = SecretAdd {
+                qom_type: "secret",
+                id: id.clone(),
+                data: base64(sec.key().expose()).to_string(),
+                format: "base64",
+            };
+            if let Err(e) = hp.qmp.execute(&add, Instant::now() + QMP_TIMEOUT) {
+                remove_secrets(&mut hp.qmp, &secret_ids);
+                return Err(qmp_failed(qemu, "object-add", e));
+            }
+            secret_ids.push(id);
+        }
+        img.forget_secrets();
         let mut fdsets = Vec::new();
         for f in img.files() {
             match hp.qmp.add_fd(raw_fd(f), Instant::now() + QMP_TIMEOUT) {
@@ -253,13 +363,21 @@ impl Hotplug for DirectHandle {
             }
         }
         let mut sets = fdsets.iter().copied();
-        let drive = DriveArg::for_image(&img, |_| sets.next().unwrap_or(u32::MAX));
+        let mut drive = DriveArg::for_image(slot, &img, |_| sets.next().unwrap_or(u32::MAX));
+        for (l, id) in drive
+            .layers
+            .iter_mut()
+            .zip(layer_secret_ids(&secret_ids, slot, &img))
+        {
+            l.key_secret = id;
+        }
         // The same blockdev JSON as a cold-plugged disk, checked against QEMU's schema.
         let opts = qemu::blockdev_json(slot, &drive).and_then(BlockdevAdd::checked);
         let opts = match opts {
             Ok(o) => o,
             Err(e) => {
                 remove_fdsets(&mut hp.qmp, &fdsets);
+                remove_secrets(&mut hp.qmp, &secret_ids);
                 return Err(Failure::from(e));
             }
         };
@@ -272,6 +390,16 @@ impl Hotplug for DirectHandle {
         if let Err(e) = r {
             if matches!(e, QmpError::Refused { .. }) {
                 remove_fdsets(&mut hp.qmp, &fdsets);
+                remove_secrets(&mut hp.qmp, &secret_ids);
+                if !secret_ids.is_empty()
+                    && let QmpError::Refused { desc, .. } = &e
+                    && desc.contains("unlock")
+                {
+                    return Err(Failure::from(Error::WrongKey {
+                        device: path.display().to_string(),
+                        detail: "qemu cannot unlock the image with the key given".into(),
+                    }));
+                }
             }
             return Err(qmp_failed(qemu, "blockdev-add", e));
         }
@@ -293,11 +421,15 @@ impl Hotplug for DirectHandle {
                     Instant::now() + QMP_TIMEOUT,
                 );
                 remove_fdsets(&mut hp.qmp, &fdsets);
+                remove_secrets(&mut hp.qmp, &secret_ids);
             }
             return Err(qmp_failed(qemu, "device_add", e));
         }
         hp.ports[port].1 = Some(slot);
         hp.plugged.push((slot, fdsets));
+        if !secret_ids.is_empty() {
+            hp.secrets.push((slot, secret_ids));
+        }
         Ok(Attached {
             slot,
             format,
@@ -400,6 +532,24 @@ pub(crate) fn qmp_failed(qemu: &mut Qemu, command: &str, e: QmpError) -> Failure
 }
 
 #[cfg(test)]
+mod base64_tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()).as_str(), o);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::direct::qemu::{Profile, Vars};
@@ -462,10 +612,19 @@ mod tests {
                 block: false,
             },
             data_file: None,
+            key_secret: None,
         };
         for (layers, readonly) in [
             (vec![layer(Format::Raw, 1, true)], true),
             (vec![layer(Format::Qcow2, 1, false)], false),
+            // An encrypted qcow2: its key in a `secret` object.
+            (
+                vec![LayerArg {
+                    key_secret: Some("key4l0".into()),
+                    ..layer(Format::Qcow2, 1, true)
+                }],
+                true,
+            ),
             (
                 vec![
                     LayerArg {

@@ -18,12 +18,22 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Extra boot time when qemu opens encrypted qcow2 images (see [`launch`]).
+const KEY_DERIVATION_GRACE: Duration = Duration::from_secs(60);
 
 /// Spawns qemu for `b`; the session waits for the Hello on the returned channel.
 pub(crate) fn launch(b: &Builder) -> Result<Launched> {
     let spawned = spawn(b)?;
     let readonly = b.drives.iter().map(|(_, o)| o.readonly).collect();
+    // qemu derives the keys of encrypted images (PBKDF2, sized by `qemu-img` for its
+    // host) before the guest starts: that time does not count against the boot timeout.
+    let grace = if spawned.images.iter().any(OpenedImage::is_encrypted) {
+        KEY_DERIVATION_GRACE
+    } else {
+        Duration::ZERO
+    };
     Ok(Launched {
         stream: spawned.channel,
         handle: Box::new(DirectHandle::new(
@@ -34,7 +44,7 @@ pub(crate) fn launch(b: &Builder) -> Result<Launched> {
         )),
         readonly,
         images: spawned.images,
-        deadline: spawned.started + b.timeout,
+        deadline: spawned.started + b.timeout + grace,
     })
 }
 
@@ -70,9 +80,14 @@ fn qemu_path(b: &Builder) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }
 
-/// Opens every disk and its checked chain (before anything is spawned).
+/// Opens every disk and its checked chain (before anything is spawned), with the
+/// builder's keys for encrypted qcow2 images.
 fn open_drives(b: &Builder) -> Result<Vec<OpenedImage>> {
-    b.drives.iter().map(|(path, o)| o.open(path)).collect()
+    b.drives
+        .iter()
+        .enumerate()
+        .map(|(i, (path, o))| o.open_keyed(path, &b.keys, Some(&wire::disk_name(i))))
+        .collect()
 }
 
 fn args(

@@ -53,6 +53,9 @@ pub struct LayerArg {
     pub file: FileArg,
     /// A qcow2 layer's external data file.
     pub data_file: Option<FileArg>,
+    /// An encrypted qcow2 layer: the id of the `secret` object holding its key
+    /// (`"encrypt": {"format": "luks", "key-secret": ID}`).
+    pub key_secret: Option<String>,
 }
 
 /// One disk slot: the chain qemu is given, node by node. qemu opens no path: every file
@@ -188,6 +191,9 @@ fn layer_json(layers: &[LayerArg], k: usize) -> Result<serde_json::Value> {
         if let Some(d) = &l.data_file {
             v["data-file"] = file_json(d);
         }
+        if let Some(id) = &l.key_secret {
+            v["encrypt"] = serde_json::json!({"format": "luks", "key-secret": id});
+        }
     } else if k + 1 < layers.len() {
         return Err(Error::Config(format!(
             "a {} layer cannot have a backing file",
@@ -221,13 +227,25 @@ pub fn add_fd_args(fd: i32, set: u32) -> [String; 2] {
     ["-add-fd".into(), format!("fd={fd},set={set}")]
 }
 
+/// The id of the `secret` object with the key of layer `k` of disk slot `slot`.
+pub fn secret_id(slot: usize, k: usize) -> String {
+    format!("key{slot}l{k}")
+}
+
 impl DriveArg {
-    /// The drive for an opened image whose files are in fd sets `fdset(file)`.
-    pub fn for_image(img: &OpenedImage, mut fdset: impl FnMut(&Layer) -> u32) -> DriveArg {
+    /// The drive in slot `slot` for an opened image whose files are in fd sets
+    /// `fdset(file)`.
+    pub fn for_image(
+        slot: usize,
+        img: &OpenedImage,
+        mut fdset: impl FnMut(&Layer) -> u32,
+    ) -> DriveArg {
         let layers = img
             .layers
             .iter()
-            .map(|l| LayerArg {
+            .enumerate()
+            .map(|(k, l)| LayerArg {
+                key_secret: l.secret.as_ref().map(|_| secret_id(slot, k)),
                 format: l.format,
                 file: FileArg {
                     fdset: fdset(l),
@@ -263,7 +281,20 @@ pub fn plan_drives(images: &[OpenedImage]) -> Result<DrivePlan> {
     let mut next = 1u32;
     let mut blockdevs = Vec::new();
     for (i, img) in images.iter().enumerate() {
-        let drive = DriveArg::for_image(img, |l| {
+        // Keys: `-object secret,file=/proc/self/fd/N` on the memfd holding each (qemu
+        // reads it at startup, before any chroot).
+        for (k, l) in img.layers.iter().enumerate() {
+            if let Some(sec) = &l.secret {
+                plan.fds.push(sec.raw_fd());
+                plan.args.push("-object".into());
+                plan.args.push(format!(
+                    "secret,id={},format=raw,file=/proc/self/fd/{}",
+                    secret_id(i, k),
+                    sec.raw_fd()
+                ));
+            }
+        }
+        let drive = DriveArg::for_image(i, img, |l| {
             let set = next;
             next += 1;
             let fd = raw_fd(l);
@@ -387,6 +418,7 @@ mod tests {
                 format: Format::Qcow2,
                 file: file(3, true),
                 data_file: None,
+                key_secret: Some("key2l0".into()),
             }],
             readonly: true,
         };
@@ -399,6 +431,8 @@ mod tests {
         assert_eq!(v["file"]["driver"], "file");
         assert_eq!(v["file"]["filename"], "/dev/fdset/3");
         assert_eq!(v["file"]["read-only"], true);
+        assert_eq!(v["encrypt"]["format"], "luks");
+        assert_eq!(v["encrypt"]["key-secret"], "key2l0");
         // No backing layer: the header's name (if any) is never followed.
         assert!(v["backing"].is_null() && v.get("backing").is_some());
         assert_eq!(a[2], "-device");
@@ -411,16 +445,19 @@ mod tests {
                     format: Format::Qcow2,
                     file: file(1, false),
                     data_file: Some(file(2, false)),
+                    key_secret: None,
                 },
                 LayerArg {
                     format: Format::Qcow2,
                     file: file(3, true),
                     data_file: None,
+                    key_secret: None,
                 },
                 LayerArg {
                     format: Format::Raw,
                     file: file(4, true),
                     data_file: None,
+                    key_secret: None,
                 },
             ],
             readonly: false,
@@ -435,6 +472,7 @@ mod tests {
         assert_eq!(v["backing"]["backing"]["driver"], "raw");
         assert_eq!(v["backing"]["backing"]["file"]["filename"], "/dev/fdset/4");
         assert!(v["backing"]["backing"].get("backing").is_none());
+        assert!(v.get("encrypt").is_none());
         assert_eq!(add_fd_args(7, 3), ["-add-fd", "fd=7,set=3"]);
         // A raw layer cannot carry a backing layer.
         let mut bad = d.clone();

@@ -17,6 +17,7 @@ use super::xml;
 use crate::appliance::DriveOptions;
 use crate::backend::{Attached, Failure, Hotplug};
 use crate::error::{Error, Result};
+use crate::volumes::KeySet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use virt::sys;
@@ -67,14 +68,28 @@ impl Hotplug for VirtGuest {
             .map_or(0, |h| h.ports.iter().filter(|p| p.is_none()).count())
     }
 
-    fn attach(&mut self, path: &Path, options: DriveOptions) -> Result<Attached, Failure> {
+    fn attach(
+        &mut self,
+        path: &Path,
+        options: DriveOptions,
+        keys: &KeySet,
+    ) -> Result<Attached, Failure> {
         let hot = self.hot()?;
         let Some(port) = hot.ports.iter().position(Option::is_none) else {
             return Err(Failure::from(Error::NoFreePort {
                 ports: hot.ports.len(),
             }));
         };
-        let disk = super::launch::disk(&self.conn, self.local, path, options)?;
+        let next = hot.next_slot;
+        let disk = super::launch::disk(
+            &self.conn,
+            self.local,
+            path,
+            options,
+            keys,
+            Some(&wire::disk_name(next)),
+            &mut self.secrets,
+        )?;
         let hot = self.hot()?;
         let slot = hot.next_slot;
         hot.next_slot += 1;

@@ -101,12 +101,32 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
     let conn = connect(uri)?;
     trace.step("connect");
     let local = is_local(&conn);
+    let mut secrets = Secrets::default();
     let disks = builder
         .drives
         .iter()
-        .map(|(path, o)| disk(&conn, local, path, *o))
+        .enumerate()
+        .map(|(i, (path, o))| {
+            let dev = wire::disk_name(i);
+            disk(
+                &conn,
+                local,
+                path,
+                *o,
+                &builder.keys,
+                Some(&dev),
+                &mut secrets,
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     trace.step("disks");
+    // qemu derives encrypted images' keys before the guest starts (see the direct
+    // backend): that time does not count against the boot timeout.
+    let grace = if secrets.0.is_empty() {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs(60)
+    };
     let kernel = kernel_path(&conn, local)?;
     trace.step("kernel placement");
     if local {
@@ -164,6 +184,7 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
             .then(|| VirtHotplug::new(spec.hotplug_ports, spec.disks.len())),
         trace: Trace::new(),
         ended: None,
+        secrets,
     };
     let st = Stream::new(&conn, 0).map_err(|e| verr("cannot make a stream", e))?;
     guard
@@ -186,7 +207,7 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
         handle: Box::new(guard),
         readonly,
         images: Vec::new(),
-        deadline: started + builder.timeout,
+        deadline: started + builder.timeout + grace,
     })
 }
 
@@ -205,19 +226,73 @@ fn domain_name() -> String {
     format!("skiff-{}-{n}-{t:08x}", std::process::id())
 }
 
+/// The libvirt secrets a session defined for its encrypted disks: ephemeral and
+/// private, undefined when the session ends (and with the connection, by libvirtd).
+#[derive(Default)]
+pub(crate) struct Secrets(Vec<virt::secret::Secret>);
+
+impl Secrets {
+    /// Defines a secret holding `key`; returns its UUID.
+    fn define(
+        &mut self,
+        conn: &Connect,
+        key: &crate::volumes::Secret,
+        what: &str,
+    ) -> Result<String> {
+        let sec = conn
+            .define_secret_xml(&xml::secret_xml(&format!("skiff: key of {what}")), 0)
+            .map_err(|e| verr("cannot define a libvirt secret", e))?;
+        let uuid = sec.uuid_string();
+        let set = sec.set_value(key.expose(), 0);
+        self.0.push(sec);
+        set.map_err(|e| verr("cannot set the libvirt secret's value", e))?;
+        uuid.map_err(|e| verr("libvirt secret UUID", e))
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        for s in self.0.drain(..) {
+            let _ = s.undefine();
+        }
+    }
+}
+
 /// A disk as libvirt sees it: a file or a block device, an explicit format (detected on
 /// this host when local, else from the storage volume at that path on the libvirt host).
-pub(crate) fn disk(conn: &Connect, local: bool, path: &Path, o: DriveOptions) -> Result<Disk> {
+/// An encrypted qcow2 (local only) gets an ephemeral libvirt secret with its key, kept
+/// in `secrets`.
+pub(crate) fn disk(
+    conn: &Connect,
+    local: bool,
+    path: &Path,
+    o: DriveOptions,
+    keys: &crate::volumes::KeySet,
+    device: Option<&str>,
+    secrets: &mut Secrets,
+) -> Result<Disk> {
     let p = path
         .to_str()
         .ok_or_else(|| Error::Config(format!("disk path {path:?} is not UTF-8")))?
         .to_string();
     let mut backing = Some(Vec::new());
+    let mut encryption = None;
     let (block, format) = if local {
         // The same checks as a direct launch (file kind, backing chain, data file); the
         // chain skiff accepted is spelled out for libvirt. libvirt opens the files itself
         // (its qemu runs as its own user under sVirt), so the fds are closed again here.
-        let img = o.open(path)?;
+        let img = o.open_keyed(path, keys, device)?;
+        if img.layers.iter().skip(1).any(|l| l.secret.is_some()) {
+            return Err(Error::ImageRefused {
+                path: path.to_path_buf(),
+                reason: "the libvirt backend attaches encrypted qcow2 images without \
+                         encrypted backing files only (use the direct backend)"
+                    .into(),
+            });
+        }
+        if let Some(sec) = &img.top().secret {
+            encryption = Some(secrets.define(conn, sec.key(), &path.display().to_string())?);
+        }
         if img.top().data_file.is_some() {
             return Err(Error::ImageRefused {
                 path: path.to_path_buf(),
@@ -268,6 +343,7 @@ pub(crate) fn disk(conn: &Connect, local: bool, path: &Path, o: DriveOptions) ->
         format,
         readonly: o.readonly,
         backing,
+        encryption,
     })
 }
 
@@ -450,6 +526,8 @@ pub(crate) struct VirtGuest {
     trace: Trace,
     /// Disconnects when the channel's stream has ended: qemu exited.
     ended: Option<Receiver<()>>,
+    /// The secrets of encrypted disks, undefined when the domain goes.
+    pub(crate) secrets: Secrets,
 }
 
 impl VirtGuest {

@@ -48,6 +48,9 @@ pub struct Disk {
     /// neither probes nor follows what the image header names. `None` (a remote disk
     /// opened with backing=allow, which skiff cannot read): libvirt finds the chain.
     pub backing: Option<Vec<(String, Format)>>,
+    /// An encrypted qcow2 (qemu's LUKS): the UUID of the libvirt secret holding its key
+    /// (`<encryption format='luks'><secret type='passphrase' uuid=.../>`).
+    pub encryption: Option<String>,
 }
 
 /// Everything the appliance domain needs.
@@ -232,7 +235,19 @@ fn disk_xml(i: usize, d: &Disk, address: &str, indent: &str) -> String {
         "  <driver name='qemu' type='{}'/>",
         d.format.as_str()
     ));
-    line(&format!("  <source {attr}='{}'/>", esc(d.source.path())));
+    match &d.encryption {
+        None => line(&format!("  <source {attr}='{}'/>", esc(d.source.path()))),
+        Some(uuid) => {
+            line(&format!("  <source {attr}='{}'>", esc(d.source.path())));
+            line("    <encryption format='luks'>");
+            line(&format!(
+                "      <secret type='passphrase' uuid='{}'/>",
+                esc(uuid)
+            ));
+            line("    </encryption>");
+            line("  </source>");
+        }
+    }
     if let Some(chain) = &d.backing {
         let mut depth = String::from("  ");
         for (path, format) in chain {
@@ -268,6 +283,15 @@ pub fn disk_alias(i: usize) -> String {
 pub fn hot_disk_xml(i: usize, d: &Disk, port: usize) -> String {
     let address = format!("<address type='pci' domain='0' bus='{port}' slot='0' function='0'/>");
     disk_xml(i, d, &address, "")
+}
+
+/// An ephemeral, private libvirt secret (defined for one session): never written to
+/// disk by libvirtd, never readable back through the API.
+pub fn secret_xml(description: &str) -> String {
+    format!(
+        "<secret ephemeral='yes' private='yes'><description>{}</description></secret>",
+        esc(description)
+    )
 }
 
 /// Is a device with user alias `alias` in this (live) domain XML?
@@ -405,17 +429,43 @@ mod tests {
                     source: Source::File("/d/a'b.img".into()),
                     format: Format::Raw,
                     readonly: true,
+                    encryption: None,
                 },
                 Disk {
                     backing: Some(Vec::new()),
                     source: Source::Block("/dev/vg/lv".into()),
                     format: Format::Qcow2,
                     readonly: false,
+                    encryption: None,
                 },
             ],
             passthrough: true,
             hotplug_ports: 0,
         }
+    }
+
+    #[test]
+    fn encrypted_disks_name_their_secret() {
+        let mut sp = spec();
+        sp.disks[1].encryption = Some("0a1b2c3d-0000-4000-8000-000000000001".into());
+        let x = domain_xml(&sp).unwrap();
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let enc = doc
+            .descendants()
+            .find(|n| n.has_tag_name("encryption"))
+            .unwrap();
+        assert_eq!(enc.attribute("format"), Some("luks"));
+        assert_eq!(enc.parent().unwrap().tag_name().name(), "source");
+        let sec = enc.first_element_child().unwrap();
+        assert_eq!(sec.attribute("type"), Some("passphrase"));
+        assert_eq!(
+            sec.attribute("uuid"),
+            Some("0a1b2c3d-0000-4000-8000-000000000001")
+        );
+        let sx = secret_xml("skiff <key>");
+        let d = roxmltree::Document::parse(&sx).unwrap();
+        assert_eq!(d.root_element().attribute("ephemeral"), Some("yes"));
+        assert_eq!(d.root_element().attribute("private"), Some("yes"));
     }
 
     #[test]
