@@ -3,10 +3,10 @@
 //! with the guest's filesystems mounted as `-m` or inspection says.
 
 use crate::warnings;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use skiff::wire::Filesystem;
-use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, MountOptions, Session};
+use skiff::inspect::MountSpec;
+use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, Session};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -101,29 +101,9 @@ fn parse_drive(s: &str) -> Result<Drive, String> {
     Ok(d)
 }
 
-/// One `-m DEV[:MOUNTPOINT]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountSpec {
-    pub device: String,
-    pub mountpoint: String,
-}
-
-/// `DEV` (mounted at `/`) or `DEV:MOUNTPOINT`.
+/// One `-m DEV[:MOUNTPOINT]` (the library's [`MountSpec`]).
 fn parse_mount(s: &str) -> Result<MountSpec, String> {
-    let (device, mountpoint) = match s.split_once(':') {
-        Some((d, m)) => (d, m),
-        None => (s, "/"),
-    };
-    if device.is_empty() {
-        return Err(format!("{s:?}: empty device"));
-    }
-    if !mountpoint.starts_with('/') {
-        return Err(format!("{s:?}: the mountpoint must be an absolute path"));
-    }
-    Ok(MountSpec {
-        device: device.into(),
-        mountpoint: mountpoint.into(),
-    })
+    MountSpec::parse(s).map_err(|e| e.to_string())
 }
 
 /// Launches the appliance `a` describes (or takes over the one handed down with
@@ -221,103 +201,16 @@ pub fn base_builder(a: &LaunchArgs) -> Result<Builder> {
     Ok(b)
 }
 
-/// A filesystem skiff could be asked to mount (not a partition it cannot read, swap,
-/// or a container like LUKS/LVM).
-fn is_mountable(f: &Filesystem) -> bool {
-    !matches!(
-        f.fstype.as_str(),
-        "unknown" | "swap" | "crypto_LUKS" | "LVM2_member"
-    )
-}
-
-/// Which mounts to make, in order: the `-m` options as given, or, without any, the one
-/// filesystem on the disks at `/`, or with several, the OS found by inspection mounted
-/// the way it mounts itself ([`skiff::inspect::mount_plan`]).
-pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<MountSpec>> {
-    if !given.is_empty() {
-        return Ok(given.to_vec());
-    }
-    let all = session.filesystems().context("listing the filesystems")?;
-    let found: Vec<&Filesystem> = all.iter().filter(|f| is_mountable(f)).collect();
-    match found.as_slice() {
-        [one] => Ok(vec![MountSpec {
-            device: one.device.clone(),
-            mountpoint: "/".into(),
-        }]),
-        [] => {
-            let listed: Vec<String> = all
-                .iter()
-                .map(|f| format!("{} ({})", f.device, f.fstype))
-                .collect();
-            bail!(
-                "no filesystem found to mount (devices: {}); use -m DEV[:MOUNTPOINT]",
-                if listed.is_empty() {
-                    "none".to_string()
-                } else {
-                    listed.join(", ")
-                }
-            )
-        }
-        many => {
-            // Several filesystems: mount the guest the way it mounts itself (inspection:
-            // the OS root at /, then its fstab entries, shallowest first).
-            let found = skiff::inspect::inspect_os(session).context("inspecting the disks")?;
-            if let Some(os) = found.first() {
-                let plan = skiff::inspect::mount_plan(os);
-                return Ok(plan
-                    .into_iter()
-                    .map(|(device, mountpoint)| MountSpec { device, mountpoint })
-                    .collect());
-            }
-            let listed: Vec<String> = many
-                .iter()
-                .map(|f| format!("{} ({})", f.device, f.fstype))
-                .collect();
-            bail!(
-                "the disks hold {} filesystems: {}; choose with -m DEV[:MOUNTPOINT] \
-                 (e.g. -m {})",
-                many.len(),
-                listed.join(", "),
-                many[0].device
-            )
-        }
-    }
-}
-
-/// Makes the mounts [`plan_mounts`] decides (read-write with `--rw`). Mounts named with
-/// `-m`, and the root of an inspected guest, must succeed. The guest's other fstab
-/// entries are forgiving, as with `virt-cat` and `guestfish -i`: one that fails (missing
-/// mountpoint directory, unreadable or unsupported filesystem, absent device) is a
-/// warning ([`warnings::warn`]) and the command goes on.
+/// Makes the mounts `-m` names, or, without any, mounts the guest the way it mounts
+/// itself ([`skiff::inspect::mount_guest`]), read-write with `--rw`. An optional mount
+/// (a guest's fstab entry other than its root) that fails is a warning
+/// ([`warnings::warn`]) and the command goes on.
 pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
-    let from_inspection = a.mounts.is_empty();
-    for (i, m) in plan_mounts(s, &a.mounts)?.into_iter().enumerate() {
-        let opts = MountOptions {
-            readonly: !a.rw,
-            fstype: None,
-        };
-        let r = s
-            .mount(&m.device, &m.mountpoint, opts)
-            .with_context(|| format!("mounting {} at {}", m.device, m.mountpoint));
-        match r {
-            Err(e) if from_inspection && i > 0 && !is_fatal(&e) => {
-                warnings::warn(format!(
-                    "some filesystems could not be mounted (ignored): {e:#}"
-                ));
-            }
-            r => r?,
-        }
+    let done = skiff::inspect::mount_guest(s, &a.mounts, !a.rw)?;
+    for w in done.warnings {
+        warnings::warn(w);
     }
     Ok(())
-}
-
-/// Errors after which the session cannot go on (the appliance is gone), as opposed to a
-/// refusal of one mount.
-fn is_fatal(e: &anyhow::Error) -> bool {
-    !matches!(
-        e.downcast_ref::<skiff::Error>(),
-        Some(skiff::Error::Remote(_))
-    )
 }
 
 #[cfg(test)]
@@ -347,37 +240,5 @@ mod tests {
             assert_eq!(d.backing, BackingPolicy::Allow);
         }
         assert!(parse_drive("t.qcow2,backing=yes").is_err());
-    }
-
-    #[test]
-    fn mount_specs() {
-        assert_eq!(
-            parse_mount("/dev/sda2").unwrap(),
-            MountSpec {
-                device: "/dev/sda2".into(),
-                mountpoint: "/".into()
-            }
-        );
-        assert_eq!(
-            parse_mount("/dev/sda1:/boot/efi").unwrap().mountpoint,
-            "/boot/efi"
-        );
-        assert!(parse_mount(":/x").is_err());
-        assert!(parse_mount("/dev/sda1:boot").is_err());
-    }
-
-    #[test]
-    fn mountable() {
-        let f = |t: &str| Filesystem {
-            device: "/dev/sda".into(),
-            fstype: t.into(),
-            label: None,
-            uuid: None,
-            size: 0,
-        };
-        assert!(is_mountable(&f("ext4")));
-        assert!(is_mountable(&f("vfat")));
-        assert!(!is_mountable(&f("unknown")));
-        assert!(!is_mountable(&f("swap")));
     }
 }

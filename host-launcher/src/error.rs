@@ -123,6 +123,20 @@ pub enum Error {
 
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+
+    /// No mounts were named and the disks do not say what to mount: no filesystem, or
+    /// several and no operating system among them ([`crate::inspect::plan_mounts`]).
+    #[error("{0}")]
+    NoMountPlan(String),
+
+    /// A mount that had to succeed failed ([`crate::inspect::mount_guest`]); `error`
+    /// says why.
+    #[error("mounting {device} at {mountpoint}: {error}")]
+    Mount {
+        device: String,
+        mountpoint: String,
+        error: Box<Error>,
+    },
 }
 
 /// Result alias for the library.

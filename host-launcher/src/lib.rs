@@ -45,6 +45,7 @@
 //!   calls.rs            call/submit/complete (ids, timeouts, pipelining)
 //!   device.rs           devices, rescan, pread_device/pwrite_device
 //!   fs.rs               partitions, mounts, file calls (MountOptions)
+//!   meta.rs             owners, times, xattrs, the clock, sync; create with a mode
 //!   hotplug.rs          add_drive/remove_drive: policy and bookkeeping (HotDrive)
 //! images/             disk images opened by skiff: format detection, backing chains
 //!   mod.rs              OpenedImage, BackingPolicy, header checks (before and after)
@@ -55,6 +56,7 @@
 //! inspect/            operating-system inspection
 //!   mod.rs              inspect_os, mount_plan (host side, over file calls)
 //!   calls.rs            Session::applications, windows_facts (computed in the appliance)
+//!   plan.rs             plan_mounts, mount_guest: what to mount when the caller names nothing
 //! bulk/               many images: each (parallel runs), df, pool (Pool, SharedReader)
 //! json.rs             the JSON documents of front-ends' --json output
 //! ```

@@ -9,6 +9,9 @@
 //! paths are only ever resolved by the appliance inside the guest's own filesystem.
 
 pub mod calls;
+pub mod plan;
+
+pub use plan::{GuestMounts, MountSpec, is_mountable, mount_guest, plan_mounts};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
