@@ -60,9 +60,10 @@ pub fn py_opt(s: &Option<String>) -> String {
 
 /// A record class: read-only fields, `repr` like a dataclass's, `==`.
 macro_rules! record {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }
+     $(methods { $($extra:item)* })?) => {
         $(#[$doc])*
-        #[pyclass(module = "skiff", frozen, get_all, eq, skip_from_py_object)]
+        #[pyclass(module = "skiff", frozen, get_all, eq)]
         #[derive(Clone, PartialEq)]
         pub struct $name {
             $($(#[$fdoc])* pub $field: $ty),*
@@ -76,6 +77,7 @@ macro_rules! record {
                 ];
                 format!("{}({})", stringify!($name), fields.join(", "))
             }
+            $($($extra)*)?
         }
 
         impl PyRepr for $name {
@@ -103,10 +105,7 @@ record!(
         atime: i64,
         ctime: i64,
     }
-);
-
-#[pymethods]
-impl Stat {
+    methods {
     /// True for a directory.
     #[getter]
     fn is_dir(&self) -> bool {
@@ -124,7 +123,8 @@ impl Stat {
     fn is_symlink(&self) -> bool {
         self.file_type == "symlink"
     }
-}
+    }
+);
 
 impl From<&wire::Stat> for Stat {
     fn from(s: &wire::Stat) -> Stat {
