@@ -46,7 +46,12 @@ create_exception!(
     SkiffError,
     "qemu exited unexpectedly; the session is closed."
 );
-create_exception!(skiff, SkiffTimeout, SkiffError, "A launch or a call took too long.");
+create_exception!(
+    skiff,
+    SkiffTimeout,
+    SkiffError,
+    "A launch or a call took too long."
+);
 create_exception!(
     skiff,
     LaunchTimeout,
@@ -72,7 +77,12 @@ create_exception!(
     SkiffError,
     "A writable image's header changed during the session; `.path`."
 );
-create_exception!(skiff, DiskNotFound, SkiffError, "A disk image does not exist; `.path`.");
+create_exception!(
+    skiff,
+    DiskNotFound,
+    SkiffError,
+    "A disk image does not exist; `.path`."
+);
 create_exception!(
     skiff,
     FormatError,
@@ -91,7 +101,12 @@ create_exception!(
     SkiffError,
     "The session was shut down, or an earlier fatal error closed it."
 );
-create_exception!(skiff, InvalidArgument, SkiffError, "An argument is out of range.");
+create_exception!(
+    skiff,
+    InvalidArgument,
+    SkiffError,
+    "An argument is out of range."
+);
 create_exception!(
     skiff,
     LaunchError,
@@ -104,8 +119,18 @@ create_exception!(
     SkiffError,
     "The appliance sent something unexpected (or speaks another protocol version)."
 );
-create_exception!(skiff, HotplugError, SkiffError, "Adding or removing a disk failed.");
-create_exception!(skiff, PoolEmpty, SkiffError, "No pooled appliance was ready in time.");
+create_exception!(
+    skiff,
+    HotplugError,
+    SkiffError,
+    "Adding or removing a disk failed."
+);
+create_exception!(
+    skiff,
+    PoolEmpty,
+    SkiffError,
+    "No pooled appliance was ready in time."
+);
 create_exception!(skiff, LibvirtError, SkiffError, "A libvirt call failed.");
 create_exception!(
     skiff,
@@ -113,7 +138,12 @@ create_exception!(
     SkiffError,
     "No mounts were named and the disks do not say what to mount."
 );
-create_exception!(skiff, HostIOError, SkiffError, "An I/O error on the host; `.errno`.");
+create_exception!(
+    skiff,
+    HostIOError,
+    SkiffError,
+    "An I/O error on the host; `.errno`."
+);
 
 /// Adds the exception classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -150,20 +180,20 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// The errno number matching an appliance error kind.
 fn errno_of(kind: ErrorKind) -> i32 {
     match kind {
-        ErrorKind::NotFound => 2,         // ENOENT
-        ErrorKind::NotADirectory => 20,   // ENOTDIR
-        ErrorKind::IsADirectory => 21,    // EISDIR
-        ErrorKind::ReadOnly => 30,        // EROFS
-        ErrorKind::NoSpace => 28,         // ENOSPC
-        ErrorKind::Unsupported => 95,     // EOPNOTSUPP
-        ErrorKind::InvalidArgument => 22, // EINVAL
-        ErrorKind::AlreadyExists => 17,   // EEXIST
-        ErrorKind::NotEmpty => 39,        // ENOTEMPTY
-        ErrorKind::Busy => 16,            // EBUSY
-        ErrorKind::NotMounted => 22,      // EINVAL
-        ErrorKind::TooLarge => 27,        // EFBIG
-        ErrorKind::Loop => 40,            // ELOOP
-        ErrorKind::PermissionDenied => 13, // EACCES
+        ErrorKind::NotFound => 2,                                      // ENOENT
+        ErrorKind::NotADirectory => 20,                                // ENOTDIR
+        ErrorKind::IsADirectory => 21,                                 // EISDIR
+        ErrorKind::ReadOnly => 30,                                     // EROFS
+        ErrorKind::NoSpace => 28,                                      // ENOSPC
+        ErrorKind::Unsupported => 95,                                  // EOPNOTSUPP
+        ErrorKind::InvalidArgument => 22,                              // EINVAL
+        ErrorKind::AlreadyExists => 17,                                // EEXIST
+        ErrorKind::NotEmpty => 39,                                     // ENOTEMPTY
+        ErrorKind::Busy => 16,                                         // EBUSY
+        ErrorKind::NotMounted => 22,                                   // EINVAL
+        ErrorKind::TooLarge => 27,                                     // EFBIG
+        ErrorKind::Loop => 40,                                         // ELOOP
+        ErrorKind::PermissionDenied => 13,                             // EACCES
         ErrorKind::Corrupt | ErrorKind::Io | ErrorKind::Internal => 5, // EIO
     }
 }
@@ -186,9 +216,7 @@ type Attrs = Vec<(&'static str, Py<PyAny>)>;
 fn classify(e: &skiff::Error, message: String) -> (PyErr, Attrs) {
     use skiff::Error as E;
     Python::attach(|py| {
-        let s = |v: &str| -> Py<PyAny> {
-            pyo3::types::PyString::new(py, v).into_any().unbind()
-        };
+        let s = |v: &str| -> Py<PyAny> { pyo3::types::PyString::new(py, v).into_any().unbind() };
         let path = |p: &std::path::Path| s(&p.display().to_string());
         match e {
             E::Remote(r) => (
@@ -231,7 +259,9 @@ fn classify(e: &skiff::Error, message: String) -> (PyErr, Attrs) {
             E::UnknownFormat { path: p, .. } | E::FormatProbe { path: p, .. } => {
                 (FormatError::new_err(message), vec![("path", path(p))])
             }
-            E::ReadOnly { device } => (ReadOnlyError::new_err(message), vec![("device", s(device))]),
+            E::ReadOnly { device } => {
+                (ReadOnlyError::new_err(message), vec![("device", s(device))])
+            }
             E::Closed => (SessionClosed::new_err(message), vec![]),
             E::InvalidArgument(_) => (InvalidArgument::new_err(message), vec![]),
             E::QemuNotFound { .. } | E::NoAppliance | E::Config(_) => {

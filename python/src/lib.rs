@@ -14,7 +14,7 @@ mod convert;
 mod errors;
 
 use convert::{
-    DirEntry, Device, Filesystem, Mount, Partition, Stat, StatVfs, data_arg, json_to_py,
+    Device, DirEntry, Filesystem, Mount, Partition, Stat, StatVfs, data_arg, json_to_py,
 };
 use errors::to_pyerr;
 use pyo3::prelude::*;
@@ -53,9 +53,8 @@ impl Drive {
         backing: bool,
     ) -> PyResult<Self> {
         if let Some(f) = &format {
-            f.parse::<Format>().map_err(|e| {
-                errors::InvalidArgument::new_err(format!("format={f}: {e}"))
-            })?;
+            f.parse::<Format>()
+                .map_err(|e| errors::InvalidArgument::new_err(format!("format={f}: {e}")))?;
         }
         Ok(Drive {
             path,
@@ -189,16 +188,23 @@ fn builder(
 
 /// Mounts the guest as `mounts` says, or the way it mounts itself; `NoMountPlan`
 /// speaks of this API's arguments.
-fn mount_guest(s: &mut Session, mounts: &[MountSpec], readonly: bool) -> skiff::Result<Vec<String>> {
+fn mount_guest(
+    s: &mut Session,
+    mounts: &[MountSpec],
+    readonly: bool,
+) -> skiff::Result<Vec<String>> {
     match skiff::inspect::mount_guest(s, mounts, readonly) {
         Ok(m) => Ok(m.warnings),
-        Err(skiff::Error::NoMountPlan(msg)) => Err(skiff::Error::NoMountPlan(msg.replace(
-            "use -m DEV[:MOUNTPOINT]",
-            "pass mounts=[\"DEV[:MOUNTPOINT]\"], or mount=False",
-        ).replace(
-            "choose with -m DEV[:MOUNTPOINT] (e.g. -m ",
-            "choose with mounts=[...] (e.g. mounts=[",
-        ))),
+        Err(skiff::Error::NoMountPlan(msg)) => Err(skiff::Error::NoMountPlan(
+            msg.replace(
+                "use -m DEV[:MOUNTPOINT]",
+                "pass mounts=[\"DEV[:MOUNTPOINT]\"], or mount=False",
+            )
+            .replace(
+                "choose with -m DEV[:MOUNTPOINT] (e.g. -m ",
+                "choose with mounts=[...] (e.g. mounts=[",
+            ),
+        )),
         Err(e) => Err(e),
     }
 }
@@ -207,7 +213,12 @@ fn mount_guest(s: &mut Session, mounts: &[MountSpec], readonly: bool) -> skiff::
 fn warn_all(py: Python<'_>, warnings: Vec<String>) -> PyResult<()> {
     for w in warnings {
         let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
-        PyErr::warn(py, &category, &std::ffi::CString::new(w).unwrap_or_default(), 1)?;
+        PyErr::warn(
+            py,
+            &category,
+            &std::ffi::CString::new(w).unwrap_or_default(),
+            1,
+        )?;
     }
     Ok(())
 }
@@ -386,8 +397,12 @@ impl Guest {
     fn __repr__(&self) -> String {
         match self.lock().as_mut() {
             Some(h) => {
-                let names: Vec<String> =
-                    h.session().devices().iter().map(|d| d.name.clone()).collect();
+                let names: Vec<String> = h
+                    .session()
+                    .devices()
+                    .iter()
+                    .map(|d| d.name.clone())
+                    .collect();
                 format!("<skiff.Guest {}>", names.join(" "))
             }
             None => "<skiff.Guest (shut down)>".into(),
@@ -403,7 +418,9 @@ impl Guest {
 
     /// The partitions of every disk (MBR and GPT), libguestfs numbering.
     fn partitions(&self, py: Python<'_>) -> PyResult<Vec<Partition>> {
-        self.with(py, |s| Ok(s.partitions()?.iter().map(Partition::from).collect()))
+        self.with(py, |s| {
+            Ok(s.partitions()?.iter().map(Partition::from).collect())
+        })
     }
 
     /// Every disk and partition with its filesystem type, label, UUID and size
@@ -628,7 +645,8 @@ impl Guest {
 
     /// Statistics of the filesystem holding `path`.
     fn statvfs(&self, py: Python<'_>, path: String) -> PyResult<StatVfs> {
-        self.with(py, |s| s.statvfs(&path)).map(|v| StatVfs::from(&v))
+        self.with(py, |s| s.statvfs(&path))
+            .map(|v| StatVfs::from(&v))
     }
 
     /// Does `path` exist (a dangling symlink does)?
@@ -911,9 +929,6 @@ fn skiff_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StatVfs>()?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add(
-        "libvirt_available",
-        Backend::libvirt_available(),
-    )?;
+    m.add("libvirt_available", Backend::libvirt_available())?;
     Ok(())
 }

@@ -69,13 +69,12 @@ fn source_tree(root: &Path) {
     }
     std::os::unix::fs::symlink("../etc/hostname", root.join("tree/link-to-hostname")).unwrap();
     std::os::unix::fs::symlink("/nowhere", root.join("tree/dangling")).unwrap();
-    std::fs::set_permissions(root.join("etc/motd"), std::fs::Permissions::from_mode(0o600))
-        .unwrap();
     std::fs::set_permissions(
-        root.join("tree/d0"),
-        std::fs::Permissions::from_mode(0o750),
+        root.join("etc/motd"),
+        std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
+    std::fs::set_permissions(root.join("tree/d0"), std::fs::Permissions::from_mode(0o750)).unwrap();
 }
 
 /// The ext4 image of `src` (mkfs.ext4 -d).
@@ -102,7 +101,11 @@ impl Mounted {
         let pid_file = dir.join(format!("{name}.pid"));
         let mut a = vec!["mount"];
         a.extend_from_slice(args);
-        a.extend_from_slice(&["--pid-file", pid_file.to_str().unwrap(), mp.to_str().unwrap()]);
+        a.extend_from_slice(&[
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            mp.to_str().unwrap(),
+        ]);
         let o = skiff(&a);
         assert!(
             o.status.success(),
@@ -176,8 +179,12 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// Is process `pid` running (not gone, not a zombie)?
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    })
 }
 
 fn wait_gone(pid: u32) {
@@ -239,10 +246,19 @@ fn ext4_read_only() {
 
     // ls -lR sees every name; cat reads contents.
     let ls = sh(Command::new("ls").arg("-lR").arg(&m.mp));
-    for name in ["hostname", "blob.bin", "file name.txt", "f39.txt", "link-to-hostname"] {
+    for name in [
+        "hostname",
+        "blob.bin",
+        "file name.txt",
+        "f39.txt",
+        "link-to-hostname",
+    ] {
         assert!(ls.contains(name), "{name} in ls -lR");
     }
-    assert!(ls.contains("-rw------- 1 root root 8 "), "motd's mode: {ls}");
+    assert!(
+        ls.contains("-rw------- 1 root root 8 "),
+        "motd's mode: {ls}"
+    );
     assert_eq!(
         sh(Command::new("cat").arg(m.path("etc/hostname"))),
         "mounted-guest\n"
@@ -275,7 +291,11 @@ fn ext4_read_only() {
     sh(Command::new("cp").arg("-a").arg(&m.mp).arg(&copy));
     let diff = rsync_diff(&["-a", "--checksum"], &src, &copy);
     assert!(diff.is_empty(), "cp -a copy differs: {diff:?}");
-    sh(Command::new("diff").arg("-r").arg("--no-dereference").arg(&src).arg(&copy));
+    sh(Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(&src)
+        .arg(&copy));
 
     // find | wc -l against skiff find (find also prints the mountpoint itself; the
     // ext4 image has lost+found, which the source lacks).
@@ -284,7 +304,11 @@ fn ext4_read_only() {
     assert!(std::fs::write(m.path("etc/new"), b"x").is_err());
     umount(&m);
     assert_eq!(fuse_count, skiff_find_count(&img) + 1);
-    assert_eq!(skiff_tests::file_hash(&img), before, "a read-only mount changes nothing");
+    assert_eq!(
+        skiff_tests::file_hash(&img),
+        before,
+        "a read-only mount changes nothing"
+    );
 }
 
 #[test]
@@ -351,12 +375,22 @@ fn ext4_read_write_checked_with_debugfs() {
     // cp -a a tree in, echo > a file, and the usual changes.
     let extra = dir.path().join("extra");
     std::fs::create_dir_all(extra.join("nested/deeper")).unwrap();
-    std::fs::write(extra.join("nested/deeper/data.bin"), pattern(3 << 20 | 77, 3)).unwrap();
+    std::fs::write(
+        extra.join("nested/deeper/data.bin"),
+        pattern(3 << 20 | 77, 3),
+    )
+    .unwrap();
     std::fs::write(extra.join("small.txt"), b"small\n").unwrap();
-    std::fs::set_permissions(extra.join("small.txt"), std::fs::Permissions::from_mode(0o640))
-        .unwrap();
+    std::fs::set_permissions(
+        extra.join("small.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("small.txt", extra.join("link")).unwrap();
-    sh(Command::new("cp").arg("-a").arg(&extra).arg(m.path("copied")));
+    sh(Command::new("cp")
+        .arg("-a")
+        .arg(&extra)
+        .arg(m.path("copied")));
     sh(Command::new("sh").arg("-c").arg(format!(
         "echo hello > '{0}/new.txt' && echo again >> '{0}/new.txt' && \
          mkdir '{0}/made' && mv '{0}/etc/motd' '{0}/made/motd' && rm '{0}/empty-file' && \
@@ -386,7 +420,10 @@ fn ext4_read_write_checked_with_debugfs() {
     let st = debugfs(&img, "stat /copied/small.txt");
     assert!(st.contains("Mode:  0640"), "{st}");
     let st = debugfs(&img, "stat /new.txt");
-    assert!(st.contains("User:  1234") && st.contains("Group:   567"), "{st}");
+    assert!(
+        st.contains("User:  1234") && st.contains("Group:   567"),
+        "{st}"
+    );
     let st = debugfs(&img, "stat /big/blob.bin");
     assert!(st.contains("Size: 1000"), "{st}");
     let st = debugfs(&img, "stat /etc/hostname");
@@ -394,7 +431,10 @@ fn ext4_read_write_checked_with_debugfs() {
     assert!(debugfs(&img, "stat /new-link").contains("Fast link dest: \"new.txt\""));
     assert!(debugfs(&img, "stat /copied/link").contains("Fast link dest: \"small.txt\""));
     let root = debugfs(&img, "ls /");
-    assert!(!root.contains("empty-file") && !root.contains("empty-dir"), "{root}");
+    assert!(
+        !root.contains("empty-file") && !root.contains("empty-dir"),
+        "{root}"
+    );
     assert!(debugfs(&img, "stat /made").contains("Mode:  0700"));
     assert_e2fsck_clean(&img);
 }
@@ -459,16 +499,27 @@ fn foreground_mount_ends_at_fusermount_u() {
         assert!(start.elapsed() < Duration::from_secs(120), "not mounted");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(std::fs::read(mp.join("etc/hostname")).unwrap(), b"fg-host\n");
-    assert_eq!(std::fs::read(mp.join("boot/efi/hello.txt")).unwrap(), b"efi\n");
+    assert_eq!(
+        std::fs::read(mp.join("etc/hostname")).unwrap(),
+        b"fg-host\n"
+    );
+    assert_eq!(
+        std::fs::read(mp.join("boot/efi/hello.txt")).unwrap(),
+        b"efi\n"
+    );
     // A name on the other guest mount gets its own node id (no clash with the root's).
     use std::os::unix::fs::MetadataExt;
-    let a = std::fs::metadata(mp.join("boot/efi/hello.txt")).unwrap().ino();
+    let a = std::fs::metadata(mp.join("boot/efi/hello.txt"))
+        .unwrap()
+        .ino();
     let b = std::fs::metadata(mp.join("etc/hostname")).unwrap().ino();
     assert_ne!(a, b);
     sh(Command::new("fusermount3").arg("-u").arg(&mp));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     // Not mounted: skiff umount says so (exit 2).
-    assert_eq!(skiff(&["umount", mp.to_str().unwrap()]).status.code(), Some(2));
+    assert_eq!(
+        skiff(&["umount", mp.to_str().unwrap()]).status.code(),
+        Some(2)
+    );
 }

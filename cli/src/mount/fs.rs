@@ -22,10 +22,10 @@
 //!   clock is sent (`SetClock`) so that the guest's times are right.
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use skiff::Session;
 use skiff::session::meta::unix_now;
@@ -244,11 +244,12 @@ impl SkiffFs {
     /// May files at `path` use their inode number as node id (they are on the
     /// filesystem mounted at the guest's `/`)?
     fn inode_ok(&self, path: &str) -> bool {
-        !self
-            .opts
-            .mountpoints
-            .iter()
-            .any(|m| path == m || path.strip_prefix(m.as_str()).is_some_and(|r| r.starts_with('/')))
+        !self.opts.mountpoints.iter().any(|m| {
+            path == m
+                || path
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        })
     }
 
     fn is_mountpoint(&self, path: &str) -> bool {
@@ -391,11 +392,7 @@ impl SkiffFs {
         }
         let path = h.path.clone();
         let sequential = offset == h.last_end || (offset >= h.buf_start && offset < buf_end);
-        let window = if sequential {
-            h.window
-        } else {
-            MIN_WINDOW
-        };
+        let window = if sequential { h.window } else { MIN_WINDOW };
         let want = window.max(size);
         let data = s.call(|x| x.pread(&path, offset, want))?;
         let h = s.handles.get_mut(&fh).ok_or(Errno::EBADF)?;
@@ -467,7 +464,9 @@ impl Filesystem for SkiffFs {
         // and `find`); big writes (fuser asks for them) up to 1 MiB+.
         let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
         let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
-        let _ = config.set_max_write(16 << 20).or_else(|max| config.set_max_write(max));
+        let _ = config
+            .set_max_write(16 << 20)
+            .or_else(|max| config.set_max_write(max));
         Ok(())
     }
 
@@ -812,7 +811,10 @@ impl Filesystem for SkiffFs {
                 });
             }
             Self::changed(&mut s, &path);
-            if s.pending.as_ref().is_some_and(|p| p.data.len() >= MAX_PENDING) {
+            if s.pending
+                .as_ref()
+                .is_some_and(|p| p.data.len() >= MAX_PENDING)
+            {
                 s.flush_pending()?;
             }
             u32::try_from(data.len()).map_err(|_| Errno::EINVAL)

@@ -117,14 +117,14 @@ pub fn run(a: &LaunchArgs, m: MountArgs) -> Result<()> {
         mountpoints,
     };
     let config = fuse_config(a.rw, &m.options);
-    let mut session = match fuser::Session::new(SkiffFs::new(state.clone(), opts), &mountpoint, &config)
-    {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = shut_down(&state);
-            return Err(e).with_context(|| format!("mounting on {}", mountpoint.display()));
-        }
-    };
+    let mut session =
+        match fuser::Session::new(SkiffFs::new(state.clone(), opts), &mountpoint, &config) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = shut_down(&state);
+                return Err(e).with_context(|| format!("mounting on {}", mountpoint.display()));
+            }
+        };
     let mut unmounter = session.unmount_callable();
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -177,7 +177,11 @@ fn fuse_config(rw: bool, extra: &[String]) -> fuser::Config {
         MountOption::NoSuid,
         if rw { MountOption::RW } else { MountOption::RO },
     ];
-    for o in extra.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
+    for o in extra
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
         match o {
             "allow_other" => c.acl = SessionACL::All,
             "allow_root" => c.acl = SessionACL::RootAndOwner,
@@ -295,7 +299,8 @@ pub fn umount(u: UmountArgs) -> Result<()> {
 /// `fusermount3`, else `fusermount`.
 fn fusermount() -> &'static str {
     let found = |name: &str| {
-        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
     };
     if found("fusermount3") || !found("fusermount") {
         "fusermount3"
@@ -310,8 +315,11 @@ fn wait_for_exit(pid: u32, timeout: Duration) -> Result<()> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let is_skiff = || {
         std::fs::read_to_string(proc_dir.join("comm")).is_ok_and(|c| c.trim() == "skiff")
-            && !std::fs::read_to_string(proc_dir.join("stat"))
-                .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+            && !std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
     };
     while is_skiff() {
         if start.elapsed() > timeout {
@@ -399,6 +407,10 @@ mod tests {
             c.mount_options
                 .contains(&MountOption::CUSTOM("max_read=1048576".into()))
         );
-        assert!(fuse_config(true, &[]).mount_options.contains(&MountOption::RW));
+        assert!(
+            fuse_config(true, &[])
+                .mount_options
+                .contains(&MountOption::RW)
+        );
     }
 }

@@ -148,7 +148,9 @@ pub fn mount_guest(
                 };
                 // A refusal of one optional mount; anything else (the appliance is
                 // gone) ends the session's usefulness and is returned.
-                if from_inspection && i > 0 && matches!(&e, Error::Mount { error, .. } if matches!(**error, Error::Remote(_)))
+                if from_inspection
+                    && i > 0
+                    && matches!(&e, Error::Mount { error, .. } if matches!(**error, Error::Remote(_)))
                 {
                     done.warnings.push(format!(
                         "some filesystems could not be mounted (ignored): {e}"
