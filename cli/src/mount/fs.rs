@@ -1073,6 +1073,11 @@ impl Filesystem for SkiffFs {
         let r = (|| {
             let path = Self::node_path(&s, ino)?;
             let name = name.to_str().ok_or(Errno::EINVAL)?;
+            if is_acl(name) {
+                // The appliance keeps no POSIX ACLs: `cp -a` and `setfacl` then fall
+                // back to chmod, which sets the mode.
+                return Err(Errno::EOPNOTSUPP);
+            }
             self.prepare_change(&mut s)?;
             s.call(|x| x.setxattr(&path, name, value))
         })();
@@ -1088,6 +1093,9 @@ impl Filesystem for SkiffFs {
             s.flush_pending()?;
             let path = Self::node_path(&s, ino)?;
             let name = name.to_str().ok_or(Errno::EINVAL)?;
+            if is_acl(name) {
+                return Err(Errno::ENODATA);
+            }
             s.call(|x| x.getxattr(&path, name)).map_err(|e| {
                 if e == Errno::ENOENT {
                     Errno::ENODATA
@@ -1106,7 +1114,7 @@ impl Filesystem for SkiffFs {
             let path = Self::node_path(&s, ino)?;
             let names = s.call(|x| x.listxattrs(&path))?;
             let mut out = Vec::new();
-            for n in names {
+            for n in names.iter().filter(|n| !is_acl(n)) {
                 out.extend_from_slice(n.as_bytes());
                 out.push(0);
             }
@@ -1234,6 +1242,12 @@ fn reply_xattr(reply: ReplyXattr, r: Result<Vec<u8>, Errno>, size: u32) {
         Ok(data) => reply.data(&data),
         Err(e) => reply.error(e),
     }
+}
+
+/// A POSIX ACL attribute (`system.posix_acl_access`, `..._default`): not kept by the
+/// appliance, so the mode bits stay the one place permissions live.
+fn is_acl(name: &str) -> bool {
+    name.starts_with("system.posix_acl_")
 }
 
 /// The errno for a failed call.

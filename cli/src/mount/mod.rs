@@ -144,7 +144,12 @@ pub fn run(a: &LaunchArgs, m: MountArgs) -> Result<()> {
             }
         }
     });
-    if let Some(p) = &m.pid_file {
+    // Absolute: the process leaves its working directory below.
+    let pid_file = match &m.pid_file {
+        Some(p) => Some(std::path::absolute(p).with_context(|| format!("{}", p.display()))?),
+        None => None,
+    };
+    if let Some(p) = &pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", p.display()))?;
     }
@@ -158,7 +163,7 @@ pub fn run(a: &LaunchArgs, m: MountArgs) -> Result<()> {
     handle.close();
     let _ = signal_thread.join();
     let r = shut_down(&state);
-    if let Some(p) = &m.pid_file {
+    if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
     served.context("serving the FUSE filesystem")?;
