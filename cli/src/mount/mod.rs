@@ -13,7 +13,8 @@
 //! in the background: itself again (`--daemon-child`), which says "ready" on a pipe
 //! when mounted (or prints its error and exits), then leaves the terminal.
 //!
-//! The FUSE source is `skiff:PID` (`findmnt`, `/proc/mounts`), of type `fuse.skiff`:
+//! The FUSE source is `skiff:PID` (`findmnt`, `/proc/mounts`), of type `fuse` (`fuse.skiff` when
+//! mounted through fusermount3):
 //! `skiff umount` finds the serving process there and waits for it to finish.
 
 mod fs;
