@@ -535,6 +535,14 @@ impl Filesystem for SkiffFs {
             }
             if atime.is_some() || mtime.is_some() {
                 let cur = self.lstat(&mut s, &path)?;
+                if cur.file_type == wire::FileType::Symlink {
+                    // The appliance's Utimens follows a final symlink and there is no
+                    // lutimes: leave the link's times as they are rather than change
+                    // the target's (an error would make `cp -a` fail; guestmount's
+                    // lutimes is also best effort). The reply shows the real times.
+                    let st = s.call(|x| x.lstat(&path))?;
+                    return Ok(self.attr(ino.0, &st));
+                }
                 let t = |v: Option<TimeOrNow>, old: i64| match v {
                     None => old,
                     Some(TimeOrNow::Now) => unix_now(),
