@@ -72,6 +72,15 @@ for _ in $(seq "$runs"); do
   measure "\"$skiff\" mount -a \"$img,format=raw\" \"$mp\"" "\"$skiff\" umount \"$mp\""
 done
 report
+# For scale: the same file through `skiff cat` (no FUSE; launch included).
+c_t=()
+for _ in $(seq "$runs"); do
+  t0="$(now)"; sum="$("$skiff" cat -a "$img,format=raw" /big.bin | sha256sum | cut -d' ' -f1)"; t1="$(now)"
+  [ "$sum" = "$want" ] || { echo "skiff cat differs" >&2; exit 1; }
+  c_t+=("$(ms "$t0" "$t1")")
+done
+c="$(printf '%s\n' "${c_t[@]}" | median)"
+echo "(skiff cat, no FUSE, launch included: median ${c} ms = $(rate "$c")   (all: ${c_t[*]}))"
 
 if [ "${SKIFF_BENCH_NO_GUESTMOUNT:-0}" = 1 ] || ! command -v guestmount > /dev/null; then
   echo
@@ -83,11 +92,11 @@ export LIBGUESTFS_BACKEND_SETTINGS="${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg}"
 g_runs=$(( runs < 3 ? runs : 3 ))
 echo
 echo "== guestmount ($g_runs runs; a first, uncounted run builds its appliance)"
-guestmount -a "$img" --format=raw -m /dev/sda --ro "$mp" && guestunmount "$mp"
+guestmount --format=raw -a "$img" -m /dev/sda --ro "$mp" && guestunmount "$mp"
 m_t=(); c_t=(); f_t=()
 for _ in $(seq "$g_runs"); do
   # guestunmount returns before guestmount's appliance is gone: wait for the pid.
-  measure "guestmount -a \"$img\" --format=raw -m /dev/sda --ro --pid-file \"$work/g.pid\" \"$mp\"" \
+  measure "guestmount --format=raw -a \"$img\" -m /dev/sda --ro --pid-file \"$work/g.pid\" \"$mp\"" \
           "guestunmount \"$mp\"; while kill -0 \$(cat \"$work/g.pid\") 2>/dev/null; do sleep 0.1; done"
 done
 report
