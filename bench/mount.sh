@@ -97,6 +97,6 @@ m_t=(); c_t=(); f_t=()
 for _ in $(seq "$g_runs"); do
   # guestunmount returns before guestmount's appliance is gone: wait for the pid.
   measure "guestmount --format=raw -a \"$img\" -m /dev/sda --ro --pid-file \"$work/g.pid\" \"$mp\"" \
-          "guestunmount \"$mp\"; while kill -0 \$(cat \"$work/g.pid\") 2>/dev/null; do sleep 0.1; done"
+          "guestunmount \"$mp\"; while [ -f \"$work/g.pid\" ] && kill -0 \$(cat \"$work/g.pid\") 2>/dev/null; do sleep 0.1; done"
 done
 report
