@@ -365,9 +365,21 @@ fn fat_read_only() {
         .arg(&img)
         .args(std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()))
         .arg("::/"));
-    let m = Mounted::new(dir.path(), "fatmnt", &["-a", img.to_str().unwrap()]);
+    // --uid/--gid: FAT has no owners; every file shows the ones given.
+    let m = Mounted::new(
+        dir.path(),
+        "fatmnt",
+        &["--uid", "1234", "--gid", "567", "-a", img.to_str().unwrap()],
+    );
     let ls = sh(Command::new("ls").arg("-lR").arg(&m.mp));
     assert!(ls.contains("Long File Name.txt"), "{ls}");
+    {
+        use std::os::unix::fs::MetadataExt;
+        for p in ["README.TXT", "tree/d1", "big/blob.bin"] {
+            let md = std::fs::metadata(m.path(p)).unwrap();
+            assert_eq!((md.uid(), md.gid()), (1234, 567), "{p}");
+        }
+    }
     assert_eq!(
         sh(Command::new("cat").arg(m.path("README.TXT"))),
         "fat guest\n"
