@@ -42,6 +42,12 @@ have file || pkgs+=(file)
 have openssl || pkgs+=(openssl)
 have python3 || pkgs+=(python3)
 have debootstrap || pkgs+=(debootstrap)  # tests/oracles/guests.py: the Debian oracle guest
+# `skiff mount` (FUSE, through the fuser crate: no libfuse needed): fusermount3 for
+# unmounting; its tests compare with rsync.
+have fusermount3 || pkgs+=(fuse3)
+have rsync || pkgs+=(rsync)
+# The Python bindings (tests/python.sh): a venv with pip; pip fetches maturin from PyPI.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv python3-pip)
 # The libvirt backend is in the default build: skiff links libvirt (libvirt0 comes with
 # libvirt-dev). `cargo build --no-default-features` needs neither.
 [ -f /usr/include/libvirt/libvirt.h ] || pkgs+=(libvirt-dev)
@@ -54,8 +60,8 @@ if [ "${SKIFF_DEPS_BENCH:-0}" = 1 ]; then
   # libguestfs boots the host's kernel: without one, supermin fails.
   compgen -G '/boot/vmlinuz-*' >/dev/null || pkgs+=(linux-image-amd64)
   have hyperfine || pkgs+=(hyperfine)
-  # bench/tree.sh builds its Debian tree with debootstrap.
-  have debootstrap || pkgs+=(debootstrap)
+  # bench/python.sh: libguestfs' Python module (for Debian's /usr/bin/python3).
+  /usr/bin/python3 -c 'import guestfs' >/dev/null 2>&1 || pkgs+=(python3-guestfs)
 fi
 
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -30,3 +30,5 @@ echo "== cargo clippy (appliance kernel, x86_64-unknown-none)" >&2
 cargo clippy -q -p appliance-kernel --bin appliance-kernel --target x86_64-unknown-none --profile appliance -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace --release 2>&1
+echo "== python bindings: pip install ./python into a venv, pytest python/tests" >&2
+bash tests/python.sh

@@ -3,11 +3,11 @@
 //! with the guest's filesystems mounted as `-m` or inspection says.
 
 use crate::warnings;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
+use skiff::inspect::MountSpec;
 use skiff::volumes::{KeyPrompt, KeySet, Secret};
-use skiff::wire::Filesystem;
-use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, MountOptions, Session};
+use skiff::{Appliance, BackingPolicy, Builder, DriveOptions, Format, Session};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -114,78 +114,9 @@ fn parse_drive(s: &str) -> Result<Drive, String> {
     Ok(d)
 }
 
-/// One `-m DEV[:MOUNTPOINT[:OPTIONS[:FSTYPE]]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountSpec {
-    pub device: String,
-    pub mountpoint: String,
-    /// Mount options as given (`subvol=home`, `ro`, ...).
-    pub options: Option<String>,
-    pub fstype: Option<String>,
-}
-
-impl MountSpec {
-    /// `device` at `mountpoint`, no options.
-    pub fn new(device: String, mountpoint: String) -> MountSpec {
-        MountSpec {
-            device,
-            mountpoint,
-            options: None,
-            fstype: None,
-        }
-    }
-}
-
-/// `DEV` (mounted at `/`), `DEV:MOUNTPOINT`, `DEV:MOUNTPOINT:OPTIONS` or
-/// `DEV:MOUNTPOINT:OPTIONS:FSTYPE` (guestfish's `-m`). A `btrfsvol:` device keeps its
-/// own colon.
+/// One `-m DEV[:MOUNTPOINT]` (the library's [`MountSpec`]).
 fn parse_mount(s: &str) -> Result<MountSpec, String> {
-    let (prefix, rest) = match s.strip_prefix(skiff::fs::BTRFSVOL) {
-        Some(r) => (skiff::fs::BTRFSVOL, r),
-        None => ("", s),
-    };
-    let mut parts = rest.splitn(4, ':');
-    let device = format!("{prefix}{}", parts.next().unwrap_or(""));
-    let mountpoint = parts.next().unwrap_or("/");
-    let options = parts.next().filter(|o| !o.is_empty()).map(String::from);
-    let fstype = parts.next().filter(|t| !t.is_empty()).map(String::from);
-    if device.is_empty() || device == prefix {
-        return Err(format!("{s:?}: empty device"));
-    }
-    if !mountpoint.starts_with('/') {
-        return Err(format!("{s:?}: the mountpoint must be an absolute path"));
-    }
-    Ok(MountSpec {
-        device,
-        mountpoint: mountpoint.into(),
-        options,
-        fstype,
-    })
-}
-
-/// What a `-m` (or fstab) option string asks of a mount: the device to mount (a btrfs
-/// `subvol=` makes it `btrfsvol:DEV/SUBVOL`), read-only or not, and the options skiff
-/// does not act on (warned about).
-pub fn apply_options(device: &str, options: Option<&str>) -> (String, bool, Vec<String>) {
-    let mut dev = device.to_string();
-    let mut ro = false;
-    let mut ignored = Vec::new();
-    for o in options.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
-        if let Some(sub) = o
-            .strip_prefix("subvol=")
-            .or_else(|| o.strip_prefix("subvolume="))
-        {
-            let sub = sub.trim_matches('/');
-            if !sub.is_empty() && !device.starts_with(skiff::fs::BTRFSVOL) {
-                dev = skiff::fs::btrfs_subvolume(device, sub);
-            }
-        } else if o == "ro" {
-            ro = true;
-        } else if !matches!(o, "rw" | "defaults") {
-            ignored.push(o.to_string());
-        }
-    }
-    (dev, ro, ignored)
+    MountSpec::parse(s).map_err(|e| e.to_string())
 }
 
 /// The `--key`s of `a`.
@@ -346,108 +277,16 @@ pub fn base_builder(a: &LaunchArgs) -> Result<Builder> {
     Ok(b)
 }
 
-/// A filesystem skiff could be asked to mount (not a partition it cannot read, swap,
-/// or a container like LUKS/LVM).
-fn is_mountable(f: &Filesystem) -> bool {
-    !matches!(
-        f.fstype.as_str(),
-        "unknown" | "swap" | "crypto_LUKS" | "LVM2_member"
-    )
-}
-
-/// Which mounts to make, in order: the `-m` options as given, or, without any, the one
-/// filesystem on the disks at `/`, or with several, the OS found by inspection mounted
-/// the way it mounts itself ([`skiff::inspect::mount_plan`]).
-pub fn plan_mounts(session: &mut Session, given: &[MountSpec]) -> Result<Vec<MountSpec>> {
-    if !given.is_empty() {
-        return Ok(given.to_vec());
-    }
-    let all = session.filesystems().context("listing the filesystems")?;
-    let found: Vec<&Filesystem> = all.iter().filter(|f| is_mountable(f)).collect();
-    match found.as_slice() {
-        [one] => Ok(vec![MountSpec::new(one.device.clone(), "/".into())]),
-        [] => {
-            let listed: Vec<String> = all
-                .iter()
-                .map(|f| format!("{} ({})", f.device, f.fstype))
-                .collect();
-            bail!(
-                "no filesystem found to mount (devices: {}); use -m DEV[:MOUNTPOINT]",
-                if listed.is_empty() {
-                    "none".to_string()
-                } else {
-                    listed.join(", ")
-                }
-            )
-        }
-        many => {
-            // Several filesystems: mount the guest the way it mounts itself (inspection:
-            // the OS root at /, then its fstab entries, shallowest first).
-            let opts = skiff::inspect::InspectOptions {
-                applications: false,
-            };
-            let found =
-                skiff::inspect::inspect_os_with(session, &opts).context("inspecting the disks")?;
-            if let Some(os) = found.first() {
-                let plan = skiff::inspect::mount_plan(os);
-                return Ok(plan
-                    .into_iter()
-                    .map(|(device, mountpoint)| MountSpec::new(device, mountpoint))
-                    .collect());
-            }
-            let listed: Vec<String> = many
-                .iter()
-                .map(|f| format!("{} ({})", f.device, f.fstype))
-                .collect();
-            bail!(
-                "the disks hold {} filesystems: {}; choose with -m DEV[:MOUNTPOINT] \
-                 (e.g. -m {})",
-                many.len(),
-                listed.join(", "),
-                many[0].device
-            )
-        }
-    }
-}
-
-/// Makes the mounts [`plan_mounts`] decides (read-write with `--rw`). Mounts named with
-/// `-m`, and the root of an inspected guest, must succeed. The guest's other fstab
-/// entries are forgiving, as with `virt-cat` and `guestfish -i`: one that fails (missing
-/// mountpoint directory, unreadable or unsupported filesystem, absent device) is a
-/// warning ([`warnings::warn`]) and the command goes on.
+/// Makes the mounts `-m` names, or, without any, mounts the guest the way it mounts
+/// itself ([`skiff::inspect::mount_guest`]), read-write with `--rw`. An optional mount
+/// (a guest's fstab entry other than its root) that fails is a warning
+/// ([`warnings::warn`]) and the command goes on.
 pub fn mount_planned(s: &mut Session, a: &LaunchArgs) -> Result<()> {
-    let from_inspection = a.mounts.is_empty();
-    for (i, m) in plan_mounts(s, &a.mounts)?.into_iter().enumerate() {
-        let (device, ro, ignored) = apply_options(&m.device, m.options.as_deref());
-        for o in ignored {
-            warnings::warn(format!("-m {}: mount option {o:?} ignored", m.device));
-        }
-        let opts = MountOptions {
-            readonly: !a.rw || ro,
-            fstype: m.fstype.clone(),
-        };
-        let r = s
-            .mount(&device, &m.mountpoint, opts)
-            .with_context(|| format!("mounting {device} at {}", m.mountpoint));
-        match r {
-            Err(e) if from_inspection && i > 0 && !is_fatal(&e) => {
-                warnings::warn(format!(
-                    "some filesystems could not be mounted (ignored): {e:#}"
-                ));
-            }
-            r => r?,
-        }
+    let done = skiff::inspect::mount_guest(s, &a.mounts, !a.rw)?;
+    for w in done.warnings {
+        warnings::warn(w);
     }
     Ok(())
-}
-
-/// Errors after which the session cannot go on (the appliance is gone), as opposed to a
-/// refusal of one mount.
-fn is_fatal(e: &anyhow::Error) -> bool {
-    !matches!(
-        e.downcast_ref::<skiff::Error>(),
-        Some(skiff::Error::Remote(_))
-    )
 }
 
 #[cfg(test)]
@@ -477,55 +316,5 @@ mod tests {
             assert_eq!(d.backing, BackingPolicy::Allow);
         }
         assert!(parse_drive("t.qcow2,backing=yes").is_err());
-    }
-
-    #[test]
-    fn mount_specs() {
-        assert_eq!(
-            parse_mount("/dev/sda2").unwrap(),
-            MountSpec::new("/dev/sda2".into(), "/".into())
-        );
-        let m = parse_mount("/dev/sda3:/home:subvol=home").unwrap();
-        assert_eq!(m.device, "/dev/sda3");
-        assert_eq!(m.options.as_deref(), Some("subvol=home"));
-        assert_eq!(
-            apply_options(&m.device, m.options.as_deref()),
-            ("btrfsvol:/dev/sda3/home".to_string(), false, vec![])
-        );
-        let m = parse_mount("btrfsvol:/dev/sda3/root:/:ro,noatime:btrfs").unwrap();
-        assert_eq!(m.device, "btrfsvol:/dev/sda3/root");
-        assert_eq!(m.mountpoint, "/");
-        assert_eq!(m.fstype.as_deref(), Some("btrfs"));
-        assert_eq!(
-            apply_options(&m.device, m.options.as_deref()),
-            (
-                "btrfsvol:/dev/sda3/root".to_string(),
-                true,
-                vec!["noatime".to_string()]
-            )
-        );
-        assert_eq!(parse_mount("/dev/VG/LV:/srv").unwrap().device, "/dev/VG/LV");
-        assert!(parse_mount("btrfsvol::/x").is_err());
-        assert_eq!(
-            parse_mount("/dev/sda1:/boot/efi").unwrap().mountpoint,
-            "/boot/efi"
-        );
-        assert!(parse_mount(":/x").is_err());
-        assert!(parse_mount("/dev/sda1:boot").is_err());
-    }
-
-    #[test]
-    fn mountable() {
-        let f = |t: &str| Filesystem {
-            device: "/dev/sda".into(),
-            fstype: t.into(),
-            label: None,
-            uuid: None,
-            size: 0,
-        };
-        assert!(is_mountable(&f("ext4")));
-        assert!(is_mountable(&f("vfat")));
-        assert!(!is_mountable(&f("unknown")));
-        assert!(!is_mountable(&f("swap")));
     }
 }

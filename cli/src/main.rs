@@ -5,11 +5,13 @@
 //! - [`commands`]: the subcommands; each hands typed results ([`commands::Output`]) to
 //!   a [`commands::Sink`].
 //! - [`render`]: the one renderer (text or `--json`), the sink the commands write to.
+//! - [`mount`]: `skiff mount` (FUSE) and `skiff umount`.
 //! - [`shell`]: `skiff shell`, many commands in one appliance.
 //! - [`warnings`]: warnings on stderr, carried into the next JSON document.
 
 mod commands;
 mod launch;
+mod mount;
 mod render;
 mod shell;
 mod warnings;
@@ -59,6 +61,17 @@ enum Cmd {
   printf 'ls /etc\\ncat /etc/hostname\\n' | skiff shell -a guest.qcow2
   skiff shell --rw -a guest.img -m /dev/sda2 < script.txt   # '-cmd' may fail, '# comment'")]
     Shell,
+    /// Mount the guest's filesystems on the host (FUSE), like guestmount: read-only
+    /// unless --rw; the guest is mounted as -m says, or the way it mounts itself. Goes
+    /// to the background once mounted unless -f; `skiff umount` (or fusermount -u)
+    /// unmounts, and the appliance then shuts down, flushing the disks.
+    #[command(after_help = "Examples:
+  skiff mount -a guest.qcow2 /mnt/guest && ls /mnt/guest/etc && skiff umount /mnt/guest
+  skiff mount --rw -a disk.img -m /dev/sda2 -m /dev/sda1:/boot/efi -f /mnt/guest")]
+    Mount(mount::MountArgs),
+    /// Unmount a `skiff mount` and wait for its appliance to shut down (like
+    /// guestunmount).
+    Umount(mount::UmountArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +114,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             commands::customize::run(a, *c, m, sink)
         }
         Cmd::Shell => shell::run(a, sink),
+        Cmd::Mount(m) => mount::run(a, m),
+        Cmd::Umount(u) => mount::umount(u),
     }
 }
 

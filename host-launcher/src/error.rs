@@ -156,6 +156,19 @@ pub enum Error {
     /// (`--ssh-inject alice`, `sysprep machine-id`), secrets redacted.
     #[error("{op}: {error}")]
     Operation { op: String, error: Box<Error> },
+    /// No mounts were named and the disks do not say what to mount: no filesystem, or
+    /// several and no operating system among them ([`crate::inspect::plan_mounts`]).
+    #[error("{0}")]
+    NoMountPlan(String),
+
+    /// A mount that had to succeed failed ([`crate::inspect::mount_guest`]); `error`
+    /// says why.
+    #[error("mounting {device} at {mountpoint}: {error}")]
+    Mount {
+        device: String,
+        mountpoint: String,
+        error: Box<Error>,
+    },
 }
 
 /// Result alias for the library.

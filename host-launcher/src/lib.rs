@@ -45,6 +45,7 @@
 //!   calls.rs            call/submit/complete (ids, timeouts, pipelining)
 //!   device.rs           devices, rescan, pread_device/pwrite_device
 //!   fs.rs               partitions, mounts, file calls (MountOptions)
+//!   meta.rs             owners, times, xattrs, the clock, sync; create with a mode
 //!   hotplug.rs          add_drive/remove_drive: policy and bookkeeping (HotDrive)
 //!   tree.rs             whole trees: checksums, du, cp, find with stats, streamed writes
 //!   attrs.rs            chown, utimens, touch, xattrs; the clock sent before changes
@@ -60,6 +61,7 @@
 //! volumes/            LVM and LUKS: pvs/vgs/lvs, luks_info/open/close, unlock_all,
 //!   mod.rs              Builder::launch_unlocked (relaunch with memory for Argon2)
 //!   keys.rs             Secret, KeySet (libguestfs' --key syntax), KeyPrompt
+//!   plan.rs             plan_mounts, mount_guest: what to mount when the caller names nothing
 //! bulk/               many images: each (parallel runs), df, pool (Pool, SharedReader)
 //! customize/          customize and sysprep: operations on a mounted guest
 //!   mod.rs              Op (virt-customize's options), customize(), Report, Change

@@ -1,7 +1,7 @@
 //! The filesystem subcommands of the `skiff` CLI: partitions, filesystems, ls/ll, stat,
 //! cat/download, find, and the write side (write, upload, mkdir, rm, mv, chmod, ln -s,
 //! truncate). Each launches an appliance, mounts what `-m` (or
-//! [`plan_mounts`](crate::launch::plan_mounts)) says, runs one operation, and shuts the
+//! [`skiff::inspect::plan_mounts`]) says, runs one operation, and shuts the
 //! appliance down cleanly (unmount, sync, flush), so written data is in the disk file
 //! when the command exits.
 

@@ -45,7 +45,11 @@ impl Qemu {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C (SIGINT to the terminal's foreground
+            // group) reaches skiff, which shuts the appliance down cleanly, not qemu,
+            // which would end it mid-write. It still dies with skiff (below).
+            .process_group(0);
         inherit_fds(&mut cmd, fds.to_vec());
         die_with_parent(&mut cmd);
         let mut child = spawn_from_keeper(cmd).map_err(|e| match e.kind() {

@@ -29,7 +29,10 @@ pub mod calls;
 pub mod files;
 pub mod fstab;
 pub mod icon;
+pub mod plan;
 pub mod release;
+
+pub use plan::{GuestMounts, MountSpec, is_mountable, mount_guest, plan_mounts};
 
 use crate::error::{Error, Result};
 use crate::session::Session;

@@ -9,6 +9,7 @@
 //! - `calls`: one request, one reply (ids, timeouts, pipelining).
 //! - `device`: the disk list and raw device I/O.
 //! - [`fs`]: partitions, mounts and file calls.
+//! - [`meta`]: owners, times, extended attributes, the clock, sync.
 //! - [`hotplug`]: disks added and removed after launch (the backend does the plugging).
 
 pub mod attrs;
@@ -17,6 +18,7 @@ pub mod channel;
 mod device;
 pub mod fs;
 pub mod hotplug;
+pub mod meta;
 pub mod tree;
 
 pub(crate) use calls::unexpected;
