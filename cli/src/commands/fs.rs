@@ -111,6 +111,9 @@ pub enum FsCmd {
         #[arg(value_parser = parse_u64)]
         size: u64,
     },
+    /// copy-out, copy-in, tar-out, tar-in: whole trees ([`super::transfer`]).
+    #[command(flatten)]
+    Transfer(super::transfer::TransferCmd),
 }
 
 impl FsCmd {
@@ -129,7 +132,7 @@ impl FsCmd {
                 | FsCmd::Ln { .. }
                 | FsCmd::Truncate { .. }
                 | FsCmd::Cp { .. }
-        )
+        ) || matches!(self, FsCmd::Transfer(t) if t.writes())
     }
 
     /// Commands that work on devices and need nothing mounted.
@@ -362,6 +365,7 @@ pub fn exec(s: &mut Session, cmd: FsCmd, sink: &mut dyn Sink) -> Result<Output> 
             }
             done(None)
         }
+        FsCmd::Transfer(t) => super::transfer::exec(s, t, sink.raw())?,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod bulk;
 pub mod device;
 pub mod fs;
 pub mod inspect;
+pub mod transfer;
 
 use anyhow::Result;
 use skiff::df::DfEntry;
@@ -83,6 +84,12 @@ pub enum Output {
     Du {
         path: String,
         kib: u64,
+    },
+    /// `copy-out`, `copy-in`, `tar-out FILE`, `tar-in`: what moved (text: nothing; the
+    /// notes were warnings).
+    Transfer {
+        op: &'static str,
+        report: skiff::transfer::TransferReport,
     },
     /// `inspect`: the operating systems found.
     Inspect(Vec<OsInfo>),

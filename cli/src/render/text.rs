@@ -14,7 +14,7 @@ use std::io::Write;
 /// stderr).
 pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
     match output {
-        Output::Raw | Output::Done { .. } => {}
+        Output::Raw | Output::Done { .. } | Output::Transfer { .. } => {}
         Output::Devices { devices, .. } => {
             for d in devices {
                 writeln!(out, "{} {}", d.name, d.size)?;

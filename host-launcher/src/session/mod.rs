@@ -16,6 +16,7 @@ pub mod channel;
 mod device;
 pub mod fs;
 pub mod hotplug;
+pub mod transfer;
 pub mod tree;
 
 pub(crate) use calls::unexpected;
