@@ -274,8 +274,12 @@ impl Pipe {
                         self.keep(at_path(Error::Remote(w), "writing", path))
                     }
                     Pending::Owner { path } => self.keep(at_path(Error::Remote(w), "chown", path)),
-                    Pending::Times { path } => self.keep(at_path(Error::Remote(w), "utimens", path)),
-                    Pending::Unit { path, what } => self.keep(at_path(Error::Remote(w), what, path)),
+                    Pending::Times { path } => {
+                        self.keep(at_path(Error::Remote(w), "utimens", path))
+                    }
+                    Pending::Unit { path, what } => {
+                        self.keep(at_path(Error::Remote(w), what, path))
+                    }
                 }
                 return Ok(None);
             }
@@ -300,10 +304,9 @@ impl Pipe {
                 }
                 Ok(None)
             }
-            (
-                Pending::Unit { .. } | Pending::Owner { .. } | Pending::Times { .. },
-                Reply::Unit,
-            ) => Ok(None),
+            (Pending::Unit { .. } | Pending::Owner { .. } | Pending::Times { .. }, Reply::Unit) => {
+                Ok(None)
+            }
             (_, other) => Err(unexpected(&other)),
         }
     }
@@ -326,7 +329,15 @@ impl Pipe {
     }
 
     /// Owner and times of a guest path, pipelined.
-    fn attrs(&mut self, s: &mut Session, path: &str, uid: u32, gid: u32, mtime: i64, atime: i64) -> Result<()> {
+    fn attrs(
+        &mut self,
+        s: &mut Session,
+        path: &str,
+        uid: u32,
+        gid: u32,
+        mtime: i64,
+        atime: i64,
+    ) -> Result<()> {
         if !self.no_owners {
             self.submit(
                 s,
@@ -368,7 +379,10 @@ fn stream_out(s: &mut Session, path: &str, size: u64, w: &mut dyn Write) -> Resu
 fn guest_tree(s: &mut Session, guest: &str) -> Result<Vec<TreeEntry>> {
     let st = s.lstat(guest).map_err(|e| at_path(e, "lstat", guest))?;
     let link = if st.file_type == FileType::Symlink {
-        Some(s.readlink(guest).map_err(|e| at_path(e, "readlink", guest))?)
+        Some(
+            s.readlink(guest)
+                .map_err(|e| at_path(e, "readlink", guest))?,
+        )
     } else {
         None
     };
@@ -389,7 +403,10 @@ fn guest_tree(s: &mut Session, guest: &str) -> Result<Vec<TreeEntry>> {
             check_rel(&e.path).map_err(|why| {
                 remote(
                     ErrorKind::Corrupt,
-                    format!("{}: refused name from the guest: {why}", guest_join(guest, &e.path)),
+                    format!(
+                        "{}: refused name from the guest: {why}",
+                        guest_join(guest, &e.path)
+                    ),
                 )
             })?;
         }
@@ -399,7 +416,10 @@ fn guest_tree(s: &mut Session, guest: &str) -> Result<Vec<TreeEntry>> {
 
 /// The last component of a guest path (`None` for `/`).
 fn guest_basename(p: &str) -> Option<&str> {
-    p.trim_end_matches('/').rsplit('/').next().filter(|n| !n.is_empty())
+    p.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
 }
 
 /// Per entry: the index of the first entry with the same inode (a hard link of it),
@@ -411,7 +431,7 @@ fn hard_links(entries: &[TreeEntry]) -> Vec<Option<usize>> {
         .enumerate()
         .map(|(i, e)| {
             let st = &e.stat;
-            if st.file_type != FileType::Regular || st.nlink < 2 {
+            if st.file_type != FileType::Regular || st.nlink < 2 || st.ino == 0 {
                 return None;
             }
             match first.entry((st.ino, st.size, st.mtime)) {
@@ -459,7 +479,13 @@ impl Prefetch {
     /// The bytes of small file `i` (whose read may already be in flight), after putting
     /// the reads of the small files that follow in flight. Reads stop before a large
     /// file, which streams on its own.
-    fn take(&mut self, s: &mut Session, base: &str, entries: &[TreeEntry], i: usize) -> Result<Vec<u8>> {
+    fn take(
+        &mut self,
+        s: &mut Session,
+        base: &str,
+        entries: &[TreeEntry],
+        i: usize,
+    ) -> Result<Vec<u8>> {
         if self.next <= i {
             self.next = i;
         }
@@ -485,7 +511,11 @@ impl Prefetch {
         }
         match self.idx.pop_front() {
             Some(j) if j == i => {}
-            _ => return Err(Error::BadFrame(format!("prefetch out of step at entry {i}"))),
+            _ => {
+                return Err(Error::BadFrame(format!(
+                    "prefetch out of step at entry {i}"
+                )));
+            }
         }
         let data = self.pipe.complete_one(s)?;
         if let Some(e) = self.pipe.error.take() {
@@ -594,7 +624,10 @@ fn copy_out_entries(
             FileType::Regular => {
                 clear_host_path(&hpath)?;
                 if let Some(Some(j)) = pf.link_of.get(i) {
-                    let first = entries.get(*j).map(|f| top.join(&f.path)).unwrap_or_default();
+                    let first = entries
+                        .get(*j)
+                        .map(|f| top.join(&f.path))
+                        .unwrap_or_default();
                     fs::hard_link(&first, &hpath).map_err(|e| host_err(e, "linking", &hpath))?;
                     rep.hardlinks += 1;
                     continue;
@@ -609,7 +642,8 @@ fn copy_out_entries(
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
                 let n = if pf.wanted(entries, i) {
                     let d = pf.take(s, guest, entries, i)?;
-                    w.write_all(&d).map_err(|e| host_err(e, "writing", &hpath))?;
+                    w.write_all(&d)
+                        .map_err(|e| host_err(e, "writing", &hpath))?;
                     d.len() as u64
                 } else if st.size == 0 {
                     0
@@ -683,16 +717,17 @@ fn make_host_dir(p: &Path, may_exist_as_link: bool) -> Result<()> {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(m) if may_exist_as_link && m.file_type().is_symlink() && p.is_dir() => Ok(()),
         Ok(_) => Err(host_err(
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists and is not a directory"),
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a directory",
+            ),
             "creating directory",
             p,
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(p)
-                .map_err(|e| host_err(e, "creating directory", p))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .mode(0o700)
+            .create(p)
+            .map_err(|e| host_err(e, "creating directory", p)),
         Err(e) => Err(host_err(e, "creating directory", p)),
     }
 }
@@ -852,7 +887,9 @@ impl Session {
         guest_dir: &str,
         progress: &mut dyn Progress,
     ) -> Result<TransferReport> {
-        let st = self.stat(guest_dir).map_err(|e| at_path(e, "stat", guest_dir))?;
+        let st = self
+            .stat(guest_dir)
+            .map_err(|e| at_path(e, "stat", guest_dir))?;
         if st.file_type != FileType::Directory {
             return Err(remote(
                 ErrorKind::NotADirectory,
@@ -899,6 +936,8 @@ impl Session {
 /// Modes, owners and times of the directories made, deepest first.
 fn finish_dirs(s: &mut Session, pipe: &mut Pipe, gd: &GuestDirs) -> Result<()> {
     for (path, mode, uid, gid, atime, mtime) in gd.attrs.iter().rev() {
+        // Owner first: a chown clears set-id bits, which the chmod then sets.
+        pipe.attrs(s, path, *uid, *gid, *mtime, *atime)?;
         pipe.submit(
             s,
             Request::Chmod {
@@ -910,7 +949,6 @@ fn finish_dirs(s: &mut Session, pipe: &mut Pipe, gd: &GuestDirs) -> Result<()> {
                 what: "chmod",
             },
         )?;
-        pipe.attrs(s, path, *uid, *gid, *mtime, *atime)?;
         if pipe.full() {
             pipe.complete_one(s)?;
         }
@@ -1047,6 +1085,8 @@ fn copy_in_entries(
                     }
                 }
             };
+            // Owner first: a chown clears set-id bits, which the chmod then sets.
+            pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime())?;
             if mode & 0o7000 != 0 {
                 pipe.submit(
                     s,
@@ -1060,7 +1100,6 @@ fn copy_in_entries(
                     },
                 )?;
             }
-            pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime())?;
             rep.files += 1;
             rep.bytes += n;
             progress.advance(n);
@@ -1116,7 +1155,9 @@ fn cleanup_partial(s: &mut Session, failed: Option<String>, e: Error) -> Error {
                 "{}{}",
                 w.message,
                 if removed {
-                    format!(" ({path}, half written, was removed; what was copied before it is complete)")
+                    format!(
+                        " ({path}, half written, was removed; what was copied before it is complete)"
+                    )
                 } else {
                     String::new()
                 }
@@ -1140,9 +1181,10 @@ impl<W: Write> Encoder<W> {
     fn new(w: W, c: Compression) -> Result<Self> {
         Ok(match c {
             Compression::None => Encoder::Plain(w),
-            Compression::Gzip => {
-                Encoder::Gzip(flate2::write::GzEncoder::new(w, flate2::Compression::default()))
-            }
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            )),
             Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(w, 3)?),
         })
     }
@@ -1288,7 +1330,9 @@ impl Session {
         compression: Compression,
         progress: &mut dyn Progress,
     ) -> Result<TransferReport> {
-        let st = self.stat(guest_dir).map_err(|e| at_path(e, "stat", guest_dir))?;
+        let st = self
+            .stat(guest_dir)
+            .map_err(|e| at_path(e, "stat", guest_dir))?;
         if st.file_type != FileType::Directory {
             return Err(remote(
                 ErrorKind::NotADirectory,
@@ -1303,13 +1347,19 @@ impl Session {
         }
         if entries.len() == 1 {
             // A symlink to a directory given: walk what it points at.
-            entries.extend(self.find_stat(guest_dir).map_err(|e| at_path(e, "find", guest_dir))?);
+            entries.extend(
+                self.find_stat(guest_dir)
+                    .map_err(|e| at_path(e, "find", guest_dir))?,
+            );
             for e in &entries[1..] {
                 if e.path.contains('\u{FFFD}') {
                     return Err(not_utf8_guest(&guest_join(guest_dir, &e.path)));
                 }
                 check_rel(&e.path).map_err(|why| {
-                    remote(ErrorKind::Corrupt, format!("{}: refused name from the guest: {why}", e.path))
+                    remote(
+                        ErrorKind::Corrupt,
+                        format!("{}: refused name from the guest: {why}", e.path),
+                    )
                 })?;
             }
         }
@@ -1409,7 +1459,14 @@ fn tar_out_entries(
             }
             FileType::Symlink => {
                 let mut h = tar_header(st, tar::EntryType::Symlink);
-                b.append_link(&mut h, &name, e.link.as_deref().unwrap_or(""))?;
+                let target = e.link.as_deref().unwrap_or("");
+                if target.len() <= 100 {
+                    // Byte for byte (append_link would normalise `/` to `//`).
+                    h.set_link_name_literal(target)?;
+                    b.append_data(&mut h, &name, std::io::empty())?;
+                } else {
+                    b.append_link(&mut h, &name, target)?;
+                }
                 rep.symlinks += 1;
             }
             FileType::Fifo => {
@@ -1462,7 +1519,10 @@ fn archive_rel(raw: &[u8]) -> std::result::Result<String, String> {
     if p.starts_with('/') {
         return Err("absolute path".into());
     }
-    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     if parts.contains(&"..") {
         return Err("`..` in the path".into());
     }
@@ -1490,7 +1550,9 @@ impl Session {
         compression: Compression,
         progress: &mut dyn Progress,
     ) -> Result<TransferReport> {
-        let st = self.stat(guest_dir).map_err(|e| at_path(e, "stat", guest_dir))?;
+        let st = self
+            .stat(guest_dir)
+            .map_err(|e| at_path(e, "stat", guest_dir))?;
         if st.file_type != FileType::Directory {
             return Err(remote(
                 ErrorKind::NotADirectory,
@@ -1636,7 +1698,8 @@ fn tar_in_entries<R: Read>(
                     }
                 },
                 None => {
-                    rep.refused.push(format!("{shown}: refused: hard link without a target"));
+                    rep.refused
+                        .push(format!("{shown}: refused: hard link without a target"));
                     continue;
                 }
             },
@@ -1690,8 +1753,9 @@ fn tar_in_entries<R: Read>(
             rep.dirs += 1;
         } else {
             if matches!(existing, Existing::Dir) {
-                rep.refused
-                    .push(format!("{shown}: refused: a directory is in the way in the guest"));
+                rep.refused.push(format!(
+                    "{shown}: refused: a directory is in the way in the guest"
+                ));
                 continue;
             }
             match kind {
@@ -1765,8 +1829,8 @@ fn tar_in_entries<R: Read>(
                         n
                     } else {
                         if let Err(e) = pipe.drain(s) {
-        return Err(cleanup_partial(s, pipe.failed_write.take(), e));
-    }
+                            return Err(cleanup_partial(s, pipe.failed_write.take(), e));
+                        }
                         match s.write_stream(&mut entry, &gpath, 0, true, mode) {
                             Ok(n) => n,
                             Err(err) => {
@@ -1778,19 +1842,6 @@ fn tar_in_entries<R: Read>(
                             }
                         }
                     };
-                    if mode & 0o7000 != 0 {
-                        pipe.submit(
-                            s,
-                            Request::Chmod {
-                                path: gpath.clone(),
-                                mode,
-                            },
-                            Pending::Unit {
-                                path: gpath.clone(),
-                                what: "chmod",
-                            },
-                        )?;
-                    }
                     files.insert(rel.clone());
                     rep.files += 1;
                     rep.bytes += n;
@@ -1798,6 +1849,20 @@ fn tar_in_entries<R: Read>(
                 }
             }
             pipe.attrs(s, &gpath, uid, gid, mtime, mtime)?;
+            // After the chown, which clears set-id bits.
+            if mode & 0o7000 != 0 && kind != tar::EntryType::Symlink {
+                pipe.submit(
+                    s,
+                    Request::Chmod {
+                        path: gpath.clone(),
+                        mode,
+                    },
+                    Pending::Unit {
+                        path: gpath.clone(),
+                        what: "chmod",
+                    },
+                )?;
+            }
         }
         while pipe.full() {
             pipe.complete_one(s)?;
