@@ -36,7 +36,7 @@ if [ -z "$tree" ]; then
     tree="$work/usr-tree"
     mkdir -p "$tree/usr"
     (cd / && find usr/bin usr/lib/x86_64-linux-gnu usr/share/doc -maxdepth 3 \
-        \( -type f -size -2M -o -type l \) 2>/dev/null | head -n 6000 \
+        \( -type f -size -2M -o -type l \) 2>/dev/null | awk "NR <= 6000" \
         | tar -cf - --no-recursion -T - 2>/dev/null) | tar -xf - -C "$tree"
   fi
 fi
@@ -50,7 +50,7 @@ usr_kib="$(du -sk "$tree/usr" | cut -f1)"
 # The copy-in tree: 3,000 files (small text and binaries of the root) in 100 dirs.
 src="$work/in/tree3k"
 mkdir -p "$src"
-(cd "$tree/usr" && find . -type f -size -64k | head -n 3000) > "$work/list"
+(cd "$tree/usr" && find . -type f -size -64k | awk "NR <= 3000") > "$work/list"
 n=0
 while read -r f; do
   d="$src/d$(( n / 30 ))"; mkdir -p "$d"
