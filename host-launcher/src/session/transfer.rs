@@ -328,7 +328,9 @@ impl Pipe {
         }
     }
 
-    /// Owner and times of a guest path, pipelined.
+    /// Owner and times of a guest path, pipelined. `fresh`: the inode was just made
+    /// by the appliance, which makes it owned by 0:0, so root's owner needs no call.
+    #[allow(clippy::too_many_arguments)]
     fn attrs(
         &mut self,
         s: &mut Session,
@@ -337,8 +339,9 @@ impl Pipe {
         gid: u32,
         mtime: i64,
         atime: i64,
+        fresh: bool,
     ) -> Result<()> {
-        if !self.no_owners {
+        if !self.no_owners && !(fresh && uid == 0 && gid == 0) {
             self.submit(
                 s,
                 Request::Chown {
@@ -937,7 +940,7 @@ impl Session {
 fn finish_dirs(s: &mut Session, pipe: &mut Pipe, gd: &GuestDirs) -> Result<()> {
     for (path, mode, uid, gid, atime, mtime) in gd.attrs.iter().rev() {
         // Owner first: a chown clears set-id bits, which the chmod then sets.
-        pipe.attrs(s, path, *uid, *gid, *mtime, *atime)?;
+        pipe.attrs(s, path, *uid, *gid, *mtime, *atime, false)?;
         pipe.submit(
             s,
             Request::Chmod {
@@ -1039,7 +1042,7 @@ fn copy_in_entries(
                         "{gpath}: a hard link of {first} on the host, written as a copy (the appliance cannot make hard links)"
                     ));
                     rep.hardlinks += 1;
-                    pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime())?;
+                    pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime(), true)?;
                     if pipe.full() {
                         pipe.complete_one(s)?;
                     }
@@ -1086,7 +1089,7 @@ fn copy_in_entries(
                 }
             };
             // Owner first: a chown clears set-id bits, which the chmod then sets.
-            pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime())?;
+            pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime(), true)?;
             if mode & 0o7000 != 0 {
                 pipe.submit(
                     s,
@@ -1121,7 +1124,7 @@ fn copy_in_entries(
                     what: "symlink",
                 },
             )?;
-            pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime())?;
+            pipe.attrs(s, &gpath, md.uid(), md.gid(), md.mtime(), md.atime(), true)?;
             rep.symlinks += 1;
         } else {
             rep.notes.push(format!(
@@ -1848,7 +1851,7 @@ fn tar_in_entries<R: Read>(
                     progress.advance(n);
                 }
             }
-            pipe.attrs(s, &gpath, uid, gid, mtime, mtime)?;
+            pipe.attrs(s, &gpath, uid, gid, mtime, mtime, true)?;
             // After the chown, which clears set-id bits.
             if mode & 0o7000 != 0 && kind != tar::EntryType::Symlink {
                 pipe.submit(
