@@ -341,7 +341,8 @@ impl Pipe {
         atime: i64,
         fresh: bool,
     ) -> Result<()> {
-        if !self.no_owners && !(fresh && uid == 0 && gid == 0) {
+        let owner_is_default = fresh && uid == 0 && gid == 0;
+        if !self.no_owners && !owner_is_default {
             self.submit(
                 s,
                 Request::Chown {
