@@ -922,7 +922,8 @@ impl Session {
             dirs: HashMap::new(),
             attrs: Vec::new(),
         };
-        let r = copy_in_entries(self, &top, &entries, &mut pipe, &mut gd, progress);
+        let r = begin_batch(self, &mut pipe, guest_dir)
+            .and_then(|()| copy_in_entries(self, &top, &entries, &mut pipe, &mut gd, progress));
         let r = r.and_then(|mut rep| {
             pipe.drain(self)?;
             finish_dirs(self, &mut pipe, &gd)?;
@@ -932,8 +933,44 @@ impl Session {
         if r.is_err() {
             let _ = pipe.drain(self);
         }
+        let ended = end_batch(self, guest_dir);
         progress.finish();
-        r
+        let rep = r?;
+        ended.map(|()| rep)
+    }
+}
+
+/// Asks the filesystem holding `path` to keep one write state for the calls that
+/// follow (ext4: one mount and journal commit for a whole tree, not one per call).
+fn begin_batch(s: &mut Session, pipe: &mut Pipe, path: &str) -> Result<()> {
+    pipe.submit(
+        s,
+        Request::BeginBatch { path: path.into() },
+        Pending::Unit {
+            path: path.into(),
+            what: "starting a batch on",
+        },
+    )
+}
+
+/// [`end_batch`], pipelined.
+fn end_batch_piped(s: &mut Session, pipe: &mut Pipe, path: &str) -> Result<()> {
+    pipe.submit(
+        s,
+        Request::EndBatch { path: path.into() },
+        Pending::Unit {
+            path: path.into(),
+            what: "committing a batch on",
+        },
+    )
+}
+
+/// Commits the batch begun by [`begin_batch`] (also done by the shutdown's sync).
+fn end_batch(s: &mut Session, path: &str) -> Result<()> {
+    match s.call(Request::EndBatch { path: path.into() }) {
+        Ok(Reply::Unit) => Ok(()),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) => Err(at_path(e, "committing the changes below", path)),
     }
 }
 
@@ -1027,6 +1064,8 @@ fn copy_in_entries(
             if md.nlink() > 1 {
                 let key = (md.dev(), md.ino());
                 if let Some(first) = links.get(&key) {
+                    // Copy reads the committed filesystem: out of the batch for it.
+                    end_batch_piped(s, pipe, &gpath)?;
                     pipe.submit(
                         s,
                         Request::Copy {
@@ -1039,6 +1078,7 @@ fn copy_in_entries(
                             what: "copying (hard link)",
                         },
                     )?;
+                    begin_batch(s, pipe, &gpath)?;
                     rep.notes.push(format!(
                         "{gpath}: a hard link of {first} on the host, written as a copy (the appliance cannot make hard links)"
                     ));
@@ -1079,7 +1119,11 @@ fn copy_in_entries(
             } else {
                 pipe.drain(s)?;
                 match s.write_stream(&mut f, &gpath, 0, true, mode) {
-                    Ok(n) => n,
+                    // A stream of several pieces ends the batch: begin it again.
+                    Ok(n) => {
+                        begin_batch(s, pipe, &gpath)?;
+                        n
+                    }
                     Err(err) => {
                         return Err(cleanup_partial(
                             s,
@@ -1572,6 +1616,7 @@ impl Session {
         // The target itself: existing, checked.
         gd.dirs.insert(String::new(), false);
         let res = (|| {
+            begin_batch(self, &mut pipe, guest_dir)?;
             let dec = decoder(r, compression)?;
             let mut ar = tar::Archive::new(dec);
             let rep = tar_in_entries(self, guest_dir, &mut ar, &mut pipe, &mut gd, progress)?;
@@ -1586,8 +1631,9 @@ impl Session {
         if res.is_err() {
             let _ = pipe.drain(self);
         }
+        let ended = end_batch(self, guest_dir);
         progress.finish();
-        res
+        res.and_then(|rep| ended.map(|()| rep))
     }
 }
 
@@ -1790,6 +1836,8 @@ fn tar_in_entries<R: Read>(
                 }
                 tar::EntryType::Link => {
                     let from = guest_join(guest_dir, link_rel.as_deref().unwrap_or(""));
+                    // Copy reads the committed filesystem: out of the batch for it.
+                    end_batch_piped(s, pipe, &gpath)?;
                     pipe.submit(
                         s,
                         Request::Copy {
@@ -1802,6 +1850,7 @@ fn tar_in_entries<R: Read>(
                             what: "copying (hard link)",
                         },
                     )?;
+                    begin_batch(s, pipe, &gpath)?;
                     rep.notes.push(format!(
                         "{gpath}: a hard link of {from} in the archive, written as a copy (the appliance cannot make hard links)"
                     ));
@@ -1836,7 +1885,11 @@ fn tar_in_entries<R: Read>(
                             return Err(cleanup_partial(s, pipe.failed_write.take(), e));
                         }
                         match s.write_stream(&mut entry, &gpath, 0, true, mode) {
-                            Ok(n) => n,
+                            // A stream of several pieces ends the batch: again.
+                            Ok(n) => {
+                                begin_batch(s, pipe, &gpath)?;
+                                n
+                            }
                             Err(err) => {
                                 return Err(cleanup_partial(
                                     s,
