@@ -49,6 +49,7 @@
 //!   hotplug.rs          add_drive/remove_drive: policy and bookkeeping (HotDrive)
 //!   tree.rs             whole trees: checksums, du, cp, find with stats, streamed writes
 //!   attrs.rs            chown, utimens, touch, xattrs; the clock sent before changes
+//!   transfer.rs         trees in and out: copy-in/out, tar-in/out (pipelined, checked names)
 //! images/             disk images opened by skiff: format detection, backing chains
 //!   mod.rs              OpenedImage, BackingPolicy, header checks (before and after)
 //!   format.rs           Format (raw, qcow2) and its detection
@@ -98,6 +99,7 @@ pub use bulk::{df, each, pool};
 pub use confine::process;
 pub use images::format;
 pub use inspect::calls as session_inspect;
+pub use session::transfer;
 pub use session::tree as session_tree;
 pub use session::{channel, fs, hotplug};
 

@@ -366,6 +366,19 @@ pub enum Request {
         mode: u32,
         last: bool,
     },
+    /// Many changes to the filesystem holding `path` follow (a tree copied in): it may
+    /// keep one write state open (ext4: one mount and one journal commit) until
+    /// [`Request::EndBatch`], a sync or an unmount, instead of committing after each
+    /// call. Reads meanwhile see the changes. A filesystem without such a state, or a
+    /// read-only one, ignores it. [`Reply::Unit`].
+    BeginBatch {
+        path: String,
+    },
+    /// Commits what was changed since [`Request::BeginBatch`] on the filesystem holding
+    /// `path`; afterwards it is as consistent as after any single call. [`Reply::Unit`].
+    EndBatch {
+        path: String,
+    },
 }
 
 /// Successful answers. Append only.

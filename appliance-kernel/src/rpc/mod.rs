@@ -328,6 +328,18 @@ impl Appliance {
                 self.set_clock(now);
                 Ok(Reply::Unit)
             }
+            Request::BeginBatch { path } => {
+                let p = crate::fs::vfs::normalize(&path)?;
+                let (fs, _) = self.mounts.resolve(&p)?;
+                fs.begin_batch()?;
+                Ok(Reply::Unit)
+            }
+            Request::EndBatch { path } => {
+                let p = crate::fs::vfs::normalize(&path)?;
+                let (fs, _) = self.mounts.resolve(&p)?;
+                fs.end_batch()?;
+                Ok(Reply::Unit)
+            }
             Request::Applications { root, start } => {
                 Ok(Reply::Applications(self.applications(&root, start)?))
             }

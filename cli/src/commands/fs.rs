@@ -154,6 +154,9 @@ pub enum FsCmd {
     },
     /// Remove extended attribute NAME of PATH. Needs --rw.
     Removexattr { path: String, name: String },
+    /// copy-out, copy-in, tar-out, tar-in: whole trees ([`super::transfer`]).
+    #[command(flatten)]
+    Transfer(super::transfer::TransferCmd),
 }
 
 /// `--uid`/`--gid` of `write`, `upload` and `mkdir`: the owner of what they create.
@@ -200,7 +203,7 @@ impl FsCmd {
                 | FsCmd::Utimens { .. }
                 | FsCmd::Setxattr { .. }
                 | FsCmd::Removexattr { .. }
-        )
+        ) || matches!(self, FsCmd::Transfer(t) if t.writes())
     }
 
     /// Commands that work on devices and need nothing mounted.
@@ -503,6 +506,7 @@ pub fn exec(s: &mut Session, cmd: FsCmd, sink: &mut dyn Sink) -> Result<Output> 
             s.removexattr(&path, &name)?;
             done(None)
         }
+        FsCmd::Transfer(t) => super::transfer::exec(s, t, sink.raw())?,
     })
 }
 

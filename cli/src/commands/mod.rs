@@ -14,6 +14,7 @@ pub mod customize;
 pub mod device;
 pub mod fs;
 pub mod inspect;
+pub mod transfer;
 pub mod volumes;
 
 use anyhow::Result;
@@ -90,6 +91,12 @@ pub enum Output {
     Du {
         path: String,
         kib: u64,
+    },
+    /// `copy-out`, `copy-in`, `tar-out FILE`, `tar-in`: what moved (text: nothing; the
+    /// notes were warnings).
+    Transfer {
+        op: &'static str,
+        report: skiff::transfer::TransferReport,
     },
     /// `inspect`: the operating systems found.
     Inspect(InspectReport),

@@ -25,6 +25,13 @@ pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
         Output::Raw => Ok(()),
         Output::Done { bytes: None } => json_to(out, &DoneDoc::ok()),
         Output::Done { bytes: Some(n) } => json_to(out, &DoneDoc::bytes(n)),
+        Output::Transfer { op, report } => {
+            let mut v = serde_json::to_value(&report)?;
+            if let Some(m) = v.as_object_mut() {
+                m.insert("op".into(), op.into());
+            }
+            json_to(out, &v)
+        }
         Output::Devices { devices, chains } => json_to(out, &DevicesDoc::new(&devices, &chains)),
         Output::Partitions(parts) => json_to(
             out,

@@ -48,7 +48,7 @@ fn write_customize(out: &mut impl Write, r: &skiff::customize::Report) -> Result
 /// stderr).
 pub fn render(out: &mut impl Write, output: Output) -> Result<()> {
     match output {
-        Output::Raw | Output::Done { .. } => {}
+        Output::Raw | Output::Done { .. } | Output::Transfer { .. } => {}
         Output::Devices { devices, .. } => {
             for d in devices {
                 writeln!(out, "{} {}", d.name, d.size)?;

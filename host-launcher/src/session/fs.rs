@@ -201,7 +201,13 @@ impl Session {
     }
 
     /// Streams up to `len` bytes at `offset` into `w`; returns the bytes copied.
-    fn pread_to(&mut self, path: &str, offset: u64, len: u64, w: &mut impl Write) -> Result<u64> {
+    pub(crate) fn pread_to(
+        &mut self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        w: &mut impl Write,
+    ) -> Result<u64> {
         // Two reads in flight: the appliance reads chunk n+1 while the host receives and
         // writes chunk n (measured: 64 MiB copy-out 172 -> see bench/fs.sh).
         const DEPTH: usize = 2;

@@ -19,6 +19,7 @@ mod device;
 pub mod fs;
 pub mod hotplug;
 pub mod meta;
+pub mod transfer;
 pub mod tree;
 
 pub(crate) use calls::unexpected;
