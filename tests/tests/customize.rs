@@ -842,7 +842,14 @@ fn xfs_guests_are_customized_and_stay_clean() {
     let motd = std::fs::read_to_string(mnt.join("etc/motd"));
     let mode = std::fs::metadata(mnt.join("etc/motd")).map(|m| m.permissions());
     let link = std::fs::read_link(mnt.join("motd-link"));
+    let mtime = std::fs::metadata(mnt.join("etc/motd")).and_then(|m| m.modified());
     run(Command::new("umount").arg(p(&mnt)));
+    // Stamped with the host's clock (the appliance has none), not the epoch.
+    let since = mtime
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert!(since.as_secs() > 1_600_000_000, "motd mtime {since:?}");
     assert_eq!(motd.unwrap(), "hello from skiff\nsecond line\n");
     assert_eq!(mode.unwrap().mode() & 0o7777, 0o600);
     assert_eq!(link.unwrap(), Path::new("/etc/motd"));

@@ -128,7 +128,7 @@ pub enum FsCmd {
         size: u64,
     },
     /// Set the owner of PATH (numeric UID and GID; a final symlink itself). Needs --rw.
-    /// ext4 has owners; FAT has none; XFS, btrfs and NTFS are not written.
+    /// ext4 and XFS have owners; FAT has none; btrfs and NTFS are not written.
     Chown { uid: u32, gid: u32, path: String },
     /// Create PATH empty if missing, then set its times to now. Needs --rw.
     Touch { path: String },

@@ -1,7 +1,7 @@
 //! Ownership, times and extended attributes of guest files (`chown`, `utimens`,
 //! `touch`, `getxattr`, ...), and the host's clock the appliance stamps changes with.
-//! Writable filesystems with owners (ext4) take them; FAT answers `Unsupported`, and the
-//! filesystems skiff does not write (XFS, btrfs, NTFS) answer `ReadOnly` naming
+//! Writable filesystems with owners (ext4, XFS) take them; FAT answers `Unsupported`,
+//! and the filesystems skiff does not write (btrfs, NTFS) answer `ReadOnly` naming
 //! themselves.
 
 use crate::error::Result;

@@ -46,8 +46,9 @@ impl Session {
         }
     }
 
-    /// Sends the host's wall clock unless it went less than a second ago.
-    fn send_clock(&mut self) -> Result<()> {
+    /// Sends the host's wall clock unless it went less than a second ago (calls that
+    /// pipeline changes with `submit` send it first themselves).
+    pub(crate) fn send_clock(&mut self) -> Result<()> {
         if self.clock_fixed
             || self
                 .clock_sent

@@ -891,6 +891,8 @@ impl Session {
         guest_dir: &str,
         progress: &mut dyn Progress,
     ) -> Result<TransferReport> {
+        // Changes are pipelined with `submit`: the host's time goes first.
+        self.send_clock()?;
         let st = self
             .stat(guest_dir)
             .map_err(|e| at_path(e, "stat", guest_dir))?;
@@ -1598,6 +1600,8 @@ impl Session {
         compression: Compression,
         progress: &mut dyn Progress,
     ) -> Result<TransferReport> {
+        // Changes are pipelined with `submit`: the host's time goes first.
+        self.send_clock()?;
         let st = self
             .stat(guest_dir)
             .map_err(|e| at_path(e, "stat", guest_dir))?;

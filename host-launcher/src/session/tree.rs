@@ -121,6 +121,9 @@ impl Session {
         truncate: bool,
         mode: u32,
     ) -> Result<u64> {
+        // Pieces go out with `submit`, which does not send the clock itself: the file
+        // is stamped with the host's time.
+        self.send_clock()?;
         let chunk = MAX_CHUNK as usize;
         let mut cur = vec![0u8; chunk];
         let mut ahead = vec![0u8; chunk];

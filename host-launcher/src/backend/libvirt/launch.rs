@@ -271,6 +271,15 @@ pub(crate) fn disk(
     device: Option<&str>,
     secrets: &mut Secrets,
 ) -> Result<Disk> {
+    // libvirtd resolves paths against its own directory, not the caller's: a local
+    // disk is named by its absolute path.
+    let abs;
+    let path = if local {
+        abs = std::path::absolute(path)?;
+        abs.as_path()
+    } else {
+        path
+    };
     let p = path
         .to_str()
         .ok_or_else(|| Error::Config(format!("disk path {path:?} is not UTF-8")))?
@@ -302,10 +311,10 @@ pub(crate) fn disk(
             });
         }
         for l in img.layers.iter().skip(1) {
-            let p = l
-                .path
+            let abs = std::path::absolute(&l.path)?;
+            let p = abs
                 .to_str()
-                .ok_or_else(|| Error::Config(format!("backing file {:?} is not UTF-8", l.path)))?;
+                .ok_or_else(|| Error::Config(format!("backing file {abs:?} is not UTF-8")))?;
             backing
                 .get_or_insert_with(Vec::new)
                 .push((p.to_string(), l.format));
