@@ -413,6 +413,8 @@ fn lvm_root_reports_inspect_and_cat() {
             ),
             ("boot/.keep", ""),
             ("usr/bin/.keep", ""),
+            // A Linux root to inspection: /etc, /bin and /etc/fstab (libguestfs' rule).
+            ("bin/.keep", ""),
         ],
     );
 
@@ -1030,6 +1032,7 @@ fn btrfs_subvolumes_mount_like_the_guest() {
             ),
             ("root/home/.keep", ""),
             ("root/usr/bin/.keep", ""),
+            ("root/bin/.keep", ""),
             ("home/user/notes.txt", "in the home subvolume\n"),
         ],
     );
@@ -1226,6 +1229,8 @@ fn crypttab_names_resolve_in_inspection() {
             ),
             ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
             ("usr/bin/.keep", ""),
+            // A Linux root to inspection: /etc, /bin and /etc/fstab (libguestfs' rule).
+            ("bin/.keep", ""),
             ("home/.keep", ""),
         ],
     );
