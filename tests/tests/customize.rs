@@ -833,6 +833,8 @@ fn xfs_guests_are_customized_and_stay_clean() {
         "--link",
         "/etc/motd:/motd-link",
     ]);
+    // A plain streamed write too (its pieces are pipelined: the clock must go first).
+    ok(&["--rw", "write", "-a", p(&img), "/etc/issue", "streamed"]);
     // xfs_repair -n: no corruption, the log clean.
     run(Command::new("xfs_repair").args(["-n", p(&img)]));
     // Linux reads what skiff wrote.
@@ -842,14 +844,16 @@ fn xfs_guests_are_customized_and_stay_clean() {
     let motd = std::fs::read_to_string(mnt.join("etc/motd"));
     let mode = std::fs::metadata(mnt.join("etc/motd")).map(|m| m.permissions());
     let link = std::fs::read_link(mnt.join("motd-link"));
-    let mtime = std::fs::metadata(mnt.join("etc/motd")).and_then(|m| m.modified());
+    let mtimes = ["etc/motd", "etc/issue"]
+        .map(|f| std::fs::metadata(mnt.join(f)).and_then(|m| m.modified()));
+    let issue = std::fs::read_to_string(mnt.join("etc/issue"));
     run(Command::new("umount").arg(p(&mnt)));
+    assert_eq!(issue.unwrap(), "streamed");
     // Stamped with the host's clock (the appliance has none), not the epoch.
-    let since = mtime
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    assert!(since.as_secs() > 1_600_000_000, "motd mtime {since:?}");
+    for m in mtimes {
+        let since = m.unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert!(since.as_secs() > 1_600_000_000, "mtime {since:?}");
+    }
     assert_eq!(motd.unwrap(), "hello from skiff\nsecond line\n");
     assert_eq!(mode.unwrap().mode() & 0o7777, 0o600);
     assert_eq!(link.unwrap(), Path::new("/etc/motd"));
