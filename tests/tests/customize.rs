@@ -989,7 +989,7 @@ fn xfs_root_on_lvm_keeps_selinux_labels() {
                 ("root/.bashrc", "# .bashrc\n"),
             ],
         );
-        std::fs::set_permissions(mnt.join("etc/shadow"), PermissionsExt::from_mode(0)).unwrap();
+        std::fs::set_permissions(mnt.join("etc/shadow"), PermissionsExt::from_mode(0o000)).unwrap();
         for f in ["home/alice", "home/alice/.bashrc"] {
             std::os::unix::fs::chown(mnt.join(f), Some(1000), Some(1000)).unwrap();
         }
