@@ -2,6 +2,7 @@
 //! (`qemu-img`), deterministic disk contents, and a launch builder with test settings.
 
 pub mod guests;
+pub mod lvm;
 
 use skiff::{Appliance, Builder};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 use skiff_tests::guests::{self, mkfs_ext4};
 use skiff_tests::{assert_e2fsck_clean, debugfs, debugfs_cat, file_hash, run};
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -877,4 +877,265 @@ fn sysprep_defaults_compared_with_virt_sysprep_defaults() {
     // 17: emptied, not deleted; systemd makes one at first boot).
     assert_eq!(missing, [&"etc/machine-id 33".to_string()], "{extra:?}");
     assert_eq!(extra, [&"etc/machine-id 0".to_string()], "{missing:?}");
+}
+
+/// Unmounts on drop (a failed assertion leaves no mount behind).
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(img: &Path, mnt: &Path, opts: &str) -> Mounted {
+        std::fs::create_dir_all(mnt).unwrap();
+        run(Command::new("mount").args(["-o", opts, p(img), p(mnt)]));
+        Mounted(mnt.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The raw `security.selinux` value of `path` on a mounted filesystem, as `getfattr`
+/// reads it (`None`: no label).
+fn getfattr_label(path: &Path) -> Option<Vec<u8>> {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", "security.selinux"])
+        .arg(path)
+        .output()
+        .expect("getfattr is installed (attr)");
+    out.status.success().then_some(out.stdout)
+}
+
+/// A label as the kernel stores it: the context and a NUL.
+fn label_bytes(ctx: &str) -> Vec<u8> {
+    let mut v = ctx.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// RHEL's /etc/hosts as installed: only the loopback names.
+const RHEL_HOSTS: &str = "\
+127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4
+::1         localhost localhost.localdomain localhost6 localhost6.localdomain6
+";
+
+const RHEL_FILE_CONTEXTS: &str = "\
+/.*\t\tsystem_u:object_r:default_t:s0
+/etc(/.*)?\t\tsystem_u:object_r:etc_t:s0
+/etc/shadow.*\t--\tsystem_u:object_r:shadow_t:s0
+/etc/hostname\t--\tsystem_u:object_r:hostname_etc_t:s0
+/etc/hosts\t--\tsystem_u:object_r:net_conf_t:s0
+/home\t-d\tsystem_u:object_r:home_root_t:s0
+/home/[^/]+\t-d\tunconfined_u:object_r:user_home_dir_t:s0
+/home/[^/]+/.+\t\tunconfined_u:object_r:user_home_t:s0
+/home/[^/]+/\\.ssh(/.*)?\t\tunconfined_u:object_r:ssh_home_t:s0
+";
+
+/// A RHEL 9 root on XFS in an LVM LV, labelled for SELinux (labels set with `setfattr`
+/// on a loop mount): customize keeps the labels of what it replaces (/etc/shadow,
+/// /etc/hostname, /etc/hosts, byte for byte as `getfattr` reads them), labels what it
+/// creates from the guest's `file_contexts` (`.ssh`, `authorized_keys`, `/etc/motd`,
+/// so no `/.autorelabel`), and leaves an XFS `xfs_repair -n` finds clean; the LV's bytes
+/// are found with LVM's own `pvs`/`lvs --segments` figures.
+#[test]
+fn xfs_root_on_lvm_keeps_selinux_labels() {
+    use skiff_tests::lvm::{Lab, dd_at, dd_out, lvm, unique_tag};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vg = format!("sk-rhel{}", unique_tag());
+    let mapper_root = format!("/dev/mapper/{}-root", vg.replace('-', "--"));
+
+    // 1. The XFS root (mkfs.xfs 6.1 makes nothing smaller than 300 MiB), filled through
+    // a loop mount so that ownership and labels are the kernel's own.
+    let xfs = d.join("root.xfs");
+    std::fs::File::create(&xfs)
+        .and_then(|f| f.set_len(300 << 20))
+        .unwrap();
+    run(Command::new("mkfs.xfs").args(["-q", "-f", p(&xfs)]));
+    let mnt = d.join("mnt");
+    let fstab = format!("{mapper_root} / xfs defaults 0 0\n");
+    let labels = [
+        ("etc", "system_u:object_r:etc_t:s0"),
+        ("etc/shadow", "system_u:object_r:shadow_t:s0"),
+        // Not what the policy says (hostname_etc_t): kept, not re-derived.
+        ("etc/hostname", "system_u:object_r:etc_t:s0"),
+        ("etc/hosts", "system_u:object_r:net_conf_t:s0"),
+        ("home", "system_u:object_r:home_root_t:s0"),
+        ("home/alice", "unconfined_u:object_r:user_home_dir_t:s0"),
+    ];
+    let before: Vec<Option<Vec<u8>>>;
+    {
+        let _m = Mounted::new(&xfs, &mnt, "loop");
+        guests::write_tree(
+            &mnt,
+            &[
+                (
+                    "etc/passwd",
+                    "root:x:0:0:root:/root:/bin/bash\n\
+                     alice:x:1000:1000:Alice:/home/alice:/bin/bash\n",
+                ),
+                (
+                    "etc/shadow",
+                    "root:!!:19800:0:99999:7:::\nalice:!!:19800:0:99999:7:::\n",
+                ),
+                ("etc/hostname", "localhost.localdomain\n"),
+                ("etc/hosts", RHEL_HOSTS),
+                (
+                    "etc/os-release",
+                    "NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"9.4 (Plow)\"\nID=\"rhel\"\n\
+                     ID_LIKE=\"fedora\"\nVERSION_ID=\"9.4\"\n",
+                ),
+                (
+                    "etc/selinux/config",
+                    "# This file controls the state of SELinux on the system.\n\
+                     SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+                ),
+                (
+                    "etc/selinux/targeted/contexts/files/file_contexts",
+                    RHEL_FILE_CONTEXTS,
+                ),
+                ("etc/fstab", &fstab),
+                ("home/alice/.bashrc", "# .bashrc\n"),
+                ("root/.bashrc", "# .bashrc\n"),
+            ],
+        );
+        std::fs::set_permissions(mnt.join("etc/shadow"), PermissionsExt::from_mode(0o000)).unwrap();
+        for f in ["home/alice", "home/alice/.bashrc"] {
+            std::os::unix::fs::chown(mnt.join(f), Some(1000), Some(1000)).unwrap();
+        }
+        std::fs::set_permissions(mnt.join("home/alice"), PermissionsExt::from_mode(0o700)).unwrap();
+        for (f, ctx) in labels {
+            let hex: String = label_bytes(ctx)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            run(Command::new("setfattr")
+                .args(["-n", "security.selinux", "-v", &format!("0x{hex}")])
+                .arg(mnt.join(f)));
+        }
+        before = labels
+            .iter()
+            .map(|(f, _)| getfattr_label(&mnt.join(f)))
+            .collect();
+    }
+    for ((f, ctx), got) in labels.iter().zip(&before) {
+        assert_eq!(
+            got.as_deref(),
+            Some(label_bytes(ctx).as_slice()),
+            "setfattr labelled /{f}"
+        );
+    }
+    run(Command::new("xfs_repair").args(["-n", p(&xfs)]));
+
+    // 2. A disk like a RHEL install's: an MBR partition of type 8e, a PV on it, the root
+    // in the LV `root` (and swap after it), made without activating anything.
+    let img = d.join("rhel.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(340 << 20))
+        .unwrap();
+    guests::sfdisk(&img, "label: dos\nstart=2048, type=8e\n");
+    let (part_off, part_size) = (2048u64 * 512, (340u64 << 20) - 2048 * 512);
+    let mut lab = Lab::default();
+    let pv = lab.attach(&img, part_off, part_size);
+    lab.vg(&vg, &[&pv]);
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "root", "-L", "300M", &vg],
+    );
+    lvm(
+        "lvcreate",
+        &["-an", "-Zn", "-y", "-n", "swap", "-l", "100%FREE", &vg],
+    );
+    let (on, lv_off) = lab.linear_lv_offset(&vg, "root");
+    assert_eq!(on, pv);
+    lab.detach();
+    let root_at = part_off + lv_off;
+    dd_at(&xfs, &img, root_at);
+
+    // 3. customize: inspection finds the XFS root in the LV.
+    let out = ok(&[
+        "customize",
+        "-a",
+        p(&img),
+        "--hostname",
+        "web1",
+        "--ssh-inject",
+        "alice:string:ssh-ed25519 AAAA test",
+        "--root-password",
+        "password:x",
+        "--write",
+        "/etc/motd:hi",
+    ]);
+    assert!(!out.contains("/.autorelabel"), "every label derived: {out}");
+    // The old hostname, localhost.localdomain, is a loopback name: /etc/hosts stays.
+    assert!(!out.contains("/etc/hosts"), "{out}");
+
+    // 4. The LV's bytes pulled out again, checked by xfs_repair and a read-only mount.
+    let after = dd_out(&img, root_at, 300 << 20, &d.join("after.xfs"));
+    run(Command::new("xfs_repair").args(["-n", p(&after)]));
+    let _m = Mounted::new(&after, &d.join("mnt2"), "loop,ro");
+    let m = &d.join("mnt2");
+    assert_eq!(
+        std::fs::read_to_string(m.join("etc/hostname")).unwrap(),
+        "web1\n"
+    );
+    assert_eq!(std::fs::read_to_string(m.join("etc/motd")).unwrap(), "hi");
+    // The root entry: sha512-crypt of "x" as openssl computes it with the same salt;
+    // alice's line untouched.
+    let shadow = std::fs::read_to_string(m.join("etc/shadow")).unwrap();
+    let root_line = shadow.lines().next().unwrap();
+    let hash = root_line.split(':').nth(1).unwrap();
+    let salt = hash
+        .strip_prefix("$6$")
+        .and_then(|r| r.split('$').next())
+        .unwrap_or_else(|| panic!("a sha512-crypt hash: {root_line}"));
+    assert_eq!(hash, openssl_sha512(salt, "x"));
+    assert_eq!(
+        shadow.lines().nth(1),
+        Some("alice:!!:19800:0:99999:7:::"),
+        "{shadow}"
+    );
+    let md = std::fs::metadata(m.join("etc/shadow")).unwrap();
+    assert_eq!(
+        (md.permissions().mode() & 0o7777, md.uid(), md.gid()),
+        (0, 0, 0),
+        "/etc/shadow keeps mode 0 root:root"
+    );
+    // Replaced files: the very label bytes they had.
+    let kept: Vec<Option<Vec<u8>>> = labels
+        .iter()
+        .map(|(f, _)| getfattr_label(&m.join(f)))
+        .collect();
+    for (((f, _), b), a) in labels.iter().zip(&before).zip(&kept) {
+        assert_eq!(a, b, "label of /{f} kept");
+    }
+    assert_eq!(
+        std::fs::read_to_string(m.join("etc/hosts")).unwrap(),
+        RHEL_HOSTS
+    );
+    // New files: labelled from file_contexts (the last matching regex wins: ssh_home_t).
+    let keys = m.join("home/alice/.ssh/authorized_keys");
+    assert_eq!(
+        std::fs::read_to_string(&keys).unwrap(),
+        "ssh-ed25519 AAAA test\n"
+    );
+    for (f, mode) in [(".ssh", 0o700), (".ssh/authorized_keys", 0o600)] {
+        let md = std::fs::metadata(m.join("home/alice").join(f)).unwrap();
+        assert_eq!(
+            (md.permissions().mode() & 0o7777, md.uid(), md.gid()),
+            (mode, 1000, 1000),
+            "/home/alice/{f}"
+        );
+        assert_eq!(
+            getfattr_label(&m.join("home/alice").join(f)),
+            Some(label_bytes("unconfined_u:object_r:ssh_home_t:s0")),
+            "/home/alice/{f}"
+        );
+    }
+    assert_eq!(
+        getfattr_label(&m.join("etc/motd")),
+        Some(label_bytes("system_u:object_r:etc_t:s0"))
+    );
+    assert!(!m.join(".autorelabel").exists());
 }

@@ -308,15 +308,30 @@ fn replace_tokens(line: &str, map: &[(&str, &str)]) -> String {
     out
 }
 
-/// `/etc/hosts` with the old host names replaced by the new ones (comments kept).
+/// Is `name` one of the loopback names (`localhost`, `localhost.localdomain`,
+/// `localhost6`, ...)? A guest that never had a hostname of its own (RHEL's default is
+/// `localhost.localdomain`) lists these in `/etc/hosts` for 127.0.0.1 and ::1.
+fn is_localhost(name: &str) -> bool {
+    let short = name.split('.').next().unwrap_or(name);
+    matches!(short, "localhost" | "localhost4" | "localhost6")
+}
+
+/// `/etc/hosts` with the old host names replaced by the new ones (comments kept). The
+/// loopback names are never replaced: an old hostname `localhost.localdomain` leaves
+/// the file as it is (virt-customize does the same), or `localhost` would stop
+/// resolving.
 pub fn rewrite_hosts(hosts: &str, old: &str, new: &str) -> String {
     let old_short = old.split('.').next().unwrap_or(old);
     let new_short = new.split('.').next().unwrap_or(new);
-    let map: Vec<(&str, &str)> = if old == old_short {
+    let mut map: Vec<(&str, &str)> = if old == old_short {
         vec![(old, new_short)]
     } else {
         vec![(old, new), (old_short, new_short)]
     };
+    map.retain(|(o, _)| !is_localhost(o));
+    if map.is_empty() {
+        return hosts.to_string();
+    }
     hosts
         .split_inclusive('\n')
         .map(|l| {
@@ -641,6 +656,20 @@ mod tests {
         );
         let got = rewrite_hosts("127.0.1.1 debian\n", "debian", "web1.corp");
         assert_eq!(got, "127.0.1.1 web1\n");
+        // RHEL's default hostname: the loopback names stay.
+        let rhel = "127.0.0.1   localhost localhost.localdomain localhost4\n\
+                    ::1         localhost localhost.localdomain localhost6\n";
+        assert_eq!(rewrite_hosts(rhel, "localhost.localdomain", "web1"), rhel);
+        assert_eq!(rewrite_hosts(rhel, "localhost", "web1.corp"), rhel);
+        // A name that only starts like one is replaced as usual.
+        assert_eq!(
+            rewrite_hosts(
+                "10.0.0.1 localhostx.corp localhostx\n",
+                "localhostx.corp",
+                "a.b"
+            ),
+            "10.0.0.1 a.b a\n"
+        );
     }
 
     #[test]
