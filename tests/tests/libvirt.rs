@@ -17,6 +17,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const URI: &str = "qemu:///system";
+
+/// The tests count the appliance domains of this process: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 const MIB: usize = 1 << 20;
 
 fn virsh(args: &[&str]) -> (bool, String) {
@@ -130,6 +137,7 @@ fn skiff_bin() -> PathBuf {
 
 #[test]
 fn launch_reads_bytes_and_a_file_and_the_domain_goes() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
@@ -204,6 +212,7 @@ fn launch_reads_bytes_and_a_file_and_the_domain_goes() {
 
 #[test]
 fn killed_client_domain_autodestroyed() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
@@ -285,6 +294,7 @@ fn define(name: &str, xml: &str, dir: &Path) -> Cleanup {
 
 #[test]
 fn domain_disks_of_a_shut_off_guest() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
@@ -363,6 +373,7 @@ fn domain_disks_of_a_shut_off_guest() {
 
 #[test]
 fn running_guest_refuses_rw() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
@@ -388,14 +399,68 @@ fn running_guest_refuses_rw() {
         err.contains("is running") && err.contains("refusing write"),
         "{err}"
     );
+    // customize through -d is a write: refused too, the disk untouched.
+    let before = std::fs::read(&a).unwrap();
+    let out = Command::new(skiff_bin())
+        .args(["-c", URI, "-d", &name, "customize", "--write", "/x:y"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is running"), "{err}");
+    assert!(std::fs::read(&a).unwrap() == before);
     // Read-only lookups of a running guest are fine.
     let ro = domain_drives(Some(URI), &name, false).unwrap();
     assert_eq!(ro.len(), 1);
     assert!(ro[0].readonly);
 }
 
+/// `skiff -d GUEST customize` on a shut-off guest's ext4 disk, checked with debugfs.
+#[test]
+fn customize_a_shut_off_guest() {
+    let _serial = serial();
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hostname"), "old\n").unwrap();
+    let img = dir.path().join("c.img");
+    skiff_tests::mkfs_ext4(&img, "16M", &src, &[]);
+    let name = format!("skiff-test-customize-{}", std::process::id());
+    let _guard = define(&name, &guest_xml(&name, &[(&img, "raw")]), dir.path());
+    let out = Command::new(skiff_bin())
+        .args([
+            "-c",
+            URI,
+            "-d",
+            &name,
+            "customize",
+            "--hostname",
+            "web1",
+            "--write",
+            "/etc/motd:hi",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(skiff_tests::debugfs_cat(&img, "/etc/hostname"), b"web1\n");
+    assert_eq!(skiff_tests::debugfs_cat(&img, "/etc/motd"), b"hi");
+    skiff_tests::assert_e2fsck_clean(&img);
+    let (_, state) = virsh(&["domstate", &name]);
+    assert!(state.contains("shut off"), "{state}");
+}
+
 #[test]
 fn storage_volume() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
@@ -447,6 +512,7 @@ fn storage_volume() {
 
 #[test]
 fn bad_uri_and_unknown_domain_are_clear_errors() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
@@ -494,6 +560,7 @@ fn live_xml(domain: &str) -> String {
 
 #[test]
 fn hotplug_add_two_remove_one() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
@@ -602,6 +669,7 @@ fn hotplug_add_two_remove_one() {
 
 #[test]
 fn hotplug_needs_a_hotplug_launch() {
+    let _serial = serial();
     if !libvirt_up() {
         return;
     }
