@@ -1,7 +1,7 @@
 //! LVM on loop devices without device-mapper (it does not work on the test machine):
 //! `pvcreate`/`vgcreate`/`lvcreate -an -Zn` with activation off, and where a linear LV's
-//! bytes are in its image file, from `pvs`' `pe_start` and `lvs --segments`. (The same
-//! approach as tests/tests/volumes.rs, which also handles striped LVs.)
+//! bytes are in its image file, from `pvs`' `pe_start` and `lvs --segments` (striped
+//! LVs: tests/tests/volumes.rs maps their runs itself).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,12 +59,17 @@ pub struct Lab {
 impl Lab {
     /// Attaches `size` bytes of `img` from byte `off` to a loop device; its name.
     pub fn attach(&mut self, img: &Path, off: u64, size: u64) -> String {
-        let out = Command::new("losetup")
-            .args(["-f", "--show", "-o", &off.to_string()])
-            .args(["--sizelimit", &size.to_string()])
-            .arg(img)
-            .output()
-            .expect("losetup is installed");
+        self.attach_range(img, Some((off, size)))
+    }
+
+    /// Attaches `img` (or `size` bytes of it from `off`) to a loop device; its name.
+    pub fn attach_range(&mut self, img: &Path, range: Option<(u64, u64)>) -> String {
+        let mut c = Command::new("losetup");
+        c.args(["-f", "--show"]);
+        if let Some((off, size)) = range {
+            c.args(["-o", &off.to_string(), "--sizelimit", &size.to_string()]);
+        }
+        let out = c.arg(img).output().expect("losetup is installed");
         assert!(
             out.status.success(),
             "losetup: {}",
@@ -77,10 +82,16 @@ impl Lab {
 
     /// `pvcreate` on each of `pvs`, then `vgcreate NAME PVS`.
     pub fn vg(&mut self, name: &str, pvs: &[&str]) {
+        self.vg_with(name, pvs, &[]);
+    }
+
+    /// [`Lab::vg`] with extra `vgcreate` options (`-s 1m`, ...).
+    pub fn vg_with(&mut self, name: &str, pvs: &[&str], extra: &[&str]) {
         for p in pvs {
             lvm("pvcreate", &["-ff", "-y", p]);
         }
-        let mut a = vec![name];
+        let mut a = extra.to_vec();
+        a.push(name);
         a.extend_from_slice(pvs);
         lvm("vgcreate", &a);
         self.vgs.push(name.to_string());

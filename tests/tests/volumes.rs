@@ -14,6 +14,7 @@
 
 use serde_json::Value;
 use skiff_tests::guests::{self, dd_into, mkfs_ext4, sfdisk, write_tree};
+use skiff_tests::lvm::{Lab, lvm, unique_tag as tag};
 use skiff_tests::skiff::volumes::{KeySet, NoPrompt};
 use skiff_tests::skiff::{DriveOptions, Error, MountOptions};
 use std::collections::HashMap;
@@ -90,91 +91,6 @@ fn sparse(path: &Path, size: u64) {
 }
 
 // ---- LVM on loop devices, without device-mapper ----
-
-const NOACT: &str = "global/activation=0";
-
-fn lvm(cmd: &str, args: &[&str]) -> String {
-    let mut a = vec!["--config", NOACT];
-    a.extend_from_slice(args);
-    tool(cmd, &a, None)
-}
-
-fn tag() -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    format!("{}x{n}", std::process::id())
-}
-
-/// Loop devices and VGs of a test: detached and forgotten on drop, even on failure.
-#[derive(Default)]
-struct Lab {
-    vgs: Vec<String>,
-    loops: Vec<String>,
-}
-
-impl Lab {
-    /// Attaches `img` (or `size` bytes of it from `off`) to a loop device.
-    fn attach(&mut self, img: &Path, range: Option<(u64, u64)>) -> String {
-        let mut a = vec!["-f".to_string(), "--show".to_string()];
-        if let Some((off, size)) = range {
-            a.extend([
-                "-o".into(),
-                off.to_string(),
-                "--sizelimit".into(),
-                size.to_string(),
-            ]);
-        }
-        a.push(s(img).to_string());
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let dev = tool("losetup", &a, None).trim().to_string();
-        self.loops.push(dev.clone());
-        dev
-    }
-
-    fn vg(&mut self, name: &str, pvs: &[&str], extra: &[&str]) {
-        for p in pvs {
-            lvm("pvcreate", &["-ff", "-y", p]);
-        }
-        let mut a = extra.to_vec();
-        a.push(name);
-        a.extend_from_slice(pvs);
-        lvm("vgcreate", &a);
-        self.vgs.push(name.to_string());
-    }
-
-    /// Detaches the loop devices (the metadata stays in the image files).
-    fn detach(&mut self) {
-        for l in self.loops.drain(..) {
-            let _ = Command::new("losetup").args(["-d", &l]).status();
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if !self.loops.is_empty() {
-            for vg in &self.vgs {
-                let _ = Command::new("vgremove")
-                    .args(["--config", NOACT, "-f", "-y", vg])
-                    .output();
-            }
-        }
-        self.detach();
-        for vg in &self.vgs {
-            let _ = std::fs::remove_file(format!("/etc/lvm/backup/{vg}"));
-            if let Ok(rd) = std::fs::read_dir("/etc/lvm/archive") {
-                for e in rd.flatten() {
-                    if e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("{vg}_"))
-                    {
-                        let _ = std::fs::remove_file(e.path());
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// Rows of an LVM JSON report, sizes in bytes.
 fn report(cmd: &str, fields: &str, args: &[&str]) -> Vec<HashMap<String, String>> {
@@ -419,8 +335,8 @@ fn lvm_root_reports_inspect_and_cat() {
     );
 
     let mut lab = Lab::default();
-    let l = lab.attach(&img, Some((p2_off, p2_size)));
-    lab.vg(&vg, &[&l], &[]);
+    let l = lab.attach_range(&img, Some((p2_off, p2_size)));
+    lab.vg(&vg, &[&l]);
     lvm(
         "lvcreate",
         &["-an", "-Zn", "-y", "-n", "root", "-L", "40M", &vg],
@@ -573,8 +489,8 @@ fn striped_lv_over_two_disks_read_and_written() {
         &[("etc/hostname", "striped\n"), ("big.txt", &big)],
     );
     let mut lab = Lab::default();
-    let (l1, l2) = (lab.attach(&d1, None), lab.attach(&d2, None));
-    lab.vg(&vg, &[&l1, &l2], &["-s", "1M"]);
+    let (l1, l2) = (lab.attach_range(&d1, None), lab.attach_range(&d2, None));
+    lab.vg_with(&vg, &[&l1, &l2], &["-s", "1M"]);
     lvm(
         "lvcreate",
         &[
@@ -631,8 +547,8 @@ fn luks_on_lvm_keys_and_wrong_keys() {
     drop(f);
     let luks_uuid = luks2_encrypt(&inner, &pass, SMALL_ARGON);
     let mut lab = Lab::default();
-    let l = lab.attach(&img, None);
-    lab.vg(&vg, &[&l], &[]);
+    let l = lab.attach_range(&img, None);
+    lab.vg(&vg, &[&l]);
     lvm(
         "lvcreate",
         &["-an", "-Zn", "-y", "-n", "secret", "-L", "24M", &vg],
@@ -943,8 +859,8 @@ fn lvm_on_luks_with_relaunch_for_memory() {
     let fs = ext4_with(d, "lv.fs", "16M", &[("etc/hostname", "lvm-in-luks\n")]);
     let mut lab = Lab::default();
     // The PV ends 4 MiB before the end: that room takes the LUKS2 header.
-    let l = lab.attach(&img, Some((0, 36 << 20)));
-    lab.vg(&vg, &[&l], &[]);
+    let l = lab.attach_range(&img, Some((0, 36 << 20)));
+    lab.vg(&vg, &[&l]);
     lvm(
         "lvcreate",
         &["-an", "-Zn", "-y", "-n", "data", "-L", "16M", &vg],
@@ -1410,6 +1326,9 @@ fn prompt_on_a_terminal() {
         assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
+    // rpassword prints the prompt, then turns echo off: a reply typed within
+    // microseconds of the prompt (no person does) can race it and be echoed.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let mut input = c.stdin.take().expect("piped");
     input
         .write_all(format!("{pass}\n").as_bytes())
