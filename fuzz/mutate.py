@@ -2,7 +2,7 @@
 """The robustness figure: mutated disk images through the skiff CLI, in qemu.
 
 Builds small base images with the real tools (ext4, FAT, MBR and GPT disks, and the
-newer formats whose tools are installed: XFS, btrfs, NTFS, LVM2), then for COUNT
+newer formats whose tools are installed: XFS, btrfs, NTFS, LVM2, LUKS2), then for COUNT
 iterations takes a base, mutates it (bit flips, byte runs, truncations — mostly in the
 first MiB, where the metadata is) and runs one `skiff shell` on it, read-only: the
 guest is inspected and mounted the way it mounts itself, then every filesystem is listed,
@@ -21,7 +21,7 @@ end, on an otherwise idle pool: only a hang that happens again counts as one; on
 does not is reported as "slow" (the machine was starved, not the appliance stuck). Not
 part of the CI suite (it takes a while):
 
-    fuzz/mutate.py [--count N] [--jobs J] [--seed S] [--keep DIR]
+    fuzz/mutate.py [--count N] [--jobs J] [--seed S] [--keep DIR] [--only luks,xfs,...]
 
 Images that end in anything but ok/clean error are kept under --keep (default
 fuzz/mutate-failures/) for reproduction.
@@ -41,6 +41,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIFF = os.environ.get("SKIFF_BIN", os.path.join(ROOT, "target", "release", "skiff"))
 LIMIT = 60  # seconds per run: far above a normal run (well under a second)
+LUKS_KEY = "fuzzpass"  # the luks base's passphrase, given with --key
 SCRIPT = b"-filesystems\n-mounts\n-find /\n-statvfs /\n-ll /\n-cat /etc/hostname\n"
 
 
@@ -163,6 +164,22 @@ def bases(work):
                 for f in (os.listdir(d) if os.path.isdir(d) else []):
                     if f.startswith(vg):
                         os.unlink(os.path.join(d, f))
+    if have("cryptsetup"):
+        # LUKS2 around the ext4 base (encrypted in place, offline: no device-mapper),
+        # PBKDF2 with few iterations so that every run unlocks it quickly.
+        p = img("luks.img", 12 << 20)
+        key = os.path.join(work, "luks.key")
+        with open(key, "w") as f:
+            f.write(LUKS_KEY)
+        with open(p, "r+b") as f, open(ext4, "rb") as e:
+            f.write(e.read())
+        try:
+            sh("cryptsetup", "reencrypt", "--encrypt", "--type", "luks2",
+               "--reduce-device-size", "8M", "--pbkdf", "pbkdf2",
+               "--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file", key, p)
+            out.append(("luks", p))
+        except subprocess.CalledProcessError:
+            pass
     return out
 
 
@@ -206,7 +223,8 @@ def one(job):
         before = hashlib.sha256(f.read()).digest()
     t = time.monotonic()
     try:
-        p = subprocess.run([SKIFF, "--timeout", str(LIMIT - 10), "shell",
+        keys = ["--key", f"all:key:{LUKS_KEY}"] if name == "luks" else []
+        p = subprocess.run([SKIFF, "--timeout", str(LIMIT - 10), *keys, "shell",
                             "-a", path + ",format=raw"], input=SCRIPT,
                            capture_output=True, timeout=LIMIT)
         rc, err, timed_out = p.returncode, p.stderr.decode("utf-8", "replace"), False
@@ -232,12 +250,17 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--seed", type=int, default=20261130)
     ap.add_argument("--keep", default=os.path.join(ROOT, "fuzz", "mutate-failures"))
+    ap.add_argument("--only", default="",
+                    help="comma-separated base names to use (default: every base)")
     a = ap.parse_args()
     if not os.access(SKIFF, os.X_OK):
         sys.exit(f"{SKIFF} is missing: cargo build --release -p skiff-cli")
     work = tempfile.mkdtemp(prefix="skiff-mutate-")
     try:
-        base = [(n, open(p, "rb").read()) for n, p in bases(work)]
+        only = set(filter(None, a.only.split(",")))
+        base = [(n, open(p, "rb").read()) for n, p in bases(work) if not only or n in only]
+        if not base:
+            sys.exit(f"no base image among {sorted(only)}")
         print("bases:", ", ".join(n for n, _ in base), file=sys.stderr)
         rnd = random.Random(a.seed)
         counts = {}
