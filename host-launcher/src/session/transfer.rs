@@ -224,6 +224,35 @@ struct Pipe {
 }
 
 impl Pipe {
+    /// A whole small file in one piece: `path` created (or emptied) with `mode` and
+    /// `data` written. Returns its length.
+    fn submit_file(
+        &mut self,
+        s: &mut Session,
+        path: &str,
+        data: Vec<u8>,
+        mode: u32,
+    ) -> Result<u64> {
+        let n = data.len() as u64;
+        self.submit(
+            s,
+            Request::WriteStream {
+                path: path.into(),
+                offset: 0,
+                data: Bytes(data),
+                first: true,
+                truncate: true,
+                mode,
+                last: true,
+            },
+            Pending::Write {
+                path: path.into(),
+                len: n,
+            },
+        )?;
+        Ok(n)
+    }
+
     fn submit(&mut self, s: &mut Session, req: Request, p: Pending) -> Result<()> {
         if let Pending::Write { len, .. } | Pending::Read { want: len } = &p {
             self.bytes += len;
@@ -1100,24 +1129,7 @@ fn copy_in_entries(
                     .take(u64::from(MAX_CHUNK))
                     .read_to_end(&mut data)
                     .map_err(|err| host_err(err, "reading", &e.path))?;
-                let n = data.len() as u64;
-                pipe.submit(
-                    s,
-                    Request::WriteStream {
-                        path: gpath.clone(),
-                        offset: 0,
-                        data: Bytes(data),
-                        first: true,
-                        truncate: true,
-                        mode,
-                        last: true,
-                    },
-                    Pending::Write {
-                        path: gpath.clone(),
-                        len: n,
-                    },
-                )?;
-                n
+                pipe.submit_file(s, &gpath, data, mode)?
             } else {
                 pipe.drain(s)?;
                 match s.write_stream(&mut f, &gpath, 0, true, mode) {
@@ -1866,24 +1878,7 @@ fn tar_in_entries<R: Read>(
                     let n = if size <= u64::from(MAX_CHUNK) {
                         let mut data = Vec::with_capacity(size as usize);
                         (&mut entry).take(size).read_to_end(&mut data)?;
-                        let n = data.len() as u64;
-                        pipe.submit(
-                            s,
-                            Request::WriteStream {
-                                path: gpath.clone(),
-                                offset: 0,
-                                data: Bytes(data),
-                                first: true,
-                                truncate: true,
-                                mode,
-                                last: true,
-                            },
-                            Pending::Write {
-                                path: gpath.clone(),
-                                len: n,
-                            },
-                        )?;
-                        n
+                        pipe.submit_file(s, &gpath, data, mode)?
                     } else {
                         if let Err(e) = pipe.drain(s) {
                             return Err(cleanup_partial(s, pipe.failed_write.take(), e));
