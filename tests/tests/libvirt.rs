@@ -125,6 +125,32 @@ fn remove_log(domain: &str) {
 }
 
 /// `target/<profile>/skiff`, next to this test's `deps/` directory.
+/// `skiff ARGS` must succeed; its output.
+fn skiff_ok(args: &[&str]) -> std::process::Output {
+    let out = Command::new(skiff_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skiff {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `skiff ARGS` must fail; its stderr.
+fn skiff_fails(args: &[&str]) -> String {
+    let out = Command::new(skiff_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "skiff {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn skiff_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let p = exe.parent().and_then(Path::parent).unwrap().join("skiff");
@@ -328,16 +354,7 @@ fn domain_disks_of_a_shut_off_guest() {
     );
 
     // Through the CLI, as `skiff -d NAME`: both disks, their bytes.
-    let out = Command::new(skiff_bin())
-        .args(["-c", URI, "-d", &name, "devices"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = skiff_ok(&["-c", URI, "-d", &name, "devices"]);
     let listing = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         listing.lines().collect::<Vec<_>>(),
@@ -346,25 +363,16 @@ fn domain_disks_of_a_shut_off_guest() {
             format!("/dev/sdb {}", 3 * MIB / 2)
         ]
     );
-    let out = Command::new(skiff_bin())
-        .args([
-            "-c",
-            URI,
-            "-d",
-            &name,
-            "pread-device",
-            "/dev/sdb",
-            "4096",
-            "8192",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = skiff_ok(&[
+        "-c",
+        URI,
+        "-d",
+        &name,
+        "pread-device",
+        "/dev/sdb",
+        "4096",
+        "8192",
+    ]);
     assert!(out.stdout == std::fs::read(&b_raw).unwrap()[4096..4096 + 8192]);
     // The guest is untouched: still defined, still shut off.
     let (_, state) = virsh(&["domstate", &name]);
@@ -388,26 +396,14 @@ fn running_guest_refuses_rw() {
         Err(Error::Libvirt(m)) => assert!(m.contains("is running"), "{m}"),
         other => panic!("{other:?}"),
     }
-    let out = Command::new(skiff_bin())
-        .args(["-c", URI, "-d", &name, "--rw", "devices"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = skiff_fails(&["-c", URI, "-d", &name, "--rw", "devices"]);
     assert!(
         err.contains("is running") && err.contains("refusing write"),
         "{err}"
     );
     // customize through -d is a write: refused too, the disk untouched.
     let before = std::fs::read(&a).unwrap();
-    let out = Command::new(skiff_bin())
-        .args(["-c", URI, "-d", &name, "customize", "--write", "/x:y"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = skiff_fails(&["-c", URI, "-d", &name, "customize", "--write", "/x:y"]);
     assert!(err.contains("is running"), "{err}");
     assert!(std::fs::read(&a).unwrap() == before);
     // Read-only lookups of a running guest are fine.
@@ -431,26 +427,17 @@ fn customize_a_shut_off_guest() {
     skiff_tests::mkfs_ext4(&img, "16M", &src, &[]);
     let name = format!("skiff-test-customize-{}", std::process::id());
     let _guard = define(&name, &guest_xml(&name, &[(&img, "raw")]), dir.path());
-    let out = Command::new(skiff_bin())
-        .args([
-            "-c",
-            URI,
-            "-d",
-            &name,
-            "customize",
-            "--hostname",
-            "web1",
-            "--write",
-            "/etc/motd:hi",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    skiff_ok(&[
+        "-c",
+        URI,
+        "-d",
+        &name,
+        "customize",
+        "--hostname",
+        "web1",
+        "--write",
+        "/etc/motd:hi",
+    ]);
     assert_eq!(skiff_tests::debugfs_cat(&img, "/etc/hostname"), b"web1\n");
     assert_eq!(skiff_tests::debugfs_cat(&img, "/etc/motd"), b"hi");
     skiff_tests::assert_e2fsck_clean(&img);
@@ -535,21 +522,9 @@ fn bad_uri_and_unknown_domain_are_clear_errors() {
         }
         other => panic!("{other:?}"),
     }
-    let out = Command::new(skiff_bin())
-        .args(["-c", URI, "-d", "skiff-no-such-domain", "devices"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = skiff_fails(&["-c", URI, "-d", "skiff-no-such-domain", "devices"]);
     assert!(err.contains("no domain named"), "{err}");
-    let out = Command::new(skiff_bin())
-        .args(["--connect", "bogus://x/y", "devices"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = skiff_fails(&["--connect", "bogus://x/y", "devices"]);
     assert!(err.contains("cannot connect to bogus://x/y"), "{err}");
 }
 
