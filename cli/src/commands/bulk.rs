@@ -9,11 +9,12 @@
 //! exec per image, small beside the appliance boot. `df` runs in-process: each worker
 //! thread launches its own appliance through the library.
 
+use super::bulk_progress::Progress;
 use super::{DfReport, DfRow, EachOutcome, ImageError, Output, Sink};
 use crate::launch::{LaunchArgs, base_builder};
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Subcommand};
-use skiff::each::{Progress, default_jobs, run_parallel};
+use skiff::each::{default_jobs, run_parallel};
 use skiff::{DriveOptions, Pool, PoolOptions};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -272,9 +273,8 @@ fn each(
     let mut progress = Progress::new(images.len());
     let mut first_error: Option<anyhow::Error> = None;
     run_parallel(images.len(), jobs, work, |_, o| {
-        progress.clear();
         let ok = o.ok;
-        if let Err(e) = sink.emit(Output::EachImage(o)) {
+        if let Err(e) = progress.suspend(|| sink.emit(Output::EachImage(o))) {
             first_error.get_or_insert(e);
         }
         progress.tick(ok);

@@ -10,6 +10,7 @@
 //! - `pvs`, `vgs`, `lvs` (and `-full`): [`volumes`].
 
 pub mod bulk;
+mod bulk_progress;
 pub mod customize;
 pub mod device;
 pub mod fs;

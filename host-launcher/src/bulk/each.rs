@@ -1,7 +1,6 @@
 //! Bulk runs: one job per disk image, N at a time on worker threads, results handed back
-//! on the calling thread as they complete; and a small progress bar for a terminal.
+//! on the calling thread as they complete (front-ends draw their own progress).
 
-use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -49,77 +48,6 @@ pub fn run_parallel<T: Send>(
             done(i, r);
         }
     });
-}
-
-/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
-pub struct Progress {
-    total: usize,
-    ok: usize,
-    failed: usize,
-    enabled: bool,
-}
-
-impl Progress {
-    /// A bar for `total` jobs, shown when stderr is a terminal.
-    pub fn new(total: usize) -> Self {
-        let mut p = Progress {
-            total,
-            ok: 0,
-            failed: 0,
-            enabled: std::io::stderr().is_terminal(),
-        };
-        p.draw();
-        p
-    }
-
-    /// Erases the bar (before printing a line of output).
-    pub fn clear(&self) {
-        if self.enabled {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
-        }
-    }
-
-    /// Counts one finished job and redraws.
-    pub fn tick(&mut self, ok: bool) {
-        if ok {
-            self.ok += 1;
-        } else {
-            self.failed += 1;
-        }
-        self.draw();
-    }
-
-    pub fn ok(&self) -> usize {
-        self.ok
-    }
-
-    pub fn failed(&self) -> usize {
-        self.failed
-    }
-
-    fn draw(&mut self) {
-        if !self.enabled {
-            return;
-        }
-        const WIDTH: usize = 30;
-        let done = self.ok + self.failed;
-        let fill = (done * WIDTH).checked_div(self.total).unwrap_or(WIDTH);
-        let mut e = std::io::stderr().lock();
-        let _ = write!(
-            e,
-            "\r\x1b[K[{}{}] {done}/{} ({} failed)",
-            "#".repeat(fill),
-            " ".repeat(WIDTH - fill),
-            self.total,
-            self.failed
-        );
-        let _ = e.flush();
-    }
-
-    /// Erases the bar for good.
-    pub fn finish(self) {
-        self.clear();
-    }
 }
 
 #[cfg(test)]
