@@ -445,6 +445,67 @@ fn customize_a_shut_off_guest() {
     assert!(state.contains("shut off"), "{state}");
 }
 
+/// An encrypted qcow2 through libvirt: its key becomes an ephemeral libvirt secret (the
+/// disk's `<encryption>`); a wrong key is a clear error naming the image.
+#[test]
+fn encrypted_qcow2_through_libvirt() {
+    let _serial = serial();
+    if !libvirt_up() {
+        return;
+    }
+    let dir = qemu_dir();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hostname"), "locked\n").unwrap();
+    let raw = dir.path().join("plain.img");
+    skiff_tests::mkfs_ext4(&raw, "16M", &src, &[]);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret").unwrap();
+    let enc = dir.path().join("enc.qcow2");
+    let secret = format!("secret,id=sec0,file={}", pw.display());
+    skiff_tests::run(Command::new("qemu-img").args([
+        "convert",
+        "-O",
+        "qcow2",
+        "--object",
+        &secret,
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=sec0",
+        raw.to_str().unwrap(),
+        enc.to_str().unwrap(),
+    ]));
+    let img = enc.to_str().unwrap();
+    let key = format!("{img}:key:s3cret");
+    let out = skiff_ok(&[
+        "--backend",
+        "libvirt",
+        "-c",
+        URI,
+        "--key",
+        &key,
+        "-a",
+        img,
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert_eq!(out.stdout, b"locked\n");
+    let wrong = format!("{img}:key:nope");
+    let err = skiff_fails(&[
+        "--backend",
+        "libvirt",
+        "-c",
+        URI,
+        "--key",
+        &wrong,
+        "-a",
+        img,
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert!(err.contains("wrong key") && err.contains(img), "{err}");
+    assert!(!err.contains("nope"), "the key is in the error: {err}");
+}
+
 #[test]
 fn storage_volume() {
     let _serial = serial();

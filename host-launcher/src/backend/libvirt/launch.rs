@@ -35,6 +35,27 @@ pub(crate) fn verr(what: impl std::fmt::Display, e: virt::error::Error) -> Error
     Error::Libvirt(format!("{what}: {}", e.message()))
 }
 
+/// qemu refusing an encrypted qcow2's key (libvirt passes its message on) is a
+/// [`Error::WrongKey`] naming the image, as with the direct backend.
+fn wrong_key(spec: &xml::DomainSpec, e: &virt::error::Error) -> Option<Error> {
+    if !e.message().contains("cannot unlock any keyslot") {
+        return None;
+    }
+    let encrypted: Vec<&str> = spec
+        .disks
+        .iter()
+        .filter(|d| d.encryption.is_some())
+        .map(|d| d.source.path())
+        .collect();
+    Some(Error::WrongKey {
+        device: match encrypted.as_slice() {
+            [one] => one.to_string(),
+            _ => "an encrypted qcow2 image".into(),
+        },
+        detail: "qemu cannot unlock the image with the key given".into(),
+    })
+}
+
 /// libvirt prints every error on stderr by default; ours are returned instead.
 pub(crate) fn quiet() {
     static ONCE: Once = Once::new();
@@ -169,9 +190,9 @@ pub(crate) fn launch(builder: &Builder, uri: Option<&str>) -> Result<Launched> {
     // Paused first: the channel must be open before the appliance says Hello (qemu drops
     // what the guest writes to an unconnected port).
     let flags = sys::VIR_DOMAIN_START_AUTODESTROY | sys::VIR_DOMAIN_START_PAUSED;
-    let dom = conn
-        .create_domain_xml(&xml, flags)
-        .map_err(|e| verr("cannot create the appliance domain", e))?;
+    let dom = conn.create_domain_xml(&xml, flags).map_err(|e| {
+        wrong_key(&spec, &e).unwrap_or_else(|| verr("cannot create the appliance domain", e))
+    })?;
     trace.step("createXML");
     let guard = VirtGuest {
         dom,
