@@ -56,6 +56,9 @@ def have(tool):
 
 def tree(d):
     os.makedirs(os.path.join(d, "etc"), exist_ok=True)
+    # /etc, /bin and /etc/fstab: a Linux root to inspection (libguestfs' rule), so the
+    # partitioned bases are mounted the way the guest mounts itself.
+    os.makedirs(os.path.join(d, "bin"), exist_ok=True)
     os.makedirs(os.path.join(d, "usr/share/doc/x"), exist_ok=True)
     with open(os.path.join(d, "etc/hostname"), "w") as f:
         f.write("mutant\n")
