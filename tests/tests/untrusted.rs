@@ -565,8 +565,10 @@ fn kill_9_mid_upload_leaves_no_qemu_and_a_clean_filesystem() {
         std::thread::sleep(Duration::from_millis(300 + 200 * round));
         child.kill().unwrap();
         let _ = child.wait();
+        // Not a timing test (the README gives the measured 11–40 ms): a bound far above
+        // it, for a loaded machine where the appliance must still sync what it was sent.
         assert!(
-            gone_within(&qemus, Duration::from_secs(1)),
+            gone_within(&qemus, Duration::from_secs(30)),
             "qemu {qemus:?} outlived its killed client"
         );
         skiff_tests::assert_e2fsck_clean(&img);
@@ -609,7 +611,7 @@ fn kill_9_of_a_pooled_each_leaves_no_qemu() {
     child.kill().unwrap();
     let _ = child.wait();
     assert!(
-        gone_within(&qemus, Duration::from_secs(2)),
+        gone_within(&qemus, Duration::from_secs(30)),
         "pooled qemus {qemus:?} outlived their client"
     );
     // Nothing the pool launched later either.
