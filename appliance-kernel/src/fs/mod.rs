@@ -6,6 +6,7 @@
 //! `Unsupported` (naming it), never a panic.
 
 pub mod btrfs;
+pub mod crc32c;
 pub mod ext4;
 pub mod fat;
 pub mod ntfs;

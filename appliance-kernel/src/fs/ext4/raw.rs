@@ -17,7 +17,7 @@
 //! parsing, checked arithmetic, `Corrupt` errors naming the structure.
 
 use crate::block::SharedDevice;
-use crate::fs::FsResult;
+use crate::fs::{FsResult, crc32c};
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -95,70 +95,6 @@ fn le32(b: &[u8], off: usize) -> u32 {
     b.get(off..off.saturating_add(4))
         .and_then(|s| s.try_into().ok())
         .map_or(0, u32::from_le_bytes)
-}
-
-/// CRC32C (Castagnoli), slice-by-8 tables built at compile time. Raw: no initial or
-/// final inversion (ext4's `ext4_chksum`).
-mod crc32c {
-    const fn tables() -> [[u32; 256]; 8] {
-        let mut t = [[0u32; 256]; 8];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0x82F6_3B78
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[0][i] = c; // OK to index: compile-time table, constant bounds.
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 256 {
-            let mut s = 1;
-            while s < 8 {
-                let prev = t[s - 1][i];
-                t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-                s += 1;
-            }
-            i += 1;
-        }
-        t
-    }
-    static T: [[u32; 256]; 8] = tables();
-
-    /// Entry `i & 0xff` of table `t` (always in bounds).
-    fn t(t: usize, i: u32) -> u32 {
-        T.get(t)
-            .and_then(|row| row.get((i & 0xff) as usize))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    pub fn update(mut crc: u32, data: &[u8]) -> u32 {
-        let mut chunks = data.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-            let lo = crc ^ (w as u32);
-            let hi = (w >> 32) as u32;
-            crc = t(7, lo)
-                ^ t(6, lo >> 8)
-                ^ t(5, lo >> 16)
-                ^ t(4, lo >> 24)
-                ^ t(3, hi)
-                ^ t(2, hi >> 8)
-                ^ t(1, hi >> 16)
-                ^ t(0, hi >> 24);
-        }
-        for &b in chunks.remainder() {
-            crc = (crc >> 8) ^ t(0, crc ^ u32::from(b));
-        }
-        crc
-    }
 }
 
 /// The inode fields the hot paths use.
