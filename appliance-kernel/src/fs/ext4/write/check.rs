@@ -6,6 +6,7 @@
 //! with the feature named, before a single byte is written.
 
 use crate::block::SharedDevice;
+use crate::fs::crc32c::update as crc32c;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -141,18 +142,6 @@ fn names(bits: u32, table: &[(u32, &str)]) -> String {
         out.push(format!("unknown {rest:#x}"));
     }
     out.join(", ")
-}
-
-/// crc32c (Castagnoli), bitwise: only the 1 KiB superblock goes through it.
-fn crc32c(mut crc: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0x82F6_3B78 & mask);
-        }
-    }
-    crc
 }
 
 /// Reads and validates the superblock; refuses what skiff cannot write safely.
